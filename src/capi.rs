@@ -1,0 +1,209 @@
+//! The `extern "C"` entry points. Each one guards panics, turns NULL
+//! pointers into statuses, calls the core and reports the outcome; none has
+//! logic of its own.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ptr;
+
+use crate::abi::{
+    ArrowArray, ArrowDeviceArray, ArrowSchema, DLManagedTensor, DLManagedTensorVersioned,
+};
+use crate::error::{ArrowDlpackError, Error, Status, err};
+use crate::export;
+
+/// Runs `$body` (a `Result`) behind a panic guard, reports the outcome into
+/// `$error` (which may be NULL) and returns the value, or `$failed`.
+macro_rules! ffi_boundary {
+    ($name:literal, $error:expr, $failed:expr, $body:expr) => {{
+        let error: *mut ArrowDlpackError = $error;
+        match catch_unwind(AssertUnwindSafe(|| $body)) {
+            Ok(Ok(value)) => {
+                // SAFETY: `error` is NULL or caller-provided writable storage.
+                unsafe { report(error, None) };
+                value
+            }
+            Ok(Err(e)) => {
+                // SAFETY: as above.
+                unsafe { report(error, Some(&e)) };
+                $failed
+            }
+            Err(_) => {
+                let e = err!(
+                    ARROW_DLPACK_INTERNAL_ERROR,
+                    "panic in {}; please report this bug",
+                    $name
+                );
+                // SAFETY: as above.
+                unsafe { report(error, Some(&e)) };
+                $failed
+            }
+        }
+    }};
+}
+
+/// Writes the outcome of a call, through raw pointers: the caller's struct
+/// may hold any bytes, including a status value Rust does not know.
+///
+/// # Safety
+/// `error` is NULL or valid for writes of an `ArrowDlpackError`.
+unsafe fn report(error: *mut ArrowDlpackError, outcome: Option<&Error>) {
+    if error.is_null() {
+        return;
+    }
+    match outcome {
+        // SAFETY: valid for writes (caller's contract).
+        None => unsafe {
+            (&raw mut (*error).status).write(Status::ARROW_DLPACK_OK);
+            (&raw mut (*error).message).cast::<c_char>().write(0);
+        },
+        // SAFETY: as above; a fresh value is written whole.
+        Some(e) => unsafe {
+            let mut out = ArrowDlpackError {
+                status: e.status(),
+                message: [0; 256],
+            };
+            e.write_to(&mut out);
+            error.write(out);
+        },
+    }
+}
+
+/// `ptr` as a reference, or `INVALID_ARGUMENT` naming the parameter.
+///
+/// # Safety
+/// `ptr` is NULL or valid for reads and writes for `'a`.
+unsafe fn arg_mut<'a, T>(ptr: *mut T, name: &str) -> Result<&'a mut T, Error> {
+    // SAFETY: forwarded from the caller.
+    unsafe { ptr.as_mut() }.ok_or_else(|| err!(ARROW_DLPACK_INVALID_ARGUMENT, "{name} is NULL"))
+}
+
+/// `ptr` as a shared reference, or `INVALID_ARGUMENT` naming the parameter.
+///
+/// # Safety
+/// `ptr` is NULL or valid for reads for `'a`.
+unsafe fn arg<'a, T>(ptr: *const T, name: &str) -> Result<&'a T, Error> {
+    // SAFETY: forwarded from the caller.
+    unsafe { ptr.as_ref() }.ok_or_else(|| err!(ARROW_DLPACK_INVALID_ARGUMENT, "{name} is NULL"))
+}
+
+/// Shares a host Arrow array as a legacy (pre-1.0) DLPack tensor, without
+/// copying.
+///
+/// `array` must be a valid, unreleased host array; `schema` its type:
+/// a fixed-width number (`c C s S i I l L e f g`), or a `fixed_size_list`
+/// (`+w:N`, nested to any depth) of one, without nulls.
+///
+/// On success returns the tensor and **moves** the array into it:
+/// `array->release` becomes NULL and the caller must not release it. The
+/// tensor's `deleter` releases the array exactly once; call it from any
+/// thread. `data` points at the first element (`byte_offset` is 0), `shape`
+/// and `strides` (in elements) are never NULL, the device is `{kDLCPU, 0}`;
+/// an array without elements has `data` NULL.
+///
+/// On failure returns NULL; `array` is left byte-for-byte as it was and
+/// still belongs to the caller. `schema` is only read, never released.
+///
+/// Statuses: `INVALID_ARGUMENT` (a NULL or released argument),
+/// `INVALID_ARROW`, `HAS_NULLS`, `UNSUPPORTED_TYPE`, `UNSUPPORTED_LAYOUT`,
+/// `OUT_OF_MEMORY`, `INTERNAL_ERROR`. `error` may be NULL.
+///
+/// Thread safety: may be called concurrently on different arrays.
+///
+/// # Safety
+/// Pointers are NULL or valid; the structs follow the C Data Interface.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_export(
+    array: *mut ArrowArray,
+    schema: *const ArrowSchema,
+    error: *mut ArrowDlpackError,
+) -> *mut DLManagedTensor {
+    ffi_boundary!("arrow_dlpack_export", error, ptr::null_mut(), {
+        // SAFETY: NULL or valid, per the caller's contract.
+        let (array, schema) = unsafe { (arg_mut(array, "array")?, arg(schema, "schema")?) };
+        // SAFETY: as above.
+        unsafe { export::export::<DLManagedTensor>(array, schema) }.map(|t| t.as_ptr())
+    })
+}
+
+/// Shares a host Arrow array as a DLPack 1.3 versioned tensor, without
+/// copying. As `arrow_dlpack_export`, and: `version` is `{1, 3}` and
+/// `flags` is `DLPACK_FLAG_BITMASK_READ_ONLY` (Arrow buffers are immutable
+/// and may be shared; consumers must not write).
+///
+/// # Safety
+/// Pointers are NULL or valid; the structs follow the C Data Interface.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_export_versioned(
+    array: *mut ArrowArray,
+    schema: *const ArrowSchema,
+    error: *mut ArrowDlpackError,
+) -> *mut DLManagedTensorVersioned {
+    ffi_boundary!("arrow_dlpack_export_versioned", error, ptr::null_mut(), {
+        // SAFETY: NULL or valid, per the caller's contract.
+        let (array, schema) = unsafe { (arg_mut(array, "array")?, arg(schema, "schema")?) };
+        // SAFETY: as above.
+        unsafe { export::export::<DLManagedTensorVersioned>(array, schema) }.map(|t| t.as_ptr())
+    })
+}
+
+/// Shares an Arrow device array as a DLPack 1.3 versioned tensor on the
+/// same device, without copying and without ever dereferencing device
+/// memory.
+///
+/// As `arrow_dlpack_export_versioned`, and: the device type maps to the
+/// DLPack device type of the same number (the CPU's `device_id` -1 becomes
+/// 0); an unknown null count with a validity bitmap on a device that is not
+/// host-readable is `UNSUPPORTED_DEVICE`, never a read. On success the
+/// inner `array->array` is moved (its `release` becomes NULL) and, when
+/// `sync_event` is not NULL, `*sync_event` receives the array's
+/// `sync_event`: the consumer must wait on it before reading the data; it
+/// stays valid until the tensor is deleted. On failure `*sync_event` is
+/// set to NULL and `array` is untouched.
+///
+/// # Safety
+/// Pointers are NULL or valid; the structs follow the C Device Data
+/// Interface.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_export_device(
+    array: *mut ArrowDeviceArray,
+    schema: *const ArrowSchema,
+    sync_event: *mut *mut c_void,
+    error: *mut ArrowDlpackError,
+) -> *mut DLManagedTensorVersioned {
+    let result = ffi_boundary!(
+        "arrow_dlpack_export_device",
+        error,
+        (ptr::null_mut(), ptr::null_mut()),
+        {
+            // SAFETY: NULL or valid, per the caller's contract.
+            let (array, schema) = unsafe { (arg_mut(array, "array")?, arg(schema, "schema")?) };
+            // SAFETY: as above.
+            unsafe { export::export_device(array, schema) }.map(|(t, event)| (t.as_ptr(), event))
+        }
+    );
+    if !sync_event.is_null() {
+        // SAFETY: non-NULL out-parameter, valid for writes (contract).
+        unsafe { sync_event.write(result.1) };
+    }
+    result.0
+}
+
+/// The library's version, `"MAJOR.MINOR.PATCH"`: a static string.
+#[unsafe(no_mangle)]
+pub extern "C" fn arrow_dlpack_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// A static description of a status. Accepts any integer, since values
+/// arrive from C and other runtimes: one that is not an `ArrowDlpackStatus`
+/// gives `"unknown status"`. (The parameter is an `int` rather than the enum
+/// so that an out-of-range value is well-defined on the Rust side; C and
+/// C++ pass an `ArrowDlpackStatus` to it unchanged.)
+#[unsafe(no_mangle)]
+pub extern "C" fn arrow_dlpack_status_string(status: c_int) -> *const c_char {
+    match Status::from_raw(status) {
+        Some(s) => s.description().as_ptr(),
+        None => c"unknown status".as_ptr(),
+    }
+}

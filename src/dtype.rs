@@ -1,0 +1,287 @@
+//! The one type table: Arrow format <-> DLPack dtype, and the names and
+//! hints used in error messages for every other Arrow format.
+
+use std::fmt;
+
+use crate::abi::{DLDataType, K_DL_FLOAT, K_DL_INT, K_DL_UINT};
+use crate::error::{Error, err};
+
+/// A type that both Arrow and DLPack represent identically in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DType {
+    /// The Arrow format string (one character).
+    pub format: u8,
+    /// The DLPack dtype, lanes 1.
+    pub dl: DLDataType,
+    /// Arrow's name for the type.
+    pub name: &'static str,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub const fn width(&self) -> usize {
+        self.dl.bits as usize / 8
+    }
+}
+
+const fn dtype(format: u8, code: u8, bits: u8, name: &'static str) -> DType {
+    DType {
+        format,
+        dl: DLDataType {
+            code,
+            bits,
+            lanes: 1,
+        },
+        name,
+    }
+}
+
+/// Every type shared without a copy, both directions.
+pub const TABLE: [DType; 11] = [
+    dtype(b'c', K_DL_INT, 8, "int8"),
+    dtype(b'C', K_DL_UINT, 8, "uint8"),
+    dtype(b's', K_DL_INT, 16, "int16"),
+    dtype(b'S', K_DL_UINT, 16, "uint16"),
+    dtype(b'i', K_DL_INT, 32, "int32"),
+    dtype(b'I', K_DL_UINT, 32, "uint32"),
+    dtype(b'l', K_DL_INT, 64, "int64"),
+    dtype(b'L', K_DL_UINT, 64, "uint64"),
+    dtype(b'e', K_DL_FLOAT, 16, "float16"),
+    dtype(b'f', K_DL_FLOAT, 32, "float32"),
+    dtype(b'g', K_DL_FLOAT, 64, "float64"),
+];
+
+/// The table entry for a DLPack dtype, if Arrow has the same type.
+pub fn from_dlpack(dl: DLDataType) -> Option<&'static DType> {
+    TABLE.iter().find(|t| t.dl == dl)
+}
+
+/// What a format string describes, as far as export is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A fixed-width number: shared as is.
+    Primitive(&'static DType),
+    /// `+w:N`: rows of `N` child elements.
+    FixedSizeList(i64),
+}
+
+/// Formats that are valid Arrow but have no DLPack equivalent, with a name
+/// and, where one exists, what the user can do instead.
+const UNSUPPORTED: &[(&[u8], &str)] = &[
+    (b"n", "null"),
+    (b"b", "boolean: bit-packed, needs a copy"),
+    (b"z", "binary"),
+    (b"Z", "large binary"),
+    (b"vz", "binary view"),
+    (b"u", "utf8"),
+    (b"U", "large utf8"),
+    (b"vu", "utf8 view"),
+    (b"tdD", "date32: cast to its integer storage"),
+    (b"tdm", "date64: cast to its integer storage"),
+    (b"tts", "time32[s]: cast to its integer storage"),
+    (b"ttm", "time32[ms]: cast to its integer storage"),
+    (b"ttu", "time64[us]: cast to its integer storage"),
+    (b"ttn", "time64[ns]: cast to its integer storage"),
+    (b"tDs", "duration[s]: cast to its integer storage"),
+    (b"tDm", "duration[ms]: cast to its integer storage"),
+    (b"tDu", "duration[us]: cast to its integer storage"),
+    (b"tDn", "duration[ns]: cast to its integer storage"),
+    (b"tiM", "interval[months]: cast to its integer storage"),
+    (b"tiD", "interval[day_time]"),
+    (b"tin", "interval[month_day_nano]"),
+    (b"+l", "list"),
+    (b"+L", "large list"),
+    (b"+vl", "list view"),
+    (b"+vL", "large list view"),
+    (b"+s", "struct"),
+    (b"+m", "map"),
+    (b"+r", "run-end encoded"),
+];
+
+/// Formats that take a parameter after the prefix (`tss:UTC`, `w:16`, ...):
+/// prefix, name, whether the parameter may be empty (a timestamp without a
+/// time zone is `tss:`).
+const UNSUPPORTED_PREFIXED: &[(&[u8], &str, bool)] = &[
+    (b"tss:", "timestamp[s]: cast to its integer storage", true),
+    (b"tsm:", "timestamp[ms]: cast to its integer storage", true),
+    (b"tsu:", "timestamp[us]: cast to its integer storage", true),
+    (b"tsn:", "timestamp[ns]: cast to its integer storage", true),
+    (b"w:", "fixed-size binary", false),
+    (b"d:", "decimal", false),
+    (b"+ud:", "dense union", false),
+    (b"+us:", "sparse union", false),
+];
+
+const FIXED_SIZE_LIST: &[u8] = b"+w:";
+
+/// Classifies a format string: a supported type, or an error that names it.
+///
+/// Unknown formats and strict prefixes of a known format (`"t"`, `"+w"`)
+/// are `INVALID_ARROW`; valid formats without a DLPack equivalent are
+/// `UNSUPPORTED_TYPE` with a hint.
+pub fn classify(format: &[u8]) -> Result<Format, Error> {
+    if let [c] = format {
+        if let Some(t) = TABLE.iter().find(|t| t.format == *c) {
+            return Ok(Format::Primitive(t));
+        }
+    }
+    if let Some(size) = format.strip_prefix(FIXED_SIZE_LIST) {
+        return match parse_count(size) {
+            Some(n) => Ok(Format::FixedSizeList(n)),
+            None => Err(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "malformed format '{}': the list size must be a non-negative integer",
+                Shown(format)
+            )),
+        };
+    }
+    if let Some((_, what)) = UNSUPPORTED.iter().find(|(f, _)| *f == format) {
+        return Err(unsupported(format, what));
+    }
+    if let Some((_, what, _)) = UNSUPPORTED_PREFIXED.iter().find(|(p, _, may_be_empty)| {
+        format.starts_with(p) && (*may_be_empty || format.len() > p.len())
+    }) {
+        return Err(unsupported(format, what));
+    }
+    let is_truncated = UNSUPPORTED
+        .iter()
+        .map(|(f, _)| *f)
+        .chain(UNSUPPORTED_PREFIXED.iter().map(|(p, _, _)| *p))
+        .chain([FIXED_SIZE_LIST])
+        .any(|f| f.len() >= format.len() && f.starts_with(format));
+    if format.is_empty() {
+        Err(err!(ARROW_DLPACK_INVALID_ARROW, "empty format string"))
+    } else if is_truncated {
+        Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "truncated format '{}'",
+            Shown(format)
+        ))
+    } else {
+        Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "unknown format '{}'",
+            Shown(format)
+        ))
+    }
+}
+
+fn unsupported(format: &[u8], what: &str) -> Error {
+    err!(
+        ARROW_DLPACK_UNSUPPORTED_TYPE,
+        "unsupported format '{}' ({})",
+        Shown(format),
+        what
+    )
+}
+
+/// A decimal integer without sign or leading garbage, as `i64`.
+fn parse_count(digits: &[u8]) -> Option<i64> {
+    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        digits
+            .iter()
+            .fold(0i64, |n, d| n * 10 + i64::from(d - b'0')),
+    )
+}
+
+/// Displays untrusted bytes (a format string) safely: printable ASCII as
+/// is, anything else escaped, at most 32 bytes.
+pub struct Shown<'a>(pub &'a [u8]);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const LIMIT: usize = 32;
+        for &b in self.0.iter().take(LIMIT) {
+            if b.is_ascii_graphic() || b == b' ' {
+                fmt::Write::write_char(f, b as char)?;
+            } else {
+                write!(f, "\\x{b:02x}")?;
+            }
+        }
+        if self.0.len() > LIMIT {
+            f.write_str("...")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Status;
+
+    #[test]
+    fn every_table_entry_round_trips() {
+        for t in &TABLE {
+            assert_eq!(classify(&[t.format]).unwrap(), Format::Primitive(t));
+            assert_eq!(from_dlpack(t.dl), Some(t));
+            assert_eq!(t.width() * 8, t.dl.bits as usize);
+        }
+    }
+
+    #[test]
+    fn unsupported_formats_are_named_with_a_hint() {
+        let e = classify(b"b").unwrap_err();
+        assert_eq!(e.status(), Status::ARROW_DLPACK_UNSUPPORTED_TYPE);
+        assert_eq!(
+            e.message(),
+            "unsupported format 'b' (boolean: bit-packed, needs a copy)"
+        );
+        let e = classify(b"tsu:Europe/Paris").unwrap_err();
+        assert!(
+            e.message()
+                .contains("timestamp[us]: cast to its integer storage"),
+            "{e}"
+        );
+        let e = classify(b"tss:").unwrap_err();
+        assert_eq!(e.status(), Status::ARROW_DLPACK_UNSUPPORTED_TYPE, "{e}");
+        assert!(classify(b"u").unwrap_err().message().contains("(utf8)"));
+        assert!(
+            classify(b"d:10,2")
+                .unwrap_err()
+                .message()
+                .contains("decimal")
+        );
+    }
+
+    #[test]
+    fn unknown_and_truncated_formats_are_invalid_arrow() {
+        for (format, word) in [
+            (&b"t"[..], "truncated"),
+            (b"ts", "truncated"),
+            (b"tss", "truncated"),
+            (b"+", "truncated"),
+            (b"+w", "truncated"),
+            (b"w:", "truncated"),
+            (b"x", "unknown"),
+            (b"ii", "unknown"),
+            (b"\xff\x01", "unknown"),
+            (b"", "empty"),
+        ] {
+            let e = classify(format).unwrap_err();
+            assert_eq!(e.status(), Status::ARROW_DLPACK_INVALID_ARROW, "{format:?}");
+            assert!(e.message().contains(word), "{format:?}: {e}");
+        }
+        assert!(
+            classify(b"\xff\x01")
+                .unwrap_err()
+                .message()
+                .contains("'\\xff\\x01'")
+        );
+    }
+
+    #[test]
+    fn fixed_size_list_sizes_are_parsed_strictly() {
+        assert_eq!(classify(b"+w:0").unwrap(), Format::FixedSizeList(0));
+        assert_eq!(classify(b"+w:128").unwrap(), Format::FixedSizeList(128));
+        for bad in [&b"+w:-1"[..], b"+w:1x", b"+w: 1", b"+w:9999999999999999999"] {
+            assert_eq!(
+                classify(bad).unwrap_err().status(),
+                Status::ARROW_DLPACK_INVALID_ARROW
+            );
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! The only reader of untrusted Arrow C structs.
+//!
+//! [`read`] walks an `ArrowArray`/`ArrowSchema` pair once, checks every
+//! field it relies on, and returns a [`TensorView`]: dtype, shape, strides,
+//! the first element's address and the device. Every export path starts
+//! from that view; nothing downstream dereferences a raw Arrow pointer.
+//!
+//! Trusted, as the C Data Interface lets a consumer trust them: a non-NULL
+//! pointer points at what its field says, buffers are as long as the
+//! format, length and offset require, and `null_count == 0` means no nulls.
+//! Everything else is validated before it is used.
+
+use std::ffi::{CStr, c_void};
+
+use crate::abi::{
+    ArrowArray, ArrowSchema, DLDataType, DLDevice, K_DL_CPU, K_DL_CUDA_HOST, K_DL_ROCM_HOST,
+};
+use crate::bitmap;
+use crate::dtype::{self, Format, Shown};
+use crate::error::{Error, err};
+
+/// Most dimensions a tensor may have (NumPy 2's limit). Deeper nesting of
+/// `fixed_size_list` is `UNSUPPORTED_LAYOUT`.
+pub const MAX_NDIM: usize = 64;
+
+/// A validated description of the tensor an Arrow array can be shared as.
+#[derive(Debug)]
+pub struct TensorView {
+    pub dtype: DLDataType,
+    /// The first element, or NULL when the tensor has no element.
+    pub data: *mut c_void,
+    pub device: DLDevice,
+    pub dims: Dims,
+}
+
+/// Shape and strides (in elements), stored inline: reading a view never
+/// allocates.
+#[derive(Debug, Clone)]
+pub struct Dims {
+    ndim: usize,
+    shape: [i64; MAX_NDIM],
+    strides: [i64; MAX_NDIM],
+}
+
+impl Dims {
+    fn new() -> Dims {
+        Dims {
+            ndim: 0,
+            shape: [0; MAX_NDIM],
+            strides: [0; MAX_NDIM],
+        }
+    }
+
+    fn push(&mut self, extent: i64) -> Result<(), Error> {
+        if self.ndim == MAX_NDIM {
+            return Err(err!(
+                ARROW_DLPACK_UNSUPPORTED_LAYOUT,
+                "more than {MAX_NDIM} nested fixed_size_list levels; DLPack consumers allow at most {MAX_NDIM} dimensions"
+            ));
+        }
+        self.shape[self.ndim] = extent;
+        self.ndim += 1;
+        Ok(())
+    }
+
+    /// Row-major strides for the shape pushed so far.
+    fn set_row_major_strides(&mut self) {
+        let mut stride = 1i64;
+        for d in (0..self.ndim).rev() {
+            self.strides[d] = stride;
+            // Cannot overflow: the product of all extents is checked against
+            // the buffer size before this is called.
+            stride = stride.saturating_mul(self.shape[d]);
+        }
+    }
+
+    pub fn ndim(&self) -> usize {
+        self.ndim
+    }
+
+    pub fn shape(&self) -> &[i64] {
+        &self.shape[..self.ndim]
+    }
+
+    pub fn strides(&self) -> &[i64] {
+        &self.strides[..self.ndim]
+    }
+}
+
+/// Where the buffers live, as far as reading them is concerned.
+#[derive(Debug, Clone, Copy)]
+pub struct Location {
+    pub device: DLDevice,
+}
+
+impl Location {
+    pub const CPU: Location = Location {
+        device: DLDevice {
+            device_type: K_DL_CPU,
+            device_id: 0,
+        },
+    };
+
+    /// Whether this process may dereference the buffers.
+    fn is_host_readable(self) -> bool {
+        matches!(
+            self.device.device_type,
+            K_DL_CPU | K_DL_CUDA_HOST | K_DL_ROCM_HOST
+        )
+    }
+}
+
+/// Validates `array`/`schema` and describes the tensor they can be shared as.
+///
+/// # Safety
+///
+/// `array` and `schema` must be valid for reads and follow the C Data
+/// Interface as far as it is trusted (see the module documentation).
+pub unsafe fn read(
+    array: &ArrowArray,
+    schema: &ArrowSchema,
+    location: Location,
+) -> Result<TensorView, Error> {
+    if schema.release.is_none() {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "schema is released (schema.release is NULL)"
+        ));
+    }
+    if array.release.is_none() {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "array is released (array.release is NULL)"
+        ));
+    }
+    let mut dims = Dims::new();
+    let mut level = Level {
+        array,
+        schema,
+        depth: 0,
+    };
+    // The range of the current level's elements that the tensor covers, in
+    // the level's logical index space (before its own `offset`).
+    let (mut start, mut count) = (0i64, array.length);
+    loop {
+        // SAFETY: the caller guarantees the top-level structs; each child
+        // pointer was checked non-NULL before `Level::child` made it a level.
+        let format = unsafe { level.format() }?;
+        let checked =
+            unsafe { level.check_common(start, count, location) }.map_err(|e| level.locate(e))?;
+        if level.depth == 0 {
+            dims.push(array.length)?;
+        }
+        match format {
+            Format::Primitive(t) => {
+                // SAFETY: as above.
+                let data = unsafe { level.values(t, checked.first, count) }
+                    .map_err(|e| level.locate(e))?;
+                dims.set_row_major_strides();
+                return Ok(TensorView {
+                    dtype: t.dl,
+                    data,
+                    device: location.device,
+                    dims,
+                });
+            }
+            Format::FixedSizeList(size) => {
+                dims.push(size)?;
+                // SAFETY: as above.
+                let child = unsafe { level.child(size, checked.first, count) }
+                    .map_err(|e| level.locate(e))?;
+                (start, count) = (child.start, child.count);
+                level = child.level;
+            }
+        }
+    }
+}
+
+/// One level of a (possibly nested) array and its schema.
+struct Level<'a> {
+    array: &'a ArrowArray,
+    schema: &'a ArrowSchema,
+    depth: usize,
+}
+
+/// What `check_common` established about a level.
+struct Checked {
+    /// Physical index of the first element the tensor covers.
+    first: i64,
+}
+
+/// The child level and the range of it that a list level covers.
+struct ChildRange<'a> {
+    level: Level<'a>,
+    start: i64,
+    count: i64,
+}
+
+impl<'a> Level<'a> {
+    /// Prefixes errors found below the top level with where they were found.
+    fn locate(&self, e: Error) -> Error {
+        match self.depth {
+            0 => e,
+            // "child 0", "child 0.0", ...: the path of child indices.
+            d => e.context(format_args!("child 0{}", ".0".repeat(d - 1))),
+        }
+    }
+
+    /// # Safety
+    /// `self.schema` is a valid `ArrowSchema` (its `format` NULL or a C string).
+    unsafe fn format(&self) -> Result<Format, Error> {
+        if self.schema.format.is_null() {
+            return Err(self.locate(err!(ARROW_DLPACK_INVALID_ARROW, "schema.format is NULL")));
+        }
+        // SAFETY: non-NULL, and the C Data Interface requires a
+        // NUL-terminated string.
+        let format = unsafe { CStr::from_ptr(self.schema.format) }.to_bytes();
+        let parsed = dtype::classify(format).map_err(|e| self.locate(e))?;
+        if !self.schema.dictionary.is_null() {
+            return Err(self.locate(err!(
+                ARROW_DLPACK_UNSUPPORTED_TYPE,
+                "unsupported dictionary-encoded array (indices '{}'): decode it first",
+                Shown(format)
+            )));
+        }
+        let expected_children = match parsed {
+            Format::Primitive(_) => 0,
+            Format::FixedSizeList(_) => 1,
+        };
+        if self.schema.n_children != expected_children {
+            return Err(self.locate(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "schema.n_children is {}, format '{}' has {}",
+                self.schema.n_children,
+                Shown(format),
+                expected_children
+            )));
+        }
+        let n_buffers = match parsed {
+            Format::Primitive(_) => 2,
+            Format::FixedSizeList(_) => 1,
+        };
+        let a = self.array;
+        if a.n_buffers != n_buffers {
+            return Err(self.locate(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "array.n_buffers is {}, format '{}' has {}",
+                a.n_buffers,
+                Shown(format),
+                n_buffers
+            )));
+        }
+        if a.n_children != expected_children {
+            return Err(self.locate(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "array.n_children is {}, format '{}' has {}",
+                a.n_children,
+                Shown(format),
+                expected_children
+            )));
+        }
+        if !a.dictionary.is_null() {
+            return Err(self.locate(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "array.dictionary is set but the schema has no dictionary"
+            )));
+        }
+        Ok(parsed)
+    }
+
+    /// Checks length, offset, buffers and nulls over the covered range
+    /// `[start, start + count)` of this level (logical indices).
+    ///
+    /// # Safety
+    /// `self.array` is valid; its validity buffer, when not NULL, covers
+    /// `offset + length` bits (trusted, as the specification says).
+    unsafe fn check_common(
+        &self,
+        start: i64,
+        count: i64,
+        location: Location,
+    ) -> Result<Checked, Error> {
+        let a = self.array;
+        if a.length < 0 {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "array.length is negative ({})",
+                a.length
+            ));
+        }
+        if a.offset < 0 {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "array.offset is negative ({})",
+                a.offset
+            ));
+        }
+        if a.null_count < -1 {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "array.null_count is {}; it must be -1 (unknown) or a count",
+                a.null_count
+            ));
+        }
+        if a.buffers.is_null() {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "array.buffers is NULL with n_buffers {}",
+                a.n_buffers
+            ));
+        }
+        // Ranges are computed in i64 with overflow checks: every later
+        // pointer offset is derived from them.
+        let end = start.checked_add(count);
+        if end.is_none_or(|end| end > a.length) {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "array.length is {}, the parent needs {} elements from {}",
+                a.length,
+                count,
+                start
+            ));
+        }
+        let Some(first) = a.offset.checked_add(start) else {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "array.offset {} + {} overflows",
+                a.offset,
+                start
+            ));
+        };
+        if first.checked_add(count).is_none() {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "array.offset {} + length {} overflows",
+                first,
+                count
+            ));
+        }
+        // SAFETY: `buffers` is non-NULL and has `n_buffers >= 1` entries
+        // (checked against the format by `format`).
+        let validity = unsafe { *a.buffers };
+        let readable = location.is_host_readable();
+        match a.null_count {
+            0 => {}
+            n if n > 0 && validity.is_null() => {
+                return Err(err!(
+                    ARROW_DLPACK_INVALID_ARROW,
+                    "array.null_count is {n} but buffers[0] (validity) is NULL"
+                ));
+            }
+            // A child's count covers all of it, not only the covered range:
+            // count that range where the bitmap may be read.
+            n if n > 0 && (self.depth == 0 || !readable) => {
+                return Err(err!(
+                    ARROW_DLPACK_HAS_NULLS,
+                    "array has {n} nulls; DLPack cannot represent missing values"
+                ));
+            }
+            -1 if validity.is_null() => {}
+            -1 if !readable => {
+                return Err(err!(
+                    ARROW_DLPACK_UNSUPPORTED_DEVICE,
+                    "array.null_count is -1 (unknown) and the validity bitmap is in device memory \
+                     (device type {}), which is never read: compute the null count on the device",
+                    location.device.device_type
+                ));
+            }
+            _ => {
+                let (first, count) = (first as usize, count as usize);
+                let bytes = (first + count).div_ceil(8);
+                // SAFETY: non-NULL, host-readable, and the producer
+                // guarantees `offset + length` bits; `first + count` is
+                // within that (checked above).
+                let bitmap = unsafe { std::slice::from_raw_parts(validity.cast::<u8>(), bytes) };
+                let nulls = count - bitmap::count_set_bits(bitmap, first, count);
+                if nulls > 0 {
+                    return Err(err!(
+                        ARROW_DLPACK_HAS_NULLS,
+                        "array has {nulls} nulls (counted in its validity bitmap); DLPack cannot represent missing values"
+                    ));
+                }
+            }
+        }
+        Ok(Checked { first })
+    }
+
+    /// The address of element `first` of the values buffer.
+    ///
+    /// # Safety
+    /// `self.array.buffers` has two entries (checked by `format`).
+    unsafe fn values(
+        &self,
+        t: &dtype::DType,
+        first: i64,
+        count: i64,
+    ) -> Result<*mut c_void, Error> {
+        // SAFETY: two entries, see above.
+        let values = unsafe { *self.array.buffers.add(1) };
+        let width = t.width() as i64;
+        let byte_end = first
+            .checked_add(count)
+            .and_then(|end| end.checked_mul(width));
+        if byte_end.is_none_or(|end| end > isize::MAX as i64) {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "(array.offset + array.length) * {width} bytes overflows: offset {first}, length {count}"
+            ));
+        }
+        if count == 0 {
+            return Ok(std::ptr::null_mut());
+        }
+        if values.is_null() {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "buffers[1] (values) is NULL with length {count}"
+            ));
+        }
+        // `wrapping_add`: the address may be device memory this process
+        // cannot see; the offset is in bounds of the producer's buffer.
+        Ok(values
+            .cast::<u8>()
+            .wrapping_add((first * width) as usize)
+            .cast_mut()
+            .cast())
+    }
+
+    /// The child of a `+w:size` level and the range of it the tensor covers.
+    ///
+    /// # Safety
+    /// `self.schema.children`/`self.array.children` have one entry each
+    /// (checked by `format`), NULL or valid.
+    unsafe fn child(&self, size: i64, first: i64, count: i64) -> Result<ChildRange<'a>, Error> {
+        let (Some(start), Some(child_count)) = (first.checked_mul(size), count.checked_mul(size))
+        else {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "fixed_size_list of size {size}: (offset {first} + length {count}) * size overflows"
+            ));
+        };
+        if self.schema.children.is_null() || self.array.children.is_null() {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "children is NULL with n_children 1"
+            ));
+        }
+        // SAFETY: one entry each, see above.
+        let (schema, array) = unsafe { (*self.schema.children, *self.array.children) };
+        // SAFETY: non-NULL entries point at valid structs (trusted).
+        let (Some(schema), Some(array)) = (unsafe { schema.as_ref() }, unsafe { array.as_ref() })
+        else {
+            return Err(err!(ARROW_DLPACK_INVALID_ARROW, "children[0] is NULL"));
+        };
+        Ok(ChildRange {
+            level: Level {
+                array,
+                schema,
+                depth: self.depth + 1,
+            },
+            start,
+            count: child_count,
+        })
+    }
+}
