@@ -1,0 +1,190 @@
+//! Test fixtures: Arrow C structs built by hand (for malformed input and
+//! exact control of every field) and by arrow-rs (for real arrays).
+
+#![allow(dead_code)]
+
+use std::ffi::{CString, c_void};
+use std::ptr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arrow_dlpack::abi::{ArrowArray, ArrowSchema};
+use arrow_dlpack::error::{ArrowDlpackError, Status};
+
+/// A hand-built array: every field is public, buffers are owned here, and
+/// the release callback counts its calls.
+pub struct Raw {
+    pub array: Box<ArrowArray>,
+    pub schema: Box<ArrowSchema>,
+    pub buffers: Box<[*const c_void]>,
+    pub releases: Arc<AtomicUsize>,
+    format: CString,
+    metadata: Vec<u8>,
+    storage: Vec<Vec<u64>>,
+    children: Vec<Raw>,
+    child_arrays: Box<[*mut ArrowArray]>,
+    child_schemas: Box<[*mut ArrowSchema]>,
+}
+
+unsafe extern "C" fn release_array(array: *mut ArrowArray) {
+    // SAFETY: called by the consumer on an array made by `Raw`.
+    unsafe {
+        let counter = Box::from_raw((*array).private_data.cast::<Arc<AtomicUsize>>());
+        counter.fetch_add(1, Ordering::SeqCst);
+        (*array).release = None;
+    }
+}
+
+unsafe extern "C" fn release_schema(schema: *mut ArrowSchema) {
+    // SAFETY: called on a schema made by `Raw`.
+    unsafe { (*schema).release = None };
+}
+
+impl Raw {
+    /// An array of `format` with the given buffers (`None` = NULL pointer).
+    pub fn new(format: &str, length: i64, buffers: Vec<Option<Vec<u8>>>) -> Raw {
+        let format = CString::new(format).unwrap();
+        let mut storage = Vec::new();
+        let mut pointers = Vec::new();
+        for b in buffers {
+            match b {
+                None => pointers.push(ptr::null()),
+                Some(bytes) => {
+                    // Stored as u64 words: 8-byte aligned, like Arrow buffers.
+                    let mut words = vec![0u64; bytes.len().div_ceil(8).max(1)];
+                    // SAFETY: `words` has at least `bytes.len()` bytes.
+                    unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), words.as_mut_ptr().cast(), bytes.len()) };
+                    pointers.push(words.as_ptr().cast());
+                    storage.push(words);
+                }
+            }
+        }
+        let mut buffers = pointers.into_boxed_slice();
+        let releases = Arc::new(AtomicUsize::new(0));
+        let array = Box::new(ArrowArray {
+            length,
+            null_count: 0,
+            offset: 0,
+            n_buffers: buffers.len() as i64,
+            n_children: 0,
+            buffers: buffers.as_mut_ptr(),
+            children: ptr::null_mut(),
+            dictionary: ptr::null_mut(),
+            release: Some(release_array),
+            private_data: Box::into_raw(Box::new(releases.clone())).cast(),
+        });
+        let schema = Box::new(ArrowSchema {
+            format: format.as_ptr(),
+            name: ptr::null(),
+            metadata: ptr::null(),
+            flags: 0,
+            n_children: 0,
+            children: ptr::null_mut(),
+            dictionary: ptr::null_mut(),
+            release: Some(release_schema),
+            private_data: ptr::null_mut(),
+        });
+        Raw {
+            array,
+            schema,
+            buffers,
+            releases,
+            format,
+            metadata: Vec::new(),
+            storage,
+            children: Vec::new(),
+            child_arrays: Box::new([]),
+            child_schemas: Box::new([]),
+        }
+    }
+
+    /// A primitive array of little-endian values.
+    pub fn primitive<T: Copy>(format: &str, values: &[T]) -> Raw {
+        let bytes =
+            // SAFETY: plain numbers, read as bytes.
+            unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values)) };
+        Raw::new(format, values.len() as i64, vec![None, Some(bytes.to_vec())])
+    }
+
+    /// A `+w:size` array of `length` rows over `child`.
+    pub fn fixed_size_list(size: i64, length: i64, child: Raw) -> Raw {
+        let mut parent = Raw::new(&format!("+w:{size}"), length, vec![None]);
+        parent.children.push(child);
+        parent.link_children();
+        parent
+    }
+
+    fn link_children(&mut self) {
+        self.child_arrays = self.children.iter_mut().map(|c| &mut *c.array as *mut ArrowArray).collect();
+        self.child_schemas = self.children.iter_mut().map(|c| &mut *c.schema as *mut ArrowSchema).collect();
+        self.array.n_children = self.children.len() as i64;
+        self.schema.n_children = self.children.len() as i64;
+        self.array.children = self.child_arrays.as_mut_ptr();
+        self.schema.children = self.child_schemas.as_mut_ptr();
+    }
+
+    pub fn child(&mut self, i: usize) -> &mut Raw {
+        &mut self.children[i]
+    }
+
+    /// Sets the validity bitmap (LSB-first bits).
+    pub fn set_validity(&mut self, bits: &[bool], null_count: i64) {
+        let mut bytes = vec![0u8; bits.len().div_ceil(8)];
+        for (i, &b) in bits.iter().enumerate() {
+            bytes[i / 8] |= (b as u8) << (i % 8);
+        }
+        let mut words = vec![0u64; bytes.len().div_ceil(8).max(1)];
+        // SAFETY: `words` is large enough.
+        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), words.as_mut_ptr().cast(), bytes.len()) };
+        self.buffers[0] = words.as_ptr().cast();
+        self.storage.push(words);
+        self.array.null_count = null_count;
+    }
+
+    /// Sets the schema's raw metadata bytes.
+    pub fn set_metadata(&mut self, bytes: Vec<u8>) {
+        self.metadata = bytes;
+        self.schema.metadata = self.metadata.as_ptr().cast();
+    }
+
+    pub fn array_ptr(&mut self) -> *mut ArrowArray {
+        &mut *self.array
+    }
+
+    pub fn schema_ptr(&self) -> *const ArrowSchema {
+        &*self.schema
+    }
+
+    pub fn release_count(&self) -> usize {
+        self.releases.load(Ordering::SeqCst)
+    }
+
+    /// The array struct's bytes, to prove a failed call left it as it was.
+    pub fn array_bytes(&self) -> Vec<u8> {
+        struct_bytes(&*self.array)
+    }
+}
+
+impl Drop for Raw {
+    fn drop(&mut self) {
+        if let Some(release) = self.array.release {
+            // SAFETY: our own callback on our own array.
+            unsafe { release(&mut *self.array) };
+        }
+    }
+}
+
+pub fn struct_bytes<T>(value: &T) -> Vec<u8> {
+    // SAFETY: reading the bytes of a live value (all our structs are
+    // pointer/integer fields without padding).
+    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), std::mem::size_of::<T>()).to_vec() }
+}
+
+pub fn new_error() -> ArrowDlpackError {
+    ArrowDlpackError { status: Status::ARROW_DLPACK_INTERNAL_ERROR, message: [0x55; 256] }
+}
+
+pub fn message(error: &ArrowDlpackError) -> String {
+    // SAFETY: the library NUL-terminates the message.
+    unsafe { std::ffi::CStr::from_ptr(error.message.as_ptr()) }.to_string_lossy().into_owned()
+}
