@@ -1,1 +1,143 @@
-fn main() {}
+//! Export costs, each against a baseline measured in the same run:
+//!
+//! - `export_cycle/*`: export + delete of one tensor, against allocating a
+//!   context of the same size, calling the array's release and freeing it
+//!   (the least any owning export could do).
+//! - `null_scan/*`: counting an unknown null count, against a plain read of
+//!   the same bitmap.
+//!
+//! `python3 benches/report.py` turns the results into the README's table.
+
+use std::alloc::{Layout, alloc, dealloc};
+use std::ffi::c_void;
+use std::hint::black_box;
+use std::ptr;
+
+use arrow_dlpack::abi::{ArrowArray, ArrowSchema, DLManagedTensorVersioned};
+use arrow_dlpack::bitmap::count_set_bits;
+use arrow_dlpack::capi::arrow_dlpack_export_versioned;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
+unsafe extern "C" fn release_array(array: *mut ArrowArray) {
+    // SAFETY: called once on a live array.
+    unsafe { (*array).release = None };
+}
+
+unsafe extern "C" fn release_schema(schema: *mut ArrowSchema) {
+    // SAFETY: as above.
+    unsafe { (*schema).release = None };
+}
+
+fn schema(format: &'static std::ffi::CStr, children: *mut *mut ArrowSchema) -> ArrowSchema {
+    ArrowSchema {
+        format: format.as_ptr(),
+        name: ptr::null(),
+        metadata: ptr::null(),
+        flags: 0,
+        n_children: !children.is_null() as i64,
+        children,
+        dictionary: ptr::null_mut(),
+        release: Some(release_schema),
+        private_data: ptr::null_mut(),
+    }
+}
+
+fn array(length: i64, buffers: &mut [*const c_void], children: *mut *mut ArrowArray) -> ArrowArray {
+    ArrowArray {
+        length,
+        null_count: 0,
+        offset: 0,
+        n_buffers: buffers.len() as i64,
+        n_children: !children.is_null() as i64,
+        buffers: buffers.as_mut_ptr(),
+        children,
+        dictionary: ptr::null_mut(),
+        release: Some(release_array),
+        private_data: ptr::null_mut(),
+    }
+}
+
+/// One export + delete.
+fn cycle(template: &ArrowArray, schema: &ArrowSchema) {
+    // SAFETY: a bitwise copy of a template whose release only clears itself.
+    let mut a = unsafe { ptr::read(template) };
+    // SAFETY: valid structs.
+    let t = unsafe { arrow_dlpack_export_versioned(&mut a, schema, ptr::null_mut()) };
+    assert!(!t.is_null());
+    // SAFETY: a live tensor, deleted once.
+    unsafe { ((*t).deleter.unwrap())(black_box(t)) };
+}
+
+/// The baseline: allocate a context as large as our owner (tensor, array,
+/// ndim, shape and strides), release the array, free.
+fn baseline(template: &ArrowArray, ndim: usize) {
+    let layout = Layout::from_size_align(
+        size_of::<DLManagedTensorVersioned>() + size_of::<ArrowArray>() + 8 + 16 * ndim,
+        8,
+    )
+    .unwrap();
+    // SAFETY: non-zero size.
+    let ctx = black_box(unsafe { alloc(layout) });
+    assert!(!ctx.is_null());
+    // SAFETY: a bitwise copy of the template, released once.
+    let mut a = unsafe { ptr::read(template) };
+    // SAFETY: as above.
+    unsafe { (a.release.unwrap())(&mut a) };
+    // SAFETY: allocated above with this layout.
+    unsafe { dealloc(ctx, layout) };
+}
+
+fn export_cycle(c: &mut Criterion) {
+    let values = vec![0u64; 1024];
+    let mut group = c.benchmark_group("export_cycle");
+
+    let mut buffers = [ptr::null(), values.as_ptr().cast::<c_void>()];
+    let one_d = array(1024, &mut buffers, ptr::null_mut());
+    let one_d_schema = schema(c"l", ptr::null_mut());
+    group.bench_function("1d/arrow_dlpack", |b| {
+        b.iter(|| cycle(&one_d, &one_d_schema))
+    });
+    group.bench_function("1d/baseline", |b| b.iter(|| baseline(&one_d, 1)));
+
+    // +w:4 of float64: a 256 x 4 tensor.
+    let mut child_buffers = [ptr::null(), values.as_ptr().cast::<c_void>()];
+    let mut child = array(1024, &mut child_buffers, ptr::null_mut());
+    let mut child_schema = schema(c"g", ptr::null_mut());
+    let mut child_ptr: *mut ArrowArray = &mut child;
+    let mut child_schema_ptr: *mut ArrowSchema = &mut child_schema;
+    let mut list_buffers = [ptr::null()];
+    let two_d = array(256, &mut list_buffers, &mut child_ptr);
+    let two_d_schema = schema(c"+w:4", &mut child_schema_ptr);
+    group.bench_function("2d/arrow_dlpack", |b| {
+        b.iter(|| cycle(&two_d, &two_d_schema))
+    });
+    group.bench_function("2d/baseline", |b| b.iter(|| baseline(&two_d, 2)));
+    group.finish();
+}
+
+fn null_scan(c: &mut Criterion) {
+    let mut group = c.benchmark_group("null_scan");
+    for bytes in [64 << 10, 4 << 20] {
+        let bitmap: Vec<u8> = vec![0xff; bytes];
+        group.throughput(Throughput::Bytes(bytes as u64));
+        group.bench_with_input(
+            BenchmarkId::new("count_set_bits", bytes),
+            &bitmap,
+            |b, m| {
+                // Bit offset 3: the unaligned case.
+                b.iter(|| count_set_bits(black_box(m), 3, m.len() * 8 - 3))
+            },
+        );
+        group.bench_with_input(BenchmarkId::new("plain_read", bytes), &bitmap, |b, m| {
+            b.iter(|| {
+                black_box(m).chunks_exact(8).fold(0u64, |acc, w| {
+                    acc ^ u64::from_le_bytes(w.try_into().unwrap())
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, export_cycle, null_scan);
+criterion_main!(benches);

@@ -142,15 +142,16 @@ pub unsafe fn read(
     // The range of the current level's elements that the tensor covers, in
     // the level's logical index space (before its own `offset`).
     let (mut start, mut count) = (0i64, array.length);
+    dims.push(array.length)?;
     loop {
-        // SAFETY: the caller guarantees the top-level structs; each child
-        // pointer was checked non-NULL before `Level::child` made it a level.
+        // SAFETY: the caller guarantees the top-level structs; a child level
+        // is made by `Level::child` only from non-NULL pointers; `format`
+        // checks `n_buffers` and `n_children` before the calls below index
+        // them (this justifies the blocks below too).
         let format = unsafe { level.format() }?;
+        // SAFETY: as above.
         let checked =
             unsafe { level.check_common(start, count, location) }.map_err(|e| level.locate(e))?;
-        if level.depth == 0 {
-            dims.push(array.length)?;
-        }
         match format {
             Format::Primitive(t) => {
                 // SAFETY: as above.

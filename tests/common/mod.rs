@@ -3,7 +3,8 @@
 
 #![allow(dead_code)]
 
-use std::ffi::{CString, c_void};
+use std::ffi::c_void;
+use std::ops::{Deref, DerefMut};
 use std::ptr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,19 +12,51 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use arrow_dlpack::abi::{ArrowArray, ArrowSchema};
 use arrow_dlpack::error::{ArrowDlpackError, Status};
 
+/// A heap value behind a raw pointer: unlike `Box`, moving it does not
+/// invalidate pointers into it (Miri's aliasing model retags a moved `Box`).
+pub struct Heap<T>(std::ptr::NonNull<T>);
+
+impl<T> Heap<T> {
+    fn new(value: T) -> Heap<T> {
+        Heap(std::ptr::NonNull::from(Box::leak(Box::new(value))))
+    }
+}
+
+impl<T> Deref for Heap<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: owned, live until drop.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl<T> DerefMut for Heap<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: owned, live until drop.
+        unsafe { self.0.as_mut() }
+    }
+}
+
+impl<T> Drop for Heap<T> {
+    fn drop(&mut self) {
+        // SAFETY: made by `Box::leak` in `new`, dropped once.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
+}
+
 /// A hand-built array: every field is public, buffers are owned here, and
 /// the release callback counts its calls.
 pub struct Raw {
-    pub array: Box<ArrowArray>,
-    pub schema: Box<ArrowSchema>,
-    pub buffers: Box<[*const c_void]>,
+    pub array: Heap<ArrowArray>,
+    pub schema: Heap<ArrowSchema>,
+    pub buffers: Vec<*const c_void>,
     pub releases: Arc<AtomicUsize>,
-    format: CString,
+    format: Vec<u8>,
     metadata: Vec<u8>,
     storage: Vec<Vec<u64>>,
     children: Vec<Raw>,
-    child_arrays: Box<[*mut ArrowArray]>,
-    child_schemas: Box<[*mut ArrowSchema]>,
+    child_arrays: Vec<*mut ArrowArray>,
+    child_schemas: Vec<*mut ArrowSchema>,
 }
 
 unsafe extern "C" fn release_array(array: *mut ArrowArray) {
@@ -43,7 +76,7 @@ unsafe extern "C" fn release_schema(schema: *mut ArrowSchema) {
 impl Raw {
     /// An array of `format` with the given buffers (`None` = NULL pointer).
     pub fn new(format: &str, length: i64, buffers: Vec<Option<Vec<u8>>>) -> Raw {
-        let format = CString::new(format).unwrap();
+        let format: Vec<u8> = format.bytes().chain([0]).collect();
         let mut storage = Vec::new();
         let mut pointers = Vec::new();
         for b in buffers {
@@ -53,15 +86,21 @@ impl Raw {
                     // Stored as u64 words: 8-byte aligned, like Arrow buffers.
                     let mut words = vec![0u64; bytes.len().div_ceil(8).max(1)];
                     // SAFETY: `words` has at least `bytes.len()` bytes.
-                    unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), words.as_mut_ptr().cast(), bytes.len()) };
+                    unsafe {
+                        ptr::copy_nonoverlapping(
+                            bytes.as_ptr(),
+                            words.as_mut_ptr().cast(),
+                            bytes.len(),
+                        )
+                    };
                     pointers.push(words.as_ptr().cast());
                     storage.push(words);
                 }
             }
         }
-        let mut buffers = pointers.into_boxed_slice();
+        let mut buffers = pointers;
         let releases = Arc::new(AtomicUsize::new(0));
-        let array = Box::new(ArrowArray {
+        let array = Heap::new(ArrowArray {
             length,
             null_count: 0,
             offset: 0,
@@ -73,8 +112,8 @@ impl Raw {
             release: Some(release_array),
             private_data: Box::into_raw(Box::new(releases.clone())).cast(),
         });
-        let schema = Box::new(ArrowSchema {
-            format: format.as_ptr(),
+        let schema = Heap::new(ArrowSchema {
+            format: format.as_ptr().cast(),
             name: ptr::null(),
             metadata: ptr::null(),
             flags: 0,
@@ -93,8 +132,8 @@ impl Raw {
             metadata: Vec::new(),
             storage,
             children: Vec::new(),
-            child_arrays: Box::new([]),
-            child_schemas: Box::new([]),
+            child_arrays: Vec::new(),
+            child_schemas: Vec::new(),
         }
     }
 
@@ -103,7 +142,11 @@ impl Raw {
         let bytes =
             // SAFETY: plain numbers, read as bytes.
             unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values)) };
-        Raw::new(format, values.len() as i64, vec![None, Some(bytes.to_vec())])
+        Raw::new(
+            format,
+            values.len() as i64,
+            vec![None, Some(bytes.to_vec())],
+        )
     }
 
     /// A `+w:size` array of `length` rows over `child`.
@@ -115,8 +158,16 @@ impl Raw {
     }
 
     fn link_children(&mut self) {
-        self.child_arrays = self.children.iter_mut().map(|c| &mut *c.array as *mut ArrowArray).collect();
-        self.child_schemas = self.children.iter_mut().map(|c| &mut *c.schema as *mut ArrowSchema).collect();
+        self.child_arrays = self
+            .children
+            .iter_mut()
+            .map(|c| &mut *c.array as *mut ArrowArray)
+            .collect();
+        self.child_schemas = self
+            .children
+            .iter_mut()
+            .map(|c| &mut *c.schema as *mut ArrowSchema)
+            .collect();
         self.array.n_children = self.children.len() as i64;
         self.schema.n_children = self.children.len() as i64;
         self.array.children = self.child_arrays.as_mut_ptr();
@@ -177,14 +228,22 @@ impl Drop for Raw {
 pub fn struct_bytes<T>(value: &T) -> Vec<u8> {
     // SAFETY: reading the bytes of a live value (all our structs are
     // pointer/integer fields without padding).
-    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), std::mem::size_of::<T>()).to_vec() }
+    unsafe {
+        std::slice::from_raw_parts((value as *const T).cast::<u8>(), std::mem::size_of::<T>())
+            .to_vec()
+    }
 }
 
 pub fn new_error() -> ArrowDlpackError {
-    ArrowDlpackError { status: Status::ARROW_DLPACK_INTERNAL_ERROR, message: [0x55; 256] }
+    ArrowDlpackError {
+        status: Status::ARROW_DLPACK_INTERNAL_ERROR,
+        message: [0x55; 256],
+    }
 }
 
 pub fn message(error: &ArrowDlpackError) -> String {
     // SAFETY: the library NUL-terminates the message.
-    unsafe { std::ffi::CStr::from_ptr(error.message.as_ptr()) }.to_string_lossy().into_owned()
+    unsafe { std::ffi::CStr::from_ptr(error.message.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
 }

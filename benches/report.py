@@ -1,0 +1,38 @@
+#!/usr/bin/env python3
+"""Prints the README's benchmark table from criterion's results.
+
+Run after `cargo bench --bench export`. Each row is a ratio against the
+baseline measured in the same run, so that figures from a shared, noisy
+machine stay comparable.
+"""
+import json
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent / "target" / "criterion"
+
+
+def ns(group, name):
+    path = ROOT / group / name / "new" / "estimates.json"
+    return json.loads(path.read_text())["median"]["point_estimate"]
+
+
+def main():
+    rows = []
+    for shape in ("1d", "2d"):
+        ours, base = ns("export_cycle", f"{shape}/arrow_dlpack"), ns("export_cycle", f"{shape}/baseline")
+        rows.append((f"export + delete, {shape.upper()}", f"{ours:.1f} ns",
+                     f"alloc + release + free: {base:.1f} ns", f"{ours / base:.2f}x the baseline"))
+    for size in sorted(p.name for p in (ROOT / "null_scan" / "count_set_bits").iterdir() if p.name.isdigit()):
+        count, read = ns("null_scan", f"count_set_bits/{size}"), ns("null_scan", f"plain_read/{size}")
+        n = int(size)
+        rows.append((f"unknown null count, {n >> 10} KiB bitmap", f"{n / count:.1f} GB/s",
+                     f"plain read: {n / read:.1f} GB/s", f"{read / count:.2f}x memory speed"))
+    print("| measurement | arrow-dlpack | baseline (same run) | ratio |")
+    print("|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

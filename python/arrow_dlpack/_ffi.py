@@ -1,0 +1,195 @@
+"""ctypes bindings to the arrow_dlpack C library: loading, struct layouts,
+prototypes and the DLPack capsule protocol.
+
+Everything here mirrors ``include/arrow_dlpack.h``; nothing is compiled.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from pathlib import Path
+
+c_void_p = ctypes.c_void_p
+
+
+class ArrowDlpackError(ctypes.Structure):
+    _fields_ = [("status", ctypes.c_int), ("message", ctypes.c_char * 256)]
+
+
+class ArrowArray(ctypes.Structure):
+    _fields_ = [
+        ("length", ctypes.c_int64),
+        ("null_count", ctypes.c_int64),
+        ("offset", ctypes.c_int64),
+        ("n_buffers", ctypes.c_int64),
+        ("n_children", ctypes.c_int64),
+        ("buffers", ctypes.POINTER(c_void_p)),
+        ("children", c_void_p),
+        ("dictionary", c_void_p),
+        ("release", c_void_p),
+        ("private_data", c_void_p),
+    ]
+
+
+class ArrowSchema(ctypes.Structure):
+    _fields_ = [
+        ("format", ctypes.c_char_p),
+        ("name", ctypes.c_char_p),
+        ("metadata", c_void_p),
+        ("flags", ctypes.c_int64),
+        ("n_children", ctypes.c_int64),
+        ("children", c_void_p),
+        ("dictionary", c_void_p),
+        ("release", c_void_p),
+        ("private_data", c_void_p),
+    ]
+
+
+class ArrowDeviceArray(ctypes.Structure):
+    _fields_ = [
+        ("array", ArrowArray),
+        ("device_id", ctypes.c_int64),
+        ("device_type", ctypes.c_int32),
+        ("sync_event", c_void_p),
+        ("reserved", ctypes.c_int64 * 3),
+    ]
+
+
+class DLDevice(ctypes.Structure):
+    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
+
+
+class DLDataType(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
+
+
+class DLTensor(ctypes.Structure):
+    _fields_ = [
+        ("data", c_void_p),
+        ("device", DLDevice),
+        ("ndim", ctypes.c_int32),
+        ("dtype", DLDataType),
+        ("shape", ctypes.POINTER(ctypes.c_int64)),
+        ("strides", ctypes.POINTER(ctypes.c_int64)),
+        ("byte_offset", ctypes.c_uint64),
+    ]
+
+
+_Deleter = ctypes.CFUNCTYPE(None, c_void_p)
+
+
+class DLManagedTensor(ctypes.Structure):
+    _fields_ = [("dl_tensor", DLTensor), ("manager_ctx", c_void_p), ("deleter", _Deleter)]
+
+
+class DLManagedTensorVersioned(ctypes.Structure):
+    _fields_ = [
+        ("major", ctypes.c_uint32),
+        ("minor", ctypes.c_uint32),
+        ("manager_ctx", c_void_p),
+        ("deleter", _Deleter),
+        ("flags", ctypes.c_uint64),
+        ("dl_tensor", DLTensor),
+    ]
+
+
+K_DL_CPU = 1
+DLPACK_FLAG_BITMASK_READ_ONLY = 1
+
+
+def _library_path() -> str:
+    """The library: ``$ARROW_DLPACK_LIBRARY``, else the copy bundled in the package."""
+    explicit = os.environ.get("ARROW_DLPACK_LIBRARY")
+    if explicit:
+        return explicit
+    here = Path(__file__).resolve().parent
+    names = {"linux": "libarrow_dlpack*.so*", "darwin": "libarrow_dlpack*.dylib", "win32": "arrow_dlpack*.dll"}
+    for pattern in (names.get(sys.platform, "libarrow_dlpack*"), "_native*"):
+        found = sorted(here.glob(pattern))
+        if found:
+            return str(found[0])
+    raise ImportError(
+        f"arrow_dlpack: no bundled library in {here}; install the wheel (pip install ./python) "
+        "or set ARROW_DLPACK_LIBRARY to the path of libarrow_dlpack"
+    )
+
+
+lib = ctypes.CDLL(_library_path())
+
+for _name, _restype in (
+    ("arrow_dlpack_export", c_void_p),
+    ("arrow_dlpack_export_versioned", c_void_p),
+):
+    _f = getattr(lib, _name)
+    _f.argtypes = [c_void_p, c_void_p, c_void_p]
+    _f.restype = _restype
+lib.arrow_dlpack_export_device.argtypes = [c_void_p, c_void_p, c_void_p, c_void_p]
+lib.arrow_dlpack_export_device.restype = c_void_p
+lib.arrow_dlpack_version.argtypes = []
+lib.arrow_dlpack_version.restype = ctypes.c_char_p
+lib.arrow_dlpack_status_string.argtypes = [ctypes.c_int]
+lib.arrow_dlpack_status_string.restype = ctypes.c_char_p
+
+# ---- the Python C API, for capsules ---------------------------------------
+
+_api = ctypes.pythonapi
+_Destructor = ctypes.CFUNCTYPE(None, c_void_p)
+capsule_new = _api.PyCapsule_New
+capsule_new.argtypes = [c_void_p, ctypes.c_char_p, _Destructor]
+capsule_new.restype = ctypes.py_object
+capsule_pointer = _api.PyCapsule_GetPointer
+capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+capsule_pointer.restype = c_void_p
+# The destructor receives a capsule whose reference count is zero: it must be
+# handled as a raw address, never as a Python object.
+_capsule_is_valid = ctypes.PyDLL(None).PyCapsule_IsValid
+_capsule_is_valid.argtypes = [c_void_p, ctypes.c_char_p]
+_capsule_is_valid.restype = ctypes.c_int
+_capsule_pointer_raw = ctypes.PyDLL(None).PyCapsule_GetPointer
+_capsule_pointer_raw.argtypes = [c_void_p, ctypes.c_char_p]
+_capsule_pointer_raw.restype = c_void_p
+
+# Capsule names must outlive their capsules: module-level constants.
+DLTENSOR = b"dltensor"
+DLTENSOR_VERSIONED = b"dltensor_versioned"
+ARROW_SCHEMA = b"arrow_schema"
+ARROW_ARRAY = b"arrow_array"
+ARROW_DEVICE_ARRAY = b"arrow_device_array"
+
+
+def _deleter_of(address: int, versioned: bool):
+    struct = DLManagedTensorVersioned if versioned else DLManagedTensor
+    return struct.from_address(address).deleter
+
+
+@_Destructor
+def _destroy_legacy(capsule):
+    # A consumer that took the tensor renamed the capsule "used_dltensor":
+    # it owns the tensor now, and IsValid is false.
+    if _capsule_is_valid(capsule, DLTENSOR):
+        tensor = _capsule_pointer_raw(capsule, DLTENSOR)
+        _deleter_of(tensor, False)(tensor)
+
+
+@_Destructor
+def _destroy_versioned(capsule):
+    if _capsule_is_valid(capsule, DLTENSOR_VERSIONED):
+        tensor = _capsule_pointer_raw(capsule, DLTENSOR_VERSIONED)
+        _deleter_of(tensor, True)(tensor)
+
+
+def tensor_capsule(tensor: int, versioned: bool):
+    """Wraps an exported tensor in the capsule the DLPack protocol expects.
+
+    The capsule owns the tensor: if no consumer takes it (renaming it
+    ``used_dltensor[_versioned]``), its destructor calls the tensor's deleter.
+    """
+    if versioned:
+        return capsule_new(tensor, DLTENSOR_VERSIONED, _destroy_versioned)
+    return capsule_new(tensor, DLTENSOR, _destroy_legacy)
+
+
+def last_error(status_and_message: ArrowDlpackError) -> str:
+    return status_and_message.message.decode("utf-8", "replace")
