@@ -14,20 +14,28 @@ use crate::export;
 
 /// Runs `$body` (a `Result`) behind a panic guard, reports the outcome into
 /// `$error` (which may be NULL) and returns the value, or `$failed`.
+///
+/// The outcome is reported inside the guarded closure, so that only the
+/// small success value crosses `catch_unwind` (an `Error` is 264 bytes and
+/// would be copied on every call's success path).
 macro_rules! ffi_boundary {
     ($name:literal, $error:expr, $failed:expr, $body:expr) => {{
         let error: *mut ArrowDlpackError = $error;
-        match catch_unwind(AssertUnwindSafe(|| $body)) {
-            Ok(Ok(value)) => {
+        let guarded = catch_unwind(AssertUnwindSafe(|| match (|| $body)() {
+            Ok(value) => {
                 // SAFETY: `error` is NULL or caller-provided writable storage.
                 unsafe { report(error, None) };
-                value
+                Some(value)
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 // SAFETY: as above.
                 unsafe { report(error, Some(&e)) };
-                $failed
+                None
             }
+        }));
+        match guarded {
+            Ok(Some(value)) => value,
+            Ok(None) => $failed,
             Err(_) => {
                 let e = err!(
                     ARROW_DLPACK_INTERNAL_ERROR,

@@ -51,6 +51,26 @@ pub const TABLE: [DType; 11] = [
     dtype(b'g', K_DL_FLOAT, 64, "float64"),
 ];
 
+/// The table entry for a one-character format (a jump table, not a scan:
+/// this is on every export's path).
+fn primitive(format: u8) -> Option<&'static DType> {
+    let index = match format {
+        b'c' => 0,
+        b'C' => 1,
+        b's' => 2,
+        b'S' => 3,
+        b'i' => 4,
+        b'I' => 5,
+        b'l' => 6,
+        b'L' => 7,
+        b'e' => 8,
+        b'f' => 9,
+        b'g' => 10,
+        _ => return None,
+    };
+    Some(&TABLE[index])
+}
+
 /// The table entry for a DLPack dtype, if Arrow has the same type.
 pub fn from_dlpack(dl: DLDataType) -> Option<&'static DType> {
     TABLE.iter().find(|t| t.dl == dl)
@@ -119,12 +139,18 @@ const FIXED_SIZE_LIST: &[u8] = b"+w:";
 /// Unknown formats and strict prefixes of a known format (`"t"`, `"+w"`)
 /// are `INVALID_ARROW`; valid formats without a DLPack equivalent are
 /// `UNSUPPORTED_TYPE` with a hint.
+#[inline]
 pub fn classify(format: &[u8]) -> Result<Format, Error> {
     if let [c] = format {
-        if let Some(t) = TABLE.iter().find(|t| t.format == *c) {
+        if let Some(t) = primitive(*c) {
             return Ok(Format::Primitive(t));
         }
     }
+    classify_other(format)
+}
+
+/// Everything but the one-character primitives, out of the hot path.
+fn classify_other(format: &[u8]) -> Result<Format, Error> {
     if let Some(size) = format.strip_prefix(FIXED_SIZE_LIST) {
         return match parse_count(size) {
             Some(n) => Ok(Format::FixedSizeList(n)),

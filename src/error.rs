@@ -96,7 +96,10 @@ pub struct Error {
 
 impl Error {
     /// Formats a new error; a message longer than 255 bytes is cut at a
-    /// character boundary.
+    /// character boundary. Cold and out of line: it keeps the formatting
+    /// machinery off the success path's code and stack.
+    #[cold]
+    #[inline(never)]
     pub fn new(status: Status, args: fmt::Arguments<'_>) -> Error {
         let mut e = Error {
             status,
@@ -118,6 +121,7 @@ impl Error {
     }
 
     /// Prefixes the message with where the error happened (`"child 0: "`).
+    #[cold]
     pub fn context(self, args: fmt::Arguments<'_>) -> Error {
         let mut e = Error::new(self.status, args);
         let _ = fmt::Write::write_str(&mut e, ": ");

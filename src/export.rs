@@ -14,7 +14,7 @@ use crate::abi::{
     DLPACK_FLAG_BITMASK_READ_ONLY, DLPackVersion, DLTensor,
 };
 use crate::error::{Error, err};
-use crate::view::{self, Location, TensorView};
+use crate::view::{self, Dims, Location, TensorView};
 
 /// The two managed tensor flavours, built the same way.
 pub trait Managed: Sized {
@@ -70,8 +70,9 @@ fn layout<M>(ndim: usize) -> (Layout, usize) {
 unsafe fn build<M: Managed>(
     array: &mut ArrowArray,
     view: &TensorView,
+    dims: &Dims,
 ) -> Result<NonNull<M>, Error> {
-    let ndim = view.dims.ndim();
+    let ndim = dims.ndim();
     let (layout, dims_offset) = layout::<M>(ndim);
     // SAFETY: the layout has a non-zero size (it holds at least the array).
     let Some(base) = NonNull::new(unsafe { alloc::alloc(layout) }) else {
@@ -87,11 +88,14 @@ unsafe fn build<M: Managed>(
     let shape = unsafe { base.as_ptr().add(dims_offset) }.cast::<i64>();
     // SAFETY: in bounds, see above.
     let strides = unsafe { shape.add(ndim) };
-    // SAFETY: both ranges are inside the fresh allocation and do not overlap
-    // the view.
-    unsafe {
-        ptr::copy_nonoverlapping(view.dims.shape().as_ptr(), shape, ndim);
-        ptr::copy_nonoverlapping(view.dims.strides().as_ptr(), strides, ndim);
+    // A plain loop rather than `copy_nonoverlapping`: `ndim` is tiny and a
+    // call to `memmove` costs more than the copy.
+    for (d, (&extent, &stride)) in dims.shape().iter().zip(dims.strides()).enumerate() {
+        // SAFETY: `d < ndim`: inside the fresh allocation (see above).
+        unsafe {
+            shape.add(d).write(extent);
+            strides.add(d).write(stride);
+        }
     }
     let dl_tensor = DLTensor {
         data: view.data,
@@ -146,10 +150,11 @@ pub unsafe fn export<M: Managed>(
     array: &mut ArrowArray,
     schema: &ArrowSchema,
 ) -> Result<NonNull<M>, Error> {
+    let mut dims = Dims::new();
     // SAFETY: forwarded from the caller.
-    let view = unsafe { view::read(array, schema, Location::CPU) }?;
+    let view = unsafe { view::read(array, schema, Location::CPU, &mut dims) }?;
     // SAFETY: as above; the view was read from `array`.
-    unsafe { build(array, &view) }
+    unsafe { build(array, &view, &dims) }
 }
 
 /// Exports an array from any device; returns the tensor and the array's
@@ -162,10 +167,11 @@ pub unsafe fn export_device(
     schema: &ArrowSchema,
 ) -> Result<(NonNull<DLManagedTensorVersioned>, *mut c_void), Error> {
     let device = device_of(array)?;
+    let mut dims = Dims::new();
     // SAFETY: forwarded from the caller.
-    let view = unsafe { view::read(&array.array, schema, Location { device }) }?;
+    let view = unsafe { view::read(&array.array, schema, Location { device }, &mut dims) }?;
     // SAFETY: as above.
-    let tensor = unsafe { build(&mut array.array, &view) }?;
+    let tensor = unsafe { build(&mut array.array, &view, &dims) }?;
     Ok((tensor, array.sync_event))
 }
 

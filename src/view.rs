@@ -11,6 +11,7 @@
 //! Everything else is validated before it is used.
 
 use std::ffi::{CStr, c_void};
+use std::mem::MaybeUninit;
 
 use crate::abi::{
     ArrowArray, ArrowSchema, DLDataType, DLDevice, K_DL_CPU, K_DL_CUDA_HOST, K_DL_ROCM_HOST,
@@ -23,31 +24,30 @@ use crate::error::{Error, err};
 /// `fixed_size_list` is `UNSUPPORTED_LAYOUT`.
 pub const MAX_NDIM: usize = 64;
 
-/// A validated description of the tensor an Arrow array can be shared as.
+/// A validated description of the tensor an Arrow array can be shared as;
+/// its shape and strides are in the [`Dims`] filled in beside it.
 #[derive(Debug)]
 pub struct TensorView {
     pub dtype: DLDataType,
     /// The first element, or NULL when the tensor has no element.
     pub data: *mut c_void,
     pub device: DLDevice,
-    pub dims: Dims,
 }
 
-/// Shape and strides (in elements), stored inline: reading a view never
-/// allocates.
-#[derive(Debug, Clone)]
+/// Shape and strides (in elements), inline and uninitialized beyond
+/// `ndim`: reading a view neither allocates nor clears a kilobyte.
 pub struct Dims {
     ndim: usize,
-    shape: [i64; MAX_NDIM],
-    strides: [i64; MAX_NDIM],
+    shape: [MaybeUninit<i64>; MAX_NDIM],
+    strides: [MaybeUninit<i64>; MAX_NDIM],
 }
 
 impl Dims {
-    fn new() -> Dims {
+    pub fn new() -> Dims {
         Dims {
             ndim: 0,
-            shape: [0; MAX_NDIM],
-            strides: [0; MAX_NDIM],
+            shape: [const { MaybeUninit::uninit() }; MAX_NDIM],
+            strides: [const { MaybeUninit::uninit() }; MAX_NDIM],
         }
     }
 
@@ -58,7 +58,8 @@ impl Dims {
                 "more than {MAX_NDIM} nested fixed_size_list levels; DLPack consumers allow at most {MAX_NDIM} dimensions"
             ));
         }
-        self.shape[self.ndim] = extent;
+        self.shape[self.ndim].write(extent);
+        self.strides[self.ndim].write(0);
         self.ndim += 1;
         Ok(())
     }
@@ -67,10 +68,10 @@ impl Dims {
     fn set_row_major_strides(&mut self) {
         let mut stride = 1i64;
         for d in (0..self.ndim).rev() {
-            self.strides[d] = stride;
+            self.strides[d].write(stride);
             // Cannot overflow: the product of all extents is checked against
             // the buffer size before this is called.
-            stride = stride.saturating_mul(self.shape[d]);
+            stride = stride.saturating_mul(self.shape()[d]);
         }
     }
 
@@ -79,11 +80,24 @@ impl Dims {
     }
 
     pub fn shape(&self) -> &[i64] {
-        &self.shape[..self.ndim]
+        // SAFETY: the first `ndim` entries are initialized by `push`.
+        unsafe { std::slice::from_raw_parts(self.shape.as_ptr().cast(), self.ndim) }
     }
 
     pub fn strides(&self) -> &[i64] {
-        &self.strides[..self.ndim]
+        // SAFETY: as above.
+        unsafe { std::slice::from_raw_parts(self.strides.as_ptr().cast(), self.ndim) }
+    }
+}
+
+impl std::fmt::Debug for Dims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Dims {{ shape: {:?}, strides: {:?} }}",
+            self.shape(),
+            self.strides()
+        )
     }
 }
 
@@ -110,7 +124,8 @@ impl Location {
     }
 }
 
-/// Validates `array`/`schema` and describes the tensor they can be shared as.
+/// Validates `array`/`schema` and describes the tensor they can be shared
+/// as; `dims` (empty) receives the shape and strides.
 ///
 /// # Safety
 ///
@@ -120,6 +135,7 @@ pub unsafe fn read(
     array: &ArrowArray,
     schema: &ArrowSchema,
     location: Location,
+    dims: &mut Dims,
 ) -> Result<TensorView, Error> {
     if schema.release.is_none() {
         return Err(err!(
@@ -133,7 +149,6 @@ pub unsafe fn read(
             "array is released (array.release is NULL)"
         ));
     }
-    let mut dims = Dims::new();
     let mut level = Level {
         array,
         schema,
@@ -162,7 +177,6 @@ pub unsafe fn read(
                     dtype: t.dl,
                     data,
                     device: location.device,
-                    dims,
                 });
             }
             Format::FixedSizeList(size) => {
@@ -213,9 +227,18 @@ impl<'a> Level<'a> {
         if self.schema.format.is_null() {
             return Err(self.locate(err!(ARROW_DLPACK_INVALID_ARROW, "schema.format is NULL")));
         }
+        let format = self.schema.format.cast::<u8>();
         // SAFETY: non-NULL, and the C Data Interface requires a
-        // NUL-terminated string.
-        let format = unsafe { CStr::from_ptr(self.schema.format) }.to_bytes();
+        // NUL-terminated string: byte 0 exists, and byte 1 does when byte 0
+        // is not the terminator. One-character formats (every primitive)
+        // skip `strlen`.
+        let format = unsafe {
+            if *format != 0 && *format.add(1) == 0 {
+                std::slice::from_raw_parts(format, 1)
+            } else {
+                CStr::from_ptr(format.cast()).to_bytes()
+            }
+        };
         let parsed = dtype::classify(format).map_err(|e| self.locate(e))?;
         if !self.schema.dictionary.is_null() {
             return Err(self.locate(err!(
