@@ -431,6 +431,22 @@ const char *arrow_dlpack_version(void);
  */
 const char *arrow_dlpack_status_string(int status);
 
+/**
+ * `PyCapsule_Destructor` for a capsule holding a DLPack tensor: calls the
+ * tensor's deleter if the capsule is still named `"dltensor"` or
+ * `"dltensor_versioned"` (nobody took it), and does nothing once a
+ * consumer renamed it `"used_dltensor[_versioned]"`.
+ *
+ * Pass it to `PyCapsule_New` as the destructor. It is called by Python
+ * with the GIL held. If the Python C API cannot be found in the process
+ * (Python embedded with `RTLD_LOCAL`), it does nothing: the tensor leaks
+ * rather than the process crashing.
+ *
+ * # Safety
+ * `capsule` is a PyCapsule being destroyed.
+ */
+void arrow_dlpack_capsule_destructor(void *capsule);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -19,6 +19,7 @@
 //! - [`bitmap`]: counting validity bits for unknown null counts.
 //! - [`error`]: status codes and messages.
 //! - [`capi`]: the `extern "C"` entry points, thin.
+//! - [`capsule`]: a C PyCapsule destructor for ctypes/cffi bindings.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
@@ -29,6 +30,7 @@
 pub mod abi;
 pub mod bitmap;
 pub mod capi;
+pub mod capsule;
 pub mod dtype;
 pub mod error;
 mod export;

@@ -5,7 +5,7 @@
 array([1., 2., 3.])
 
 ``to_dlpack`` accepts any object implementing the Arrow PyCapsule interface
-(``__arrow_c_device_array__``, ``__arrow_c_array__``, or a one-chunk
+(``__arrow_c_array__``, ``__arrow_c_device_array__``, or a one-chunk
 ``__arrow_c_stream__``): pyarrow, nanoarrow, arro3, polars, DuckDB results...
 The returned exporter follows the Python DLPack protocol and the array API
 rules; see :class:`DLPackExporter`.
@@ -25,8 +25,13 @@ __version__: str = _ffi.lib.arrow_dlpack_version().decode()
 _export = _ffi.lib.arrow_dlpack_export
 _export_versioned = _ffi.lib.arrow_dlpack_export_versioned
 _export_device = _ffi.lib.arrow_dlpack_export_device
-_capsule_pointer = _ffi.capsule_pointer
+_get_pointer = _ffi._get_pointer
+_capsule_new = _ffi.capsule_new
 _tensor_capsule = _ffi.tensor_capsule
+_DESTRUCTOR = _ffi.CAPSULE_DESTRUCTOR
+_DLTENSOR = _ffi.DLTENSOR
+_DLTENSOR_VERSIONED = _ffi.DLTENSOR_VERSIONED
+_ARROW_SCHEMA = _ffi.ARROW_SCHEMA
 _CPU = (_ffi.K_DL_CPU, 0)
 # Offsets of device_id and device_type in struct ArrowDeviceArray.
 _DEVICE_ID_OFFSET = ctypes.sizeof(_ffi.ArrowArray)
@@ -45,19 +50,39 @@ class DLPackExporter:
     collected. An exporter can be consumed once.
     """
 
-    __slots__ = ("_owner", "_schema", "_array", "_device")
+    __slots__ = ("_owner", "_schema", "_array", "_array_name", "_device")
 
-    def __init__(self, owner: Any, schema_ptr: int, array_ptr: int, device: Tuple[int, int]):
-        # `owner` keeps the structs at `schema_ptr`/`array_ptr` alive and
-        # releases whatever is still unreleased when it is collected.
+    def __init__(self, owner: Any, schema: Any, array: Any, array_name: Optional[bytes]):
+        # `owner` keeps the structs alive and releases whatever is still
+        # unreleased when it is collected. `schema`/`array` are capsules
+        # (`array_name` names the array's) or, with `array_name` None,
+        # addresses. Nothing is read before a consumer asks.
         self._owner = owner
-        self._schema = schema_ptr
-        self._array = array_ptr
-        self._device = device
+        self._schema = schema
+        self._array = array
+        self._array_name = array_name
+        self._device: Optional[Tuple[int, int]] = None if array_name == _ffi.ARROW_DEVICE_ARRAY else _CPU
+
+    def _addresses(self) -> Tuple[int, int]:
+        """The addresses of the schema and array structs (once per exporter)."""
+        if self._array_name is not None:
+            # id(): the capsules' addresses; `_owner` keeps them alive.
+            self._array = _get_pointer(id(self._array), self._array_name)
+            self._schema = _get_pointer(id(self._schema), _ffi.ARROW_SCHEMA)
+            self._array_name = None
+        return self._schema, self._array
 
     def __dlpack_device__(self) -> Tuple[int, int]:
         """``(device_type, device_id)`` of the data, in DLPack's numbering."""
-        return self._device
+        device = self._device
+        if device is None:
+            if self._array is None:
+                raise BufferError("this arrow_dlpack exporter was already consumed; call to_dlpack again")
+            struct = _ffi.ArrowDeviceArray.from_address(self._addresses()[1])
+            device_type = struct.device_type
+            device = _CPU if device_type == _ffi.K_DL_CPU else (device_type, struct.device_id)
+            self._device = device
+        return device
 
     def __dlpack__(
         self,
@@ -76,46 +101,54 @@ class DLPackExporter:
         data, when the array cannot be shared (nulls, non-numeric type: the
         message is the library's), or when the exporter was already consumed.
         """
-        array = self._array
-        if array is None:
+        if self._array is None:
             raise BufferError("this arrow_dlpack exporter was already consumed; call to_dlpack again")
         if copy:
             raise BufferError("arrow_dlpack shares Arrow memory; copying is not supported yet (copy=True)")
-        device = self._device
+        device = self._device or self.__dlpack_device__()
         if dl_device is not None and tuple(dl_device) != device:
             raise BufferError(f"the data is on device {device}; {tuple(dl_device)} would need a copy")
-        versioned = max_version is not None and tuple(max_version) >= (1, 0)
-        if device == _CPU:
+        versioned = max_version is not None and max_version[0] >= 1
+        name = self._array_name
+        if name is None:
+            schema, array = self._schema, self._array
+        else:  # `_addresses`, inlined on this hot path
+            array = _get_pointer(id(self._array), name)
+            schema = _get_pointer(id(self._schema), _ARROW_SCHEMA)
+        if device != _CPU:
+            tensor = _export_on_device(array, schema, versioned)
+        else:
             if stream is not None:
                 raise BufferError(f"stream must be None for CPU data, got {stream!r}")
+            # A struct ArrowDeviceArray starts with its struct ArrowArray:
+            # the plain export reads it at the same address. No error struct
+            # on this path: a failed export leaves the array untouched, so
+            # it is replayed to get the message.
             export = _export_versioned if versioned else _export
-            # No error struct on the fast path: a failed export leaves the
-            # array untouched, so it is replayed to get the message.
-            tensor = export(array, self._schema, None)
+            tensor = export(array, schema, None)
             if not tensor:
-                raise BufferError(_error_of(export, array, self._schema))
-        else:
-            tensor = self._export_device(array, versioned)
+                raise BufferError(_error_of(export, array, schema))
         self._array = None  # moved into the tensor
-        return _tensor_capsule(tensor, versioned)
-
-    def _export_device(self, array: int, versioned: bool) -> int:
-        if not versioned:
-            raise BufferError("device data is exported as a DLPack 1.x tensor: pass max_version=(1, 0) or later")
-        if _ffi.ArrowDeviceArray.from_address(array).sync_event:
-            raise BufferError(
-                "the producer requires waiting on its sync_event before the data is read, which the "
-                "Python package cannot do; use the C API (arrow_dlpack_export_device)"
-            )
-        error = _ffi.ArrowDlpackError()
-        tensor = _export_device(array, self._schema, None, ctypes.byref(error))
-        if not tensor:
-            raise BufferError(_ffi.last_error(error))
-        return tensor
+        return _capsule_new(tensor, _DLTENSOR_VERSIONED if versioned else _DLTENSOR, _DESTRUCTOR)
 
     def __repr__(self) -> str:
         state = "consumed" if self._array is None else "not consumed"
-        return f"<arrow_dlpack.DLPackExporter on device {self._device}, {state}>"
+        return f"<arrow_dlpack.DLPackExporter {state}>"
+
+
+def _export_on_device(array: int, schema: int, versioned: bool) -> int:
+    if not versioned:
+        raise BufferError("device data is exported as a DLPack 1.x tensor: pass max_version=(1, 0) or later")
+    if _ffi.ArrowDeviceArray.from_address(array).sync_event:
+        raise BufferError(
+            "the producer requires waiting on its sync_event before the data is read, which the "
+            "Python package cannot do; use the C API (arrow_dlpack_export_device)"
+        )
+    error = _ffi.ArrowDlpackError()
+    tensor = _export_device(array, schema, None, ctypes.byref(error))
+    if not tensor:
+        raise BufferError(_ffi.last_error(error))
+    return tensor
 
 
 def _error_of(export: Any, array: int, schema: int) -> str:
@@ -129,9 +162,10 @@ def _error_of(export: Any, array: int, schema: int) -> str:
 def to_dlpack(obj: Any) -> DLPackExporter:
     """Wraps an Arrow array so that DLPack consumers share its memory.
 
-    ``obj`` implements ``__arrow_c_device_array__`` or ``__arrow_c_array__``
-    (preferred in that order, so that device data stays on its device), or
-    ``__arrow_c_stream__`` with exactly one chunk. Raises ``TypeError`` for
+    ``obj`` implements ``__arrow_c_array__`` (CPU data) or
+    ``__arrow_c_device_array__`` (data on any device, used when the object
+    has no ``__arrow_c_array__``), or ``__arrow_c_stream__`` with exactly
+    one chunk. Raises ``TypeError`` for
     anything else, and ``BufferError`` for a stream of several chunks
     (sharing them as one tensor would need a copy).
 
@@ -140,28 +174,23 @@ def to_dlpack(obj: Any) -> DLPackExporter:
     array([1, 2, 3], dtype=int32)
     """
     kind = type(obj)
-    device_export = getattr(kind, "__arrow_c_device_array__", None)
-    if device_export is not None:
-        capsules = device_export(obj)
-        array = _capsule_pointer(capsules[1], _ffi.ARROW_DEVICE_ARRAY)
-        device_type = ctypes.c_int32.from_address(array + _DEVICE_TYPE_OFFSET).value
-        if device_type == _ffi.K_DL_CPU:
-            # struct ArrowDeviceArray starts with its struct ArrowArray: the
-            # plain (legacy-capable) export reads it at the same address.
-            device = _CPU
-        else:
-            device = (device_type, ctypes.c_int64.from_address(array + _DEVICE_ID_OFFSET).value)
-        return DLPackExporter(capsules, _capsule_pointer(capsules[0], _ffi.ARROW_SCHEMA), array, device)
+    # __arrow_c_array__ first: every CPU producer has it, and it is the
+    # cheaper export (pyarrow's device export costs nearly twice as much).
+    # Objects that only speak the device protocol (GPU producers) take the
+    # device path, and keep their data on the device.
     array_export = getattr(kind, "__arrow_c_array__", None)
     if array_export is not None:
-        capsules = array_export(obj)
-        schema = _capsule_pointer(capsules[0], _ffi.ARROW_SCHEMA)
-        return DLPackExporter(capsules, schema, _capsule_pointer(capsules[1], _ffi.ARROW_ARRAY), _CPU)
+        schema, array = array_export(obj)
+        return DLPackExporter((schema, array), schema, array, _ffi.ARROW_ARRAY)
+    device_export = getattr(kind, "__arrow_c_device_array__", None)
+    if device_export is not None:
+        schema, array = device_export(obj)
+        return DLPackExporter((schema, array), schema, array, _ffi.ARROW_DEVICE_ARRAY)
     if getattr(kind, "__arrow_c_stream__", None) is not None:
         from ._stream import single_chunk
 
         owned = single_chunk(obj.__arrow_c_stream__())
-        return DLPackExporter(owned, ctypes.addressof(owned.schema), ctypes.addressof(owned.array), _CPU)
+        return DLPackExporter(owned, ctypes.addressof(owned.schema), ctypes.addressof(owned.array), None)
     raise TypeError(
         "arrow_dlpack.to_dlpack needs an Arrow array: an object implementing __arrow_c_array__, "
         f"__arrow_c_device_array__ or __arrow_c_stream__; got {kind.__module__}.{kind.__qualname__}"

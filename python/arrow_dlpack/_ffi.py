@@ -116,7 +116,10 @@ def _library_path() -> str:
     )
 
 
-lib = ctypes.CDLL(_library_path())
+# PyDLL: calls keep the GIL. Every function of the library returns in
+# nanoseconds, far less than releasing and re-taking the GIL would cost; and
+# the deleters it reaches may run Python code (a producer's release).
+lib = ctypes.PyDLL(_library_path())
 
 for _name, _restype in (
     ("arrow_dlpack_export", c_void_p),
@@ -134,22 +137,27 @@ lib.arrow_dlpack_status_string.restype = ctypes.c_char_p
 
 # ---- the Python C API, for capsules ---------------------------------------
 
-_api = ctypes.pythonapi
-_Destructor = ctypes.CFUNCTYPE(None, c_void_p)
+_api = ctypes.PyDLL(None)  # our own handle: argtypes below are ours alone
+# Capsules are passed as their address, id(capsule) in CPython: converting
+# a ctypes.py_object argument costs several times the call itself. The
+# caller holds a reference for the duration of the call.
+_get_pointer = _api.PyCapsule_GetPointer
+_get_pointer.argtypes = [c_void_p, ctypes.c_char_p]
+_get_pointer.restype = c_void_p
+
+
+def capsule_pointer(capsule, name: bytes) -> int:
+    """The pointer a capsule holds; ValueError if it is not named ``name``."""
+    return _get_pointer(id(capsule), name)
+
+
 capsule_new = _api.PyCapsule_New
-capsule_new.argtypes = [c_void_p, ctypes.c_char_p, _Destructor]
+capsule_new.argtypes = [c_void_p, ctypes.c_char_p, c_void_p]
 capsule_new.restype = ctypes.py_object
-capsule_pointer = _api.PyCapsule_GetPointer
-capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
-capsule_pointer.restype = c_void_p
-# The destructor receives a capsule whose reference count is zero: it must be
-# handled as a raw address, never as a Python object.
-_capsule_is_valid = ctypes.PyDLL(None).PyCapsule_IsValid
-_capsule_is_valid.argtypes = [c_void_p, ctypes.c_char_p]
-_capsule_is_valid.restype = ctypes.c_int
-_capsule_pointer_raw = ctypes.PyDLL(None).PyCapsule_GetPointer
-_capsule_pointer_raw.argtypes = [c_void_p, ctypes.c_char_p]
-_capsule_pointer_raw.restype = c_void_p
+# The destructor of every tensor capsule: a C function of the library that
+# deletes the tensor unless a consumer renamed the capsule "used_...". (A
+# ctypes callback would cost microseconds on every capsule.)
+CAPSULE_DESTRUCTOR = ctypes.cast(lib.arrow_dlpack_capsule_destructor, c_void_p).value
 
 # Capsule names must outlive their capsules: module-level constants.
 DLTENSOR = b"dltensor"
@@ -159,37 +167,14 @@ ARROW_ARRAY = b"arrow_array"
 ARROW_DEVICE_ARRAY = b"arrow_device_array"
 
 
-def _deleter_of(address: int, versioned: bool):
-    struct = DLManagedTensorVersioned if versioned else DLManagedTensor
-    return struct.from_address(address).deleter
-
-
-@_Destructor
-def _destroy_legacy(capsule):
-    # A consumer that took the tensor renamed the capsule "used_dltensor":
-    # it owns the tensor now, and IsValid is false.
-    if _capsule_is_valid(capsule, DLTENSOR):
-        tensor = _capsule_pointer_raw(capsule, DLTENSOR)
-        _deleter_of(tensor, False)(tensor)
-
-
-@_Destructor
-def _destroy_versioned(capsule):
-    if _capsule_is_valid(capsule, DLTENSOR_VERSIONED):
-        tensor = _capsule_pointer_raw(capsule, DLTENSOR_VERSIONED)
-        _deleter_of(tensor, True)(tensor)
-
-
 def tensor_capsule(tensor: int, versioned: bool):
     """Wraps an exported tensor in the capsule the DLPack protocol expects.
 
     The capsule owns the tensor: if no consumer takes it (renaming it
     ``used_dltensor[_versioned]``), its destructor calls the tensor's deleter.
     """
-    if versioned:
-        return capsule_new(tensor, DLTENSOR_VERSIONED, _destroy_versioned)
-    return capsule_new(tensor, DLTENSOR, _destroy_legacy)
+    return capsule_new(tensor, DLTENSOR_VERSIONED if versioned else DLTENSOR, CAPSULE_DESTRUCTOR)
 
 
-def last_error(status_and_message: ArrowDlpackError) -> str:
-    return status_and_message.message.decode("utf-8", "replace")
+def last_error(error: ArrowDlpackError) -> str:
+    return error.message.decode("utf-8", "replace")

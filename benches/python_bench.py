@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Per-call cost of arrow_dlpack.to_dlpack -> numpy.from_dlpack against
+pyarrow's native numpy.from_dlpack(array), measured in the same run.
+
+    python benches/python_bench.py      (with the package installed)
+
+Prints a Markdown table for the README: the two paths for n = 1 and
+n = 1e6, their ratio, and where the time of ours goes, step by step.
+"""
+
+import timeit
+
+import numpy as np
+import pyarrow as pa
+
+import arrow_dlpack
+from arrow_dlpack import _ffi
+
+NUMBER = 20_000
+ROUNDS = 15
+
+
+def per_call_ns(stmt, setup_globals) -> float:
+    return min(timeit.repeat(stmt, globals=setup_globals, number=NUMBER, repeat=ROUNDS)) / NUMBER * 1e9
+
+
+def paired_ns(native_stmt, our_stmt, g):
+    """Both statements, alternating round by round (the machine's noise hits
+    both alike); the best round of each."""
+    native, ours = [], []
+    for _ in range(ROUNDS):
+        native.append(timeit.timeit(native_stmt, globals=g, number=NUMBER))
+        ours.append(timeit.timeit(our_stmt, globals=g, number=NUMBER))
+    return min(native) / NUMBER * 1e9, min(ours) / NUMBER * 1e9
+
+
+def main() -> None:
+    rows = []
+    for n in (1, 1_000_000):
+        a = pa.array(np.arange(n, dtype=np.float64))
+        g = {"np": np, "a": a, "to_dlpack": arrow_dlpack.to_dlpack}
+        native, ours = paired_ns("np.from_dlpack(a)", "np.from_dlpack(to_dlpack(a))", g)
+        rows.append((f"n = {n:,}", native, ours))
+
+    a = pa.array([1.0])
+    schema_capsule, array_capsule = a.__arrow_c_array__()
+    g = {
+        "a": a,
+        "np": np,
+        "to_dlpack": arrow_dlpack.to_dlpack,
+        "ffi": _ffi,
+        "sc": schema_capsule,
+        "ac": array_capsule,
+        "ptr": _ffi._get_pointer,
+        "new": _ffi.capsule_new,
+        "version": _ffi.lib.arrow_dlpack_version,
+    }
+    steps = [
+        ("pyarrow native, for reference: `np.from_dlpack(a)`", "np.from_dlpack(a)"),
+        ("producer: `a.__arrow_c_array__()`", "a.__arrow_c_array__()"),
+        ("foreign call 1-2: `PyCapsule_GetPointer` (each)", "ptr(id(sc), b'arrow_schema')"),
+        ("foreign call 3: a call into the library (here `arrow_dlpack_version`)", "version()"),
+        ("foreign call 4: `PyCapsule_New` (with its destruction)", "new(1, b'dltensor', None)"),
+        ("`to_dlpack(a)` in all", "to_dlpack(a)"),
+        ("`to_dlpack(a).__dlpack__(max_version=(1, 3))`", "to_dlpack(a).__dlpack__(max_version=(1, 3))"),
+    ]
+    print("| path | pyarrow native | arrow_dlpack | ratio |")
+    print("|---|---|---|---|")
+    for label, native, ours in rows:
+        print(f"| {label} | {native:.0f} ns | {ours:.0f} ns | {ours / native:.2f}x |")
+    print()
+    print("| step (n = 1) | cost |")
+    print("|---|---|")
+    for label, stmt in steps:
+        print(f"| {label} | {per_call_ns(stmt, g):.0f} ns |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Shared helpers for the Python tests.
+
+The tests import the *installed* package (a wheel in a fresh virtual
+environment, see .ci/run), never the source tree.
+"""
+
+import ctypes
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+_is_valid = ctypes.pythonapi.PyCapsule_IsValid
+_is_valid.argtypes = [ctypes.py_object, ctypes.c_char_p]
+_is_valid.restype = ctypes.c_int
+
+# Every type the library shares, with the NumPy dtype it becomes.
+NUMERIC_TYPES = [
+    (pa.int8(), np.int8),
+    (pa.uint8(), np.uint8),
+    (pa.int16(), np.int16),
+    (pa.uint16(), np.uint16),
+    (pa.int32(), np.int32),
+    (pa.uint32(), np.uint32),
+    (pa.int64(), np.int64),
+    (pa.uint64(), np.uint64),
+    (pa.float16(), np.float16),
+    (pa.float32(), np.float32),
+    (pa.float64(), np.float64),
+]
+
+
+def capsule_is(capsule, name: bytes) -> bool:
+    return _is_valid(capsule, name) == 1
+
+
+def values_address(arr: pa.Array) -> int:
+    """Address of the first element of a primitive array's values buffer."""
+    return arr.buffers()[1].address + arr.offset * arr.type.bit_width // 8
+
+
+def data_address(x: np.ndarray) -> int:
+    return x.__array_interface__["data"][0]
+
+
+@pytest.fixture
+def pool_unchanged():
+    """Asserts that pyarrow's default pool is back to its size after the test."""
+    import gc
+
+    gc.collect()
+    before = pa.total_allocated_bytes()
+    yield
+    gc.collect()
+    assert pa.total_allocated_bytes() == before

@@ -1,0 +1,63 @@
+"""The C ABI end to end from Python, without the package's conveniences:
+pyarrow exports with _export_to_c, the library makes the tensor, the real
+numpy.from_dlpack consumes it."""
+
+import ctypes
+
+import numpy as np
+import pyarrow as pa
+
+from arrow_dlpack import _ffi
+from conftest import data_address, values_address
+
+
+class _RawTensor:
+    """Hands a tensor made by the C library straight to a consumer."""
+
+    def __init__(self, tensor: int):
+        self._capsule = _ffi.tensor_capsule(tensor, versioned=True)
+
+    def __dlpack__(self, **kwargs):
+        return self._capsule
+
+    def __dlpack_device__(self):
+        return (1, 0)
+
+
+def test_pyarrow_array_reaches_numpy_through_the_c_abi():
+    arr = pa.array([1.5, 2.5, 3.5, 4.5], pa.float64()).slice(1)
+    c_array, c_schema = _ffi.ArrowArray(), _ffi.ArrowSchema()
+    arr._export_to_c(ctypes.addressof(c_array), ctypes.addressof(c_schema))
+    error = _ffi.ArrowDlpackError()
+    tensor = _ffi.lib.arrow_dlpack_export_versioned(
+        ctypes.addressof(c_array), ctypes.addressof(c_schema), ctypes.byref(error)
+    )
+    assert tensor, error.message
+    assert not c_array.release, "the array moved into the tensor"
+    managed = _ffi.DLManagedTensorVersioned.from_address(tensor)
+    assert (managed.major, managed.minor) == (1, 3)
+    assert managed.flags == _ffi.DLPACK_FLAG_BITMASK_READ_ONLY
+
+    x = np.from_dlpack(_RawTensor(tensor))
+    np.testing.assert_array_equal(x, [2.5, 3.5, 4.5])
+    assert not x.flags.writeable
+    assert data_address(x) == values_address(arr)
+    del x
+    # The schema is only borrowed: still ours to release.
+    pa.DataType._import_from_c(ctypes.addressof(c_schema))
+
+
+def test_failure_leaves_the_c_array_to_the_caller():
+    arr = pa.array([1, None, 3], pa.int32())
+    c_array, c_schema = _ffi.ArrowArray(), _ffi.ArrowSchema()
+    arr._export_to_c(ctypes.addressof(c_array), ctypes.addressof(c_schema))
+    before = bytes(c_array)
+    error = _ffi.ArrowDlpackError()
+    tensor = _ffi.lib.arrow_dlpack_export(ctypes.addressof(c_array), ctypes.addressof(c_schema), ctypes.byref(error))
+    assert not tensor
+    assert error.status == 3  # ARROW_DLPACK_HAS_NULLS
+    assert b"1 nulls" in error.message
+    assert bytes(c_array) == before
+    # Still intact: pyarrow imports it back.
+    back = pa.Array._import_from_c(ctypes.addressof(c_array), ctypes.addressof(c_schema))
+    assert back.to_pylist() == [1, None, 3]

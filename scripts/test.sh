@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Runs every test of arrow-dlpack, installing what it needs first.
+# This is the README's test command; .ci/run calls it.
+#
+#   bash scripts/test.sh
+#
+# Steps: formatting, clippy, the generated header, Rust tests, Miri, the C
+# tests under valgrind (CMake + ctest, ABI check against pyarrow's headers),
+# and the Python tests against a wheel installed in a fresh virtualenv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+CBINDGEN_VERSION=0.29.4
+VENV="$ROOT/target/test-venv"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "tools"
+if ! command -v valgrind >/dev/null; then
+  (apt-get update -qq && apt-get install -y -qq valgrind) || sudo apt-get install -y -qq valgrind
+fi
+if ! cbindgen --version 2>/dev/null | grep -q "$CBINDGEN_VERSION"; then
+  cargo install cbindgen --version "$CBINDGEN_VERSION" --locked --quiet
+fi
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+rustup component add miri rust-src --toolchain nightly >/dev/null
+rm -rf "$VENV"
+python3 -m venv "$VENV"
+"$VENV/bin/pip" install -q --upgrade pip
+"$VENV/bin/pip" install -q cmake pytest numpy pyarrow cffi nanoarrow arro3-core "jax[cpu]"
+export PATH="$VENV/bin:$PATH"
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --quiet -- -D warnings
+
+step "the checked-in header is the generated one"
+cbindgen --quiet --config cbindgen.toml --crate arrow-dlpack --output target/arrow_dlpack.h.generated
+if ! diff -u include/arrow_dlpack.h target/arrow_dlpack.h.generated; then
+  echo "include/arrow_dlpack.h is stale: regenerate it with" >&2
+  echo "  cbindgen --config cbindgen.toml --crate arrow-dlpack --output include/arrow_dlpack.h" >&2
+  exit 1
+fi
+
+step "cargo test"
+cargo test --quiet
+
+step "cargo +nightly miri test"
+cargo +nightly miri test --quiet
+
+step "C tests (CMake, ctest, valgrind memcheck)"
+PYARROW_INCLUDE=$(python -c "import pyarrow; print(pyarrow.get_include())")
+cmake -S . -B target/cmake -DARROW_DLPACK_PYARROW_INCLUDE="$PYARROW_INCLUDE" >/dev/null
+cmake --build target/cmake -j 2
+ctest --test-dir target/cmake --output-on-failure
+
+step "Python tests against the installed wheel"
+pip install -q ./python
+(cd "$ROOT/target" && python -m pytest -q "$ROOT/python/tests")
+
+step "all tests passed"
