@@ -117,7 +117,8 @@ fn export_cycle(c: &mut Criterion) {
 
 fn null_scan(c: &mut Criterion) {
     let mut group = c.benchmark_group("null_scan");
-    for bytes in [64 << 10, 4 << 20] {
+    // In L1/L2, in L3, and in main memory.
+    for bytes in [64 << 10, 4 << 20, 64 << 20] {
         let bitmap: Vec<u8> = vec![0xff; bytes];
         group.throughput(Throughput::Bytes(bytes as u64));
         group.bench_with_input(

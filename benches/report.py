@@ -20,7 +20,7 @@ def ns(group, name):
 def main():
     rows = []
     for shape in ("1d", "2d"):
-        ours, base = ns("export_cycle", f"{shape}/arrow_dlpack"), ns("export_cycle", f"{shape}/baseline")
+        ours, base = ns("export_cycle", f"{shape}_arrow_dlpack"), ns("export_cycle", f"{shape}_baseline")
         rows.append((f"export + delete, {shape.upper()}", f"{ours:.1f} ns",
                      f"alloc + release + free: {base:.1f} ns", f"{ours / base:.2f}x the baseline"))
     for size in sorted(p.name for p in (ROOT / "null_scan" / "count_set_bits").iterdir() if p.name.isdigit()):
