@@ -100,6 +100,68 @@ static void nested_lists_export_as_nd_tensors(void) {
   CHECK(atomic_load(&middle.releases) == 0); /* children belong to the parent's release */
 }
 
+/* Writes a C Data Interface metadata block with the two extension keys. */
+static size_t tensor_metadata(char* out, const char* json) {
+  const char* keys[2] = {"ARROW:extension:name", "ARROW:extension:metadata"};
+  const char* values[2] = {"arrow.fixed_shape_tensor", json};
+  int32_t n = 2;
+  size_t at = 0;
+  memcpy(out + at, &n, 4);
+  at += 4;
+  for (int i = 0; i < 2; i++) {
+    const char* parts[2] = {keys[i], values[i]};
+    for (int j = 0; j < 2; j++) {
+      int32_t len = (int32_t)strlen(parts[j]);
+      memcpy(out + at, &len, 4);
+      memcpy(out + at + 4, parts[j], (size_t)len);
+      at += 4 + (size_t)len;
+    }
+  }
+  return at;
+}
+
+static void fixed_shape_tensors_permute_without_copying(void) {
+  static float values[96];
+  static char metadata[256];
+  Fixture leaf, tensor;
+  fixture_init(&leaf, "f", 96, values);
+  fixture_list(&tensor, "+w:24", 3, &leaf);
+  tensor.array.offset = 1;
+  tensor_metadata(metadata, "{\"shape\": [2, 3, 4], \"permutation\": [2, 0, 1]}");
+  tensor.schema.metadata = metadata;
+  ArrowDlpackError err;
+  DLManagedTensor* t = arrow_dlpack_export(&tensor.array, &tensor.schema, &err);
+  CHECK_STATUS(err, ARROW_DLPACK_OK);
+  if (!t) return;
+  const DLTensor* d = &t->dl_tensor;
+  /* Physical [2, 3, 4] has strides [12, 4, 1]; logical dim i is physical p[i]. */
+  CHECK(d->ndim == 4);
+  CHECK(d->shape[0] == 3 && d->shape[1] == 4 && d->shape[2] == 2 && d->shape[3] == 3);
+  CHECK(d->strides[0] == 24 && d->strides[1] == 1 && d->strides[2] == 12 && d->strides[3] == 4);
+  CHECK(d->data == (const void*)&values[24]);
+  t->deleter(t);
+  CHECK(atomic_load(&tensor.releases) == 1);
+
+  /* Malformed parameters: the array stays the caller's. */
+  const char* bad[] = {"{\"shape\": [2, 3, 5]}", "{\"shape\": [2, 3, 4], \"permutation\": [0, 0, 1]}",
+                       "{\"shape\": [2, 3, 4]", "{}"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    fixture_list(&tensor, "+w:24", 3, &leaf);
+    tensor_metadata(metadata, bad[i]);
+    tensor.schema.metadata = metadata;
+    struct ArrowArray before = tensor.array;
+    CHECK(arrow_dlpack_export_versioned(&tensor.array, &tensor.schema, &err) == NULL);
+    CHECK_STATUS(err, ARROW_DLPACK_INVALID_ARROW);
+    CHECK(memcmp(&before, &tensor.array, sizeof(before)) == 0);
+  }
+  /* A negative entry length in the metadata block. */
+  int32_t corrupt[2] = {1, -3};
+  tensor.schema.metadata = (const char*)corrupt;
+  CHECK(arrow_dlpack_export_versioned(&tensor.array, &tensor.schema, &err) == NULL);
+  CHECK_STATUS(err, ARROW_DLPACK_INVALID_ARROW);
+  CHECK(atomic_load(&tensor.releases) == 0);
+}
+
 /* Runs a failing export and checks status, message and an untouched array. */
 static void expect_failure(Fixture* f, ArrowDlpackStatus expected, const char* needle) {
   struct ArrowArray before = f->array;
@@ -193,6 +255,7 @@ int main(void) {
   export_every_type_both_ways();
   values_are_readable_through_the_tensor();
   nested_lists_export_as_nd_tensors();
+  fixed_shape_tensors_permute_without_copying();
   failures_leave_the_array_untouched();
   status_strings_accept_any_integer();
   return finish("test_export");

@@ -16,6 +16,7 @@
 //! - `view`: the only reader of untrusted Arrow structs, producing a
 //!   validated tensor view.
 //! - `export`: view -> tensor (one allocation, deleter).
+//! - [`extension`]: the `arrow.fixed_shape_tensor` metadata.
 //! - [`bitmap`]: counting validity bits for unknown null counts.
 //! - [`error`]: status codes and messages.
 //! - [`capi`]: the `extern "C"` entry points, thin.
@@ -34,6 +35,7 @@ pub mod capsule;
 pub mod dtype;
 pub mod error;
 mod export;
+pub mod extension;
 mod view;
 
 pub use error::{ArrowDlpackError, ArrowDlpackStatus, Error, Status};

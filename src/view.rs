@@ -5,6 +5,10 @@
 //! the first element's address and the device. Every export path starts
 //! from that view; nothing downstream dereferences a raw Arrow pointer.
 //!
+//! The canonical `arrow.fixed_shape_tensor` extension (schema metadata)
+//! reshapes the `[length, N]` of its storage into `[length, *shape]`, with
+//! strides from its permutation; other extension types export their storage.
+//!
 //! Trusted, as the C Data Interface lets a consumer trust them: a non-NULL
 //! pointer points at what its field says, buffers are as long as the
 //! format, length and offset require, and `null_count == 0` means no nulls.
@@ -19,6 +23,7 @@ use crate::abi::{
 use crate::bitmap;
 use crate::dtype::{self, Format, Shown};
 use crate::error::{Error, err};
+use crate::extension::{self, TensorType};
 
 /// Most dimensions a tensor may have (NumPy 2's limit). Deeper nesting of
 /// `fixed_size_list` is `UNSUPPORTED_LAYOUT`.
@@ -73,6 +78,33 @@ impl Dims {
             // the buffer size before this is called.
             stride = stride.saturating_mul(self.shape()[d]);
         }
+    }
+
+    /// Replaces the `[length, N]` of a fixed_shape_tensor's storage with
+    /// `[length, *logical shape]`, strides derived from the permutation.
+    fn apply_tensor_type(&mut self, t: &TensorType) -> Result<(), Error> {
+        let list_size = t.list_size()?;
+        if self.ndim != 2 {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "arrow.fixed_shape_tensor storage must be a fixed_size_list of a number, found {} list levels",
+                self.ndim - 1
+            ));
+        }
+        if self.shape()[1] != list_size {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "arrow.fixed_shape_tensor shape {:?} holds {list_size} elements but the list size is {}",
+                t.shape(),
+                self.shape()[1]
+            ));
+        }
+        self.ndim = 1;
+        for (extent, stride) in t.logical() {
+            self.push(extent)?;
+            self.strides[self.ndim - 1].write(stride);
+        }
+        Ok(())
     }
 
     pub fn ndim(&self) -> usize {
@@ -156,6 +188,12 @@ pub unsafe fn read(
     };
     // The range of the current level's elements that the tensor covers, in
     // the level's logical index space (before its own `offset`).
+    // SAFETY: `schema` is valid (caller's contract); its metadata block is
+    // read only through checked lengths.
+    let tensor_type = match unsafe { extension::fixed_shape_tensor_json(schema) }? {
+        Some(json) => Some(extension::parse_tensor_type(json)?),
+        None => None,
+    };
     let (mut start, mut count) = (0i64, array.length);
     dims.push(array.length)?;
     loop {
@@ -173,6 +211,9 @@ pub unsafe fn read(
                 let data = unsafe { level.values(t, checked.first, count) }
                     .map_err(|e| level.locate(e))?;
                 dims.set_row_major_strides();
+                if let Some(tensor_type) = &tensor_type {
+                    dims.apply_tensor_type(tensor_type)?;
+                }
                 return Ok(TensorView {
                     dtype: t.dl,
                     data,

@@ -1,0 +1,539 @@
+//! The canonical `arrow.fixed_shape_tensor` extension type: reading the
+//! schema's metadata block and the type's JSON parameters.
+//!
+//! The JSON is parsed here, not with arrow-schema's `FixedShapeTensor`
+//! support: arrow-schema 60 reads the permutation under the key
+//! `"permutations"`, while the specification (and pyarrow, which writes the
+//! metadata users actually have) says `"permutation"`, so it would reject
+//! every permuted tensor; it also computes the list size with unchecked
+//! arithmetic and `expect`, which untrusted input must not reach. The
+//! parser below accepts exactly JSON, allocates nothing, and bounds its
+//! nesting depth.
+
+use crate::abi::ArrowSchema;
+use crate::error::{Error, err};
+use crate::view::MAX_NDIM;
+
+pub const EXTENSION_NAME_KEY: &[u8] = b"ARROW:extension:name";
+pub const EXTENSION_METADATA_KEY: &[u8] = b"ARROW:extension:metadata";
+pub const FIXED_SHAPE_TENSOR: &[u8] = b"arrow.fixed_shape_tensor";
+
+/// Most entries and bytes per entry accepted in a metadata block. The block
+/// carries no total size, so lengths are the only thing to check: these
+/// bounds turn a corrupt length into an error rather than a read of
+/// gigabytes.
+const MAX_ENTRIES: i32 = 1 << 16;
+const MAX_ENTRY_BYTES: i32 = 1 << 24;
+
+/// The JSON parameters of a fixed_shape_tensor extension, if the schema is
+/// one (`None` for no metadata or another extension type: those export
+/// their storage type unchanged).
+///
+/// # Safety
+/// `schema.metadata` is NULL or a metadata block as the C Data Interface
+/// lays it out (int32 count, then int32-length-prefixed keys and values);
+/// the lengths are checked before anything they cover is read.
+pub unsafe fn fixed_shape_tensor_json(schema: &ArrowSchema) -> Result<Option<&[u8]>, Error> {
+    if schema.metadata.is_null() {
+        return Ok(None);
+    }
+    let mut cursor = schema.metadata.cast::<u8>();
+    // SAFETY: the block starts with an int32 count (unaligned in general).
+    let count = unsafe { read_i32(&mut cursor) };
+    if !(0..=MAX_ENTRIES).contains(&count) {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "schema.metadata has {count} entries"
+        ));
+    }
+    let (mut name, mut json) = (None, None);
+    for entry in 0..count {
+        // SAFETY: each entry is a length-prefixed key then value; `bytes`
+        // checks each length before reading what it covers.
+        let (key, value) = unsafe {
+            (
+                bytes(&mut cursor, entry, "key")?,
+                bytes(&mut cursor, entry, "value")?,
+            )
+        };
+        if key == EXTENSION_NAME_KEY {
+            name = Some(value);
+        } else if key == EXTENSION_METADATA_KEY {
+            json = Some(value);
+        }
+    }
+    match (name, json) {
+        (Some(FIXED_SHAPE_TENSOR), Some(json)) => Ok(Some(json)),
+        (Some(FIXED_SHAPE_TENSOR), None) => Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "arrow.fixed_shape_tensor without ARROW:extension:metadata"
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// # Safety
+/// `*cursor` is valid for reading 4 bytes.
+unsafe fn read_i32(cursor: &mut *const u8) -> i32 {
+    // SAFETY: forwarded from the caller.
+    let value = unsafe { cursor.cast::<i32>().read_unaligned() };
+    // SAFETY: within the block (caller's contract).
+    *cursor = unsafe { cursor.add(4) };
+    value
+}
+
+/// # Safety
+/// `*cursor` is at a length-prefixed byte string of the metadata block.
+unsafe fn bytes<'a>(cursor: &mut *const u8, entry: i32, what: &str) -> Result<&'a [u8], Error> {
+    // SAFETY: forwarded from the caller.
+    let len = unsafe { read_i32(cursor) };
+    if !(0..=MAX_ENTRY_BYTES).contains(&len) {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "schema.metadata entry {entry}: {what} length {len}"
+        ));
+    }
+    // SAFETY: the producer wrote `len` bytes here (the length is sane).
+    let slice = unsafe { std::slice::from_raw_parts(*cursor, len as usize) };
+    // SAFETY: just past those bytes, still within the block.
+    *cursor = unsafe { cursor.add(len as usize) };
+    Ok(slice)
+}
+
+/// The parameters of a fixed_shape_tensor type: the physical shape of each
+/// tensor (row-major in storage) and how logical dimensions map to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorType {
+    ndim: usize,
+    shape: [i64; MAX_NDIM],
+    permutation: [usize; MAX_NDIM],
+}
+
+impl TensorType {
+    /// The physical shape.
+    pub fn shape(&self) -> &[i64] {
+        &self.shape[..self.ndim]
+    }
+
+    /// Logical dimension `i` is physical dimension `permutation()[i]`
+    /// (the identity when the metadata has none).
+    pub fn permutation(&self) -> &[usize] {
+        &self.permutation[..self.ndim]
+    }
+
+    /// Elements per tensor: the product of the shape, or an error on
+    /// overflow.
+    pub fn list_size(&self) -> Result<i64, Error> {
+        self.shape()
+            .iter()
+            .try_fold(1i64, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| {
+                err!(
+                    ARROW_DLPACK_INVALID_ARROW,
+                    "arrow.fixed_shape_tensor shape {:?}: the product overflows",
+                    self.shape()
+                )
+            })
+    }
+
+    /// The logical shape and strides (in elements) of one tensor.
+    pub fn logical(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        let mut physical_strides = [0i64; MAX_NDIM];
+        let mut stride = 1i64;
+        for d in (0..self.ndim).rev() {
+            physical_strides[d] = stride;
+            // `list_size` succeeded, so no partial product overflows.
+            stride = stride.saturating_mul(self.shape[d]);
+        }
+        self.permutation()
+            .iter()
+            .map(move |&p| (self.shape[p], physical_strides[p]))
+    }
+}
+
+/// Parses `{"shape": [...], "permutation": [...], "dim_names": [...]}`;
+/// other keys are ignored, as the specification allows.
+pub fn parse_tensor_type(json: &[u8]) -> Result<TensorType, Error> {
+    let mut p = Parser { s: json, at: 0 };
+    let mut t = TensorType {
+        ndim: 0,
+        shape: [0; MAX_NDIM],
+        permutation: [0; MAX_NDIM],
+    };
+    let (mut has_shape, mut n_permutation, mut n_names) = (false, None, None);
+    p.ws();
+    p.expect(b'{')?;
+    p.ws();
+    if !p.eat(b'}') {
+        loop {
+            p.ws();
+            let key = p.string()?;
+            p.ws();
+            p.expect(b':')?;
+            p.ws();
+            match key {
+                b"shape" => {
+                    t.ndim = p.int_array(&mut t.shape, "shape")?;
+                    has_shape = true;
+                }
+                b"permutation" => {
+                    let mut values = [0i64; MAX_NDIM];
+                    let n = p.int_array(&mut values, "permutation")?;
+                    for (dst, v) in t.permutation.iter_mut().zip(&values[..n]) {
+                        *dst = *v as usize;
+                    }
+                    n_permutation = Some(n);
+                }
+                b"dim_names" => n_names = Some(p.string_array()?),
+                _ => p.skip_value(0)?,
+            }
+            p.ws();
+            if p.eat(b'}') {
+                break;
+            }
+            p.expect(b',')?;
+        }
+    }
+    p.ws();
+    if p.at != json.len() {
+        return Err(p.error("trailing characters"));
+    }
+    if !has_shape {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "arrow.fixed_shape_tensor metadata has no \"shape\""
+        ));
+    }
+    let ndim = t.ndim;
+    match n_permutation {
+        None => (0..ndim).for_each(|i| t.permutation[i] = i),
+        Some(n) => {
+            let mut seen = [false; MAX_NDIM];
+            let valid = n == ndim
+                && t.permutation[..n]
+                    .iter()
+                    .all(|&p| p < ndim && !std::mem::replace(&mut seen[p], true));
+            if !valid {
+                return Err(err!(
+                    ARROW_DLPACK_INVALID_ARROW,
+                    "arrow.fixed_shape_tensor permutation {:?} is not a permutation of 0..{ndim}",
+                    &t.permutation[..n]
+                ));
+            }
+        }
+    }
+    if let Some(n) = n_names.filter(|&n| n != ndim) {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "arrow.fixed_shape_tensor has {n} dim_names for {ndim} dimensions"
+        ));
+    }
+    t.list_size()?;
+    Ok(t)
+}
+
+/// A strict JSON reader over bytes, just enough for the metadata.
+struct Parser<'a> {
+    s: &'a [u8],
+    at: usize,
+}
+
+/// Deepest nesting skipped inside an ignored value.
+const MAX_DEPTH: usize = 32;
+
+impl<'a> Parser<'a> {
+    fn error(&self, what: &str) -> Error {
+        err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "arrow.fixed_shape_tensor metadata is not valid JSON: {what} at byte {}",
+            self.at
+        )
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.at).copied()
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        let hit = self.peek() == Some(c);
+        self.at += hit as usize;
+        hit
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), Error> {
+        if self.eat(c) {
+            Ok(())
+        } else {
+            Err(self.error(&format!("expected '{}'", c as char)))
+        }
+    }
+
+    /// A string's raw contents (escapes are validated, not decoded: keys
+    /// are compared as written, and names are only counted).
+    fn string(&mut self) -> Result<&'a [u8], Error> {
+        self.expect(b'"')?;
+        let start = self.at;
+        loop {
+            match self.peek() {
+                None => return Err(self.error("unterminated string")),
+                Some(b'"') => break,
+                Some(b'\\') => {
+                    self.at += 1;
+                    match self.peek() {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                            self.at += 1
+                        }
+                        Some(b'u')
+                            if self.s.len() >= self.at + 5
+                                && self.s[self.at + 1..self.at + 5]
+                                    .iter()
+                                    .all(u8::is_ascii_hexdigit) =>
+                        {
+                            self.at += 5
+                        }
+                        _ => return Err(self.error("bad escape")),
+                    }
+                }
+                Some(c) if c < 0x20 => return Err(self.error("control character in string")),
+                Some(_) => self.at += 1,
+            }
+        }
+        let raw = &self.s[start..self.at];
+        self.at += 1;
+        if std::str::from_utf8(raw).is_err() {
+            return Err(self.error("invalid UTF-8"));
+        }
+        Ok(raw)
+    }
+
+    /// A non-negative integer that fits `i64`.
+    fn int(&mut self, what: &str) -> Result<i64, Error> {
+        let start = self.at;
+        let mut value = 0i64;
+        while let Some(d @ b'0'..=b'9') = self.peek() {
+            value = value
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(i64::from(d - b'0')))
+                .ok_or_else(|| {
+                    err!(
+                        ARROW_DLPACK_INVALID_ARROW,
+                        "arrow.fixed_shape_tensor {what}: a value overflows"
+                    )
+                })?;
+            self.at += 1;
+        }
+        let digits = self.at - start;
+        if digits == 0
+            || (digits > 1 && self.s[start] == b'0')
+            || matches!(self.peek(), Some(b'.' | b'e' | b'E'))
+        {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "arrow.fixed_shape_tensor {what}: expected non-negative integers (byte {})",
+                start
+            ));
+        }
+        Ok(value)
+    }
+
+    /// `[int, ...]` into `out`; the count, at most `MAX_NDIM - 1` (one
+    /// dimension is the array's length).
+    fn int_array(&mut self, out: &mut [i64; MAX_NDIM], what: &str) -> Result<usize, Error> {
+        self.expect(b'[')?;
+        self.ws();
+        let mut n = 0;
+        if self.eat(b']') {
+            return Ok(0);
+        }
+        loop {
+            self.ws();
+            if n == MAX_NDIM - 1 {
+                return Err(err!(
+                    ARROW_DLPACK_UNSUPPORTED_LAYOUT,
+                    "arrow.fixed_shape_tensor {what} has more than {} dimensions",
+                    MAX_NDIM - 1
+                ));
+            }
+            out[n] = self.int(what)?;
+            n += 1;
+            self.ws();
+            if self.eat(b']') {
+                return Ok(n);
+            }
+            self.expect(b',')?;
+        }
+    }
+
+    /// `["name", ...]`: the count.
+    fn string_array(&mut self) -> Result<usize, Error> {
+        self.expect(b'[')?;
+        self.ws();
+        let mut n = 0;
+        if self.eat(b']') {
+            return Ok(0);
+        }
+        loop {
+            self.ws();
+            self.string()?;
+            n += 1;
+            self.ws();
+            if self.eat(b']') {
+                return Ok(n);
+            }
+            self.expect(b',')?;
+        }
+    }
+
+    /// Any JSON value, validated and ignored.
+    fn skip_value(&mut self, depth: usize) -> Result<(), Error> {
+        if depth == MAX_DEPTH {
+            return Err(self.error("nested too deeply"));
+        }
+        match self.peek() {
+            Some(b'"') => self.string().map(drop),
+            Some(open @ (b'[' | b'{')) => {
+                let close = if open == b'[' { b']' } else { b'}' };
+                self.at += 1;
+                self.ws();
+                if self.eat(close) {
+                    return Ok(());
+                }
+                loop {
+                    self.ws();
+                    if open == b'{' {
+                        self.string()?;
+                        self.ws();
+                        self.expect(b':')?;
+                        self.ws();
+                    }
+                    self.skip_value(depth + 1)?;
+                    self.ws();
+                    if self.eat(close) {
+                        return Ok(());
+                    }
+                    self.expect(b',')?;
+                }
+            }
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => {
+                self.eat(b'-');
+                let start = self.at;
+                while matches!(
+                    self.peek(),
+                    Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+                ) {
+                    self.at += 1;
+                }
+                if self.at == start {
+                    Err(self.error("bad number"))
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Err(self.error("expected a value")),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<(), Error> {
+        if self.s[self.at..].starts_with(word) {
+            self.at += word.len();
+            Ok(())
+        } else {
+            Err(self.error("expected a value"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Status;
+
+    #[test]
+    fn parses_what_pyarrow_writes() {
+        let t = parse_tensor_type(
+            br#"{"shape":[2,3,4],"dim_names":["C","H","W"],"permutation":[2,0,1]}"#,
+        )
+        .unwrap();
+        assert_eq!(t.shape(), &[2, 3, 4]);
+        assert_eq!(t.permutation(), &[2, 0, 1]);
+        assert_eq!(t.list_size().unwrap(), 24);
+        // Logical dim i is physical dim permutation[i]: physical strides [12, 4, 1].
+        assert_eq!(
+            t.logical().collect::<Vec<_>>(),
+            vec![(4, 1), (2, 12), (3, 4)]
+        );
+        let t = parse_tensor_type(
+            b" { \"shape\" : [ 5 ] , \"other\": {\"a\": [1, -2.5e3, null, true]} } ",
+        )
+        .unwrap();
+        assert_eq!(t.logical().collect::<Vec<_>>(), vec![(5, 1)]);
+        assert_eq!(
+            parse_tensor_type(br#"{"shape":[]}"#)
+                .unwrap()
+                .list_size()
+                .unwrap(),
+            1
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_metadata_naming_the_problem() {
+        for (json, needle) in [
+            (
+                &br#"{"shape":[2,3],"permutation":[0,0]}"#[..],
+                "not a permutation",
+            ),
+            (br#"{"shape":[2,3],"permutation":[0]}"#, "not a permutation"),
+            (
+                br#"{"shape":[2,3],"permutation":[0,2]}"#,
+                "not a permutation",
+            ),
+            (
+                br#"{"shape":[2,3],"dim_names":["a"]}"#,
+                "1 dim_names for 2 dimensions",
+            ),
+            (br#"{"shape":[-1]}"#, "non-negative integers"),
+            (br#"{"shape":[1.5]}"#, "non-negative integers"),
+            (br#"{"shape":[99999999999,99999999999]}"#, "overflows"),
+            (br#"{"shape":[99999999999999999999]}"#, "overflows"),
+            (br#"{"dim_names":[]}"#, "no \"shape\""),
+            (br#"{"shape":[2]"#, "not valid JSON"),
+            (br#"{"shape":[2]} x"#, "trailing"),
+            (br#"{"shape":[2],"x":"\q"}"#, "bad escape"),
+            (b"", "not valid JSON"),
+        ] {
+            let e = parse_tensor_type(json).unwrap_err();
+            assert_eq!(e.status(), Status::ARROW_DLPACK_INVALID_ARROW, "{e}");
+            assert!(
+                e.message().contains(needle),
+                "{:?}: {e}",
+                String::from_utf8_lossy(json)
+            );
+        }
+        let deep = format!(
+            r#"{{"shape":[1],"x":{}{}}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        assert!(
+            parse_tensor_type(deep.as_bytes())
+                .unwrap_err()
+                .message()
+                .contains("nested too deeply")
+        );
+        let many = format!(r#"{{"shape":[{}]}}"#, vec!["1"; 64].join(","));
+        assert_eq!(
+            parse_tensor_type(many.as_bytes()).unwrap_err().status(),
+            Status::ARROW_DLPACK_UNSUPPORTED_LAYOUT
+        );
+    }
+}
