@@ -418,6 +418,64 @@ DLManagedTensorVersioned *arrow_dlpack_export_device(struct ArrowDeviceArray *ar
                                                      struct ArrowDlpackError *error);
 
 /**
+ * Shares a legacy DLPack tensor as an Arrow array, without copying.
+ *
+ * `tensor` must be a live tensor in host-readable memory (`kDLCPU`,
+ * `kDLCUDAHost`, `kDLROCMHost`) of dtype int/uint 8..64 or float 16/32/64
+ * with lanes 1. A 0-D tensor becomes a length-1 array; a 1-D tensor with
+ * stride 1 (or NULL strides) a primitive array; a dense N-D tensor an
+ * `arrow.fixed_shape_tensor` array over its first dimension (with a
+ * `permutation` when its strides are a non-row-major order; the first
+ * dimension must be outermost). `byte_offset` is honoured.
+ *
+ * On success returns `ARROW_DLPACK_OK` and writes `*out_array` and
+ * `*out_schema`; the array owns the tensor: releasing it (and every array
+ * that shares its buffers, such as slices made by a consumer) calls the
+ * tensor's deleter exactly once, from whichever thread releases last. The
+ * schema is independent; release it separately.
+ *
+ * On failure returns the status; the tensor is untouched and still the
+ * caller's, and the out structs are not written. Statuses:
+ * `INVALID_ARGUMENT` (NULL pointers, negative extents, sizes that
+ * overflow), `UNSUPPORTED_TYPE`, `UNSUPPORTED_LAYOUT` (strides that need
+ * a copy), `UNSUPPORTED_DEVICE`, `INTERNAL_ERROR`.
+ *
+ * # Safety
+ * Pointers are NULL or valid; the tensor follows DLPack.
+ */
+enum ArrowDlpackStatus arrow_dlpack_import(DLManagedTensor *tensor,
+                                           struct ArrowArray *out_array,
+                                           struct ArrowSchema *out_schema,
+                                           struct ArrowDlpackError *error);
+
+/**
+ * As `arrow_dlpack_import`, for a DLPack 1.x tensor. A major version
+ * other than 1 is `INVALID_ARGUMENT`, and then nothing but `version` is
+ * read.
+ *
+ * # Safety
+ * Pointers are NULL or valid; the tensor follows DLPack.
+ */
+enum ArrowDlpackStatus arrow_dlpack_import_versioned(DLManagedTensorVersioned *tensor,
+                                                     struct ArrowArray *out_array,
+                                                     struct ArrowSchema *out_schema,
+                                                     struct ArrowDlpackError *error);
+
+/**
+ * As `arrow_dlpack_import_versioned`, for a tensor on any device that
+ * Arrow can name (DLPack device types 1-4 and 7-16): `*out_array` keeps
+ * the device (`device_id` -1 for the CPU), its `sync_event` is NULL, and
+ * the memory is never dereferenced.
+ *
+ * # Safety
+ * Pointers are NULL or valid; the tensor follows DLPack.
+ */
+enum ArrowDlpackStatus arrow_dlpack_import_device(DLManagedTensorVersioned *tensor,
+                                                  struct ArrowDeviceArray *out_array,
+                                                  struct ArrowSchema *out_schema,
+                                                  struct ArrowDlpackError *error);
+
+/**
  * The library's version, `"MAJOR.MINOR.PATCH"`: a static string.
  */
 const char *arrow_dlpack_version(void);

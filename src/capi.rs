@@ -7,13 +7,14 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
 
 use crate::abi::{
-    ArrowArray, ArrowDeviceArray, ArrowSchema, DLManagedTensor, DLManagedTensorVersioned,
+    ArrowArray, ArrowDeviceArray, ArrowSchema, DLManagedTensor, DLManagedTensorVersioned, K_DL_CPU,
 };
-use crate::error::{ArrowDlpackError, Error, Status, err};
+use crate::error::{ArrowDlpackError, ArrowDlpackStatus, Error, Status, err};
 use crate::export;
+use crate::import::{self, Managed, Memory};
 
 /// Runs `$body` (a `Result`) behind a panic guard, reports the outcome into
-/// `$error` (which may be NULL) and returns the value, or `$failed`.
+/// `$error` (which may be NULL) and returns the value, or `$failed(status)`.
 ///
 /// The outcome is reported inside the guarded closure, so that only the
 /// small success value crosses `catch_unwind` (an `Error` is 264 bytes and
@@ -25,17 +26,17 @@ macro_rules! ffi_boundary {
             Ok(value) => {
                 // SAFETY: `error` is NULL or caller-provided writable storage.
                 unsafe { report(error, None) };
-                Some(value)
+                Ok(value)
             }
             Err(e) => {
                 // SAFETY: as above.
                 unsafe { report(error, Some(&e)) };
-                None
+                Err(e.status())
             }
         }));
         match guarded {
-            Ok(Some(value)) => value,
-            Ok(None) => $failed,
+            Ok(Ok(value)) => value,
+            Ok(Err(status)) => ($failed)(status),
             Err(_) => {
                 let e = err!(
                     ARROW_DLPACK_INTERNAL_ERROR,
@@ -44,7 +45,7 @@ macro_rules! ffi_boundary {
                 );
                 // SAFETY: as above.
                 unsafe { report(error, Some(&e)) };
-                $failed
+                ($failed)(Status::ARROW_DLPACK_INTERNAL_ERROR)
             }
         }
     }};
@@ -126,7 +127,7 @@ pub unsafe extern "C" fn arrow_dlpack_export(
     schema: *const ArrowSchema,
     error: *mut ArrowDlpackError,
 ) -> *mut DLManagedTensor {
-    ffi_boundary!("arrow_dlpack_export", error, ptr::null_mut(), {
+    ffi_boundary!("arrow_dlpack_export", error, |_| ptr::null_mut(), {
         // SAFETY: NULL or valid, per the caller's contract.
         let (array, schema) = unsafe { (arg_mut(array, "array")?, arg(schema, "schema")?) };
         // SAFETY: as above.
@@ -147,12 +148,17 @@ pub unsafe extern "C" fn arrow_dlpack_export_versioned(
     schema: *const ArrowSchema,
     error: *mut ArrowDlpackError,
 ) -> *mut DLManagedTensorVersioned {
-    ffi_boundary!("arrow_dlpack_export_versioned", error, ptr::null_mut(), {
-        // SAFETY: NULL or valid, per the caller's contract.
-        let (array, schema) = unsafe { (arg_mut(array, "array")?, arg(schema, "schema")?) };
-        // SAFETY: as above.
-        unsafe { export::export::<DLManagedTensorVersioned>(array, schema) }.map(|t| t.as_ptr())
-    })
+    ffi_boundary!(
+        "arrow_dlpack_export_versioned",
+        error,
+        |_| ptr::null_mut(),
+        {
+            // SAFETY: NULL or valid, per the caller's contract.
+            let (array, schema) = unsafe { (arg_mut(array, "array")?, arg(schema, "schema")?) };
+            // SAFETY: as above.
+            unsafe { export::export::<DLManagedTensorVersioned>(array, schema) }.map(|t| t.as_ptr())
+        }
+    )
 }
 
 /// Shares an Arrow device array as a DLPack 1.3 versioned tensor on the
@@ -182,7 +188,7 @@ pub unsafe extern "C" fn arrow_dlpack_export_device(
     let result = ffi_boundary!(
         "arrow_dlpack_export_device",
         error,
-        (ptr::null_mut(), ptr::null_mut()),
+        |_| (ptr::null_mut(), ptr::null_mut()),
         {
             // SAFETY: NULL or valid, per the caller's contract.
             let (array, schema) = unsafe { (arg_mut(array, "array")?, arg(schema, "schema")?) };
@@ -195,6 +201,129 @@ pub unsafe extern "C" fn arrow_dlpack_export_device(
         unsafe { sync_event.write(result.1) };
     }
     result.0
+}
+
+/// Shares a legacy DLPack tensor as an Arrow array, without copying.
+///
+/// `tensor` must be a live tensor in host-readable memory (`kDLCPU`,
+/// `kDLCUDAHost`, `kDLROCMHost`) of dtype int/uint 8..64 or float 16/32/64
+/// with lanes 1. A 0-D tensor becomes a length-1 array; a 1-D tensor with
+/// stride 1 (or NULL strides) a primitive array; a dense N-D tensor an
+/// `arrow.fixed_shape_tensor` array over its first dimension (with a
+/// `permutation` when its strides are a non-row-major order; the first
+/// dimension must be outermost). `byte_offset` is honoured.
+///
+/// On success returns `ARROW_DLPACK_OK` and writes `*out_array` and
+/// `*out_schema`; the array owns the tensor: releasing it (and every array
+/// that shares its buffers, such as slices made by a consumer) calls the
+/// tensor's deleter exactly once, from whichever thread releases last. The
+/// schema is independent; release it separately.
+///
+/// On failure returns the status; the tensor is untouched and still the
+/// caller's, and the out structs are not written. Statuses:
+/// `INVALID_ARGUMENT` (NULL pointers, negative extents, sizes that
+/// overflow), `UNSUPPORTED_TYPE`, `UNSUPPORTED_LAYOUT` (strides that need
+/// a copy), `UNSUPPORTED_DEVICE`, `INTERNAL_ERROR`.
+///
+/// # Safety
+/// Pointers are NULL or valid; the tensor follows DLPack.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_import(
+    tensor: *mut DLManagedTensor,
+    out_array: *mut ArrowArray,
+    out_schema: *mut ArrowSchema,
+    error: *mut ArrowDlpackError,
+) -> ArrowDlpackStatus {
+    ffi_boundary!("arrow_dlpack_import", error, |status| status, {
+        // SAFETY: NULL or valid, per the caller's contract.
+        let (out_array, out_schema) = unsafe {
+            (
+                arg_mut(out_array, "out_array")?,
+                arg_mut(out_schema, "out_schema")?,
+            )
+        };
+        let tensor = ptr::NonNull::new(tensor)
+            .ok_or_else(|| err!(ARROW_DLPACK_INVALID_ARGUMENT, "tensor is NULL"))?;
+        // SAFETY: a live tensor the caller hands over on success.
+        unsafe {
+            import::import_to_c(
+                Managed::Legacy(tensor),
+                Memory::HostReadable,
+                out_array,
+                out_schema,
+            )
+        }
+        .map(|_| Status::ARROW_DLPACK_OK)
+    })
+}
+
+/// As `arrow_dlpack_import`, for a DLPack 1.x tensor. A major version
+/// other than 1 is `INVALID_ARGUMENT`, and then nothing but `version` is
+/// read.
+///
+/// # Safety
+/// Pointers are NULL or valid; the tensor follows DLPack.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_import_versioned(
+    tensor: *mut DLManagedTensorVersioned,
+    out_array: *mut ArrowArray,
+    out_schema: *mut ArrowSchema,
+    error: *mut ArrowDlpackError,
+) -> ArrowDlpackStatus {
+    ffi_boundary!("arrow_dlpack_import_versioned", error, |status| status, {
+        // SAFETY: NULL or valid, per the caller's contract.
+        let (out_array, out_schema) = unsafe {
+            (
+                arg_mut(out_array, "out_array")?,
+                arg_mut(out_schema, "out_schema")?,
+            )
+        };
+        // SAFETY: as above.
+        let tensor = unsafe { import::versioned(tensor) }?;
+        // SAFETY: a live tensor the caller hands over on success.
+        unsafe { import::import_to_c(tensor, Memory::HostReadable, out_array, out_schema) }
+            .map(|_| Status::ARROW_DLPACK_OK)
+    })
+}
+
+/// As `arrow_dlpack_import_versioned`, for a tensor on any device that
+/// Arrow can name (DLPack device types 1-4 and 7-16): `*out_array` keeps
+/// the device (`device_id` -1 for the CPU), its `sync_event` is NULL, and
+/// the memory is never dereferenced.
+///
+/// # Safety
+/// Pointers are NULL or valid; the tensor follows DLPack.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_import_device(
+    tensor: *mut DLManagedTensorVersioned,
+    out_array: *mut ArrowDeviceArray,
+    out_schema: *mut ArrowSchema,
+    error: *mut ArrowDlpackError,
+) -> ArrowDlpackStatus {
+    ffi_boundary!("arrow_dlpack_import_device", error, |status| status, {
+        // SAFETY: NULL or valid, per the caller's contract.
+        let (out_array, out_schema) = unsafe {
+            (
+                arg_mut(out_array, "out_array")?,
+                arg_mut(out_schema, "out_schema")?,
+            )
+        };
+        // SAFETY: as above.
+        let tensor = unsafe { import::versioned(tensor) }?;
+        // SAFETY: a live tensor the caller hands over on success.
+        let device = unsafe {
+            import::import_to_c(tensor, Memory::AnyDevice, &mut out_array.array, out_schema)
+        }?;
+        out_array.device_type = device.device_type;
+        out_array.device_id = if device.device_type == K_DL_CPU {
+            -1
+        } else {
+            i64::from(device.device_id)
+        };
+        out_array.sync_event = ptr::null_mut();
+        out_array.reserved = [0; 3];
+        Ok(Status::ARROW_DLPACK_OK)
+    })
 }
 
 /// The library's version, `"MAJOR.MINOR.PATCH"`: a static string.

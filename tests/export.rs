@@ -342,9 +342,9 @@ fn non_numeric_types_are_unsupported_with_a_hint() {
         raw.schema.format = format.as_ptr();
         rejects(&mut raw, Status::ARROW_DLPACK_UNSUPPORTED_TYPE, needle);
     }
-    let mut dictionary = Raw::primitive("u", &[0u8]);
+    let dictionary = Raw::primitive("u", &[0u8]);
     let mut raw = Raw::primitive("i", &[1i32]);
-    raw.schema.dictionary = &mut *dictionary.schema;
+    raw.schema.dictionary = dictionary.schema.as_ptr();
     rejects(
         &mut raw,
         Status::ARROW_DLPACK_UNSUPPORTED_TYPE,

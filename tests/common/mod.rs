@@ -20,6 +20,13 @@ impl<T> Heap<T> {
     fn new(value: T) -> Heap<T> {
         Heap(std::ptr::NonNull::from(Box::leak(Box::new(value))))
     }
+
+    /// The raw pointer, with the allocation's own provenance: it stays
+    /// valid across later `&mut` uses of the value (unlike a pointer
+    /// derived from a `&mut`, under Miri's aliasing model).
+    pub fn as_ptr(&self) -> *mut T {
+        self.0.as_ptr()
+    }
 }
 
 impl<T> Deref for Heap<T> {
@@ -158,15 +165,11 @@ impl Raw {
     }
 
     fn link_children(&mut self) {
-        self.child_arrays = self
-            .children
-            .iter_mut()
-            .map(|c| &mut *c.array as *mut ArrowArray)
-            .collect();
+        self.child_arrays = self.children.iter_mut().map(|c| c.array.as_ptr()).collect();
         self.child_schemas = self
             .children
             .iter_mut()
-            .map(|c| &mut *c.schema as *mut ArrowSchema)
+            .map(|c| c.schema.as_ptr())
             .collect();
         self.array.n_children = self.children.len() as i64;
         self.schema.n_children = self.children.len() as i64;
@@ -199,11 +202,11 @@ impl Raw {
     }
 
     pub fn array_ptr(&mut self) -> *mut ArrowArray {
-        &mut *self.array
+        self.array.as_ptr()
     }
 
     pub fn schema_ptr(&self) -> *const ArrowSchema {
-        &*self.schema
+        self.schema.as_ptr()
     }
 
     pub fn release_count(&self) -> usize {
@@ -220,7 +223,7 @@ impl Drop for Raw {
     fn drop(&mut self) {
         if let Some(release) = self.array.release {
             // SAFETY: our own callback on our own array.
-            unsafe { release(&mut *self.array) };
+            unsafe { release(self.array.as_ptr()) };
         }
     }
 }
