@@ -495,6 +495,11 @@ const char *arrow_dlpack_status_string(int status);
  * `"dltensor_versioned"` (nobody took it), and does nothing once a
  * consumer renamed it `"used_dltensor[_versioned]"`.
  *
+ * Also for capsules named `"arrow_schema"`, `"arrow_array"` or
+ * `"arrow_device_array"` holding a struct allocated with `malloc`: it
+ * releases the struct if a consumer did not move it out (its `release` is
+ * not NULL), then `free`s it. (The import side of the Python bindings.)
+ *
  * Pass it to `PyCapsule_New` as the destructor. It is called by Python
  * with the GIL held. If the Python C API cannot be found in the process
  * (Python embedded with `RTLD_LOCAL`), it does nothing: the tensor leaks

@@ -59,6 +59,11 @@ fn python() -> Option<&'static PythonApi> {
 /// `"dltensor_versioned"` (nobody took it), and does nothing once a
 /// consumer renamed it `"used_dltensor[_versioned]"`.
 ///
+/// Also for capsules named `"arrow_schema"`, `"arrow_array"` or
+/// `"arrow_device_array"` holding a struct allocated with `malloc`: it
+/// releases the struct if a consumer did not move it out (its `release` is
+/// not NULL), then `free`s it. (The import side of the Python bindings.)
+///
 /// Pass it to `PyCapsule_New` as the destructor. It is called by Python
 /// with the GIL held. If the Python C API cannot be found in the process
 /// (Python embedded with `RTLD_LOCAL`), it does nothing: the tensor leaks
@@ -78,16 +83,20 @@ pub unsafe extern "C" fn arrow_dlpack_capsule_destructor(capsule: *mut c_void) {
             return;
         }
         // SAFETY: a capsule name is a NUL-terminated string.
-        let versioned = match unsafe { CStr::from_ptr(name) }.to_bytes() {
-            b"dltensor" => false,
-            b"dltensor_versioned" => true,
-            _ => return, // taken by a consumer: no longer ours
-        };
+        let name_bytes = unsafe { CStr::from_ptr(name) }.to_bytes();
         // SAFETY: the capsule's own name, so GetPointer succeeds.
-        let tensor = unsafe { (api.get_pointer)(capsule, name) };
-        if tensor.is_null() {
+        let pointer = unsafe { (api.get_pointer)(capsule, name) };
+        if pointer.is_null() {
             return;
         }
+        let versioned = match name_bytes {
+            b"dltensor" => false,
+            b"dltensor_versioned" => true,
+            // SAFETY: Arrow capsules made by our bindings hold a malloc'd
+            // struct (contract of this function).
+            _ => return unsafe { free_arrow_struct(name_bytes, pointer) },
+        };
+        let tensor = pointer;
         // SAFETY: the capsule holds a tensor of the kind its name says, not
         // yet deleted (the capsule owned it until now).
         unsafe {
@@ -105,3 +114,41 @@ pub unsafe extern "C" fn arrow_dlpack_capsule_destructor(capsule: *mut c_void) {
         }
     });
 }
+
+/// Releases (unless moved out) and frees a malloc'd Arrow struct.
+///
+/// # Safety
+/// `pointer` is a `malloc`'d struct of the kind `name` says.
+#[cfg(unix)]
+unsafe fn free_arrow_struct(name: &[u8], pointer: *mut c_void) {
+    use crate::abi::{ArrowArray, ArrowDeviceArray, ArrowSchema};
+    // SAFETY: the struct named by the capsule (caller's contract); each
+    // release callback is called at most once, then the memory is freed.
+    unsafe {
+        match name {
+            b"arrow_schema" => {
+                let s = pointer.cast::<ArrowSchema>();
+                if let Some(release) = (*s).release {
+                    release(s);
+                }
+            }
+            b"arrow_array" => {
+                let a = pointer.cast::<ArrowArray>();
+                if let Some(release) = (*a).release {
+                    release(a);
+                }
+            }
+            b"arrow_device_array" => {
+                let a = pointer.cast::<ArrowDeviceArray>();
+                if let Some(release) = (*a).array.release {
+                    release(&raw mut (*a).array);
+                }
+            }
+            _ => return, // not ours
+        }
+        libc::free(pointer);
+    }
+}
+
+#[cfg(not(unix))]
+unsafe fn free_arrow_struct(_name: &[u8], _pointer: *mut c_void) {}

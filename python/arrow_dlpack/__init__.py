@@ -9,6 +9,10 @@ array([1., 2., 3.])
 ``__arrow_c_stream__``): pyarrow, nanoarrow, arro3, polars, DuckDB results...
 The returned exporter follows the Python DLPack protocol and the array API
 rules; see :class:`DLPackExporter`.
+
+``from_dlpack`` goes the other way: any object with ``__dlpack__`` (NumPy,
+PyTorch, JAX...) becomes an object implementing ``__arrow_c_array__``, so
+``pyarrow.array(arrow_dlpack.from_dlpack(x))`` shares the tensor's memory.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import ctypes
 from typing import Any, Optional, Tuple
 
 from . import _ffi
+from ._import import ArrowArrayFromDLPack, from_dlpack
 
-__all__ = ["to_dlpack", "DLPackExporter", "__version__"]
+__all__ = ["to_dlpack", "from_dlpack", "DLPackExporter", "ArrowArrayFromDLPack", "__version__"]
 
 __version__: str = _ffi.lib.arrow_dlpack_version().decode()
 

@@ -130,6 +130,10 @@ for _name, _restype in (
     _f.restype = _restype
 lib.arrow_dlpack_export_device.argtypes = [c_void_p, c_void_p, c_void_p, c_void_p]
 lib.arrow_dlpack_export_device.restype = c_void_p
+for _name in ("arrow_dlpack_import", "arrow_dlpack_import_versioned", "arrow_dlpack_import_device"):
+    _f = getattr(lib, _name)
+    _f.argtypes = [c_void_p, c_void_p, c_void_p, c_void_p]
+    _f.restype = ctypes.c_int
 lib.arrow_dlpack_version.argtypes = []
 lib.arrow_dlpack_version.restype = ctypes.c_char_p
 lib.arrow_dlpack_status_string.argtypes = [ctypes.c_int]
@@ -159,12 +163,40 @@ capsule_new.restype = ctypes.py_object
 # ctypes callback would cost microseconds on every capsule.)
 CAPSULE_DESTRUCTOR = ctypes.cast(lib.arrow_dlpack_capsule_destructor, c_void_p).value
 
+_is_valid = _api.PyCapsule_IsValid
+_is_valid.argtypes = [c_void_p, ctypes.c_char_p]
+_is_valid.restype = ctypes.c_int
+_set_name = _api.PyCapsule_SetName
+_set_name.argtypes = [c_void_p, ctypes.c_char_p]
+_set_name.restype = ctypes.c_int
+
+
+def capsule_is(capsule, name: bytes) -> bool:
+    return _is_valid(id(capsule), name) == 1
+
+
+def capsule_rename(capsule, name: bytes) -> None:
+    """Renames a capsule (``name`` must outlive it: pass a module constant)."""
+    if _set_name(id(capsule), name) != 0:
+        raise RuntimeError("PyCapsule_SetName failed")
+
+
+_libc = ctypes.CDLL(None)
+malloc = _libc.malloc
+malloc.argtypes = [ctypes.c_size_t]
+malloc.restype = c_void_p
+free = _libc.free
+free.argtypes = [c_void_p]
+free.restype = None
+
 # Capsule names must outlive their capsules: module-level constants.
 DLTENSOR = b"dltensor"
 DLTENSOR_VERSIONED = b"dltensor_versioned"
 ARROW_SCHEMA = b"arrow_schema"
 ARROW_ARRAY = b"arrow_array"
 ARROW_DEVICE_ARRAY = b"arrow_device_array"
+USED_DLTENSOR = b"used_dltensor"
+USED_DLTENSOR_VERSIONED = b"used_dltensor_versioned"
 
 
 def tensor_capsule(tensor: int, versioned: bool):

@@ -1,0 +1,135 @@
+"""DLPack -> Arrow: ``from_dlpack``."""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any, Optional, Tuple
+
+from . import _ffi
+
+# DLPack device types whose memory the host can read.
+_HOST_READABLE = (1, 3, 11)  # kDLCPU, kDLCUDAHost, kDLROCMHost
+
+
+class ArrowArrayFromDLPack:
+    """A DLPack tensor shared as an Arrow array (see :func:`from_dlpack`).
+
+    Implements ``__arrow_c_device_array__`` and, for memory the host can
+    read, ``__arrow_c_array__``; either can be called once: the consumer
+    takes the array, which owns the tensor, and the tensor's deleter runs
+    when the consumer releases it. If no consumer ever takes it, collecting
+    this object releases everything.
+    """
+
+    __slots__ = ("_schema", "_array", "_length", "device")
+
+    def __init__(self, schema: int, array: int, device: Tuple[int, int]):
+        self._length = ctypes.c_int64.from_address(array).value  # struct ArrowArray's first field
+        # malloc'd structs: `array` is a struct ArrowDeviceArray, whose first
+        # member is the struct ArrowArray that __arrow_c_array__ hands out.
+        self._schema = schema
+        self._array = array
+        #: ``(device_type, device_id)`` of the data, DLPack numbering.
+        self.device = device
+
+    def _take(self, array_name: bytes) -> Tuple[Any, Any]:
+        if not self._array:
+            raise BufferError("this arrow_dlpack array was already consumed; call from_dlpack again")
+        schema, array = self._schema, self._array
+        self._schema = self._array = 0
+        # From here the capsules own the structs (and, through the array,
+        # the tensor); their destructor releases whatever a consumer leaves.
+        return (
+            _ffi.capsule_new(schema, _ffi.ARROW_SCHEMA, _ffi.CAPSULE_DESTRUCTOR),
+            _ffi.capsule_new(array, array_name, _ffi.CAPSULE_DESTRUCTOR),
+        )
+
+    def __arrow_c_array__(self, requested_schema: Optional[Any] = None) -> Tuple[Any, Any]:
+        """``(schema capsule, array capsule)``, for memory the host can read.
+        ``requested_schema`` is ignored: the array is shared as it is."""
+        if self.device[0] not in _HOST_READABLE:
+            raise BufferError(f"the data is on device {self.device}: use __arrow_c_device_array__")
+        return self._take(_ffi.ARROW_ARRAY)
+
+    def __arrow_c_device_array__(self, requested_schema: Optional[Any] = None, **kwargs: Any) -> Tuple[Any, Any]:
+        """``(schema capsule, device array capsule)``; ``sync_event`` is NULL."""
+        return self._take(_ffi.ARROW_DEVICE_ARRAY)
+
+    def __del__(self) -> None:
+        if getattr(self, "_array", 0):
+            self._take(_ffi.ARROW_DEVICE_ARRAY)  # the capsules die at once, releasing all
+
+    def __len__(self) -> int:
+        """The number of elements (rows, for N-D tensors)."""
+        return self._length
+
+    def __repr__(self) -> str:
+        state = "consumed" if not self._array else "not consumed"
+        return f"<arrow_dlpack.ArrowArrayFromDLPack on device {self.device}, {state}>"
+
+
+def from_dlpack(x: Any) -> ArrowArrayFromDLPack:
+    """Shares any DLPack producer's tensor as an Arrow array, without copying.
+
+    Asks ``x.__dlpack__(max_version=(1, 3))`` (legacy ``x.__dlpack__()`` for
+    producers that reject the keyword). 0-D and 1-D contiguous tensors
+    become primitive arrays; dense N-D tensors become
+    ``arrow.fixed_shape_tensor`` arrays over their first dimension (with a
+    permutation for transposed inner dimensions). The result implements
+    ``__arrow_c_array__`` (or ``__arrow_c_device_array__``), so that
+    ``pyarrow.array(from_dlpack(np_array))`` shares NumPy's memory.
+
+    Raises ``TypeError`` for objects without ``__dlpack__`` and
+    ``BufferError`` with the library's message for tensors Arrow cannot
+    share (bool/complex dtypes, strided or Fortran layouts...); the
+    producer's tensor is then left to its capsule.
+
+    >>> import numpy as np, pyarrow as pa
+    >>> pa.array(from_dlpack(np.arange(3)))
+    <pyarrow.lib.Int64Array object at ...>
+    [
+      0,
+      1,
+      2
+    ]
+    """
+    if getattr(type(x), "__dlpack__", None) is None:
+        kind = type(x)
+        raise TypeError(f"arrow_dlpack.from_dlpack needs an object with __dlpack__, got {kind.__module__}.{kind.__qualname__}")
+    device = x.__dlpack_device__() if hasattr(x, "__dlpack_device__") else (1, 0)
+    device = (int(device[0]), int(device[1]))
+    try:
+        capsule = x.__dlpack__(max_version=(1, 3))
+    except TypeError:  # a producer written before DLPack 1.0
+        capsule = x.__dlpack__()
+    versioned = _ffi.capsule_is(capsule, _ffi.DLTENSOR_VERSIONED)
+    name = _ffi.DLTENSOR_VERSIONED if versioned else _ffi.DLTENSOR
+    tensor = _ffi.capsule_pointer(capsule, name)
+    host = device[0] in _HOST_READABLE
+    if not host and not versioned:
+        raise BufferError("device tensors are imported from DLPack 1.x producers only")
+    size = ctypes.sizeof(_ffi.ArrowSchema), ctypes.sizeof(_ffi.ArrowDeviceArray)
+    schema_ptr, array_ptr = _ffi.malloc(size[0]), _ffi.malloc(size[1])
+    error = _ffi.ArrowDlpackError()
+    status = 7  # ARROW_DLPACK_OUT_OF_MEMORY
+    if schema_ptr and array_ptr:
+        if versioned:
+            status = _ffi.lib.arrow_dlpack_import_device(tensor, array_ptr, schema_ptr, ctypes.byref(error))
+        elif host:
+            # struct ArrowDeviceArray starts with its struct ArrowArray.
+            status = _ffi.lib.arrow_dlpack_import(tensor, array_ptr, schema_ptr, ctypes.byref(error))
+            if status == 0:
+                struct = _ffi.ArrowDeviceArray.from_address(array_ptr)
+                struct.device_type, struct.device_id, struct.sync_event = 1, -1, None
+                struct.reserved[:] = (0, 0, 0)
+    if status != 0:
+        _ffi.free(schema_ptr)
+        _ffi.free(array_ptr)
+        if status == 7 and not error.message:
+            raise MemoryError("allocating the Arrow structs failed")
+        # The tensor is untouched and still the producer capsule's.
+        raise BufferError(_ffi.last_error(error))
+    # The Arrow array owns the tensor now: the producer's capsule must not
+    # delete it.
+    _ffi.capsule_rename(capsule, _ffi.USED_DLTENSOR_VERSIONED if versioned else _ffi.USED_DLTENSOR)
+    return ArrowArrayFromDLPack(schema_ptr, array_ptr, device)
