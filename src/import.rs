@@ -410,6 +410,11 @@ pub unsafe fn import(
 
 /// [`import`] into C Data Interface structs (the C entry points).
 ///
+/// The array structs are built here rather than by arrow-rs: an arrow-rs
+/// `Buffer` forms a `&[u8]` over its memory, which is undefined behaviour
+/// for device memory the host cannot address (Miri catches it), and one
+/// builder serves host and device alike. arrow-rs still writes the schema.
+///
 /// # Safety
 /// As [`import`]; `out_array`/`out_schema` are valid for writes.
 pub unsafe fn import_to_c(
@@ -428,16 +433,96 @@ pub unsafe fn import_to_c(
             "exporting the schema failed: {e}"
         )
     })?;
-    // SAFETY: the plan was made from this tensor, which the caller gives up.
-    let data = unsafe { plan.build(&field, tensor) };
-    let array = arrow_data::ffi::FFI_ArrowArray::new(&data);
+    let owner = Arc::new(TensorOwner(tensor));
+    let elements = (plan.byte_len / plan.dtype.width()) as i64;
+    let values = c_array(
+        elements,
+        [std::ptr::null(), plan.data.cast_const().cast()],
+        None,
+        &owner,
+    );
+    let array = match plan.tensor_type {
+        Some(_) => c_array(
+            plan.length,
+            [std::ptr::null(), std::ptr::null()],
+            Some(values),
+            &owner,
+        ),
+        None => values,
+    };
     // SAFETY: same layout (asserted above); the out structs are the
-    // caller's uninitialized storage, overwritten without being read.
+    // caller's storage, overwritten without being read.
     unsafe {
-        std::ptr::write((out_array as *mut ArrowArray).cast(), array);
+        std::ptr::write(out_array, array);
         std::ptr::write((out_schema as *mut ArrowSchema).cast(), schema);
     }
     Ok(plan.device)
+}
+
+/// What an imported `ArrowArray` owns: a share of the tensor, its buffer
+/// pointers and its child (a `Box` turned raw, freed by `release_array`).
+struct Private {
+    _owner: Arc<TensorOwner>,
+    buffers: [*const std::ffi::c_void; 2],
+    children: [*mut ArrowArray; 1],
+}
+
+/// A primitive array (`child` None: validity + values buffers) or a
+/// fixed_size_list over `child` (validity buffer only).
+fn c_array(
+    length: i64,
+    buffers: [*const std::ffi::c_void; 2],
+    child: Option<ArrowArray>,
+    owner: &Arc<TensorOwner>,
+) -> ArrowArray {
+    let is_list = child.is_some();
+    let child = child.map_or(std::ptr::null_mut(), |c| Box::into_raw(Box::new(c)));
+    // Raw from the start: the struct hands out pointers into it.
+    let private = Box::into_raw(Box::new(Private {
+        _owner: owner.clone(),
+        buffers,
+        children: [child],
+    }));
+    ArrowArray {
+        length,
+        null_count: 0,
+        offset: 0,
+        n_buffers: if is_list { 1 } else { 2 },
+        n_children: is_list as i64,
+        // SAFETY: fields of the live allocation just made.
+        buffers: unsafe { (&raw mut (*private).buffers).cast() },
+        children: if is_list {
+            // SAFETY: as above.
+            unsafe { (&raw mut (*private).children).cast() }
+        } else {
+            std::ptr::null_mut()
+        },
+        dictionary: std::ptr::null_mut(),
+        release: Some(release_array),
+        private_data: private.cast(),
+    }
+}
+
+/// The release callback of imported arrays: releases the child unless a
+/// consumer moved it out, frees it, then drops this struct's share of the
+/// tensor (the last share runs the tensor's deleter, on this thread).
+unsafe extern "C" fn release_array(array: *mut ArrowArray) {
+    // SAFETY: called by the consumer on a live array made by `c_array`
+    // (the C Data Interface: release once, then `release` is NULL); its
+    // private data and child were made by `Box::into_raw` there.
+    unsafe {
+        let Some(_) = (*array).release else { return };
+        let private = Box::from_raw((*array).private_data.cast::<Private>());
+        let child = private.children[0];
+        if !child.is_null() {
+            if let Some(release) = (*child).release {
+                release(child);
+            }
+            drop(Box::from_raw(child));
+        }
+        (*array).release = None;
+        drop(private);
+    }
 }
 
 /// A versioned tensor, once its major version is known to be 1 (nothing
