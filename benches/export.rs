@@ -3,6 +3,8 @@
 //! - `export_cycle/*`: export + delete of one tensor, against allocating a
 //!   context of the same size, calling the array's release and freeing it
 //!   (the least any owning export could do).
+//! - `import_cycle/*`: import + release of the array and schema, against
+//!   the same baseline.
 //! - `null_scan/*`: counting an unknown null count, against a plain read of
 //!   the same bitmap.
 //!
@@ -13,9 +15,12 @@ use std::ffi::c_void;
 use std::hint::black_box;
 use std::ptr;
 
-use arrow_dlpack::abi::{ArrowArray, ArrowSchema, DLManagedTensorVersioned};
+use arrow_dlpack::abi::{
+    ArrowArray, ArrowSchema, DLDataType, DLDevice, DLManagedTensorVersioned, DLPackVersion,
+    DLTensor, K_DL_CPU, K_DL_FLOAT,
+};
 use arrow_dlpack::bitmap::count_set_bits;
-use arrow_dlpack::capi::arrow_dlpack_export_versioned;
+use arrow_dlpack::capi::{arrow_dlpack_export_versioned, arrow_dlpack_import_versioned};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 unsafe extern "C" fn release_array(array: *mut ArrowArray) {
@@ -115,6 +120,70 @@ fn export_cycle(c: &mut Criterion) {
     group.finish();
 }
 
+unsafe extern "C" fn no_op_deleter(_: *mut DLManagedTensorVersioned) {}
+
+/// One import (a 1-D or N-D tensor) and the release of the array and schema.
+fn import_cycle(template: &DLManagedTensorVersioned) {
+    // SAFETY: a bitwise copy of a template whose deleter does nothing.
+    let mut tensor = unsafe { ptr::read(template) };
+    let mut array = std::mem::MaybeUninit::<ArrowArray>::uninit();
+    let mut schema = std::mem::MaybeUninit::<ArrowSchema>::uninit();
+    // SAFETY: a valid tensor, writable out structs.
+    let status = unsafe {
+        arrow_dlpack_import_versioned(
+            &mut tensor,
+            array.as_mut_ptr(),
+            schema.as_mut_ptr(),
+            ptr::null_mut(),
+        )
+    };
+    assert_eq!(status as i32, 0);
+    // SAFETY: written on success; each released once.
+    unsafe {
+        let (mut array, mut schema) = (array.assume_init(), schema.assume_init());
+        (array.release.unwrap())(black_box(&mut array));
+        (schema.release.unwrap())(&mut schema);
+    }
+}
+
+fn import(c: &mut Criterion) {
+    let mut values = vec![0f32; 1024];
+    let mut group = c.benchmark_group("import_cycle");
+    for (name, mut shape) in [("1d", vec![1024i64]), ("2d", vec![256, 4])] {
+        let template = DLManagedTensorVersioned {
+            version: DLPackVersion { major: 1, minor: 3 },
+            manager_ctx: ptr::null_mut(),
+            deleter: Some(no_op_deleter),
+            flags: 0,
+            dl_tensor: DLTensor {
+                data: values.as_mut_ptr().cast(),
+                device: DLDevice {
+                    device_type: K_DL_CPU,
+                    device_id: 0,
+                },
+                ndim: shape.len() as i32,
+                dtype: DLDataType {
+                    code: K_DL_FLOAT,
+                    bits: 32,
+                    lanes: 1,
+                },
+                shape: shape.as_mut_ptr(),
+                strides: ptr::null_mut(),
+                byte_offset: 0,
+            },
+        };
+        let mut buffers = [ptr::null(), values.as_ptr().cast::<c_void>()];
+        let baseline_array = array(1024, &mut buffers, ptr::null_mut());
+        group.bench_function(format!("{name}_arrow_dlpack"), |b| {
+            b.iter(|| import_cycle(&template))
+        });
+        group.bench_function(format!("{name}_baseline"), |b| {
+            b.iter(|| baseline(&baseline_array, 1))
+        });
+    }
+    group.finish();
+}
+
 fn null_scan(c: &mut Criterion) {
     let mut group = c.benchmark_group("null_scan");
     // In L1/L2, in L3, and in main memory.
@@ -140,5 +209,5 @@ fn null_scan(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, export_cycle, null_scan);
+criterion_group!(benches, export_cycle, import, null_scan);
 criterion_main!(benches);

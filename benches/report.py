@@ -23,6 +23,10 @@ def main():
         ours, base = ns("export_cycle", f"{shape}_arrow_dlpack"), ns("export_cycle", f"{shape}_baseline")
         rows.append((f"export + delete, {shape.upper()}", f"{ours:.1f} ns",
                      f"alloc + release + free: {base:.1f} ns", f"{ours / base:.2f}x the baseline"))
+    for shape in ("1d", "2d"):
+        ours, base = ns("import_cycle", f"{shape}_arrow_dlpack"), ns("import_cycle", f"{shape}_baseline")
+        rows.append((f"import + release, {shape.upper()}", f"{ours:.1f} ns",
+                     f"alloc + release + free: {base:.1f} ns", f"{ours / base:.2f}x the baseline"))
     for size in sorted(p.name for p in (ROOT / "null_scan" / "count_set_bits").iterdir() if p.name.isdigit()):
         count, read = ns("null_scan", f"count_set_bits/{size}"), ns("null_scan", f"plain_read/{size}")
         n = int(size)
