@@ -18,6 +18,23 @@ pub struct DType {
 }
 
 impl DType {
+    /// The format as a C string, for schemas this library writes.
+    pub fn c_format(&self) -> &'static std::ffi::CStr {
+        match self.format {
+            b'c' => c"c",
+            b'C' => c"C",
+            b's' => c"s",
+            b'S' => c"S",
+            b'i' => c"i",
+            b'I' => c"I",
+            b'l' => c"l",
+            b'L' => c"L",
+            b'e' => c"e",
+            b'f' => c"f",
+            _ => c"g",
+        }
+    }
+
     /// Bytes per element.
     pub const fn width(&self) -> usize {
         self.dl.bits as usize / 8
@@ -245,6 +262,7 @@ mod tests {
             assert_eq!(classify(&[t.format]).unwrap(), Format::Primitive(t));
             assert_eq!(from_dlpack(t.dl), Some(t));
             assert_eq!(t.width() * 8, t.dl.bits as usize);
+            assert_eq!(t.c_format().to_bytes(), &[t.format]);
         }
     }
 

@@ -9,6 +9,7 @@
 //! released. Nothing is copied, and device memory is never dereferenced.
 
 use std::collections::HashMap;
+use std::ffi::CStr;
 use std::fmt::Write as _;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -299,12 +300,11 @@ fn check_device(device: DLDevice, memory: Memory) -> Result<(), Error> {
 }
 
 impl Plan {
-    /// The Arrow field: the primitive type, or the fixed_shape_tensor
-    /// extension over a fixed_size_list.
-    pub fn field(&self) -> Result<Field, Error> {
-        let value_type = data_type(self.dtype);
+    /// For N-D tensors, the list size of a row and the extension's JSON
+    /// parameters; `None` for primitive arrays.
+    fn extension(&self) -> Result<Option<(i32, String)>, Error> {
         let Some((physical, permutation)) = &self.tensor_type else {
-            return Ok(Field::new("", value_type, false));
+            return Ok(None);
         };
         let row: i64 = physical.iter().product();
         let list_size = i32::try_from(row).map_err(|_| {
@@ -318,18 +318,62 @@ impl Plan {
             let _ = write!(json, ",\"permutation\":{p:?}");
         }
         json.push('}');
+        Ok(Some((list_size, json)))
+    }
+
+    /// The arrow-rs field: the primitive type, or the fixed_shape_tensor
+    /// extension over a fixed_size_list (for the Rust API).
+    pub fn field(&self) -> Result<Field, Error> {
+        let value_type = data_type(self.dtype);
+        let Some((list_size, json)) = self.extension()? else {
+            return Ok(Field::new("", value_type, false));
+        };
         let item = Arc::new(Field::new("item", value_type, false));
         let metadata = HashMap::from([
-            (
-                String::from_utf8_lossy(EXTENSION_NAME_KEY).into_owned(),
-                String::from_utf8_lossy(FIXED_SHAPE_TENSOR).into_owned(),
-            ),
-            (
-                String::from_utf8_lossy(EXTENSION_METADATA_KEY).into_owned(),
-                json,
-            ),
+            (utf8(EXTENSION_NAME_KEY), utf8(FIXED_SHAPE_TENSOR)),
+            (utf8(EXTENSION_METADATA_KEY), json),
         ]);
         Ok(Field::new("", DataType::FixedSizeList(item, list_size), false).with_metadata(metadata))
+    }
+
+    /// The C schema (for the C entry points), built here: a primitive's
+    /// allocates nothing; a tensor's, one block.
+    fn c_schema(&self) -> Result<ArrowSchema, Error> {
+        let format = self.dtype.c_format();
+        let Some((list_size, json)) = self.extension()? else {
+            return Ok(static_schema(format, c""));
+        };
+        let mut metadata = 2i32.to_ne_bytes().to_vec();
+        for part in [
+            EXTENSION_NAME_KEY,
+            FIXED_SHAPE_TENSOR,
+            EXTENSION_METADATA_KEY,
+            json.as_bytes(),
+        ] {
+            metadata.extend((part.len() as i32).to_ne_bytes());
+            metadata.extend(part);
+        }
+        let child = Box::into_raw(Box::new(static_schema(format, c"item")));
+        let private = Box::into_raw(Box::new(SchemaPrivate {
+            format: std::ffi::CString::new(format!("+w:{list_size}")).expect("no NUL"),
+            metadata,
+            children: [child],
+        }));
+        // SAFETY: fields of the live allocation just made; the CString and
+        // the Vec's heap buffer stay put while the box lives.
+        unsafe {
+            Ok(ArrowSchema {
+                format: (*private).format.as_ptr(),
+                name: c"".as_ptr(),
+                metadata: (*private).metadata.as_ptr().cast(),
+                flags: 0,
+                n_children: 1,
+                children: (&raw mut (*private).children).cast(),
+                dictionary: std::ptr::null_mut(),
+                release: Some(release_schema),
+                private_data: private.cast(),
+            })
+        }
     }
 
     /// The array, owning `tensor`. Infallible by design: once it runs, the
@@ -365,6 +409,51 @@ impl Plan {
             }
             _ => values,
         }
+    }
+}
+
+fn utf8(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// What a tensor's `ArrowSchema` owns.
+struct SchemaPrivate {
+    format: std::ffi::CString,
+    metadata: Vec<u8>,
+    children: [*mut ArrowSchema; 1],
+}
+
+/// A schema of static strings that owns nothing (`private_data` NULL).
+fn static_schema(format: &'static CStr, name: &'static CStr) -> ArrowSchema {
+    ArrowSchema {
+        format: format.as_ptr(),
+        name: name.as_ptr(),
+        metadata: std::ptr::null(),
+        flags: 0,
+        n_children: 0,
+        children: std::ptr::null_mut(),
+        dictionary: std::ptr::null_mut(),
+        release: Some(release_schema),
+        private_data: std::ptr::null_mut(),
+    }
+}
+
+/// The release callback of imported schemas.
+unsafe extern "C" fn release_schema(schema: *mut ArrowSchema) {
+    // SAFETY: called by the consumer on a live schema made here; private
+    // data, when set, and its child come from `Box::into_raw`.
+    unsafe {
+        let Some(_) = (*schema).release else { return };
+        let private = (*schema).private_data.cast::<SchemaPrivate>();
+        if !private.is_null() {
+            let private = Box::from_raw(private);
+            let child = private.children[0];
+            if let Some(release) = (*child).release {
+                release(child);
+            }
+            drop(Box::from_raw(child));
+        }
+        (*schema).release = None;
     }
 }
 
@@ -413,7 +502,8 @@ pub unsafe fn import(
 /// The array structs are built here rather than by arrow-rs: an arrow-rs
 /// `Buffer` forms a `&[u8]` over its memory, which is undefined behaviour
 /// for device memory the host cannot address (Miri catches it), and one
-/// builder serves host and device alike. arrow-rs still writes the schema.
+/// builder serves host and device alike. The schema is built here too: a
+/// primitive's without any allocation.
 ///
 /// # Safety
 /// As [`import`]; `out_array`/`out_schema` are valid for writes.
@@ -425,14 +515,8 @@ pub unsafe fn import_to_c(
 ) -> Result<DLDevice, Error> {
     // SAFETY: live (caller's contract).
     let plan = unsafe { plan(tensor.dl_tensor(), memory) }?;
-    let field = plan.field()?;
     // Everything fallible happens before the tensor changes hands.
-    let schema = arrow_schema::ffi::FFI_ArrowSchema::try_from(&field).map_err(|e| {
-        err!(
-            ARROW_DLPACK_INTERNAL_ERROR,
-            "exporting the schema failed: {e}"
-        )
-    })?;
+    let schema = plan.c_schema()?;
     let owner = Arc::new(TensorOwner(tensor));
     let elements = (plan.byte_len / plan.dtype.width()) as i64;
     let values = c_array(
@@ -454,7 +538,7 @@ pub unsafe fn import_to_c(
     // caller's storage, overwritten without being read.
     unsafe {
         std::ptr::write(out_array, array);
-        std::ptr::write((out_schema as *mut ArrowSchema).cast(), schema);
+        std::ptr::write(out_schema, schema);
     }
     Ok(plan.device)
 }
