@@ -23,7 +23,7 @@ use crate::abi::{
 use crate::bitmap;
 use crate::dtype::{self, Format, Shown};
 use crate::error::{Error, err};
-use crate::extension::{self, TensorType};
+use crate::extension;
 
 /// Most dimensions a tensor may have (NumPy 2's limit). Deeper nesting of
 /// `fixed_size_list` is `UNSUPPORTED_LAYOUT`.
@@ -82,7 +82,11 @@ impl Dims {
 
     /// Replaces the `[length, N]` of a fixed_shape_tensor's storage with
     /// `[length, *logical shape]`, strides derived from the permutation.
-    fn apply_tensor_type(&mut self, t: &TensorType) -> Result<(), Error> {
+    /// Out of line: its kilobyte of parsed parameters stays off the stack
+    /// of the common path.
+    #[inline(never)]
+    fn apply_tensor_json(&mut self, json: &[u8]) -> Result<(), Error> {
+        let t = &extension::parse_tensor_type(json)?;
         let list_size = t.list_size()?;
         if self.ndim != 2 {
             return Err(err!(
@@ -186,14 +190,11 @@ pub unsafe fn read(
         schema,
         depth: 0,
     };
-    // The range of the current level's elements that the tensor covers, in
-    // the level's logical index space (before its own `offset`).
     // SAFETY: `schema` is valid (caller's contract); its metadata block is
     // read only through checked lengths.
-    let tensor_type = match unsafe { extension::fixed_shape_tensor_json(schema) }? {
-        Some(json) => Some(extension::parse_tensor_type(json)?),
-        None => None,
-    };
+    let tensor_json = unsafe { extension::fixed_shape_tensor_json(schema) }?;
+    // The range of the current level's elements that the tensor covers, in
+    // the level's logical index space (before its own `offset`).
     let (mut start, mut count) = (0i64, array.length);
     dims.push(array.length)?;
     loop {
@@ -211,8 +212,8 @@ pub unsafe fn read(
                 let data = unsafe { level.values(t, checked.first, count) }
                     .map_err(|e| level.locate(e))?;
                 dims.set_row_major_strides();
-                if let Some(tensor_type) = &tensor_type {
-                    dims.apply_tensor_type(tensor_type)?;
+                if let Some(json) = tensor_json {
+                    dims.apply_tensor_json(json)?;
                 }
                 return Ok(TensorView {
                     dtype: t.dl,
