@@ -1,0 +1,264 @@
+//! Fuzzes the export entry points with Arrow struct trees built from the
+//! input: formats, n_buffers, lengths, offsets, null counts, validity bits,
+//! nested fixed_size_list children, metadata blocks and extension JSON,
+//! buffers pointing into a fuzz-owned arena. The trusted preconditions of
+//! the C Data Interface hold by construction (buffers cover what the
+//! claimed lengths need, strings are NUL-terminated); everything else is
+//! the fuzzer's.
+//!
+//! Checks: on success the tensor's elements all lie inside the arena,
+//! shape/strides are consistent, the array was moved, the deleter releases
+//! it exactly once; on failure the array is byte-for-byte untouched.
+#![no_main]
+
+use std::ffi::{CString, c_void};
+use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arrow_dlpack::abi::*;
+use arrow_dlpack::capi::*;
+use arrow_dlpack::ArrowDlpackError;
+use libfuzzer_sys::fuzz_target;
+
+const ARENA: usize = 1 << 16;
+static RELEASES: AtomicUsize = AtomicUsize::new(0);
+
+unsafe extern "C" fn release_array(array: *mut ArrowArray) {
+    // SAFETY: a live array built below.
+    unsafe { (*array).release = None };
+    RELEASES.fetch_add(1, Ordering::SeqCst);
+}
+
+unsafe extern "C" fn release_schema(schema: *mut ArrowSchema) {
+    // SAFETY: a live schema built below.
+    unsafe { (*schema).release = None };
+}
+
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn byte(&mut self) -> u8 {
+        let (&b, rest) = self.0.split_first().unwrap_or((&0, &[]));
+        self.0 = rest;
+        b
+    }
+    fn small(&mut self, max: i64) -> i64 {
+        // Mostly in range, sometimes wild.
+        match self.byte() {
+            250 => -1,
+            251 => i64::MAX,
+            252 => i64::MIN,
+            253 => -(self.byte() as i64) - 2,
+            b => (b as i64) % (max + 1),
+        }
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.byte()).collect()
+    }
+}
+
+const FORMATS: [&str; 16] = ["c", "C", "s", "S", "i", "I", "l", "L", "e", "f", "g", "b", "u", "tdD", "+w:", "?"];
+
+/// Owns everything one level of the tree points at.
+struct Level {
+    format: CString,
+    metadata: Vec<u8>,
+    buffers: Vec<*const c_void>,
+    child_array: Vec<*mut ArrowArray>,
+    child_schema: Vec<*mut ArrowSchema>,
+    array: Box<ArrowArray>,
+    schema: Box<ArrowSchema>,
+    child: Option<Box<Level>>,
+}
+
+fn build(input: &mut Input, arena: &mut [u8], depth: usize) -> Box<Level> {
+    let mut format = FORMATS[input.byte() as usize % FORMATS.len()].to_string();
+    let list_size = input.small(6);
+    if format == "+w:" {
+        format = format!("+w:{}", list_size.max(0));
+    }
+    let length = input.small(40);
+    let offset = input.small(8);
+    let null_count = input.small(3);
+    let n_buffers = if input.byte() % 8 == 0 { input.small(3) } else if format.starts_with("+w") { 1 } else { 2 };
+    let width = match format.as_str() {
+        "c" | "C" => 1,
+        "s" | "S" | "e" => 2,
+        "i" | "I" | "f" => 4,
+        _ => 8,
+    };
+    // Buffers: a NULL pointer, or an arena region large enough for what
+    // the claimed offset + length need (the trusted precondition).
+    let needed = (offset.max(0) + length.max(0)) as usize * width + 16;
+    let mut buffers = Vec::new();
+    for _ in 0..n_buffers.clamp(0, 3) {
+        if input.byte() % 5 == 0 || needed > ARENA / 2 {
+            buffers.push(ptr::null());
+        } else {
+            let at = (input.byte() as usize * 64) % (ARENA / 2);
+            let bits = input.byte();
+            arena[at..at + 8].fill(bits);
+            buffers.push(arena[at..].as_ptr().cast());
+        }
+    }
+    let mut metadata = Vec::new();
+    if input.byte() % 4 == 0 {
+        let json = match input.byte() % 4 {
+            0 => format!(r#"{{"shape":[{},{}]}}"#, input.small(4), input.small(4)),
+            1 => format!(r#"{{"shape":[2,{}],"permutation":[{},{}]}}"#, input.small(4), input.small(2), input.small(2)),
+            2 => {
+                let n = input.byte() as usize % 24;
+                String::from_utf8_lossy(&input.bytes(n)).into_owned()
+            }
+            _ => r#"{"shape":[1],"dim_names":["x"],"x":[{"y":null}]}"#.to_string(),
+        };
+        let entries: [(&[u8], &[u8]); 2] = [(b"ARROW:extension:name", b"arrow.fixed_shape_tensor"), (b"ARROW:extension:metadata", json.as_bytes())];
+        let corrupt = input.byte() % 16 == 0;
+        metadata.extend((if corrupt { -3i32 } else { 2 }).to_ne_bytes());
+        for (k, v) in entries {
+            metadata.extend((k.len() as i32).to_ne_bytes());
+            metadata.extend(k);
+            metadata.extend((v.len() as i32).to_ne_bytes());
+            metadata.extend(v);
+        }
+    }
+    let child = (format.starts_with("+w") && depth < 4 && input.byte() % 8 != 0).then(|| build(input, arena, depth + 1));
+    let format = CString::new(format).unwrap();
+    let mut level = Box::new(Level {
+        format,
+        metadata,
+        buffers,
+        child_array: Vec::new(),
+        child_schema: Vec::new(),
+        array: Box::new(ArrowArray {
+            length,
+            null_count,
+            offset,
+            n_buffers,
+            n_children: 0,
+            buffers: ptr::null_mut(),
+            children: ptr::null_mut(),
+            dictionary: ptr::null_mut(),
+            release: Some(release_array),
+            private_data: ptr::null_mut(),
+        }),
+        schema: Box::new(ArrowSchema {
+            format: ptr::null(),
+            name: ptr::null(),
+            metadata: ptr::null(),
+            flags: 0,
+            n_children: 0,
+            children: ptr::null_mut(),
+            dictionary: ptr::null_mut(),
+            release: Some(release_schema),
+            private_data: ptr::null_mut(),
+        }),
+        child,
+    });
+    level.schema.format = level.format.as_ptr();
+    if !level.metadata.is_empty() {
+        level.schema.metadata = level.metadata.as_ptr().cast();
+    }
+    if input.byte() % 16 != 0 {
+        level.array.buffers = level.buffers.as_mut_ptr();
+    }
+    if let Some(child) = level.child.as_mut() {
+        level.child_array.push(&mut *child.array);
+        level.child_schema.push(&mut *child.schema);
+        let n = if input.byte() % 8 == 0 { input.small(2) } else { 1 };
+        level.array.n_children = n;
+        level.schema.n_children = n;
+        level.array.children = level.child_array.as_mut_ptr();
+        level.schema.children = level.child_schema.as_mut_ptr();
+    }
+    // The children counts must not lie about the pointers (trusted).
+    if level.array.n_children > level.child_array.len() as i64 || level.array.children.is_null() {
+        level.array.n_children = level.array.n_children.min(level.child_array.len() as i64);
+        level.schema.n_children = level.array.n_children;
+    }
+    level
+}
+
+fn bytes_of<T>(value: &T) -> Vec<u8> {
+    // SAFETY: reading a live value's bytes (no padding in ArrowArray).
+    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()).to_vec() }
+}
+
+fn check(tensor: &DLTensor, arena: &[u8]) {
+    let n = tensor.ndim as usize;
+    assert!(n >= 1 && !tensor.shape.is_null() && !tensor.strides.is_null());
+    // SAFETY: a live tensor has `ndim` entries.
+    let (shape, strides) = unsafe { (std::slice::from_raw_parts(tensor.shape, n), std::slice::from_raw_parts(tensor.strides, n)) };
+    assert!(shape.iter().all(|&e| e >= 0) && strides.iter().all(|&s| s >= 0));
+    let elements: i64 = shape.iter().product();
+    if elements == 0 {
+        return;
+    }
+    let width = tensor.dtype.bits as usize / 8;
+    let last: i64 = shape.iter().zip(strides).map(|(e, s)| (e - 1) * s).sum();
+    let start = tensor.data as usize;
+    let range = arena.as_ptr() as usize..arena.as_ptr() as usize + arena.len();
+    assert!(range.contains(&start), "data outside the arena");
+    assert!(range.contains(&(start + last as usize * width + width - 1)), "last element outside the arena");
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut input = Input(data);
+    let mut arena = vec![0u8; ARENA];
+    let mut root = build(&mut input, &mut arena, 0);
+    let which = input.byte() % 3;
+    let before = bytes_of(&*root.array);
+    let released = RELEASES.load(Ordering::SeqCst);
+    let mut error = ArrowDlpackError { status: arrow_dlpack::Status::ARROW_DLPACK_OK, message: [0; 256] };
+    // SAFETY: structs built above, valid as far as the C Data Interface
+    // lets a consumer trust them.
+    unsafe {
+        match which {
+            0 => {
+                let t = arrow_dlpack_export(&mut *root.array, &*root.schema, &mut error);
+                if t.is_null() {
+                    assert_eq!(bytes_of(&*root.array), before, "failure left the array untouched");
+                } else {
+                    assert!(root.array.release.is_none());
+                    check(&(*t).dl_tensor, &arena);
+                    ((*t).deleter.unwrap())(t);
+                    assert_eq!(RELEASES.load(Ordering::SeqCst), released + 1);
+                }
+            }
+            1 => {
+                let t = arrow_dlpack_export_versioned(&mut *root.array, &*root.schema, &mut error);
+                if t.is_null() {
+                    assert_eq!(bytes_of(&*root.array), before, "failure left the array untouched");
+                } else {
+                    check(&(*t).dl_tensor, &arena);
+                    ((*t).deleter.unwrap())(t);
+                    assert_eq!(RELEASES.load(Ordering::SeqCst), released + 1);
+                }
+            }
+            _ => {
+                let device_type = [ARROW_DEVICE_CPU, ARROW_DEVICE_CUDA, 5, 99][input.byte() as usize % 4];
+                let mut device = ArrowDeviceArray {
+                    array: ptr::read(&*root.array),
+                    device_id: input.small(3),
+                    device_type,
+                    sync_event: ptr::null_mut(),
+                    reserved: [0; 3],
+                };
+                root.array.release = None; // moved into `device`
+                let mut event = ptr::null_mut();
+                let t = arrow_dlpack_export_device(&mut device, &*root.schema, &mut event, &mut error);
+                if t.is_null() {
+                    assert_eq!(bytes_of(&device.array), before);
+                } else {
+                    check(&(*t).dl_tensor, &arena);
+                    ((*t).deleter.unwrap())(t);
+                    assert_eq!(RELEASES.load(Ordering::SeqCst), released + 1);
+                }
+            }
+        }
+    }
+    if error.status != arrow_dlpack::Status::ARROW_DLPACK_OK {
+        assert!(error.message.contains(&0), "messages are NUL-terminated");
+        assert_ne!(error.message[0], 0, "failures carry a message");
+    }
+});

@@ -1,0 +1,170 @@
+//! Fuzzes the import entry points with DLPack tensors built from the
+//! input: dtype, ndim, shape, strides (or NULL), byte_offset, device and
+//! version, the data pointing into a fuzz-owned arena.
+//!
+//! Checks: on success the Arrow array's values lie inside the arena (for
+//! host imports) and releasing it calls the deleter exactly once; on
+//! failure the tensor is byte-for-byte untouched and its deleter not called.
+#![no_main]
+
+use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arrow_dlpack::abi::*;
+use arrow_dlpack::capi::*;
+use arrow_dlpack::ArrowDlpackError;
+use libfuzzer_sys::fuzz_target;
+
+static DELETES: AtomicUsize = AtomicUsize::new(0);
+
+unsafe extern "C" fn delete_versioned(_: *mut DLManagedTensorVersioned) {
+    DELETES.fetch_add(1, Ordering::SeqCst);
+}
+
+unsafe extern "C" fn delete_legacy(_: *mut DLManagedTensor) {
+    DELETES.fetch_add(1, Ordering::SeqCst);
+}
+
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn byte(&mut self) -> u8 {
+        let (&b, rest) = self.0.split_first().unwrap_or((&0, &[]));
+        self.0 = rest;
+        b
+    }
+    fn signed(&mut self, max: i64) -> i64 {
+        match self.byte() {
+            250 => -1,
+            251 => i64::MAX,
+            252 => i64::MIN / 2,
+            253 => -(self.byte() as i64) - 2,
+            b => (b as i64) % (max + 1),
+        }
+    }
+}
+
+fn bytes_of<T>(value: &T) -> Vec<u8> {
+    // SAFETY: reading a live value's bytes.
+    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()).to_vec() }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut input = Input(data);
+    let arena = vec![0u64; 1 << 13];
+    let ndim = match input.byte() % 8 {
+        7 => input.signed(70) as i32,
+        n => n as i32 % 5,
+    };
+    let n = ndim.clamp(0, 70) as usize;
+    let mut shape: Vec<i64> = (0..n).map(|_| input.signed(5)).collect();
+    let mut strides: Vec<i64> = (0..n).map(|_| input.signed(40)).collect();
+    let dtype = DLDataType {
+        code: input.byte() % 20,
+        bits: [8, 16, 32, 64, 4, 128][input.byte() as usize % 6],
+        lanes: if input.byte() % 16 == 0 { 4 } else { 1 },
+    };
+    let device_type = [K_DL_CPU, K_DL_CPU, K_DL_CUDA, K_DL_CUDA_HOST, K_DL_MAIA, 5, -1][input.byte() as usize % 7];
+    let null_strides = input.byte() % 4 == 0;
+    let tensor = DLTensor {
+        // Host tensors: the arena's first byte; the trusted precondition is
+        // that the tensor's elements lie in its memory, which the harness
+        // ensures by skipping tensors whose extent exceeds the arena.
+        data: arena.as_ptr().cast_mut().cast(),
+        device: DLDevice { device_type, device_id: input.signed(3) as i32 },
+        ndim,
+        dtype,
+        shape: if input.byte() % 16 == 0 { ptr::null_mut() } else { shape.as_mut_ptr() },
+        strides: if null_strides { ptr::null_mut() } else { strides.as_mut_ptr() },
+        byte_offset: (input.byte() as u64 % 4) * 8,
+    };
+    // Skip inputs that break DLPack's own guarantee (the memory spans the
+    // strided elements): the library trusts it, as consumers must.
+    let width = (dtype.bits as i64 / 8).max(1);
+    let extent = if shape.iter().any(|&e| e <= 0) || n != shape.len() {
+        0
+    } else {
+        let strides_used: Vec<i64> = if null_strides {
+            let mut s = vec![1i64; n];
+            for d in (0..n.saturating_sub(1)).rev() {
+                s[d] = s[d + 1].saturating_mul(shape[d + 1]);
+            }
+            s
+        } else {
+            strides.clone()
+        };
+        if strides_used.iter().any(|&s| s < 0) {
+            return;
+        }
+        shape.iter().zip(&strides_used).map(|(e, s)| (e - 1).saturating_mul(*s)).fold(0i64, i64::saturating_add)
+    };
+    if extent.saturating_add(4).saturating_mul(width).saturating_add(32) > (arena.len() * 8) as i64 {
+        return;
+    }
+    let version = DLPackVersion { major: if input.byte() % 16 == 0 { 2 } else { 1 }, minor: 3 };
+    let which = input.byte() % 3;
+    let deletes = DELETES.load(Ordering::SeqCst);
+    let mut error = ArrowDlpackError { status: arrow_dlpack::Status::ARROW_DLPACK_OK, message: [0; 256] };
+    // The managed tensors live until their deleter runs (after the match).
+    let mut legacy = DLManagedTensor { dl_tensor: DLTensor { ..tensor }, manager_ctx: ptr::null_mut(), deleter: Some(delete_legacy) };
+    let mut versioned =
+        DLManagedTensorVersioned { version, manager_ctx: ptr::null_mut(), deleter: Some(delete_versioned), flags: 0, dl_tensor: tensor };
+    // SAFETY: tensors valid as far as DLPack lets a consumer trust them.
+    unsafe {
+        let mut schema = std::mem::MaybeUninit::<ArrowSchema>::uninit();
+        let status;
+        let mut released_array: Option<ArrowArray> = None;
+        match which {
+            0 => {
+                let t = &mut legacy;
+                let before = bytes_of(t);
+                let mut array = std::mem::MaybeUninit::<ArrowArray>::uninit();
+                status = arrow_dlpack_import(t, array.as_mut_ptr(), schema.as_mut_ptr(), &mut error);
+                if status == arrow_dlpack::Status::ARROW_DLPACK_OK {
+                    released_array = Some(array.assume_init());
+                } else {
+                    assert_eq!(bytes_of(t), before);
+                }
+            }
+            1 => {
+                let t = &mut versioned;
+                let before = bytes_of(t);
+                let mut array = std::mem::MaybeUninit::<ArrowArray>::uninit();
+                status = arrow_dlpack_import_versioned(t, array.as_mut_ptr(), schema.as_mut_ptr(), &mut error);
+                if status == arrow_dlpack::Status::ARROW_DLPACK_OK {
+                    released_array = Some(array.assume_init());
+                } else {
+                    assert_eq!(bytes_of(t), before);
+                }
+            }
+            _ => {
+                let t = &mut versioned;
+                let before = bytes_of(t);
+                let mut array = std::mem::MaybeUninit::<ArrowDeviceArray>::uninit();
+                status = arrow_dlpack_import_device(t, array.as_mut_ptr(), schema.as_mut_ptr(), &mut error);
+                if status == arrow_dlpack::Status::ARROW_DLPACK_OK {
+                    let device = array.assume_init();
+                    assert!(device.sync_event.is_null());
+                    released_array = Some(device.array);
+                } else {
+                    assert_eq!(bytes_of(t), before);
+                }
+            }
+        }
+        assert_eq!(status, error.status);
+        match released_array {
+            Some(mut array) => {
+                let mut schema = schema.assume_init();
+                assert!(array.length >= 0 && array.release.is_some());
+                assert_eq!(DELETES.load(Ordering::SeqCst), deletes, "not deleted while the array lives");
+                (array.release.unwrap())(&mut array);
+                assert_eq!(DELETES.load(Ordering::SeqCst), deletes + 1, "deleted exactly once");
+                (schema.release.unwrap())(&mut schema);
+            }
+            None => {
+                assert_eq!(DELETES.load(Ordering::SeqCst), deletes, "a failed import never deletes");
+                assert_ne!(error.message[0], 0, "failures carry a message");
+            }
+        }
+    }
+});
