@@ -4,13 +4,18 @@
 #
 #   bash scripts/test.sh
 #
-# Steps: formatting, clippy, the generated header, Rust tests, Miri, the C
-# tests under valgrind (CMake + ctest, ABI check against pyarrow's headers),
-# and the Python tests against a wheel installed in a fresh virtualenv.
+# Steps: formatting, clippy, the generated header, Rust tests (with property
+# and stress tests), Miri, the Rust and C tests under AddressSanitizer, the
+# C tests under valgrind (CMake + ctest, ABI check against pyarrow's
+# headers), a bounded fuzzing run of every target, and the Python tests
+# against a wheel installed in a fresh virtualenv.
+#
+#   FUZZ_SECONDS=600 bash scripts/test.sh   # longer fuzzing (default 60 s per target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 CBINDGEN_VERSION=0.29.4
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 VENV="$ROOT/target/test-venv"
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -24,6 +29,7 @@ if ! cbindgen --version 2>/dev/null | grep -q "$CBINDGEN_VERSION"; then
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup component add miri rust-src --toolchain nightly >/dev/null
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
 rm -rf "$VENV"
 python3 -m venv "$VENV"
 "$VENV/bin/pip" install -q --upgrade pip
@@ -50,11 +56,29 @@ cargo test --quiet
 step "cargo +nightly miri test"
 cargo +nightly miri test --quiet
 
+step "Rust tests under AddressSanitizer"
+RUSTFLAGS="-Zsanitizer=address" cargo +nightly test --quiet --tests \
+  --target "$(rustc -vV | sed -n 's/host: //p')" --target-dir target/asan
+
 step "C tests (CMake, ctest, valgrind memcheck)"
 PYARROW_INCLUDE=$(python -c "import pyarrow; print(pyarrow.get_include())")
 cmake -S . -B target/cmake -DARROW_DLPACK_PYARROW_INCLUDE="$PYARROW_INCLUDE" >/dev/null
 cmake --build target/cmake -j 2
 ctest --test-dir target/cmake --output-on-failure
+
+step "C tests under AddressSanitizer"
+cmake -S . -B target/cmake-asan -DARROW_DLPACK_SANITIZE=address \
+  -DARROW_DLPACK_PYARROW_INCLUDE="$PYARROW_INCLUDE" >/dev/null
+cmake --build target/cmake-asan -j 2
+ASAN_OPTIONS=detect_leaks=1 ctest --test-dir target/cmake-asan --output-on-failure
+
+step "fuzzing, ${FUZZ_SECONDS} s per target (fixed seed)"
+for target in export import; do
+  # New inputs go to a scratch corpus; the checked-in seeds stay as they are.
+  mkdir -p "target/fuzz-corpus/$target"
+  cargo +nightly fuzz run -O "$target" "target/fuzz-corpus/$target" "fuzz/corpus/$target" -- \
+    -max_total_time="$FUZZ_SECONDS" -seed=1 2>&1 | tail -n 1
+done
 
 step "Python tests against the installed wheel"
 pip install -q ./python

@@ -15,9 +15,9 @@ use std::ffi::{CString, c_void};
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use arrow_dlpack::ArrowDlpackError;
 use arrow_dlpack::abi::*;
 use arrow_dlpack::capi::*;
-use arrow_dlpack::ArrowDlpackError;
 use libfuzzer_sys::fuzz_target;
 
 const ARENA: usize = 1 << 16;
@@ -57,7 +57,9 @@ impl Input<'_> {
     }
 }
 
-const FORMATS: [&str; 16] = ["c", "C", "s", "S", "i", "I", "l", "L", "e", "f", "g", "b", "u", "tdD", "+w:", "?"];
+const FORMATS: [&str; 16] = [
+    "c", "C", "s", "S", "i", "I", "l", "L", "e", "f", "g", "b", "u", "tdD", "+w:", "?",
+];
 
 /// Owns everything one level of the tree points at.
 struct Level {
@@ -80,7 +82,13 @@ fn build(input: &mut Input, arena: &mut [u8], depth: usize) -> Box<Level> {
     let length = input.small(40);
     let offset = input.small(8);
     let null_count = input.small(3);
-    let n_buffers = if input.byte() % 8 == 0 { input.small(3) } else if format.starts_with("+w") { 1 } else { 2 };
+    let n_buffers = if input.byte() % 8 == 0 {
+        input.small(3)
+    } else if format.starts_with("+w") {
+        1
+    } else {
+        2
+    };
     let width = match format.as_str() {
         "c" | "C" => 1,
         "s" | "S" | "e" => 2,
@@ -105,14 +113,22 @@ fn build(input: &mut Input, arena: &mut [u8], depth: usize) -> Box<Level> {
     if input.byte() % 4 == 0 {
         let json = match input.byte() % 4 {
             0 => format!(r#"{{"shape":[{},{}]}}"#, input.small(4), input.small(4)),
-            1 => format!(r#"{{"shape":[2,{}],"permutation":[{},{}]}}"#, input.small(4), input.small(2), input.small(2)),
+            1 => format!(
+                r#"{{"shape":[2,{}],"permutation":[{},{}]}}"#,
+                input.small(4),
+                input.small(2),
+                input.small(2)
+            ),
             2 => {
                 let n = input.byte() as usize % 24;
                 String::from_utf8_lossy(&input.bytes(n)).into_owned()
             }
             _ => r#"{"shape":[1],"dim_names":["x"],"x":[{"y":null}]}"#.to_string(),
         };
-        let entries: [(&[u8], &[u8]); 2] = [(b"ARROW:extension:name", b"arrow.fixed_shape_tensor"), (b"ARROW:extension:metadata", json.as_bytes())];
+        let entries: [(&[u8], &[u8]); 2] = [
+            (b"ARROW:extension:name", b"arrow.fixed_shape_tensor"),
+            (b"ARROW:extension:metadata", json.as_bytes()),
+        ];
         let corrupt = input.byte() % 16 == 0;
         metadata.extend((if corrupt { -3i32 } else { 2 }).to_ne_bytes());
         for (k, v) in entries {
@@ -122,7 +138,8 @@ fn build(input: &mut Input, arena: &mut [u8], depth: usize) -> Box<Level> {
             metadata.extend(v);
         }
     }
-    let child = (format.starts_with("+w") && depth < 4 && input.byte() % 8 != 0).then(|| build(input, arena, depth + 1));
+    let child = (format.starts_with("+w") && depth < 4 && input.byte() % 8 != 0)
+        .then(|| build(input, arena, depth + 1));
     let format = CString::new(format).unwrap();
     let mut level = Box::new(Level {
         format,
@@ -165,7 +182,11 @@ fn build(input: &mut Input, arena: &mut [u8], depth: usize) -> Box<Level> {
     if let Some(child) = level.child.as_mut() {
         level.child_array.push(&mut *child.array);
         level.child_schema.push(&mut *child.schema);
-        let n = if input.byte() % 8 == 0 { input.small(2) } else { 1 };
+        let n = if input.byte() % 8 == 0 {
+            input.small(2)
+        } else {
+            1
+        };
         level.array.n_children = n;
         level.schema.n_children = n;
         level.array.children = level.child_array.as_mut_ptr();
@@ -188,7 +209,12 @@ fn check(tensor: &DLTensor, arena: &[u8]) {
     let n = tensor.ndim as usize;
     assert!(n >= 1 && !tensor.shape.is_null() && !tensor.strides.is_null());
     // SAFETY: a live tensor has `ndim` entries.
-    let (shape, strides) = unsafe { (std::slice::from_raw_parts(tensor.shape, n), std::slice::from_raw_parts(tensor.strides, n)) };
+    let (shape, strides) = unsafe {
+        (
+            std::slice::from_raw_parts(tensor.shape, n),
+            std::slice::from_raw_parts(tensor.strides, n),
+        )
+    };
     assert!(shape.iter().all(|&e| e >= 0) && strides.iter().all(|&s| s >= 0));
     let elements: i64 = shape.iter().product();
     if elements == 0 {
@@ -199,7 +225,10 @@ fn check(tensor: &DLTensor, arena: &[u8]) {
     let start = tensor.data as usize;
     let range = arena.as_ptr() as usize..arena.as_ptr() as usize + arena.len();
     assert!(range.contains(&start), "data outside the arena");
-    assert!(range.contains(&(start + last as usize * width + width - 1)), "last element outside the arena");
+    assert!(
+        range.contains(&(start + last as usize * width + width - 1)),
+        "last element outside the arena"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -209,7 +238,10 @@ fuzz_target!(|data: &[u8]| {
     let which = input.byte() % 3;
     let before = bytes_of(&*root.array);
     let released = RELEASES.load(Ordering::SeqCst);
-    let mut error = ArrowDlpackError { status: arrow_dlpack::Status::ARROW_DLPACK_OK, message: [0; 256] };
+    let mut error = ArrowDlpackError {
+        status: arrow_dlpack::Status::ARROW_DLPACK_OK,
+        message: [0; 256],
+    };
     // SAFETY: structs built above, valid as far as the C Data Interface
     // lets a consumer trust them.
     unsafe {
@@ -217,7 +249,11 @@ fuzz_target!(|data: &[u8]| {
             0 => {
                 let t = arrow_dlpack_export(&mut *root.array, &*root.schema, &mut error);
                 if t.is_null() {
-                    assert_eq!(bytes_of(&*root.array), before, "failure left the array untouched");
+                    assert_eq!(
+                        bytes_of(&*root.array),
+                        before,
+                        "failure left the array untouched"
+                    );
                 } else {
                     assert!(root.array.release.is_none());
                     check(&(*t).dl_tensor, &arena);
@@ -228,7 +264,11 @@ fuzz_target!(|data: &[u8]| {
             1 => {
                 let t = arrow_dlpack_export_versioned(&mut *root.array, &*root.schema, &mut error);
                 if t.is_null() {
-                    assert_eq!(bytes_of(&*root.array), before, "failure left the array untouched");
+                    assert_eq!(
+                        bytes_of(&*root.array),
+                        before,
+                        "failure left the array untouched"
+                    );
                 } else {
                     check(&(*t).dl_tensor, &arena);
                     ((*t).deleter.unwrap())(t);
@@ -236,7 +276,8 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             _ => {
-                let device_type = [ARROW_DEVICE_CPU, ARROW_DEVICE_CUDA, 5, 99][input.byte() as usize % 4];
+                let device_type =
+                    [ARROW_DEVICE_CPU, ARROW_DEVICE_CUDA, 5, 99][input.byte() as usize % 4];
                 let mut device = ArrowDeviceArray {
                     array: ptr::read(&*root.array),
                     device_id: input.small(3),
@@ -246,7 +287,8 @@ fuzz_target!(|data: &[u8]| {
                 };
                 root.array.release = None; // moved into `device`
                 let mut event = ptr::null_mut();
-                let t = arrow_dlpack_export_device(&mut device, &*root.schema, &mut event, &mut error);
+                let t =
+                    arrow_dlpack_export_device(&mut device, &*root.schema, &mut event, &mut error);
                 if t.is_null() {
                     assert_eq!(bytes_of(&device.array), before);
                 } else {

@@ -10,9 +10,9 @@
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use arrow_dlpack::ArrowDlpackError;
 use arrow_dlpack::abi::*;
 use arrow_dlpack::capi::*;
-use arrow_dlpack::ArrowDlpackError;
 use libfuzzer_sys::fuzz_target;
 
 static DELETES: AtomicUsize = AtomicUsize::new(0);
@@ -64,18 +64,37 @@ fuzz_target!(|data: &[u8]| {
         bits: [8, 16, 32, 64, 4, 128][input.byte() as usize % 6],
         lanes: if input.byte() % 16 == 0 { 4 } else { 1 },
     };
-    let device_type = [K_DL_CPU, K_DL_CPU, K_DL_CUDA, K_DL_CUDA_HOST, K_DL_MAIA, 5, -1][input.byte() as usize % 7];
+    let device_type = [
+        K_DL_CPU,
+        K_DL_CPU,
+        K_DL_CUDA,
+        K_DL_CUDA_HOST,
+        K_DL_MAIA,
+        5,
+        -1,
+    ][input.byte() as usize % 7];
     let null_strides = input.byte() % 4 == 0;
     let tensor = DLTensor {
         // Host tensors: the arena's first byte; the trusted precondition is
         // that the tensor's elements lie in its memory, which the harness
         // ensures by skipping tensors whose extent exceeds the arena.
         data: arena.as_ptr().cast_mut().cast(),
-        device: DLDevice { device_type, device_id: input.signed(3) as i32 },
+        device: DLDevice {
+            device_type,
+            device_id: input.signed(3) as i32,
+        },
         ndim,
         dtype,
-        shape: if input.byte() % 16 == 0 { ptr::null_mut() } else { shape.as_mut_ptr() },
-        strides: if null_strides { ptr::null_mut() } else { strides.as_mut_ptr() },
+        shape: if input.byte() % 16 == 0 {
+            ptr::null_mut()
+        } else {
+            shape.as_mut_ptr()
+        },
+        strides: if null_strides {
+            ptr::null_mut()
+        } else {
+            strides.as_mut_ptr()
+        },
         byte_offset: (input.byte() as u64 % 4) * 8,
     };
     // Skip inputs that break DLPack's own guarantee (the memory spans the
@@ -96,19 +115,43 @@ fuzz_target!(|data: &[u8]| {
         if strides_used.iter().any(|&s| s < 0) {
             return;
         }
-        shape.iter().zip(&strides_used).map(|(e, s)| (e - 1).saturating_mul(*s)).fold(0i64, i64::saturating_add)
+        shape
+            .iter()
+            .zip(&strides_used)
+            .map(|(e, s)| (e - 1).saturating_mul(*s))
+            .fold(0i64, i64::saturating_add)
     };
-    if extent.saturating_add(4).saturating_mul(width).saturating_add(32) > (arena.len() * 8) as i64 {
+    if extent
+        .saturating_add(4)
+        .saturating_mul(width)
+        .saturating_add(32)
+        > (arena.len() * 8) as i64
+    {
         return;
     }
-    let version = DLPackVersion { major: if input.byte() % 16 == 0 { 2 } else { 1 }, minor: 3 };
+    let version = DLPackVersion {
+        major: if input.byte() % 16 == 0 { 2 } else { 1 },
+        minor: 3,
+    };
     let which = input.byte() % 3;
     let deletes = DELETES.load(Ordering::SeqCst);
-    let mut error = ArrowDlpackError { status: arrow_dlpack::Status::ARROW_DLPACK_OK, message: [0; 256] };
+    let mut error = ArrowDlpackError {
+        status: arrow_dlpack::Status::ARROW_DLPACK_OK,
+        message: [0; 256],
+    };
     // The managed tensors live until their deleter runs (after the match).
-    let mut legacy = DLManagedTensor { dl_tensor: DLTensor { ..tensor }, manager_ctx: ptr::null_mut(), deleter: Some(delete_legacy) };
-    let mut versioned =
-        DLManagedTensorVersioned { version, manager_ctx: ptr::null_mut(), deleter: Some(delete_versioned), flags: 0, dl_tensor: tensor };
+    let mut legacy = DLManagedTensor {
+        dl_tensor: DLTensor { ..tensor },
+        manager_ctx: ptr::null_mut(),
+        deleter: Some(delete_legacy),
+    };
+    let mut versioned = DLManagedTensorVersioned {
+        version,
+        manager_ctx: ptr::null_mut(),
+        deleter: Some(delete_versioned),
+        flags: 0,
+        dl_tensor: tensor,
+    };
     // SAFETY: tensors valid as far as DLPack lets a consumer trust them.
     unsafe {
         let mut schema = std::mem::MaybeUninit::<ArrowSchema>::uninit();
@@ -119,7 +162,8 @@ fuzz_target!(|data: &[u8]| {
                 let t = &mut legacy;
                 let before = bytes_of(t);
                 let mut array = std::mem::MaybeUninit::<ArrowArray>::uninit();
-                status = arrow_dlpack_import(t, array.as_mut_ptr(), schema.as_mut_ptr(), &mut error);
+                status =
+                    arrow_dlpack_import(t, array.as_mut_ptr(), schema.as_mut_ptr(), &mut error);
                 if status == arrow_dlpack::Status::ARROW_DLPACK_OK {
                     released_array = Some(array.assume_init());
                 } else {
@@ -130,7 +174,12 @@ fuzz_target!(|data: &[u8]| {
                 let t = &mut versioned;
                 let before = bytes_of(t);
                 let mut array = std::mem::MaybeUninit::<ArrowArray>::uninit();
-                status = arrow_dlpack_import_versioned(t, array.as_mut_ptr(), schema.as_mut_ptr(), &mut error);
+                status = arrow_dlpack_import_versioned(
+                    t,
+                    array.as_mut_ptr(),
+                    schema.as_mut_ptr(),
+                    &mut error,
+                );
                 if status == arrow_dlpack::Status::ARROW_DLPACK_OK {
                     released_array = Some(array.assume_init());
                 } else {
@@ -141,7 +190,12 @@ fuzz_target!(|data: &[u8]| {
                 let t = &mut versioned;
                 let before = bytes_of(t);
                 let mut array = std::mem::MaybeUninit::<ArrowDeviceArray>::uninit();
-                status = arrow_dlpack_import_device(t, array.as_mut_ptr(), schema.as_mut_ptr(), &mut error);
+                status = arrow_dlpack_import_device(
+                    t,
+                    array.as_mut_ptr(),
+                    schema.as_mut_ptr(),
+                    &mut error,
+                );
                 if status == arrow_dlpack::Status::ARROW_DLPACK_OK {
                     let device = array.assume_init();
                     assert!(device.sync_event.is_null());
@@ -156,13 +210,25 @@ fuzz_target!(|data: &[u8]| {
             Some(mut array) => {
                 let mut schema = schema.assume_init();
                 assert!(array.length >= 0 && array.release.is_some());
-                assert_eq!(DELETES.load(Ordering::SeqCst), deletes, "not deleted while the array lives");
+                assert_eq!(
+                    DELETES.load(Ordering::SeqCst),
+                    deletes,
+                    "not deleted while the array lives"
+                );
                 (array.release.unwrap())(&mut array);
-                assert_eq!(DELETES.load(Ordering::SeqCst), deletes + 1, "deleted exactly once");
+                assert_eq!(
+                    DELETES.load(Ordering::SeqCst),
+                    deletes + 1,
+                    "deleted exactly once"
+                );
                 (schema.release.unwrap())(&mut schema);
             }
             None => {
-                assert_eq!(DELETES.load(Ordering::SeqCst), deletes, "a failed import never deletes");
+                assert_eq!(
+                    DELETES.load(Ordering::SeqCst),
+                    deletes,
+                    "a failed import never deletes"
+                );
                 assert_ne!(error.message[0], 0, "failures carry a message");
             }
         }
