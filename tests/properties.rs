@@ -17,7 +17,10 @@ use proptest::prelude::*;
 fn indices(shape: &[i64]) -> Vec<Vec<i64>> {
     let mut out = vec![vec![]];
     for &extent in shape {
-        out = out.into_iter().flat_map(|prefix| (0..extent).map(move |i| [prefix.clone(), vec![i]].concat())).collect();
+        out = out
+            .into_iter()
+            .flat_map(|prefix| (0..extent).map(move |i| [prefix.clone(), vec![i]].concat()))
+            .collect();
     }
     out
 }
