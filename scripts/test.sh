@@ -36,7 +36,7 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
 rm -rf "$VENV"
 python3 -m venv "$VENV"
 "$VENV/bin/pip" install -q --upgrade pip
-"$VENV/bin/pip" install -q cmake pytest numpy pyarrow cffi nanoarrow arro3-core "jax[cpu]"
+"$VENV/bin/pip" install -q cmake pytest numpy pyarrow cffi nanoarrow arro3-core polars "jax[cpu]"
 export PATH="$VENV/bin:$PATH"
 
 step "cargo fmt --check"

@@ -90,16 +90,7 @@ impl Raw {
             match b {
                 None => pointers.push(ptr::null()),
                 Some(bytes) => {
-                    // Stored as u64 words: 8-byte aligned, like Arrow buffers.
-                    let mut words = vec![0u64; bytes.len().div_ceil(8).max(1)];
-                    // SAFETY: `words` has at least `bytes.len()` bytes.
-                    unsafe {
-                        ptr::copy_nonoverlapping(
-                            bytes.as_ptr(),
-                            words.as_mut_ptr().cast(),
-                            bytes.len(),
-                        )
-                    };
+                    let words = aligned(&bytes);
                     pointers.push(words.as_ptr().cast());
                     storage.push(words);
                 }
@@ -187,9 +178,7 @@ impl Raw {
         for (i, &b) in bits.iter().enumerate() {
             bytes[i / 8] |= (b as u8) << (i % 8);
         }
-        let mut words = vec![0u64; bytes.len().div_ceil(8).max(1)];
-        // SAFETY: `words` is large enough.
-        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), words.as_mut_ptr().cast(), bytes.len()) };
+        let words = aligned(&bytes);
         self.buffers[0] = words.as_ptr().cast();
         self.storage.push(words);
         self.array.null_count = null_count;
@@ -226,6 +215,14 @@ impl Drop for Raw {
             unsafe { release(self.array.as_ptr()) };
         }
     }
+}
+
+/// `bytes` stored as u64 words: 8-byte aligned, like Arrow buffers.
+fn aligned(bytes: &[u8]) -> Vec<u64> {
+    let mut words = vec![0u64; bytes.len().div_ceil(8).max(1)];
+    // SAFETY: `words` holds at least `bytes.len()` bytes.
+    unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), words.as_mut_ptr().cast(), bytes.len()) };
+    words
 }
 
 pub fn struct_bytes<T>(value: &T) -> Vec<u8> {
