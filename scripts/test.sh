@@ -20,6 +20,16 @@ VENV="$ROOT/target/test-venv"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# expect NEEDLE COMMAND...: runs the command, shows its output, and fails
+# unless the output contains NEEDLE.
+expect() {
+  local needle=$1 out
+  shift
+  out=$("$@")
+  printf '%s\n' "$out"
+  grep -qF -- "$needle" <<<"$out" || { echo "expected output containing: $needle" >&2; exit 1; }
+}
+
 step "tools"
 missing=""
 for tool in valgrind pkg-config node npm; do command -v "$tool" >/dev/null || missing="$missing $tool"; done
@@ -27,7 +37,7 @@ if [ -n "$missing" ]; then
   packages=$(echo "$missing" | sed 's/ npm/ npm/; s/ node/ nodejs/')
   (apt-get update -qq && apt-get install -y -qq $packages) || sudo apt-get install -y -qq $packages
 fi
-if ! cbindgen --version 2>/dev/null | grep -q "$CBINDGEN_VERSION"; then
+if [[ "$(cbindgen --version 2>/dev/null)" != *"$CBINDGEN_VERSION"* ]]; then
   cargo install cbindgen --version "$CBINDGEN_VERSION" --locked --quiet
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
@@ -87,19 +97,19 @@ step "install: soname, exported symbols, find_package, pkg-config, examples"
 rm -rf target/install target/downstream
 cmake --install target/cmake --prefix "$ROOT/target/install" >/dev/null
 LIB="$ROOT/target/install/lib/libarrow_dlpack.so"
-readelf -d "$LIB" | grep -q 'SONAME.*\[libarrow_dlpack\.so\.0\]'
+expect "Library soname: [libarrow_dlpack.so.0]" readelf -d "$LIB"
 foreign=$(nm -D --defined-only "$LIB" | awk '{print $3}' | grep -v '^arrow_dlpack_' || true)
 if [ -n "$foreign" ]; then echo "symbols exported besides arrow_dlpack_*: $foreign" >&2; exit 1; fi
 cmake -S examples/downstream -B target/downstream -DCMAKE_PREFIX_PATH="$ROOT/target/install" >/dev/null
 cmake --build target/downstream -j 2 >/dev/null
-target/downstream/downstream_c | tee /dev/stderr | grep -q "shared: yes"
-target/downstream/downstream_cpp_static | tee /dev/stderr | grep -q "refused: unsupported format 'u' (utf8)"
+expect "shared: yes" target/downstream/downstream_c
+expect "refused: unsupported format 'u' (utf8)" target/downstream/downstream_cpp_static
 export PKG_CONFIG_PATH="$ROOT/target/install/lib/pkgconfig"
 cc examples/c/main.c $(pkg-config --cflags --libs arrow_dlpack) -o target/pkg-config-example
-LD_LIBRARY_PATH="$(pkg-config --variable=libdir arrow_dlpack)" target/pkg-config-example | grep -q "released 1 time"
-cargo run --quiet --example roundtrip | tee /dev/stderr | grep -q "same memory: yes"
+expect "released 1 time" env LD_LIBRARY_PATH="$(pkg-config --variable=libdir arrow_dlpack)" target/pkg-config-example
+expect "same memory: yes" cargo run --quiet --example roundtrip
 npm install --prefix examples/node --no-audit --no-fund --silent
-ARROW_DLPACK_LIBRARY="$LIB" node examples/node/index.js | tee /dev/stderr | grep -q "shared: yes"
+expect "shared: yes" env ARROW_DLPACK_LIBRARY="$LIB" node examples/node/index.js
 
 step "Python tests against the installed wheel"
 pip install -q ./python
