@@ -179,23 +179,7 @@ pub unsafe fn export_device(
 fn device_of(array: &ArrowDeviceArray) -> Result<DLDevice, Error> {
     use crate::abi::*;
     let (ty, id) = (array.device_type, array.device_id);
-    let known = matches!(
-        ty,
-        ARROW_DEVICE_CPU
-            | ARROW_DEVICE_CUDA
-            | ARROW_DEVICE_CUDA_HOST
-            | ARROW_DEVICE_OPENCL
-            | ARROW_DEVICE_VULKAN
-            | ARROW_DEVICE_METAL
-            | ARROW_DEVICE_VPI
-            | ARROW_DEVICE_ROCM
-            | ARROW_DEVICE_ROCM_HOST
-            | ARROW_DEVICE_EXT_DEV
-            | ARROW_DEVICE_CUDA_MANAGED
-            | ARROW_DEVICE_ONEAPI
-            | ARROW_DEVICE_WEBGPU
-            | ARROW_DEVICE_HEXAGON
-    );
+    let known = crate::device::arrow_has(ty);
     if !known {
         return Err(err!(
             ARROW_DLPACK_UNSUPPORTED_DEVICE,

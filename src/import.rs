@@ -277,11 +277,8 @@ fn unsupported_dtype(t: DLDataType) -> Error {
 }
 
 fn check_device(device: DLDevice, memory: Memory) -> Result<(), Error> {
-    let readable = matches!(
-        device.device_type,
-        K_DL_CPU | K_DL_CUDA_HOST | K_DL_ROCM_HOST
-    );
-    let arrow_has_it = matches!(device.device_type, 1..=4 | 7..=16);
+    let readable = crate::device::is_host_readable(device.device_type);
+    let arrow_has_it = crate::device::arrow_has(device.device_type);
     match memory {
         Memory::HostReadable if readable => Ok(()),
         Memory::HostReadable => Err(err!(

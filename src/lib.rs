@@ -39,6 +39,7 @@ pub mod abi;
 pub mod bitmap;
 pub mod capi;
 pub mod capsule;
+mod device;
 pub mod dtype;
 pub mod error;
 mod export;

@@ -17,9 +17,7 @@
 use std::ffi::{CStr, c_void};
 use std::mem::MaybeUninit;
 
-use crate::abi::{
-    ArrowArray, ArrowSchema, DLDataType, DLDevice, K_DL_CPU, K_DL_CUDA_HOST, K_DL_ROCM_HOST,
-};
+use crate::abi::{ArrowArray, ArrowSchema, DLDataType, DLDevice, K_DL_CPU};
 use crate::bitmap;
 use crate::dtype::{self, Format, Shown};
 use crate::error::{Error, err};
@@ -153,10 +151,7 @@ impl Location {
 
     /// Whether this process may dereference the buffers.
     fn is_host_readable(self) -> bool {
-        matches!(
-            self.device.device_type,
-            K_DL_CPU | K_DL_CUDA_HOST | K_DL_ROCM_HOST
-        )
+        crate::device::is_host_readable(self.device.device_type)
     }
 }
 
