@@ -342,25 +342,20 @@ impl<'a> Parser<'a> {
         Ok(value)
     }
 
-    /// `[int, ...]` into `out`; the count, at most `MAX_NDIM - 1` (one
-    /// dimension is the array's length).
-    fn int_array(&mut self, out: &mut [i64; MAX_NDIM], what: &str) -> Result<usize, Error> {
+    /// `[item, ...]`: calls `item` with each element's index; the count.
+    fn list(
+        &mut self,
+        mut item: impl FnMut(&mut Self, usize) -> Result<(), Error>,
+    ) -> Result<usize, Error> {
         self.expect(b'[')?;
         self.ws();
-        let mut n = 0;
         if self.eat(b']') {
             return Ok(0);
         }
+        let mut n = 0;
         loop {
             self.ws();
-            if n == MAX_NDIM - 1 {
-                return Err(err!(
-                    ARROW_DLPACK_UNSUPPORTED_LAYOUT,
-                    "arrow.fixed_shape_tensor {what} has more than {} dimensions",
-                    MAX_NDIM - 1
-                ));
-            }
-            out[n] = self.int(what)?;
+            item(self, n)?;
             n += 1;
             self.ws();
             if self.eat(b']') {
@@ -370,24 +365,25 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// `[int, ...]` into `out`; the count, at most `MAX_NDIM - 1` (one
+    /// dimension is the array's length).
+    fn int_array(&mut self, out: &mut [i64; MAX_NDIM], what: &str) -> Result<usize, Error> {
+        self.list(|p, n| {
+            if n == MAX_NDIM - 1 {
+                return Err(err!(
+                    ARROW_DLPACK_UNSUPPORTED_LAYOUT,
+                    "arrow.fixed_shape_tensor {what} has more than {} dimensions",
+                    MAX_NDIM - 1
+                ));
+            }
+            out[n] = p.int(what)?;
+            Ok(())
+        })
+    }
+
     /// `["name", ...]`: the count.
     fn string_array(&mut self) -> Result<usize, Error> {
-        self.expect(b'[')?;
-        self.ws();
-        let mut n = 0;
-        if self.eat(b']') {
-            return Ok(0);
-        }
-        loop {
-            self.ws();
-            self.string()?;
-            n += 1;
-            self.ws();
-            if self.eat(b']') {
-                return Ok(n);
-            }
-            self.expect(b',')?;
-        }
+        self.list(|p, _| p.string().map(drop))
     }
 
     /// Any JSON value, validated and ignored.
