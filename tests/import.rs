@@ -40,6 +40,24 @@ impl Fixture {
     fn new(code: u8, bits: u8, shape: &[i64], strides: Option<&[i64]>) -> Fixture {
         let storage: Vec<u64> = (0..64).collect();
         let deletes = Arc::new(AtomicUsize::new(0));
+        // Data, shape and strides are set below, once the storage is in place;
+        // the legacy tensor then takes a copy of the versioned one's.
+        let blank = DLTensor {
+            data: ptr::null_mut(),
+            device: DLDevice {
+                device_type: K_DL_CPU,
+                device_id: 0,
+            },
+            ndim: shape.len() as i32,
+            dtype: DLDataType {
+                code,
+                bits,
+                lanes: 1,
+            },
+            shape: ptr::null_mut(),
+            strides: ptr::null_mut(),
+            byte_offset: 0,
+        };
         let mut f = Fixture {
             storage,
             shape: shape.to_vec(),
@@ -49,40 +67,10 @@ impl Fixture {
                 manager_ctx: Arc::as_ptr(&deletes).cast_mut().cast(),
                 deleter: Some(delete_versioned),
                 flags: 0,
-                dl_tensor: DLTensor {
-                    data: ptr::null_mut(),
-                    device: DLDevice {
-                        device_type: K_DL_CPU,
-                        device_id: 0,
-                    },
-                    ndim: shape.len() as i32,
-                    dtype: DLDataType {
-                        code,
-                        bits,
-                        lanes: 1,
-                    },
-                    shape: ptr::null_mut(),
-                    strides: ptr::null_mut(),
-                    byte_offset: 0,
-                },
+                dl_tensor: DLTensor { ..blank },
             }),
             legacy: Box::new(DLManagedTensor {
-                dl_tensor: DLTensor {
-                    data: ptr::null_mut(),
-                    device: DLDevice {
-                        device_type: K_DL_CPU,
-                        device_id: 0,
-                    },
-                    ndim: 0,
-                    dtype: DLDataType {
-                        code,
-                        bits,
-                        lanes: 1,
-                    },
-                    shape: ptr::null_mut(),
-                    strides: ptr::null_mut(),
-                    byte_offset: 0,
-                },
+                dl_tensor: DLTensor { ..blank },
                 manager_ctx: Arc::as_ptr(&deletes).cast_mut().cast(),
                 deleter: Some(delete_legacy),
             }),
