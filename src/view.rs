@@ -192,6 +192,9 @@ pub unsafe fn read(
     // the level's logical index space (before its own `offset`).
     let (mut start, mut count) = (0i64, array.length);
     dims.push(array.length)?;
+    // At most one scan per level, and levels are bounded by `dims`.
+    let mut scans = [const { MaybeUninit::<Scan>::uninit() }; MAX_NDIM];
+    let mut n_scans = 0;
     loop {
         // SAFETY: the caller guarantees the top-level structs; a child level
         // is made by `Level::child` only from non-NULL pointers; `format`
@@ -201,6 +204,10 @@ pub unsafe fn read(
         // SAFETY: as above.
         let checked =
             unsafe { level.check_common(start, count, location) }.map_err(|e| level.locate(e))?;
+        if let Some(scan) = checked.scan {
+            scans[n_scans].write(scan);
+            n_scans += 1;
+        }
         match format {
             Format::Primitive(t) => {
                 // SAFETY: as above.
@@ -209,6 +216,12 @@ pub unsafe fn read(
                 dims.set_row_major_strides();
                 if let Some(json) = tensor_json {
                     dims.apply_tensor_json(json)?;
+                }
+                for scan in &scans[..n_scans] {
+                    // SAFETY: written above; the whole tree is validated,
+                    // and each bitmap is host-readable and holds its
+                    // array's `offset + length` bits (trusted).
+                    unsafe { scan.assume_init().check() }?;
                 }
                 return Ok(TensorView {
                     dtype: t.dl,
@@ -239,6 +252,49 @@ struct Level<'a> {
 struct Checked {
     /// Physical index of the first element the tensor covers.
     first: i64,
+    /// The validity bits to count, if this level's null count is unknown
+    /// (or a child's count may fall outside the covered range).
+    scan: Option<Scan>,
+}
+
+/// Validity bits `[first, first + count)` of a host-readable bitmap.
+#[derive(Clone, Copy)]
+struct Scan {
+    bitmap: *const u8,
+    first: usize,
+    count: usize,
+    depth: usize,
+}
+
+impl Scan {
+    /// # Safety
+    /// The bitmap holds `first + count` bits (trusted, as the C Data
+    /// Interface says), and the tree it belongs to was validated.
+    unsafe fn check(self) -> Result<(), Error> {
+        let bytes = (self.first + self.count).div_ceil(8);
+        // SAFETY: forwarded from the caller.
+        let bitmap = unsafe { std::slice::from_raw_parts(self.bitmap, bytes) };
+        let nulls = self.count - bitmap::count_set_bits(bitmap, self.first, self.count);
+        if nulls == 0 {
+            return Ok(());
+        }
+        Err(locate(
+            self.depth,
+            err!(
+                ARROW_DLPACK_HAS_NULLS,
+                "array has {nulls} nulls (counted in its validity bitmap); DLPack cannot represent missing values"
+            ),
+        ))
+    }
+}
+
+/// Prefixes errors found below the top level with where they were found:
+/// "child 0", "child 0.0", ...: the path of child indices.
+fn locate(depth: usize, e: Error) -> Error {
+    match depth {
+        0 => e,
+        d => e.context(format_args!("child 0{}", ".0".repeat(d - 1))),
+    }
 }
 
 /// The child level and the range of it that a list level covers.
@@ -251,11 +307,7 @@ struct ChildRange<'a> {
 impl<'a> Level<'a> {
     /// Prefixes errors found below the top level with where they were found.
     fn locate(&self, e: Error) -> Error {
-        match self.depth {
-            0 => e,
-            // "child 0", "child 0.0", ...: the path of child indices.
-            d => e.context(format_args!("child 0{}", ".0".repeat(d - 1))),
-        }
+        locate(self.depth, e)
     }
 
     /// # Safety
@@ -427,23 +479,21 @@ impl<'a> Level<'a> {
                     location.device.device_type
                 ));
             }
+            // Counted only once the whole tree is validated (`read`): a
+            // bogus length must be refused before anything is read through it.
             _ => {
-                let (first, count) = (first as usize, count as usize);
-                let bytes = (first + count).div_ceil(8);
-                // SAFETY: non-NULL, host-readable, and the producer
-                // guarantees `offset + length` bits; `first + count` is
-                // within that (checked above).
-                let bitmap = unsafe { std::slice::from_raw_parts(validity.cast::<u8>(), bytes) };
-                let nulls = count - bitmap::count_set_bits(bitmap, first, count);
-                if nulls > 0 {
-                    return Err(err!(
-                        ARROW_DLPACK_HAS_NULLS,
-                        "array has {nulls} nulls (counted in its validity bitmap); DLPack cannot represent missing values"
-                    ));
-                }
+                return Ok(Checked {
+                    first,
+                    scan: Some(Scan {
+                        bitmap: validity.cast(),
+                        first: first as usize,
+                        count: count as usize,
+                        depth: self.depth,
+                    }),
+                });
             }
         }
-        Ok(Checked { first })
+        Ok(Checked { first, scan: None })
     }
 
     /// The address of element `first` of the values buffer.

@@ -436,6 +436,18 @@ fn sizes_that_overflow_are_invalid_arrow() {
 }
 
 #[test]
+fn a_bogus_length_is_refused_before_the_validity_bitmap_is_read() {
+    // Found by fuzzing: an unknown null count used to be counted before the
+    // values' size was checked. The bitmap pointer has no provenance: any
+    // read would be caught (under Miri, as an error; natively, a crash).
+    let mut raw = Raw::primitive("e", &[1u16]);
+    raw.buffers[0] = ptr::without_provenance::<c_void>(0x2000);
+    raw.array.null_count = -1;
+    raw.array.length = i64::MAX;
+    rejects(&mut raw, Status::ARROW_DLPACK_INVALID_ARROW, "overflows");
+}
+
+#[test]
 fn known_nulls_are_refused() {
     let mut raw = Raw::primitive("i", &[1i32, 2, 3]);
     raw.set_validity(&[true, false, true], 1);

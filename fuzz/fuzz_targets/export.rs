@@ -97,7 +97,10 @@ fn build(input: &mut Input, arena: &mut [u8], depth: usize) -> Box<Level> {
     };
     // Buffers: a NULL pointer, or an arena region large enough for what
     // the claimed offset + length need (the trusted precondition).
-    let needed = (offset.max(0) + length.max(0)) as usize * width + 16;
+    // Saturating: a bogus length must not wrap into a small, satisfiable size.
+    let needed = (offset.max(0).saturating_add(length.max(0)) as usize)
+        .saturating_mul(width)
+        .saturating_add(16);
     let mut buffers = Vec::new();
     for _ in 0..n_buffers.clamp(0, 3) {
         if input.byte() % 5 == 0 || needed > ARENA / 2 {
