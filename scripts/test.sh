@@ -89,8 +89,13 @@ step "fuzzing, ${FUZZ_SECONDS} s per target (fixed seed)"
 for target in export import; do
   # New inputs go to a scratch corpus; the checked-in seeds stay as they are.
   mkdir -p "target/fuzz-corpus/$target"
-  cargo +nightly fuzz run -O "$target" "target/fuzz-corpus/$target" "fuzz/corpus/$target" -- \
-    -max_total_time="$FUZZ_SECONDS" -seed=1 2>&1 | tail -n 1
+  if ! cargo +nightly fuzz run -O "$target" "target/fuzz-corpus/$target" "fuzz/corpus/$target" -- \
+    -max_total_time="$FUZZ_SECONDS" -seed=1 >"target/fuzz-$target.log" 2>&1; then
+    tail -n 60 "target/fuzz-$target.log" >&2
+    echo "fuzz target $target failed; the input is in fuzz/artifacts/$target/" >&2
+    exit 1
+  fi
+  tail -n 1 "target/fuzz-$target.log"
 done
 
 step "install: soname, exported symbols, find_package, pkg-config, examples"
