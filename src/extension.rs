@@ -107,6 +107,10 @@ pub struct TensorType {
     ndim: usize,
     shape: [i64; MAX_NDIM],
     permutation: [usize; MAX_NDIM],
+    /// Row-major strides of the physical shape, computed (checked) once
+    /// the shape is known.
+    strides: [i64; MAX_NDIM],
+    list_size: i64,
 }
 
 impl TensorType {
@@ -121,33 +125,35 @@ impl TensorType {
         &self.permutation[..self.ndim]
     }
 
-    /// Elements per tensor: the product of the shape, or an error on
-    /// overflow.
-    pub fn list_size(&self) -> Result<i64, Error> {
-        self.shape()
-            .iter()
-            .try_fold(1i64, |n, &d| n.checked_mul(d))
-            .ok_or_else(|| {
+    /// Elements per tensor: the product of the shape.
+    pub fn list_size(&self) -> i64 {
+        self.list_size
+    }
+
+    /// Computes the physical strides and the list size with checked
+    /// arithmetic: every suffix product must fit, not only the whole
+    /// product (a 0 extent makes the whole product 0 whatever the others).
+    fn set_strides(&mut self) -> Result<(), Error> {
+        let mut stride = 1i64;
+        for d in (0..self.ndim).rev() {
+            self.strides[d] = stride;
+            stride = stride.checked_mul(self.shape[d]).ok_or_else(|| {
                 err!(
                     ARROW_DLPACK_INVALID_ARROW,
                     "arrow.fixed_shape_tensor shape {:?}: the product overflows",
                     self.shape()
                 )
-            })
+            })?;
+        }
+        self.list_size = stride;
+        Ok(())
     }
 
     /// The logical shape and strides (in elements) of one tensor.
     pub fn logical(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
-        let mut physical_strides = [0i64; MAX_NDIM];
-        let mut stride = 1i64;
-        for d in (0..self.ndim).rev() {
-            physical_strides[d] = stride;
-            // `list_size` succeeded, so no partial product overflows.
-            stride = stride.saturating_mul(self.shape[d]);
-        }
         self.permutation()
             .iter()
-            .map(move |&p| (self.shape[p], physical_strides[p]))
+            .map(move |&p| (self.shape[p], self.strides[p]))
     }
 }
 
@@ -159,6 +165,8 @@ pub fn parse_tensor_type(json: &[u8]) -> Result<TensorType, Error> {
         ndim: 0,
         shape: [0; MAX_NDIM],
         permutation: [0; MAX_NDIM],
+        strides: [0; MAX_NDIM],
+        list_size: 0,
     };
     let (mut has_shape, mut n_permutation, mut n_names) = (false, None, None);
     p.ws();
@@ -228,7 +236,7 @@ pub fn parse_tensor_type(json: &[u8]) -> Result<TensorType, Error> {
             "arrow.fixed_shape_tensor has {n} dim_names for {ndim} dimensions"
         ));
     }
-    t.list_size()?;
+    t.set_strides()?;
     Ok(t)
 }
 
@@ -461,7 +469,7 @@ mod tests {
         .unwrap();
         assert_eq!(t.shape(), &[2, 3, 4]);
         assert_eq!(t.permutation(), &[2, 0, 1]);
-        assert_eq!(t.list_size().unwrap(), 24);
+        assert_eq!(t.list_size(), 24);
         // Logical dim i is physical dim permutation[i]: physical strides [12, 4, 1].
         assert_eq!(
             t.logical().collect::<Vec<_>>(),
@@ -473,10 +481,7 @@ mod tests {
         .unwrap();
         assert_eq!(t.logical().collect::<Vec<_>>(), vec![(5, 1)]);
         assert_eq!(
-            parse_tensor_type(br#"{"shape":[]}"#)
-                .unwrap()
-                .list_size()
-                .unwrap(),
+            parse_tensor_type(br#"{"shape":[]}"#).unwrap().list_size(),
             1
         );
     }
@@ -501,6 +506,8 @@ mod tests {
             (br#"{"shape":[1.5]}"#, "non-negative integers"),
             (br#"{"shape":[99999999999,99999999999]}"#, "overflows"),
             (br#"{"shape":[99999999999999999999]}"#, "overflows"),
+            // The whole product is 0, but a stride overflows.
+            (br#"{"shape":[0,99999999999,99999999999]}"#, "overflows"),
             (br#"{"dim_names":[]}"#, "no \"shape\""),
             (br#"{"shape":[2]"#, "not valid JSON"),
             (br#"{"shape":[2]} x"#, "trailing"),

@@ -3,10 +3,18 @@
 //! [`plan`] reads the untrusted tensor once and decides what it becomes: a
 //! primitive array (0-D and 1-D contiguous tensors) or an
 //! `arrow.fixed_shape_tensor` over the first dimension (dense N-D tensors,
-//! with a permutation for non-row-major orders). [`build`] then makes the
-//! Arrow array with arrow-rs around one buffer that owns the tensor: the
-//! tensor's deleter runs when the last Arrow array sharing that buffer is
-//! released. Nothing is copied, and device memory is never dereferenced.
+//! with a permutation for non-row-major orders). Two builders then make the
+//! Arrow array around the tensor, whose deleter runs once, when the last
+//! array sharing it is released:
+//!
+//! - [`import_to_c`] (the C entry points) writes the C Data Interface
+//!   structs itself, schema included, with release callbacks that share one
+//!   owner of the tensor. Device memory is never dereferenced, nor turned
+//!   into a Rust reference.
+//! - [`import`] (the safe Rust API, host memory only) builds arrow-rs
+//!   `ArrayData` around a `Buffer` that owns the tensor.
+//!
+//! Nothing is copied.
 
 use std::collections::HashMap;
 use std::ffi::CStr;
@@ -205,7 +213,15 @@ pub unsafe fn plan(t: &DLTensor, memory: Memory) -> Result<Plan, Error> {
 /// whose first dimension is outermost.
 fn rows(shape: &[i64], strides: Option<&[i64]>) -> Result<(Vec<i64>, Option<Vec<usize>>), Error> {
     let inner = &shape[1..];
-    let row: i64 = inner.iter().product(); // no overflow: the total fit
+    // Checked even though the total fit: with `shape[0] == 0` the total is
+    // 0 whatever the other extents are, and the row size becomes the
+    // fixed_size_list's size and the extension's shape product.
+    let Some(row) = inner.iter().try_fold(1i64, |n, &e| n.checked_mul(e)) else {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "tensor shape {shape:?}: a row of {inner:?} elements overflows"
+        ));
+    };
     let Some(strides) = strides.filter(|_| shape.iter().all(|&e| e > 0)) else {
         // Row-major (NULL strides), or no element at all: any strides do.
         return Ok((inner.to_vec(), None));
@@ -251,7 +267,10 @@ fn is_dense_in(shape: &[i64], strides: &[i64], order: &[usize]) -> bool {
         if shape[d] > 1 && strides[d] != expected {
             return false;
         }
-        expected *= shape[d];
+        let Some(next) = expected.checked_mul(shape[d]) else {
+            return false;
+        };
+        expected = next;
     }
     true
 }
@@ -303,7 +322,11 @@ impl Plan {
         let Some((physical, permutation)) = &self.tensor_type else {
             return Ok(None);
         };
-        let row: i64 = physical.iter().product();
+        // `rows` checked this product; checked again rather than trusted.
+        let row = physical
+            .iter()
+            .try_fold(1i64, |n, &e| n.checked_mul(e))
+            .unwrap_or(i64::MAX);
         let list_size = i32::try_from(row).map_err(|_| {
             err!(
                 ARROW_DLPACK_UNSUPPORTED_LAYOUT,

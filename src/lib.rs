@@ -21,8 +21,9 @@
 //!   validated tensor view.
 //! - `export`: view -> tensor (one allocation, deleter).
 //! - [`extension`]: the `arrow.fixed_shape_tensor` metadata.
-//! - `import`: tensor -> Arrow array (arrow-rs around a buffer owning the
-//!   tensor).
+//! - `import`: tensor -> Arrow array: C Data Interface structs written
+//!   here (the C entry points), or arrow-rs arrays around a buffer owning
+//!   the tensor (the Rust API).
 //! - [`bitmap`]: counting validity bits for unknown null counts.
 //! - [`error`]: status codes and messages.
 //! - `tensor`: the safe Rust API.

@@ -68,14 +68,27 @@ impl Dims {
     }
 
     /// Row-major strides for the shape pushed so far.
-    fn set_row_major_strides(&mut self) {
+    ///
+    /// Checked: the elements the tensor covers fit the buffer (checked by
+    /// the reader), but a length-0 array covers none, whatever its list
+    /// sizes, so the product of the inner extents may still overflow.
+    fn set_row_major_strides(&mut self) -> Result<(), Error> {
         let mut stride = 1i64;
         for d in (0..self.ndim).rev() {
             self.strides[d].write(stride);
-            // Cannot overflow: the product of all extents is checked against
-            // the buffer size before this is called.
-            stride = stride.saturating_mul(self.shape()[d]);
+            if d == 0 {
+                break; // the length's own product is never a stride
+            }
+            let Some(next) = stride.checked_mul(self.shape()[d]) else {
+                return Err(err!(
+                    ARROW_DLPACK_UNSUPPORTED_LAYOUT,
+                    "fixed_size_list sizes {:?}: a row of their product overflows 64-bit strides",
+                    &self.shape()[1..]
+                ));
+            };
+            stride = next;
         }
+        Ok(())
     }
 
     /// Replaces the `[length, N]` of a fixed_shape_tensor's storage with
@@ -85,7 +98,7 @@ impl Dims {
     #[inline(never)]
     fn apply_tensor_json(&mut self, json: &[u8]) -> Result<(), Error> {
         let t = &extension::parse_tensor_type(json)?;
-        let list_size = t.list_size()?;
+        let list_size = t.list_size();
         if self.ndim != 2 {
             return Err(err!(
                 ARROW_DLPACK_INVALID_ARROW,
@@ -213,7 +226,7 @@ pub unsafe fn read(
                 // SAFETY: as above.
                 let data = unsafe { level.values(t, checked.first, count) }
                     .map_err(|e| level.locate(e))?;
-                dims.set_row_major_strides();
+                dims.set_row_major_strides()?;
                 if let Some(json) = tensor_json {
                     dims.apply_tensor_json(json)?;
                 }

@@ -344,6 +344,38 @@ fn malformed_tensors_are_invalid_arguments() {
 }
 
 #[test]
+fn empty_tensors_whose_row_size_overflows_are_refused() {
+    // The total is 0 (shape[0] == 0), so only the row's own product can
+    // overflow; it would become the fixed_size_list size and the
+    // extension's shape. Every flavour, with and without strides.
+    for shape in [
+        &[0, 1 << 32, 1 << 32][..],
+        &[0, 1 << 62, 4],
+        &[0, 3, 1 << 62, 8],
+        &[0, i64::MAX, 2],
+    ] {
+        for strides in [None, Some(vec![1i64; shape.len()])] {
+            for versioned in [true, false] {
+                let mut f = Fixture::new(K_DL_FLOAT, 32, shape, strides.as_deref());
+                let before = (f.managed.dl_tensor.data, f.legacy.dl_tensor.data);
+                let (status, message) = import(&mut f, versioned).unwrap_err();
+                assert_eq!(status, Status::ARROW_DLPACK_INVALID_ARGUMENT, "{shape:?}");
+                assert!(
+                    message.contains("a row of") && message.contains("overflows"),
+                    "{shape:?}: {message}"
+                );
+                assert_eq!(f.deletes(), 0, "the tensor is still the caller's");
+                assert_eq!(before, (f.managed.dl_tensor.data, f.legacy.dl_tensor.data));
+            }
+        }
+    }
+    // A row that fits i64 but not fixed_size_list's int32 size.
+    let mut f = Fixture::new(K_DL_FLOAT, 32, &[0, 1 << 31], None);
+    let (status, message) = import(&mut f, true).unwrap_err();
+    assert_eq!(status, Status::ARROW_DLPACK_UNSUPPORTED_LAYOUT, "{message}");
+}
+
+#[test]
 fn a_major_version_other_than_1_is_refused_before_reading_anything_else() {
     let mut f = Fixture::new(K_DL_INT, 32, &[4], None);
     f.managed.version = DLPackVersion { major: 2, minor: 0 };

@@ -165,6 +165,29 @@ fn empty_lists_and_zero_size_lists_work() {
 }
 
 #[test]
+fn empty_lists_whose_row_size_overflows_are_refused() {
+    // Length 0 covers no element at any level, so no buffer bounds the
+    // list sizes: their product must be checked on its own.
+    let leaf = Raw::primitive("s", &values(0));
+    let mid = Raw::fixed_size_list(1 << 40, 0, leaf);
+    let mut raw = Raw::fixed_size_list(1 << 40, 0, mid);
+    rejects(
+        &mut raw,
+        Status::ARROW_DLPACK_UNSUPPORTED_LAYOUT,
+        "overflows",
+    );
+    // The extension: the whole product is 0, a stride is not.
+    let mut raw = fixed_shape(0, 0, r#"{"shape":[0,99999999999,99999999999]}"#);
+    rejects(&mut raw, Status::ARROW_DLPACK_INVALID_ARROW, "overflows");
+    // The largest product that fits still exports, with exact strides.
+    let leaf = Raw::primitive("s", &values(0));
+    let mid = Raw::fixed_size_list(1 << 31, 0, leaf);
+    let mut raw = Raw::fixed_size_list(1 << 31, 0, mid);
+    let seen = export_raw(&mut raw).unwrap();
+    assert_eq!(seen.strides, vec![1 << 62, 1 << 31, 1]);
+}
+
+#[test]
 fn a_child_too_short_for_its_parent_is_invalid_arrow() {
     let mut raw = nested(3, 2, 4, &values(96));
     raw.child(0).array.length = 5; // needs 6 middle rows

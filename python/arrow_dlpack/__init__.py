@@ -38,9 +38,6 @@ _DLTENSOR = _ffi.DLTENSOR
 _DLTENSOR_VERSIONED = _ffi.DLTENSOR_VERSIONED
 _ARROW_SCHEMA = _ffi.ARROW_SCHEMA
 _CPU = (_ffi.K_DL_CPU, 0)
-# Offsets of device_id and device_type in struct ArrowDeviceArray.
-_DEVICE_ID_OFFSET = ctypes.sizeof(_ffi.ArrowArray)
-_DEVICE_TYPE_OFFSET = _DEVICE_ID_OFFSET + 8
 
 
 class DLPackExporter:

@@ -1,7 +1,8 @@
 """Shared helpers for the Python tests.
 
 The tests import the *installed* package (a wheel in a fresh virtual
-environment, see .ci/run), never the source tree.
+environment, set up by the README's test command, `bash scripts/test.sh`),
+never the source tree.
 """
 
 import ctypes
