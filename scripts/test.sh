@@ -66,6 +66,21 @@ fi
 step "cargo test"
 cargo test --quiet
 
+step "cargo doc: no warnings, private items included"
+RUSTDOCFLAGS=-Dwarnings cargo doc --quiet --no-deps --document-private-items
+
+step "by hand: a C program linked against cargo's library (the README's commands)"
+# Before CMake ever runs, as a new user would: the library's soname must be
+# its own file name, found through LD_LIBRARY_PATH from any directory.
+cargo build --release
+cc examples/c/main.c -Iinclude target/release/libarrow_dlpack.so -o target/example-c
+cc examples/c/main.c -Iinclude -Ltarget/release -larrow_dlpack -o target/example-c-l
+expect "Library soname: [libarrow_dlpack.so]" readelf -d target/release/libarrow_dlpack.so
+LD_LIBRARY_PATH=target/release target/example-c
+for program in example-c example-c-l; do
+  expect "array released 1 time" env LD_LIBRARY_PATH="$ROOT/target/release" sh -c "cd / && '$ROOT/target/$program'"
+done
+
 step "cargo +nightly miri test"
 cargo +nightly miri test --quiet
 
@@ -75,24 +90,31 @@ RUSTFLAGS="-Zsanitizer=address" cargo +nightly test --quiet --tests \
 
 step "C tests (CMake, ctest, valgrind memcheck)"
 PYARROW_INCLUDE=$(python -c "import pyarrow; print(pyarrow.get_include())")
-cmake -S . -B target/cmake -DARROW_DLPACK_PYARROW_INCLUDE="$PYARROW_INCLUDE" >/dev/null
+# Both CMake builds share one cargo target directory (the versioned library).
+CARGO_DIR="$ROOT/target/cmake-cargo"
+cmake -S . -B target/cmake -DARROW_DLPACK_PYARROW_INCLUDE="$PYARROW_INCLUDE" \
+  -DARROW_DLPACK_CARGO_TARGET_DIR="$CARGO_DIR" >/dev/null
 cmake --build target/cmake -j 2
 ctest --test-dir target/cmake --output-on-failure
 
 step "C tests under AddressSanitizer"
 cmake -S . -B target/cmake-asan -DARROW_DLPACK_SANITIZE=address \
-  -DARROW_DLPACK_PYARROW_INCLUDE="$PYARROW_INCLUDE" >/dev/null
+  -DARROW_DLPACK_PYARROW_INCLUDE="$PYARROW_INCLUDE" -DARROW_DLPACK_CARGO_TARGET_DIR="$CARGO_DIR" >/dev/null
 cmake --build target/cmake-asan -j 2
 ASAN_OPTIONS=detect_leaks=1 ctest --test-dir target/cmake-asan --output-on-failure
 
-step "fuzzing, ${FUZZ_SECONDS} s per target (fixed seed)"
+# The seed changes every day (and can be set), so that CI explores more than
+# one path over time; it is printed so that a failure can be replayed:
+#   cargo +nightly fuzz run -O -a TARGET fuzz/artifacts/TARGET/crash-... 
+FUZZ_SEED=${FUZZ_SEED:-$(date -u +%Y%m%d)}
+step "fuzzing, ${FUZZ_SECONDS} s per target, seed $FUZZ_SEED, overflow checks and debug assertions on"
 for target in export import; do
   # New inputs go to a scratch corpus; the checked-in seeds stay as they are.
   mkdir -p "target/fuzz-corpus/$target"
-  if ! cargo +nightly fuzz run -O "$target" "target/fuzz-corpus/$target" "fuzz/corpus/$target" -- \
-    -max_total_time="$FUZZ_SECONDS" -seed=1 >"target/fuzz-$target.log" 2>&1; then
+  if ! cargo +nightly fuzz run -O -a "$target" "target/fuzz-corpus/$target" "fuzz/corpus/$target" -- \
+    -max_total_time="$FUZZ_SECONDS" -seed="$FUZZ_SEED" >"target/fuzz-$target.log" 2>&1; then
     tail -n 60 "target/fuzz-$target.log" >&2
-    echo "fuzz target $target failed; the input is in fuzz/artifacts/$target/" >&2
+    echo "fuzz target $target failed (seed $FUZZ_SEED); the input is in fuzz/artifacts/$target/" >&2
     exit 1
   fi
   tail -n 1 "target/fuzz-$target.log"
@@ -103,6 +125,16 @@ rm -rf target/install target/downstream
 cmake --install target/cmake --prefix "$ROOT/target/install" >/dev/null
 LIB="$ROOT/target/install/lib/libarrow_dlpack.so"
 expect "Library soname: [libarrow_dlpack.so.0]" readelf -d "$LIB"
+# Shipped stripped, with the debug info beside it (found through the link).
+DEBUG_FILE="$ROOT/target/install/lib/.debug/libarrow_dlpack.so.0.1.0.debug"
+if readelf -S "$LIB" | grep -q '\.debug_info'; then echo "$LIB still has debug info" >&2; exit 1; fi
+expect ".debug_info" readelf -S "$DEBUG_FILE"
+expect "libarrow_dlpack.so.0.1.0.debug" readelf --string-dump=.gnu_debuglink "$LIB"
+if readelf -S "$ROOT/target/install/lib/libarrow_dlpack.a" | grep -q '\.debug_info'; then
+  echo "libarrow_dlpack.a still has debug info" >&2; exit 1
+fi
+ls -l "$(readlink -f "$LIB")" "$ROOT/target/install/lib/libarrow_dlpack.a" "$DEBUG_FILE" |
+  awk '{printf "installed: %-60s %8.2f MB\n", $NF, $5 / 1e6}'
 foreign=$(nm -D --defined-only "$LIB" | awk '{print $3}' | grep -v '^arrow_dlpack_' || true)
 if [ -n "$foreign" ]; then echo "symbols exported besides arrow_dlpack_*: $foreign" >&2; exit 1; fi
 cmake -S examples/downstream -B target/downstream -DCMAKE_PREFIX_PATH="$ROOT/target/install" >/dev/null
@@ -118,6 +150,12 @@ expect "shared: yes" env ARROW_DLPACK_LIBRARY="$LIB" node examples/node/index.js
 
 step "Python tests against the installed wheel"
 pip install -q ./python
+WHEEL_LIB=$(python -c "import arrow_dlpack._ffi as f; print(f.lib._name)")
+if readelf -S "$WHEEL_LIB" | grep -q '\.debug_info'; then echo "$WHEEL_LIB has debug info" >&2; exit 1; fi
+ls -l "$WHEEL_LIB" | awk '{printf "wheel library: %8.2f MB\n", $5 / 1e6}'
 (cd "$ROOT/target" && python -m pytest -q "$ROOT/python/tests")
+
+step "the README's demo: bash examples/demo.sh"
+expect "shared, zero-copy" bash examples/demo.sh
 
 step "all tests passed"

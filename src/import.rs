@@ -213,10 +213,11 @@ pub unsafe fn plan(t: &DLTensor, memory: Memory) -> Result<Plan, Error> {
 /// whose first dimension is outermost.
 fn rows(shape: &[i64], strides: Option<&[i64]>) -> Result<(Vec<i64>, Option<Vec<usize>>), Error> {
     let inner = &shape[1..];
-    // Checked even though the total fit: with `shape[0] == 0` the total is
-    // 0 whatever the other extents are, and the row size becomes the
-    // fixed_size_list's size and the extension's shape product.
-    let Some(row) = inner.iter().try_fold(1i64, |n, &e| n.checked_mul(e)) else {
+    // Checked even though the total fit: a 0 extent makes the total 0
+    // whatever the others are. Folded from the innermost dimension, so that
+    // every partial product is checked: those are the row-major strides of
+    // the extension's shape, and the last one is the fixed_size_list size.
+    let Some(row) = inner.iter().rev().try_fold(1i64, |n, &e| n.checked_mul(e)) else {
         return Err(err!(
             ARROW_DLPACK_INVALID_ARGUMENT,
             "tensor shape {shape:?}: a row of {inner:?} elements overflows"
@@ -325,6 +326,7 @@ impl Plan {
         // `rows` checked this product; checked again rather than trusted.
         let row = physical
             .iter()
+            .rev()
             .try_fold(1i64, |n, &e| n.checked_mul(e))
             .unwrap_or(i64::MAX);
         let list_size = i32::try_from(row).map_err(|_| {

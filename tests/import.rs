@@ -353,6 +353,9 @@ fn empty_tensors_whose_row_size_overflows_are_refused() {
         &[0, 1 << 62, 4],
         &[0, 3, 1 << 62, 8],
         &[0, i64::MAX, 2],
+        // The row's product is 0, one of its strides is not.
+        &[1, 0, i64::MAX, 2],
+        &[3, 0, 1 << 32, 1 << 32],
     ] {
         for strides in [None, Some(vec![1i64; shape.len()])] {
             for versioned in [true, false] {

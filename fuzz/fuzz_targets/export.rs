@@ -71,6 +71,9 @@ struct Level {
     array: Box<ArrowArray>,
     schema: Box<ArrowSchema>,
     child: Option<Box<Level>>,
+    /// The extension JSON in the metadata, and which of the forms above
+    /// made it (2: random bytes, which the model cannot interpret).
+    json_form: Option<(u8, String)>,
 }
 
 fn build(input: &mut Input, arena: &mut [u8], depth: usize) -> Box<Level> {
@@ -113,8 +116,10 @@ fn build(input: &mut Input, arena: &mut [u8], depth: usize) -> Box<Level> {
         }
     }
     let mut metadata = Vec::new();
+    let mut json_form = None;
     if input.byte() % 4 == 0 {
-        let json = match input.byte() % 4 {
+        let form = input.byte() % 4;
+        let json = match form {
             0 => format!(r#"{{"shape":[{},{}]}}"#, input.small(4), input.small(4)),
             1 => format!(
                 r#"{{"shape":[2,{}],"permutation":[{},{}]}}"#,
@@ -128,6 +133,7 @@ fn build(input: &mut Input, arena: &mut [u8], depth: usize) -> Box<Level> {
             }
             _ => r#"{"shape":[1],"dim_names":["x"],"x":[{"y":null}]}"#.to_string(),
         };
+        json_form = Some((form, json.clone()));
         let entries: [(&[u8], &[u8]); 2] = [
             (b"ARROW:extension:name", b"arrow.fixed_shape_tensor"),
             (b"ARROW:extension:metadata", json.as_bytes()),
@@ -174,6 +180,7 @@ fn build(input: &mut Input, arena: &mut [u8], depth: usize) -> Box<Level> {
             private_data: ptr::null_mut(),
         }),
         child,
+        json_form,
     });
     level.schema.format = level.format.as_ptr();
     if !level.metadata.is_empty() {
@@ -208,7 +215,141 @@ fn bytes_of<T>(value: &T) -> Vec<u8> {
     unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()).to_vec() }
 }
 
-fn check(tensor: &DLTensor, arena: &[u8]) {
+/// Most elements the model enumerates; larger tensors get the cheap checks.
+const MODEL_LIMIT: i128 = 1 << 14;
+
+/// What the C Data Interface says the tree holds, computed here without
+/// the library: the storage shape (`[length, N, M, ...]`) and the address
+/// of every covered leaf element in row-major order. Asserts the invariants
+/// an accepted tree must meet: formats agree between schema and array,
+/// every child covers its parent's range, no null in the covered range.
+fn model(root: &Level) -> (Vec<i64>, usize, Option<Vec<usize>>) {
+    let mut level = root;
+    let mut shape = vec![root.array.length];
+    // Logical indices (before the level's own offset) of covered elements.
+    let (mut start, mut count) = (0i128, root.array.length as i128);
+    let mut elements: Option<Vec<i128>> = (count <= MODEL_LIMIT).then(|| (0..count).collect());
+    let mut depth = 0;
+    loop {
+        let (a, s) = (&*level.array, &*level.schema);
+        // SAFETY: the harness's own NUL-terminated format string.
+        let format = unsafe { std::ffi::CStr::from_ptr(s.format) }
+            .to_str()
+            .unwrap();
+        assert!(
+            a.length >= 0 && a.offset >= 0,
+            "depth {depth}: negative length or offset accepted"
+        );
+        assert!(
+            start + count <= a.length as i128,
+            "depth {depth}: a child shorter than its parent's range was accepted"
+        );
+        let first = a.offset as i128 + start;
+        assert!(
+            a.null_count >= -1,
+            "depth {depth}: null_count {} accepted",
+            a.null_count
+        );
+        // SAFETY: `n_buffers >= 1` entries (the library checked the count
+        // against the format before accepting; asserted below).
+        let validity = if a.buffers.is_null() {
+            ptr::null()
+        } else {
+            unsafe { *a.buffers }
+        };
+        if a.null_count != 0 && !validity.is_null() {
+            for bit in first..first + count.min(MODEL_LIMIT) {
+                // SAFETY: the bitmap lies in the arena and covers the range.
+                let byte = unsafe { *validity.cast::<u8>().add((bit / 8) as usize) };
+                assert!(
+                    byte >> (bit % 8) & 1 == 1,
+                    "depth {depth}: a null at {bit} was accepted"
+                );
+            }
+        } else {
+            assert!(a.null_count <= 0 || depth > 0, "nulls accepted");
+        }
+        if let Some(size) = format.strip_prefix("+w:") {
+            let size: i128 = size.parse().unwrap();
+            assert_eq!(
+                (a.n_buffers, a.n_children, s.n_children),
+                (1, 1, 1),
+                "{format}"
+            );
+            shape.push(size as i64);
+            (start, count) = (first * size, count * size);
+            elements = elements
+                .filter(|e| e.len() as i128 * size <= MODEL_LIMIT)
+                .map(|e| {
+                    e.iter()
+                        .flat_map(|&i| (0..size).map(move |j| (a.offset as i128 + i) * size + j))
+                        .collect()
+                });
+            level = level.child.as_deref().expect("a list level has a child");
+            depth += 1;
+            continue;
+        }
+        assert_eq!(
+            (a.n_buffers, a.n_children, s.n_children),
+            (2, 0, 0),
+            "{format}"
+        );
+        let width = match format {
+            "c" | "C" => 1,
+            "s" | "S" | "e" => 2,
+            "i" | "I" | "f" => 4,
+            "l" | "L" | "g" => 8,
+            other => panic!("format {other:?} accepted"),
+        };
+        // SAFETY: two entries, asserted above.
+        let values = unsafe { *a.buffers.add(1) } as usize;
+        let addresses = elements.map(|e| {
+            e.iter()
+                .map(|&i| values + ((a.offset as i128 + i) * width as i128) as usize)
+                .collect()
+        });
+        return (shape, width, addresses);
+    }
+}
+
+/// The addresses of a tensor's elements in row-major order of its shape.
+fn tensor_addresses(data: usize, shape: &[i64], strides: &[i64], width: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut index = vec![0i64; shape.len()];
+    if shape.iter().any(|&e| e == 0) {
+        return out;
+    }
+    loop {
+        let offset: i64 = index.iter().zip(strides).map(|(i, s)| i * s).sum();
+        out.push(data + offset as usize * width);
+        let mut d = shape.len();
+        loop {
+            if d == 0 {
+                return out;
+            }
+            d -= 1;
+            index[d] += 1;
+            if index[d] < shape[d] {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+}
+
+/// The `[..]` after `"key":` in the harness's own JSON forms.
+fn json_ints(json: &str, key: &str) -> Option<Vec<i64>> {
+    let at = json.find(&format!("\"{key}\":["))? + key.len() + 4;
+    let end = at + json[at..].find(']')?;
+    json[at..end]
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.trim().parse().ok())
+        .collect()
+}
+
+/// Checks an exported tensor against the model of the tree it came from.
+fn check(tensor: &DLTensor, root: &Level, arena: &[u8]) {
     let n = tensor.ndim as usize;
     assert!(n >= 1 && !tensor.shape.is_null() && !tensor.strides.is_null());
     // SAFETY: a live tensor has `ndim` entries.
@@ -218,20 +359,98 @@ fn check(tensor: &DLTensor, arena: &[u8]) {
             std::slice::from_raw_parts(tensor.strides, n),
         )
     };
+    assert_eq!(tensor.byte_offset, 0);
     assert!(shape.iter().all(|&e| e >= 0) && strides.iter().all(|&s| s >= 0));
-    let elements: i64 = shape.iter().product();
+    let (storage, width, expected) = model(root);
+    assert_eq!(tensor.dtype.bits as usize, width * 8);
+    assert_eq!(shape[0], storage[0], "the first dimension is the length");
+    // Element counts as mathematics has them: 0 if any extent is 0.
+    let count = |dims: &[i64]| match dims.contains(&0) {
+        true => 0,
+        false => dims
+            .iter()
+            .try_fold(1i64, |n, &e| n.checked_mul(e))
+            .expect("a non-empty tensor's size overflows"),
+    };
+    let (elements, stored) = (count(shape), count(&storage));
+    assert_eq!(
+        elements, stored,
+        "shape {shape:?} does not hold the storage {storage:?}"
+    );
     if elements == 0 {
+        assert!(tensor.data.is_null(), "an empty tensor has data NULL");
         return;
     }
-    let width = tensor.dtype.bits as usize / 8;
-    let last: i64 = shape.iter().zip(strides).map(|(e, s)| (e - 1) * s).sum();
     let start = tensor.data as usize;
+    let last: i64 = shape.iter().zip(strides).map(|(e, s)| (e - 1) * s).sum();
     let range = arena.as_ptr() as usize..arena.as_ptr() as usize + arena.len();
     assert!(range.contains(&start), "data outside the arena");
     assert!(
         range.contains(&(start + last as usize * width + width - 1)),
         "last element outside the arena"
     );
+    let Some(expected) = expected else { return };
+    // Accepted metadata always names arrow.fixed_shape_tensor: it applied.
+    let known = root.json_form.as_ref().map(|(form, json)| {
+        (
+            *form,
+            json_ints(json, "shape"),
+            json_ints(json, "permutation"),
+        )
+    });
+    match known {
+        // Storage order is the tensor's order.
+        None => {
+            assert_eq!(shape, &storage[..]);
+            assert_eq!(tensor_addresses(start, shape, strides, width), expected);
+        }
+        // A fixed_shape_tensor: logical dimension i is physical dimension
+        // permutation[i]; the list size is the product of the shape.
+        Some((form, Some(physical), permutation)) if form != 2 => {
+            let list_size: i64 = physical.iter().product();
+            assert_eq!(storage.len(), 2);
+            assert_eq!(
+                storage[1], list_size,
+                "list size != product of the extension shape"
+            );
+            let permutation: Vec<usize> = permutation
+                .map(|p| p.iter().map(|&d| d as usize).collect())
+                .unwrap_or_else(|| (0..physical.len()).collect());
+            let logical: Vec<i64> = permutation.iter().map(|&p| physical[p]).collect();
+            assert_eq!(&shape[1..], &logical[..]);
+            let got = tensor_addresses(start, shape, strides, width);
+            let mut index = vec![0i64; n];
+            for address in got {
+                let mut physical_index = vec![0i64; physical.len()];
+                for (d, &p) in permutation.iter().enumerate() {
+                    physical_index[p] = index[d + 1];
+                }
+                let flat = physical_index
+                    .iter()
+                    .zip(&physical)
+                    .fold(index[0], |f, (i, e)| f * e + i);
+                assert_eq!(address, expected[flat as usize], "element {index:?}");
+                for d in (0..n).rev() {
+                    index[d] += 1;
+                    if index[d] < shape[d] {
+                        break;
+                    }
+                    index[d] = 0;
+                }
+            }
+        }
+        // JSON the model cannot read: each row holds the row's elements.
+        Some(_) => {
+            let mut got = tensor_addresses(start, shape, strides, width);
+            let row = (elements / shape[0]) as usize;
+            for (r, (g, e)) in got.chunks_mut(row).zip(expected.chunks(row)).enumerate() {
+                g.sort_unstable();
+                let mut e = e.to_vec();
+                e.sort_unstable();
+                assert_eq!(g, &e[..], "row {r}");
+            }
+        }
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -259,7 +478,7 @@ fuzz_target!(|data: &[u8]| {
                     );
                 } else {
                     assert!(root.array.release.is_none());
-                    check(&(*t).dl_tensor, &arena);
+                    check(&(*t).dl_tensor, &root, &arena);
                     ((*t).deleter.unwrap())(t);
                     assert_eq!(RELEASES.load(Ordering::SeqCst), released + 1);
                 }
@@ -273,7 +492,7 @@ fuzz_target!(|data: &[u8]| {
                         "failure left the array untouched"
                     );
                 } else {
-                    check(&(*t).dl_tensor, &arena);
+                    check(&(*t).dl_tensor, &root, &arena);
                     ((*t).deleter.unwrap())(t);
                     assert_eq!(RELEASES.load(Ordering::SeqCst), released + 1);
                 }
@@ -295,7 +514,7 @@ fuzz_target!(|data: &[u8]| {
                 if t.is_null() {
                     assert_eq!(bytes_of(&device.array), before);
                 } else {
-                    check(&(*t).dl_tensor, &arena);
+                    check(&(*t).dl_tensor, &root, &arena);
                     ((*t).deleter.unwrap())(t);
                     assert_eq!(RELEASES.load(Ordering::SeqCst), released + 1);
                 }

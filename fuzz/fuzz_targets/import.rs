@@ -49,6 +49,193 @@ fn bytes_of<T>(value: &T) -> Vec<u8> {
     unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()).to_vec() }
 }
 
+/// Most elements whose addresses are compared one by one.
+const MODEL_LIMIT: i64 = 1 << 14;
+
+/// The entries of a C Data Interface metadata block.
+///
+/// # Safety
+/// `metadata` is NULL or a well-formed block (the library wrote it).
+unsafe fn metadata_entries(metadata: *const std::ffi::c_char) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    if metadata.is_null() {
+        return out;
+    }
+    // SAFETY: within the block, as its lengths say.
+    unsafe {
+        let count = metadata.cast::<i32>().read_unaligned();
+        let mut at = metadata.cast::<u8>().add(4);
+        let mut next = || {
+            let len = at.cast::<i32>().read_unaligned();
+            assert!(len >= 0);
+            let bytes = std::slice::from_raw_parts(at.add(4), len as usize).to_vec();
+            at = at.add(4 + len as usize);
+            bytes
+        };
+        for _ in 0..count {
+            let key = next();
+            out.push((key, next()));
+        }
+    }
+    out
+}
+
+/// The integers in `"key":[...]` of a JSON object (the library's output).
+fn json_ints(json: &str, key: &str) -> Option<Vec<i64>> {
+    let at = json.find(&format!("\"{key}\":["))? + key.len() + 4;
+    let end = at + json[at..].find(']')?;
+    let ints = json[at..end]
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    Some(ints.map(|s| s.parse().expect("an integer")).collect())
+}
+
+/// Checks an imported array against the tensor it came from: schema and
+/// array agree; a fixed_size_list's size is the product of its extension
+/// shape and its child covers it; every tensor element is read back at the
+/// same address through the Arrow array.
+fn check(tensor: &DLTensor, array: &ArrowArray, schema: &ArrowSchema) {
+    // SAFETY: the library's NUL-terminated format.
+    let format = unsafe { std::ffi::CStr::from_ptr(schema.format) }
+        .to_str()
+        .unwrap();
+    let ndim = tensor.ndim as usize;
+    // SAFETY: a live tensor has `ndim` entries where not NULL.
+    let shape: &[i64] = if ndim == 0 {
+        &[]
+    } else {
+        unsafe { std::slice::from_raw_parts(tensor.shape, ndim) }
+    };
+    let strides: Vec<i64> = if ndim > 0 && !tensor.strides.is_null() {
+        // SAFETY: as above.
+        unsafe { std::slice::from_raw_parts(tensor.strides, ndim) }.to_vec()
+    } else {
+        let mut s = vec![1i64; ndim];
+        for d in (0..ndim.saturating_sub(1)).rev() {
+            s[d] = s[d + 1] * shape[d + 1];
+        }
+        s
+    };
+    assert_eq!(array.length, if ndim == 0 { 1 } else { shape[0] });
+    assert_eq!((array.offset, array.null_count), (0, 0));
+    let width = tensor.dtype.bits as usize / 8;
+    let first = tensor.data as usize + tensor.byte_offset as usize;
+    // The values array, and how a logical row index maps into it.
+    let (values, physical, permutation): (&ArrowArray, Vec<i64>, Vec<usize>) = if ndim <= 1 {
+        assert_eq!(
+            (array.n_buffers, array.n_children, schema.n_children),
+            (2, 0, 0),
+            "{format}"
+        );
+        assert!(schema.metadata.is_null());
+        (array, vec![], vec![])
+    } else {
+        let size: i64 = format
+            .strip_prefix("+w:")
+            .expect("N-D is a fixed_size_list")
+            .parse()
+            .unwrap();
+        assert_eq!(
+            (array.n_buffers, array.n_children, schema.n_children),
+            (1, 1, 1),
+            "{format}"
+        );
+        // SAFETY: the library's own block.
+        let entries = unsafe { metadata_entries(schema.metadata) };
+        let name = entries
+            .iter()
+            .find(|(k, _)| k == b"ARROW:extension:name")
+            .map(|e| &e.1[..]);
+        assert_eq!(name, Some(&b"arrow.fixed_shape_tensor"[..]));
+        let json = entries
+            .iter()
+            .find(|(k, _)| k == b"ARROW:extension:metadata")
+            .expect("parameters");
+        let json = std::str::from_utf8(&json.1).unwrap();
+        let physical = json_ints(json, "shape").expect("a shape");
+        let permutation: Vec<usize> = json_ints(json, "permutation")
+            .map(|p| p.iter().map(|&d| d as usize).collect())
+            .unwrap_or_else(|| (0..physical.len()).collect());
+        let product = physical
+            .iter()
+            .rev()
+            .try_fold(1i64, |n, &e| n.checked_mul(e));
+        assert_eq!(
+            product,
+            Some(size),
+            "list size != product of the extension shape {json}"
+        );
+        let mut sorted = permutation.clone();
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted,
+            (0..physical.len()).collect::<Vec<_>>(),
+            "not a permutation: {json}"
+        );
+        let logical: Vec<i64> = permutation.iter().map(|&p| physical[p]).collect();
+        assert_eq!(&shape[1..], &logical[..], "{json}");
+        // SAFETY: one child, asserted above.
+        let (child, child_schema) = unsafe { (&**array.children, &**schema.children) };
+        assert_eq!(
+            child.length,
+            array.length.checked_mul(size).unwrap(),
+            "the child covers the list"
+        );
+        assert_eq!(
+            (
+                child.offset,
+                child.null_count,
+                child.n_buffers,
+                child.n_children
+            ),
+            (0, 0, 2, 0)
+        );
+        assert_eq!(child_schema.n_children, 0);
+        (child, physical, permutation)
+    };
+    // SAFETY: `n_buffers == 2` (asserted).
+    let base = unsafe { *values.buffers.add(1) } as usize;
+    let elements: i64 = shape.iter().product();
+    if elements == 0 || elements > MODEL_LIMIT {
+        return;
+    }
+    let mut index = vec![0i64; ndim];
+    loop {
+        let tensor_address =
+            first + index.iter().zip(&strides).map(|(i, s)| i * s).sum::<i64>() as usize * width;
+        let flat = if ndim <= 1 {
+            index.first().copied().unwrap_or(0)
+        } else {
+            let mut physical_index = vec![0i64; physical.len()];
+            for (d, &p) in permutation.iter().enumerate() {
+                physical_index[p] = index[d + 1];
+            }
+            physical_index
+                .iter()
+                .zip(&physical)
+                .fold(index[0], |f, (i, e)| f * e + i)
+        };
+        assert_eq!(
+            base + flat as usize * width,
+            tensor_address,
+            "element {index:?}"
+        );
+        let mut d = ndim;
+        loop {
+            if d == 0 {
+                return;
+            }
+            d -= 1;
+            index[d] += 1;
+            if index[d] < shape[d] {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut input = Input(data);
     let arena = vec![0u64; 1 << 13];
@@ -150,7 +337,7 @@ fuzz_target!(|data: &[u8]| {
         manager_ctx: ptr::null_mut(),
         deleter: Some(delete_versioned),
         flags: 0,
-        dl_tensor: tensor,
+        dl_tensor: DLTensor { ..tensor },
     };
     // SAFETY: tensors valid as far as DLPack lets a consumer trust them.
     unsafe {
@@ -210,6 +397,7 @@ fuzz_target!(|data: &[u8]| {
             Some(mut array) => {
                 let mut schema = schema.assume_init();
                 assert!(array.length >= 0 && array.release.is_some());
+                check(&tensor, &array, &schema);
                 assert_eq!(
                     DELETES.load(Ordering::SeqCst),
                     deletes,
