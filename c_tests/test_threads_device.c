@@ -73,6 +73,23 @@ static void device_memory_is_never_read(void) {
     CHECK(atomic_load(&f.releases) == 1);
   }
 
+  /* The legacy flavour, for consumers that take "dltensor" capsules only. */
+  fixture_init(&f, "f", 16, device + 64);
+  d.array = f.array;
+  d.array.offset = 2;
+  d.device_type = ARROW_DEVICE_CUDA;
+  d.device_id = 3;
+  event = NULL;
+  DLManagedTensor* legacy = arrow_dlpack_export_device_legacy(&d, &f.schema, &event, &err);
+  CHECK_STATUS(err, ARROW_DLPACK_OK);
+  CHECK(legacy != NULL && d.array.release == NULL && event == &event_storage);
+  if (legacy) {
+    CHECK(legacy->dl_tensor.device.device_type == kDLCUDA && legacy->dl_tensor.device.device_id == 3);
+    CHECK(legacy->dl_tensor.data == device + 64 + 2 * 4);
+    legacy->deleter(legacy);
+    CHECK(atomic_load(&f.releases) == 1);
+  }
+
   /* A NULL sync_event out-parameter is accepted. */
   fixture_init(&f, "l", 2, device);
   d.array = f.array;

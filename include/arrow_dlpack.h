@@ -418,6 +418,26 @@ DLManagedTensorVersioned *arrow_dlpack_export_device(struct ArrowDeviceArray *ar
                                                      struct ArrowDlpackError *error);
 
 /**
+ * As `arrow_dlpack_export_device`, as a legacy (pre-1.0) `DLManagedTensor`,
+ * for consumers that only take `"dltensor"` capsules (JAX's `from_dlpack`
+ * on GPU data, producers' `__dlpack__` called without `max_version`).
+ *
+ * A legacy tensor has no flags, so it cannot say that the data is
+ * read-only: the consumer must not write to it all the same (Arrow
+ * buffers are immutable and may be shared). Everything else, the moved
+ * array, `*sync_event`, the statuses and the deleter, is as for
+ * `arrow_dlpack_export_device`.
+ *
+ * # Safety
+ * Pointers are NULL or valid; the structs follow the C Device Data
+ * Interface.
+ */
+DLManagedTensor *arrow_dlpack_export_device_legacy(struct ArrowDeviceArray *array,
+                                                   const struct ArrowSchema *schema,
+                                                   void **sync_event,
+                                                   struct ArrowDlpackError *error);
+
+/**
  * Shares a legacy DLPack tensor as an Arrow array, without copying.
  *
  * `tensor` must be a live tensor in host-readable memory (`kDLCPU`,

@@ -20,7 +20,7 @@ use crate::import::{self, Managed, Memory};
 /// small success value crosses `catch_unwind` (an `Error` is 264 bytes and
 /// would be copied on every call's success path).
 macro_rules! ffi_boundary {
-    ($name:literal, $error:expr, $failed:expr, $body:expr) => {{
+    ($name:expr, $error:expr, $failed:expr, $body:expr) => {{
         let error: *mut ArrowDlpackError = $error;
         let guarded = catch_unwind(AssertUnwindSafe(|| match (|| $body)() {
             Ok(value) => {
@@ -185,17 +185,67 @@ pub unsafe extern "C" fn arrow_dlpack_export_device(
     sync_event: *mut *mut c_void,
     error: *mut ArrowDlpackError,
 ) -> *mut DLManagedTensorVersioned {
-    let result = ffi_boundary!(
-        "arrow_dlpack_export_device",
-        error,
-        |_| (ptr::null_mut(), ptr::null_mut()),
-        {
-            // SAFETY: NULL or valid, per the caller's contract.
-            let (array, schema) = unsafe { (arg_mut(array, "array")?, arg(schema, "schema")?) };
-            // SAFETY: as above.
-            unsafe { export::export_device(array, schema) }.map(|(t, event)| (t.as_ptr(), event))
-        }
-    );
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        export_device(
+            "arrow_dlpack_export_device",
+            array,
+            schema,
+            sync_event,
+            error,
+        )
+    }
+}
+
+/// As `arrow_dlpack_export_device`, as a legacy (pre-1.0) `DLManagedTensor`,
+/// for consumers that only take `"dltensor"` capsules (JAX's `from_dlpack`
+/// on GPU data, producers' `__dlpack__` called without `max_version`).
+///
+/// A legacy tensor has no flags, so it cannot say that the data is
+/// read-only: the consumer must not write to it all the same (Arrow
+/// buffers are immutable and may be shared). Everything else, the moved
+/// array, `*sync_event`, the statuses and the deleter, is as for
+/// `arrow_dlpack_export_device`.
+///
+/// # Safety
+/// Pointers are NULL or valid; the structs follow the C Device Data
+/// Interface.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_export_device_legacy(
+    array: *mut ArrowDeviceArray,
+    schema: *const ArrowSchema,
+    sync_event: *mut *mut c_void,
+    error: *mut ArrowDlpackError,
+) -> *mut DLManagedTensor {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        export_device(
+            "arrow_dlpack_export_device_legacy",
+            array,
+            schema,
+            sync_event,
+            error,
+        )
+    }
+}
+
+/// The device export of either flavour: the entry points above.
+///
+/// # Safety
+/// As theirs.
+unsafe fn export_device<M: export::Managed>(
+    name: &'static str,
+    array: *mut ArrowDeviceArray,
+    schema: *const ArrowSchema,
+    sync_event: *mut *mut c_void,
+    error: *mut ArrowDlpackError,
+) -> *mut M {
+    let result = ffi_boundary!(name, error, |_| (ptr::null_mut(), ptr::null_mut()), {
+        // SAFETY: NULL or valid, per the caller's contract.
+        let (array, schema) = unsafe { (arg_mut(array, "array")?, arg(schema, "schema")?) };
+        // SAFETY: as above.
+        unsafe { export::export_device::<M>(array, schema) }.map(|(t, event)| (t.as_ptr(), event))
+    });
     if !sync_event.is_null() {
         // SAFETY: non-NULL out-parameter, valid for writes (contract).
         unsafe { sync_event.write(result.1) };

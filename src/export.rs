@@ -157,15 +157,15 @@ pub unsafe fn export<M: Managed>(
     unsafe { build(array, &view, &dims) }
 }
 
-/// Exports an array from any device; returns the tensor and the array's
-/// `sync_event`. Device memory is never dereferenced.
+/// Exports an array from any device, as either flavour; returns the tensor
+/// and the array's `sync_event`. Device memory is never dereferenced.
 ///
 /// # Safety
 /// `array` and `schema` are valid (the C Device Data Interface's guarantees).
-pub unsafe fn export_device(
+pub unsafe fn export_device<M: Managed>(
     array: &mut ArrowDeviceArray,
     schema: &ArrowSchema,
-) -> Result<(NonNull<DLManagedTensorVersioned>, *mut c_void), Error> {
+) -> Result<(NonNull<M>, *mut c_void), Error> {
     let device = device_of(array)?;
     let mut dims = Dims::new();
     // SAFETY: forwarded from the caller.

@@ -615,6 +615,55 @@ fn device_arrays_keep_their_device_and_hand_back_the_sync_event() {
     delete_versioned(t);
 }
 
+#[test]
+fn device_arrays_export_as_legacy_tensors_for_consumers_without_versions() {
+    // Device memory without provenance: never read, as above.
+    let mut raw = Raw::primitive("l", &[0i64; 4]);
+    raw.array.offset = 1;
+    raw.array.length = 3;
+    raw.buffers[1] = ptr::without_provenance::<c_void>(0x1000);
+    let mut device = device_array(&mut raw, ARROW_DEVICE_CUDA, 2);
+    let mut event: *mut c_void = ptr::null_mut();
+    let mut error = new_error();
+    // SAFETY: valid structs; device memory is never dereferenced.
+    let t = unsafe {
+        arrow_dlpack_export_device_legacy(&mut device, raw.schema_ptr(), &mut event, &mut error)
+    };
+    assert!(!t.is_null(), "{}", message(&error));
+    assert_eq!(error.status, Status::ARROW_DLPACK_OK);
+    assert_eq!(event as usize, 0xe7e7, "the sync event is handed back");
+    assert!(device.array.release.is_none(), "the inner array is moved");
+    // SAFETY: live tensor.
+    let tensor = unsafe { &(*t).dl_tensor };
+    assert_eq!(
+        (tensor.device, tensor.data as usize, tensor.byte_offset),
+        (
+            DLDevice {
+                device_type: K_DL_CUDA,
+                device_id: 2
+            },
+            0x1000 + 8,
+            0
+        )
+    );
+    assert_eq!(raw.release_count(), 0);
+    delete_legacy(t);
+    assert_eq!(raw.release_count(), 1);
+
+    // Failures leave everything as it was, as the versioned flavour does.
+    let mut raw = Raw::primitive("i", &[1i32]);
+    let mut device = device_array(&mut raw, 5, 0);
+    let before = struct_bytes(&device.array);
+    let mut event = ptr::without_provenance_mut::<c_void>(0x1);
+    // SAFETY: valid structs.
+    let t = unsafe {
+        arrow_dlpack_export_device_legacy(&mut device, raw.schema_ptr(), &mut event, &mut error)
+    };
+    assert!(t.is_null() && event.is_null());
+    assert_eq!(error.status, Status::ARROW_DLPACK_UNSUPPORTED_DEVICE);
+    assert_eq!(struct_bytes(&device.array), before);
+}
+
 /// A failed device export: status, message, array untouched, event NULL.
 fn device_rejects(
     device: &mut ArrowDeviceArray,

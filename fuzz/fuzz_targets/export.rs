@@ -508,14 +508,57 @@ fuzz_target!(|data: &[u8]| {
                     reserved: [0; 3],
                 };
                 root.array.release = None; // moved into `device`
-                let mut event = ptr::null_mut();
-                let t =
-                    arrow_dlpack_export_device(&mut device, &*root.schema, &mut event, &mut error);
-                if t.is_null() {
-                    assert_eq!(bytes_of(&device.array), before);
+                let producer_event = ptr::without_provenance_mut(0xe7e7);
+                device.sync_event = if input.byte() % 2 == 0 {
+                    producer_event
                 } else {
-                    check(&(*t).dl_tensor, &root, &arena);
-                    ((*t).deleter.unwrap())(t);
+                    ptr::null_mut()
+                };
+                let mut event = ptr::without_provenance_mut(1);
+                // Either flavour: they differ only in the struct around the tensor.
+                let (tensor, delete): (*const DLTensor, Box<dyn FnOnce()>) =
+                    if input.byte() % 2 == 0 {
+                        let t = arrow_dlpack_export_device(
+                            &mut device,
+                            &*root.schema,
+                            &mut event,
+                            &mut error,
+                        );
+                        (
+                            if t.is_null() {
+                                ptr::null()
+                            } else {
+                                &(*t).dl_tensor
+                            },
+                            Box::new(move || ((*t).deleter.unwrap())(t)),
+                        )
+                    } else {
+                        let t = arrow_dlpack_export_device_legacy(
+                            &mut device,
+                            &*root.schema,
+                            &mut event,
+                            &mut error,
+                        );
+                        (
+                            if t.is_null() {
+                                ptr::null()
+                            } else {
+                                &(*t).dl_tensor
+                            },
+                            Box::new(move || ((*t).deleter.unwrap())(t)),
+                        )
+                    };
+                if tensor.is_null() {
+                    assert_eq!(bytes_of(&device.array), before);
+                    assert!(event.is_null(), "a failure hands back no event");
+                } else {
+                    assert!(device.array.release.is_none(), "the inner array is moved");
+                    assert_eq!(
+                        event, device.sync_event,
+                        "the producer's event is handed back"
+                    );
+                    check(&*tensor, &root, &arena);
+                    delete();
                     assert_eq!(RELEASES.load(Ordering::SeqCst), released + 1);
                 }
             }
