@@ -43,7 +43,7 @@ def main() -> None:
         rows.append((f"n = {n:,}", native, ours))
 
     a = pa.array([1.0])
-    schema_capsule, array_capsule = a.__arrow_c_array__()
+    schema_capsule, array_capsule = a.__arrow_c_device_array__()
     g = {
         "a": a,
         "np": np,
@@ -54,11 +54,15 @@ def main() -> None:
         "ptr": _ffi._get_pointer,
         "new": _ffi.capsule_new,
         "version": _ffi.lib.arrow_dlpack_version,
+        "at": __import__("ctypes").c_void_p.from_address,
+        "address": _ffi._get_pointer(id(array_capsule), b"arrow_device_array") + _ffi.ArrowDeviceArray.sync_event.offset,
     }
     steps = [
         ("pyarrow native, for reference: `np.from_dlpack(a)`", "np.from_dlpack(a)"),
-        ("producer: `a.__arrow_c_array__()`", "a.__arrow_c_array__()"),
+        ("producer: `a.__arrow_c_device_array__()`", "a.__arrow_c_device_array__()"),
+        ("(pyarrow's `a.__arrow_c_array__()`, not used: it cannot say where the data is)", "a.__arrow_c_array__()"),
         ("foreign call 1-2: `PyCapsule_GetPointer` (each)", "ptr(id(sc), b'arrow_schema')"),
+        ("reading `sync_event` from the struct", "at(address).value"),
         ("foreign call 3: a call into the library (here `arrow_dlpack_version`)", "version()"),
         ("foreign call 4: `PyCapsule_New` (with its destruction)", "new(1, b'dltensor', None)"),
         ("`to_dlpack(a)` in all", "to_dlpack(a)"),

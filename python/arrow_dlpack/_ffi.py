@@ -128,8 +128,10 @@ for _name, _restype in (
     _f = getattr(lib, _name)
     _f.argtypes = [c_void_p, c_void_p, c_void_p]
     _f.restype = _restype
-lib.arrow_dlpack_export_device.argtypes = [c_void_p, c_void_p, c_void_p, c_void_p]
-lib.arrow_dlpack_export_device.restype = c_void_p
+for _name in ("arrow_dlpack_export_device", "arrow_dlpack_export_device_legacy"):
+    _f = getattr(lib, _name)
+    _f.argtypes = [c_void_p, c_void_p, c_void_p, c_void_p]
+    _f.restype = c_void_p
 for _name in ("arrow_dlpack_import", "arrow_dlpack_import_versioned", "arrow_dlpack_import_device"):
     _f = getattr(lib, _name)
     _f.argtypes = [c_void_p, c_void_p, c_void_p, c_void_p]

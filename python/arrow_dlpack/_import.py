@@ -9,6 +9,9 @@ from . import _ffi
 
 # DLPack device types whose memory the host can read.
 _HOST_READABLE = (1, 3, 11)  # kDLCPU, kDLCUDAHost, kDLROCMHost
+# The `stream` from_dlpack passes for device data (the array API's values):
+# CUDA's legacy default stream (1), ROCm's default stream (0).
+_DEFAULT_STREAM = {2: 1, 13: 1, 10: 0}  # kDLCUDA, kDLCUDAManaged, kDLROCm
 
 
 class ArrowArrayFromDLPack:
@@ -79,6 +82,15 @@ def from_dlpack(x: Any) -> ArrowArrayFromDLPack:
     ``__arrow_c_array__`` (or ``__arrow_c_device_array__``), so that
     ``pyarrow.array(from_dlpack(np_array))`` shares NumPy's memory.
 
+    Device data: ``x.__dlpack__`` is given the ``stream`` the array API
+    prescribes for a consumer without a stream of its own, the default one
+    (CUDA: ``1``, the legacy default stream; ROCm: ``0``), so the producer
+    orders its pending work before that stream. The Arrow array's
+    ``sync_event`` is then NULL, which means: work on the legacy default
+    stream, or on any blocking stream (which synchronizes with it), sees
+    the data; a consumer reading on a non-blocking stream, or from the
+    host, synchronizes with the device first.
+
     Raises ``TypeError`` for objects without ``__dlpack__`` and
     ``BufferError`` with the library's message for tensors Arrow cannot
     share (bool/complex dtypes, strided or Fortran layouts...); the
@@ -98,10 +110,17 @@ def from_dlpack(x: Any) -> ArrowArrayFromDLPack:
         raise TypeError(f"arrow_dlpack.from_dlpack needs an object with __dlpack__, got {kind.__module__}.{kind.__qualname__}")
     device = x.__dlpack_device__() if hasattr(x, "__dlpack_device__") else (1, 0)
     device = (int(device[0]), int(device[1]))
+    # The array API's consumer side: the stream the data will be used on.
+    # Arrow consumers have none to name, so the default one: the producer
+    # orders its work before it, and the array carries no sync_event.
+    stream = _DEFAULT_STREAM.get(device[0])
     try:
-        capsule = x.__dlpack__(max_version=(1, 3))
+        if stream is None:
+            capsule = x.__dlpack__(max_version=(1, 3))
+        else:
+            capsule = x.__dlpack__(max_version=(1, 3), stream=stream)
     except TypeError:  # a producer written before DLPack 1.0
-        capsule = x.__dlpack__()
+        capsule = x.__dlpack__() if stream is None else x.__dlpack__(stream=stream)
     versioned = _ffi.capsule_is(capsule, _ffi.DLTENSOR_VERSIONED)
     name = _ffi.DLTENSOR_VERSIONED if versioned else _ffi.DLTENSOR
     tensor = _ffi.capsule_pointer(capsule, name)
