@@ -122,7 +122,9 @@ done
 
 step "install: soname, exported symbols, find_package, pkg-config, examples"
 rm -rf target/install target/downstream
-cmake --install target/cmake --prefix "$ROOT/target/install" >/dev/null
+# The README's install command, as written (CMake's cache keeps the options
+# set above; a fresh clone needs none of them).
+cmake -S . -B target/cmake && cmake --build target/cmake && cmake --install target/cmake --prefix target/install
 LIB="$ROOT/target/install/lib/libarrow_dlpack.so"
 expect "Library soname: [libarrow_dlpack.so.0]" readelf -d "$LIB"
 # Shipped stripped, with the debug info beside it (found through the link).
@@ -154,6 +156,9 @@ WHEEL_LIB=$(python -c "import arrow_dlpack._ffi as f; print(f.lib._name)")
 if readelf -S "$WHEEL_LIB" | grep -q '\.debug_info'; then echo "$WHEEL_LIB has debug info" >&2; exit 1; fi
 ls -l "$WHEEL_LIB" | awk '{printf "wheel library: %8.2f MB\n", $5 / 1e6}'
 (cd "$ROOT/target" && python -m pytest -q "$ROOT/python/tests")
+
+step "the GPU check script (scripts/gpu_check.py): every case skips without a GPU, none fails"
+(cd "$ROOT/target" && expect " 0 failed" python3 "$ROOT/scripts/gpu_check.py")
 
 step "the README's demo: bash examples/demo.sh"
 expect "shared, zero-copy" bash examples/demo.sh
