@@ -515,39 +515,26 @@ fuzz_target!(|data: &[u8]| {
                     ptr::null_mut()
                 };
                 let mut event = ptr::without_provenance_mut(1);
-                // Either flavour: they differ only in the struct around the tensor.
-                let (tensor, delete): (*const DLTensor, Box<dyn FnOnce()>) =
-                    if input.byte() % 2 == 0 {
-                        let t = arrow_dlpack_export_device(
-                            &mut device,
-                            &*root.schema,
-                            &mut event,
-                            &mut error,
-                        );
-                        (
-                            if t.is_null() {
-                                ptr::null()
-                            } else {
-                                &(*t).dl_tensor
-                            },
-                            Box::new(move || ((*t).deleter.unwrap())(t)),
-                        )
-                    } else {
-                        let t = arrow_dlpack_export_device_legacy(
-                            &mut device,
-                            &*root.schema,
-                            &mut event,
-                            &mut error,
-                        );
-                        (
-                            if t.is_null() {
-                                ptr::null()
-                            } else {
-                                &(*t).dl_tensor
-                            },
-                            Box::new(move || ((*t).deleter.unwrap())(t)),
-                        )
-                    };
+                // Either flavour: they differ only in the struct around the
+                // tensor. The tensor (NULL on failure) and its deletion.
+                macro_rules! export_with {
+                    ($export:ident) => {{
+                        let t = $export(&mut device, &*root.schema, &mut event, &mut error);
+                        let tensor: *const DLTensor = if t.is_null() {
+                            ptr::null()
+                        } else {
+                            &(*t).dl_tensor
+                        };
+                        let delete: Box<dyn FnOnce()> =
+                            Box::new(move || ((*t).deleter.unwrap())(t));
+                        (tensor, delete)
+                    }};
+                }
+                let (tensor, delete) = if input.byte() % 2 == 0 {
+                    export_with!(arrow_dlpack_export_device)
+                } else {
+                    export_with!(arrow_dlpack_export_device_legacy)
+                };
                 if tensor.is_null() {
                     assert_eq!(bytes_of(&device.array), before);
                     assert!(event.is_null(), "a failure hands back no event");
