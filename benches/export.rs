@@ -15,11 +15,11 @@ use std::ffi::c_void;
 use std::hint::black_box;
 use std::ptr;
 
+use arrow_dlpack::__internal::count_set_bits;
 use arrow_dlpack::abi::{
     ArrowArray, ArrowSchema, DLDataType, DLDevice, DLManagedTensorVersioned, DLPackVersion,
     DLTensor, K_DL_CPU, K_DL_FLOAT,
 };
-use arrow_dlpack::bitmap::count_set_bits;
 use arrow_dlpack::capi::{arrow_dlpack_export_versioned, arrow_dlpack_import_versioned};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 

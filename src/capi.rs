@@ -1,17 +1,22 @@
 //! The `extern "C"` entry points. Each one guards panics, turns NULL
 //! pointers into statuses, calls the core and reports the outcome; none has
-//! logic of its own.
+//! logic of its own. The panic guard, the NULL checks (and their safety
+//! argument) and the report are each written once, below; the entry points
+//! of one kind share one generic body.
 
 use std::ffi::{c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::ptr;
+use std::ptr::{self, NonNull};
 
 use crate::abi::{
-    ArrowArray, ArrowDeviceArray, ArrowSchema, DLManagedTensor, DLManagedTensorVersioned, K_DL_CPU,
+    ArrowArray, ArrowDeviceArray, ArrowSchema, DLManagedTensor, DLManagedTensorVersioned,
 };
+use crate::dlpack::read::Memory;
 use crate::error::{ArrowDlpackError, ArrowDlpackStatus, Error, Status, err};
-use crate::export;
-use crate::import::{self, Managed, Memory};
+use crate::managed::Managed;
+use crate::{device, export, import};
+
+pub use crate::capsule::arrow_dlpack_capsule_destructor;
 
 /// Runs `$body` (a `Result`) behind a panic guard, reports the outcome into
 /// `$error` (which may be NULL) and returns the value, or `$failed(status)`.
@@ -22,17 +27,12 @@ use crate::import::{self, Managed, Memory};
 macro_rules! ffi_boundary {
     ($name:expr, $error:expr, $failed:expr, $body:expr) => {{
         let error: *mut ArrowDlpackError = $error;
-        let guarded = catch_unwind(AssertUnwindSafe(|| match (|| $body)() {
-            Ok(value) => {
-                // SAFETY: `error` is NULL or caller-provided writable storage.
-                unsafe { report(error, None) };
-                Ok(value)
-            }
-            Err(e) => {
-                // SAFETY: as above.
-                unsafe { report(error, Some(&e)) };
-                Err(e.status())
-            }
+        let guarded = catch_unwind(AssertUnwindSafe(|| {
+            let outcome = (|| $body)();
+            // SAFETY: `error` is NULL or caller-provided writable storage
+            // (every entry point's contract).
+            unsafe { report(error, outcome.as_ref().err()) };
+            outcome.map_err(|e| e.status())
         }));
         match guarded {
             Ok(Ok(value)) => value,
@@ -49,6 +49,21 @@ macro_rules! ffi_boundary {
             }
         }
     }};
+}
+
+/// `$ptr.$as_ref()` (`as_ref` or `as_mut`) of a pointer argument, or
+/// `INVALID_ARGUMENT` naming the parameter.
+macro_rules! non_null {
+    ($ptr:ident, $as_ref:ident) => {
+        // SAFETY: every entry point's contract: a pointer argument is NULL
+        // or valid (for reads, and writes where mutable) for the call.
+        unsafe { $ptr.$as_ref() }.ok_or_else(|| {
+            err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                concat!(stringify!($ptr), " is NULL")
+            )
+        })
+    };
 }
 
 /// Writes the outcome of a call, through raw pointers: the caller's struct
@@ -78,23 +93,7 @@ unsafe fn report(error: *mut ArrowDlpackError, outcome: Option<&Error>) {
     }
 }
 
-/// `ptr` as a reference, or `INVALID_ARGUMENT` naming the parameter.
-///
-/// # Safety
-/// `ptr` is NULL or valid for reads and writes for `'a`.
-unsafe fn arg_mut<'a, T>(ptr: *mut T, name: &str) -> Result<&'a mut T, Error> {
-    // SAFETY: forwarded from the caller.
-    unsafe { ptr.as_mut() }.ok_or_else(|| err!(ARROW_DLPACK_INVALID_ARGUMENT, "{name} is NULL"))
-}
-
-/// `ptr` as a shared reference, or `INVALID_ARGUMENT` naming the parameter.
-///
-/// # Safety
-/// `ptr` is NULL or valid for reads for `'a`.
-unsafe fn arg<'a, T>(ptr: *const T, name: &str) -> Result<&'a T, Error> {
-    // SAFETY: forwarded from the caller.
-    unsafe { ptr.as_ref() }.ok_or_else(|| err!(ARROW_DLPACK_INVALID_ARGUMENT, "{name} is NULL"))
-}
+// ---- export ----------------------------------------------------------------
 
 /// Shares a host Arrow array as a legacy (pre-1.0) DLPack tensor, without
 /// copying.
@@ -127,12 +126,8 @@ pub unsafe extern "C" fn arrow_dlpack_export(
     schema: *const ArrowSchema,
     error: *mut ArrowDlpackError,
 ) -> *mut DLManagedTensor {
-    ffi_boundary!("arrow_dlpack_export", error, |_| ptr::null_mut(), {
-        // SAFETY: NULL or valid, per the caller's contract.
-        let (array, schema) = unsafe { (arg_mut(array, "array")?, arg(schema, "schema")?) };
-        // SAFETY: as above.
-        unsafe { export::export::<DLManagedTensor>(array, schema) }.map(|t| t.as_ptr())
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe { export_host("arrow_dlpack_export", array, schema, error) }
 }
 
 /// Shares a host Arrow array as a DLPack 1.3 versioned tensor, without
@@ -148,17 +143,25 @@ pub unsafe extern "C" fn arrow_dlpack_export_versioned(
     schema: *const ArrowSchema,
     error: *mut ArrowDlpackError,
 ) -> *mut DLManagedTensorVersioned {
-    ffi_boundary!(
-        "arrow_dlpack_export_versioned",
-        error,
-        |_| ptr::null_mut(),
-        {
-            // SAFETY: NULL or valid, per the caller's contract.
-            let (array, schema) = unsafe { (arg_mut(array, "array")?, arg(schema, "schema")?) };
-            // SAFETY: as above.
-            unsafe { export::export::<DLManagedTensorVersioned>(array, schema) }.map(|t| t.as_ptr())
-        }
-    )
+    // SAFETY: forwarded from the caller.
+    unsafe { export_host("arrow_dlpack_export_versioned", array, schema, error) }
+}
+
+/// The host export of either flavour: the entry points above.
+///
+/// # Safety
+/// As theirs.
+unsafe fn export_host<M: Managed>(
+    name: &'static str,
+    array: *mut ArrowArray,
+    schema: *const ArrowSchema,
+    error: *mut ArrowDlpackError,
+) -> *mut M {
+    ffi_boundary!(name, error, |_| ptr::null_mut(), {
+        let (array, schema) = (non_null!(array, as_mut)?, non_null!(schema, as_ref)?);
+        // SAFETY: valid structs, per the caller's contract.
+        unsafe { export::export::<M>(array, schema) }.map(NonNull::as_ptr)
+    })
 }
 
 /// Shares an Arrow device array as a DLPack 1.3 versioned tensor on the
@@ -233,25 +236,26 @@ pub unsafe extern "C" fn arrow_dlpack_export_device_legacy(
 ///
 /// # Safety
 /// As theirs.
-unsafe fn export_device<M: export::Managed>(
+unsafe fn export_device<M: Managed>(
     name: &'static str,
     array: *mut ArrowDeviceArray,
     schema: *const ArrowSchema,
     sync_event: *mut *mut c_void,
     error: *mut ArrowDlpackError,
 ) -> *mut M {
-    let result = ffi_boundary!(name, error, |_| (ptr::null_mut(), ptr::null_mut()), {
-        // SAFETY: NULL or valid, per the caller's contract.
-        let (array, schema) = unsafe { (arg_mut(array, "array")?, arg(schema, "schema")?) };
-        // SAFETY: as above.
+    let (tensor, event) = ffi_boundary!(name, error, |_| (ptr::null_mut(), ptr::null_mut()), {
+        let (array, schema) = (non_null!(array, as_mut)?, non_null!(schema, as_ref)?);
+        // SAFETY: valid structs, per the caller's contract.
         unsafe { export::export_device::<M>(array, schema) }.map(|(t, event)| (t.as_ptr(), event))
     });
     if !sync_event.is_null() {
         // SAFETY: non-NULL out-parameter, valid for writes (contract).
-        unsafe { sync_event.write(result.1) };
+        unsafe { sync_event.write(event) };
     }
-    result.0
+    tensor
 }
+
+// ---- import ----------------------------------------------------------------
 
 /// Shares a legacy DLPack tensor as an Arrow array, without copying.
 ///
@@ -285,25 +289,13 @@ pub unsafe extern "C" fn arrow_dlpack_import(
     error: *mut ArrowDlpackError,
 ) -> ArrowDlpackStatus {
     ffi_boundary!("arrow_dlpack_import", error, |status| status, {
-        // SAFETY: NULL or valid, per the caller's contract.
-        let (out_array, out_schema) = unsafe {
-            (
-                arg_mut(out_array, "out_array")?,
-                arg_mut(out_schema, "out_schema")?,
-            )
-        };
-        let tensor = ptr::NonNull::new(tensor)
-            .ok_or_else(|| err!(ARROW_DLPACK_INVALID_ARGUMENT, "tensor is NULL"))?;
-        // SAFETY: a live tensor the caller hands over on success.
-        unsafe {
-            import::import_to_c(
-                Managed::Legacy(tensor),
-                Memory::HostReadable,
-                out_array,
-                out_schema,
-            )
-        }
-        .map(|_| Status::ARROW_DLPACK_OK)
+        let out_array = non_null!(out_array, as_mut)?;
+        let tensor = NonNull::new(tensor)
+            .ok_or_else(|| err!(ARROW_DLPACK_INVALID_ARGUMENT, "tensor is NULL"));
+        // SAFETY: a live tensor the caller hands over on success; writable
+        // out structs (the caller's contract).
+        unsafe { import_into(tensor, Memory::HostReadable, out_array, out_schema) }
+            .map(|_| Status::ARROW_DLPACK_OK)
     })
 }
 
@@ -321,18 +313,17 @@ pub unsafe extern "C" fn arrow_dlpack_import_versioned(
     error: *mut ArrowDlpackError,
 ) -> ArrowDlpackStatus {
     ffi_boundary!("arrow_dlpack_import_versioned", error, |status| status, {
-        // SAFETY: NULL or valid, per the caller's contract.
-        let (out_array, out_schema) = unsafe {
-            (
-                arg_mut(out_array, "out_array")?,
-                arg_mut(out_schema, "out_schema")?,
+        let out_array = non_null!(out_array, as_mut)?;
+        // SAFETY: as `arrow_dlpack_import`.
+        unsafe {
+            import_into(
+                import::versioned(tensor),
+                Memory::HostReadable,
+                out_array,
+                out_schema,
             )
-        };
-        // SAFETY: as above.
-        let tensor = unsafe { import::versioned(tensor) }?;
-        // SAFETY: a live tensor the caller hands over on success.
-        unsafe { import::import_to_c(tensor, Memory::HostReadable, out_array, out_schema) }
-            .map(|_| Status::ARROW_DLPACK_OK)
+        }
+        .map(|_| Status::ARROW_DLPACK_OK)
     })
 }
 
@@ -351,30 +342,42 @@ pub unsafe extern "C" fn arrow_dlpack_import_device(
     error: *mut ArrowDlpackError,
 ) -> ArrowDlpackStatus {
     ffi_boundary!("arrow_dlpack_import_device", error, |status| status, {
-        // SAFETY: NULL or valid, per the caller's contract.
-        let (out_array, out_schema) = unsafe {
-            (
-                arg_mut(out_array, "out_array")?,
-                arg_mut(out_schema, "out_schema")?,
-            )
-        };
-        // SAFETY: as above.
-        let tensor = unsafe { import::versioned(tensor) }?;
-        // SAFETY: a live tensor the caller hands over on success.
+        let out_array = non_null!(out_array, as_mut)?;
+        // SAFETY: as `arrow_dlpack_import`.
         let device = unsafe {
-            import::import_to_c(tensor, Memory::AnyDevice, &mut out_array.array, out_schema)
+            import_into(
+                import::versioned(tensor),
+                Memory::AnyDevice,
+                &mut out_array.array,
+                out_schema,
+            )
         }?;
-        out_array.device_type = device.device_type;
-        out_array.device_id = if device.device_type == K_DL_CPU {
-            -1
-        } else {
-            i64::from(device.device_id)
-        };
+        (out_array.device_type, out_array.device_id) = device::to_arrow(device);
         out_array.sync_event = ptr::null_mut();
         out_array.reserved = [0; 3];
         Ok(Status::ARROW_DLPACK_OK)
     })
 }
+
+/// The import of every entry point above, once `out_array` is known not to
+/// be NULL: checks `out_schema`, then the tensor (NULL, version), then
+/// imports.
+///
+/// # Safety
+/// `tensor`, when `Ok`, is live and the caller's to hand over;
+/// `out_schema` is NULL or valid for writes.
+unsafe fn import_into<M: Managed + 'static>(
+    tensor: Result<NonNull<M>, Error>,
+    memory: Memory,
+    out_array: &mut ArrowArray,
+    out_schema: *mut ArrowSchema,
+) -> Result<crate::abi::DLDevice, Error> {
+    let out_schema = non_null!(out_schema, as_mut)?;
+    // SAFETY: forwarded from the caller.
+    unsafe { import::import_to_c(tensor?, memory, out_array, out_schema) }
+}
+
+// ---- misc ------------------------------------------------------------------
 
 /// The library's version, `"MAJOR.MINOR.PATCH"`: a static string.
 #[unsafe(no_mangle)]

@@ -15,7 +15,10 @@
 use std::ffi::{CStr, c_char, c_void};
 use std::sync::OnceLock;
 
+use std::ptr::NonNull;
+
 use crate::abi::{DLManagedTensor, DLManagedTensorVersioned};
+use crate::managed;
 
 type GetName = unsafe extern "C" fn(*mut c_void) -> *const c_char;
 type GetPointer = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
@@ -89,27 +92,18 @@ pub unsafe extern "C" fn arrow_dlpack_capsule_destructor(capsule: *mut c_void) {
         if pointer.is_null() {
             return;
         }
-        let versioned = match name_bytes {
-            b"dltensor" => false,
-            b"dltensor_versioned" => true,
-            // SAFETY: Arrow capsules made by our bindings hold a malloc'd
-            // struct (contract of this function).
-            _ => return unsafe { free_arrow_struct(name_bytes, pointer) },
-        };
-        let tensor = pointer;
         // SAFETY: the capsule holds a tensor of the kind its name says, not
-        // yet deleted (the capsule owned it until now).
+        // yet deleted (the capsule owned it until now); Arrow capsules made
+        // by our bindings hold a malloc'd struct (contract of this function).
         unsafe {
-            if versioned {
-                let t = tensor.cast::<DLManagedTensorVersioned>();
-                if let Some(deleter) = (*t).deleter {
-                    deleter(t);
+            match name_bytes {
+                b"dltensor" => {
+                    managed::delete(NonNull::new_unchecked(pointer.cast::<DLManagedTensor>()))
                 }
-            } else {
-                let t = tensor.cast::<DLManagedTensor>();
-                if let Some(deleter) = (*t).deleter {
-                    deleter(t);
-                }
+                b"dltensor_versioned" => managed::delete(NonNull::new_unchecked(
+                    pointer.cast::<DLManagedTensorVersioned>(),
+                )),
+                _ => free_arrow_struct(name_bytes, pointer),
             }
         }
     });

@@ -1,15 +1,22 @@
 //! The one type table: Arrow format <-> DLPack dtype, and the names and
-//! hints used in error messages for every other Arrow format.
+//! hints used in error messages for every other Arrow format and DLPack
+//! dtype. Adding a type both sides share is one row of [`TABLE`].
 
+use std::ffi::CStr;
 use std::fmt;
 
-use crate::abi::{DLDataType, K_DL_FLOAT, K_DL_INT, K_DL_UINT};
+use crate::abi::{
+    DLDataType, K_DL_BFLOAT, K_DL_BOOL, K_DL_COMPLEX, K_DL_FLOAT, K_DL_INT, K_DL_OPAQUE_HANDLE,
+    K_DL_UINT,
+};
 use crate::error::{Error, err};
 
 /// A type that both Arrow and DLPack represent identically in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DType {
-    /// The Arrow format string (one character).
+    /// The Arrow format string (one character), as written in schemas.
+    pub c_format: &'static CStr,
+    /// Its one character.
     pub format: u8,
     /// The DLPack dtype, lanes 1.
     pub dl: DLDataType,
@@ -18,32 +25,16 @@ pub struct DType {
 }
 
 impl DType {
-    /// The format as a C string, for schemas this library writes.
-    pub fn c_format(&self) -> &'static std::ffi::CStr {
-        match self.format {
-            b'c' => c"c",
-            b'C' => c"C",
-            b's' => c"s",
-            b'S' => c"S",
-            b'i' => c"i",
-            b'I' => c"I",
-            b'l' => c"l",
-            b'L' => c"L",
-            b'e' => c"e",
-            b'f' => c"f",
-            _ => c"g",
-        }
-    }
-
     /// Bytes per element.
     pub const fn width(&self) -> usize {
         self.dl.bits as usize / 8
     }
 }
 
-const fn dtype(format: u8, code: u8, bits: u8, name: &'static str) -> DType {
+const fn dtype(c_format: &'static CStr, code: u8, bits: u8, name: &'static str) -> DType {
     DType {
-        format,
+        c_format,
+        format: c_format.to_bytes()[0],
         dl: DLDataType {
             code,
             bits,
@@ -55,42 +46,60 @@ const fn dtype(format: u8, code: u8, bits: u8, name: &'static str) -> DType {
 
 /// Every type shared without a copy, both directions.
 pub const TABLE: [DType; 11] = [
-    dtype(b'c', K_DL_INT, 8, "int8"),
-    dtype(b'C', K_DL_UINT, 8, "uint8"),
-    dtype(b's', K_DL_INT, 16, "int16"),
-    dtype(b'S', K_DL_UINT, 16, "uint16"),
-    dtype(b'i', K_DL_INT, 32, "int32"),
-    dtype(b'I', K_DL_UINT, 32, "uint32"),
-    dtype(b'l', K_DL_INT, 64, "int64"),
-    dtype(b'L', K_DL_UINT, 64, "uint64"),
-    dtype(b'e', K_DL_FLOAT, 16, "float16"),
-    dtype(b'f', K_DL_FLOAT, 32, "float32"),
-    dtype(b'g', K_DL_FLOAT, 64, "float64"),
+    dtype(c"c", K_DL_INT, 8, "int8"),
+    dtype(c"C", K_DL_UINT, 8, "uint8"),
+    dtype(c"s", K_DL_INT, 16, "int16"),
+    dtype(c"S", K_DL_UINT, 16, "uint16"),
+    dtype(c"i", K_DL_INT, 32, "int32"),
+    dtype(c"I", K_DL_UINT, 32, "uint32"),
+    dtype(c"l", K_DL_INT, 64, "int64"),
+    dtype(c"L", K_DL_UINT, 64, "uint64"),
+    dtype(c"e", K_DL_FLOAT, 16, "float16"),
+    dtype(c"f", K_DL_FLOAT, 32, "float32"),
+    dtype(c"g", K_DL_FLOAT, 64, "float64"),
 ];
 
-/// The table entry for a one-character format (a jump table, not a scan:
-/// this is on every export's path).
+/// `TABLE`'s row for each format character (`u8::MAX`: none), built from
+/// the table at compile time: a load, not a scan, on every export's path.
+const BY_FORMAT: [u8; 256] = {
+    let mut index = [u8::MAX; 256];
+    let mut row = 0;
+    while row < TABLE.len() {
+        index[TABLE[row].format as usize] = row as u8;
+        row += 1;
+    }
+    index
+};
+
+/// The table entry for a one-character format.
 fn primitive(format: u8) -> Option<&'static DType> {
-    let index = match format {
-        b'c' => 0,
-        b'C' => 1,
-        b's' => 2,
-        b'S' => 3,
-        b'i' => 4,
-        b'I' => 5,
-        b'l' => 6,
-        b'L' => 7,
-        b'e' => 8,
-        b'f' => 9,
-        b'g' => 10,
-        _ => return None,
-    };
-    Some(&TABLE[index])
+    TABLE.get(BY_FORMAT[format as usize] as usize)
 }
 
 /// The table entry for a DLPack dtype, if Arrow has the same type.
 pub fn from_dlpack(dl: DLDataType) -> Option<&'static DType> {
     TABLE.iter().find(|t| t.dl == dl)
+}
+
+/// `UNSUPPORTED_TYPE` for a DLPack dtype without an Arrow twin, naming it.
+pub fn unsupported_dlpack(t: DLDataType) -> Error {
+    let name = match t.code {
+        K_DL_BOOL => "bool",
+        K_DL_BFLOAT => "bfloat16",
+        K_DL_COMPLEX => "complex",
+        K_DL_OPAQUE_HANDLE => "opaque handle",
+        7..=17 => "a float8/6/4 format",
+        K_DL_INT | K_DL_UINT | K_DL_FLOAT if t.lanes != 1 => "a vector type",
+        K_DL_INT | K_DL_UINT | K_DL_FLOAT => "a width Arrow lacks",
+        _ => "unknown",
+    };
+    err!(
+        ARROW_DLPACK_UNSUPPORTED_TYPE,
+        "unsupported dtype {{code {}, bits {}, lanes {}}} ({name}): Arrow shares int/uint 8-64 and float 16/32/64 with lanes 1",
+        t.code,
+        t.bits,
+        t.lanes
+    )
 }
 
 /// What a format string describes, as far as export is concerned.
@@ -262,7 +271,7 @@ mod tests {
             assert_eq!(classify(&[t.format]).unwrap(), Format::Primitive(t));
             assert_eq!(from_dlpack(t.dl), Some(t));
             assert_eq!(t.width() * 8, t.dl.bits as usize);
-            assert_eq!(t.c_format().to_bytes(), &[t.format]);
+            assert_eq!(t.c_format.to_bytes(), &[t.format]);
         }
     }
 

@@ -1,5 +1,7 @@
-//! The canonical `arrow.fixed_shape_tensor` extension type: reading the
-//! schema's metadata block and the type's JSON parameters.
+//! The canonical `arrow.fixed_shape_tensor` extension type, in one place:
+//! read from a schema's metadata block, parsed, applied to an exported
+//! tensor's dims ([`reshape`]), and written for an imported one
+//! ([`metadata_block`]).
 //!
 //! The JSON is parsed here, not with arrow-schema's `FixedShapeTensor`
 //! support: arrow-schema 60 reads the permutation under the key
@@ -10,9 +12,11 @@
 //! parser below accepts exactly JSON, allocates nothing, and bounds its
 //! nesting depth.
 
+use std::fmt::Write as _;
+
 use crate::abi::ArrowSchema;
+use crate::dims::{Dims, MAX_NDIM, row_major_strides};
 use crate::error::{Error, err};
-use crate::view::MAX_NDIM;
 
 pub const EXTENSION_NAME_KEY: &[u8] = b"ARROW:extension:name";
 pub const EXTENSION_METADATA_KEY: &[u8] = b"ARROW:extension:metadata";
@@ -134,18 +138,15 @@ impl TensorType {
     /// arithmetic: every suffix product must fit, not only the whole
     /// product (a 0 extent makes the whole product 0 whatever the others).
     fn set_strides(&mut self) -> Result<(), Error> {
-        let mut stride = 1i64;
-        for d in (0..self.ndim).rev() {
-            self.strides[d] = stride;
-            stride = stride.checked_mul(self.shape[d]).ok_or_else(|| {
-                err!(
-                    ARROW_DLPACK_INVALID_ARROW,
-                    "arrow.fixed_shape_tensor shape {:?}: the product overflows",
-                    self.shape()
-                )
-            })?;
-        }
-        self.list_size = stride;
+        let strides = &mut self.strides;
+        let size = row_major_strides(&self.shape[..self.ndim], |d, s| strides[d] = s);
+        self.list_size = size.ok_or_else(|| {
+            err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "arrow.fixed_shape_tensor shape {:?}: the product overflows",
+                self.shape()
+            )
+        })?;
         Ok(())
     }
 
@@ -155,6 +156,61 @@ impl TensorType {
             .iter()
             .map(move |&p| (self.shape[p], self.strides[p]))
     }
+}
+
+/// Replaces the `[length, N]` of a fixed_shape_tensor's storage in `dims`
+/// with `[length, *logical shape]`, strides derived from the permutation.
+/// Out of line: its kilobyte of parsed parameters stays off the stack of
+/// the common path.
+#[inline(never)]
+pub fn reshape(dims: &mut Dims, json: &[u8]) -> Result<(), Error> {
+    let t = &parse_tensor_type(json)?;
+    let list_size = t.list_size();
+    if dims.ndim() != 2 {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "arrow.fixed_shape_tensor storage must be a fixed_size_list of a number, found {} list levels",
+            dims.ndim() - 1
+        ));
+    }
+    if dims.shape()[1] != list_size {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "arrow.fixed_shape_tensor shape {:?} holds {list_size} elements but the list size is {}",
+            t.shape(),
+            dims.shape()[1]
+        ));
+    }
+    dims.truncate(1);
+    for (extent, stride) in t.logical() {
+        dims.push_strided(extent, stride)?;
+    }
+    Ok(())
+}
+
+/// The metadata block (C Data Interface layout: an int32 count, then
+/// int32-length-prefixed keys and values) that makes a schema an
+/// `arrow.fixed_shape_tensor` of physical shape `shape` (row-major in
+/// storage) and, when given, `permutation` (logical dimension `i` is
+/// physical dimension `permutation[i]`).
+pub fn metadata_block(shape: &[i64], permutation: Option<&[usize]>) -> Vec<u8> {
+    let mut json = format!("{{\"shape\":{shape:?}");
+    if let Some(p) = permutation {
+        let _ = write!(json, ",\"permutation\":{p:?}");
+    }
+    json.push('}');
+    let mut block = 2i32.to_ne_bytes().to_vec();
+    for part in [
+        EXTENSION_NAME_KEY,
+        FIXED_SHAPE_TENSOR,
+        EXTENSION_METADATA_KEY,
+        json.as_bytes(),
+    ] {
+        // Lengths are small: the JSON of at most 64 extents.
+        block.extend((part.len() as i32).to_ne_bytes());
+        block.extend(part);
+    }
+    block
 }
 
 /// Parses `{"shape": [...], "permutation": [...], "dim_names": [...]}`;
@@ -483,6 +539,37 @@ mod tests {
         assert_eq!(
             parse_tensor_type(br#"{"shape":[]}"#).unwrap().list_size(),
             1
+        );
+    }
+
+    #[test]
+    fn written_metadata_reads_back() {
+        let block = metadata_block(&[4, 3], Some(&[1, 0]));
+        let schema = ArrowSchema {
+            format: c"+w:12".as_ptr(),
+            name: std::ptr::null(),
+            metadata: block.as_ptr().cast(),
+            flags: 0,
+            n_children: 0,
+            children: std::ptr::null_mut(),
+            dictionary: std::ptr::null_mut(),
+            release: None,
+            private_data: std::ptr::null_mut(),
+        };
+        // SAFETY: a well-formed block, alive for the call.
+        let json = unsafe { fixed_shape_tensor_json(&schema) }
+            .unwrap()
+            .unwrap();
+        let t = parse_tensor_type(json).unwrap();
+        assert_eq!((t.shape(), t.permutation()), (&[4, 3][..], &[1, 0][..]));
+        let mut dims = Dims::new();
+        dims.push(2).unwrap();
+        dims.push(12).unwrap();
+        dims.set_row_major_strides().unwrap();
+        reshape(&mut dims, json).unwrap();
+        assert_eq!(
+            (dims.shape(), dims.strides()),
+            (&[2, 3, 4][..], &[12, 1, 3][..])
         );
     }
 

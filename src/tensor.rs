@@ -1,16 +1,25 @@
 //! The safe Rust API, for arrow-rs users: arrays to owned DLPack tensors
-//! and back, without copying.
+//! and back, without copying. Both directions run the C entry points' own
+//! code: export reads arrow-rs's C Data Interface structs with the one
+//! reader of arrays, and import builds the C structs with the one builder,
+//! then wraps them for arrow-rs (never through arrow-rs's `from_ffi`, which
+//! copies buffers that are not aligned to their type).
 
 use std::ffi::c_void;
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, make_array};
-use arrow_schema::Field;
+use arrow_buffer::Buffer;
+use arrow_data::ArrayDataBuilder;
+use arrow_data::ffi::FFI_ArrowArray;
+use arrow_schema::ffi::FFI_ArrowSchema;
+use arrow_schema::{DataType, Field};
 
 use crate::abi::{ArrowArray, ArrowSchema, DLDataType, DLDevice, DLManagedTensorVersioned};
+use crate::dlpack::read::Memory;
 use crate::error::{Error, err};
-use crate::export;
-use crate::import::{self, Managed, Memory};
+use crate::{export, import, managed};
 
 /// An owned DLPack 1.x tensor (`DLManagedTensorVersioned`). Dropping it
 /// calls the tensor's deleter, which releases whatever it shares (for a
@@ -92,7 +101,7 @@ impl Tensor {
 impl Drop for Tensor {
     fn drop(&mut self) {
         // SAFETY: owned and live; deleted once.
-        unsafe { Managed::Versioned(self.0).delete() };
+        unsafe { managed::delete(self.0) };
     }
 }
 
@@ -116,16 +125,16 @@ pub fn to_dlpack(array: &dyn Array) -> Result<Tensor, Error> {
 /// As [`to_dlpack`], with the array's field, so that extension types in its
 /// metadata (`arrow.fixed_shape_tensor`) shape the tensor.
 pub fn to_dlpack_with_field(field: &Field, array: &dyn Array) -> Result<Tensor, Error> {
-    let schema = arrow_schema::ffi::FFI_ArrowSchema::try_from(field)
-        .map_err(|e| err!(ARROW_DLPACK_UNSUPPORTED_TYPE, "{e}"))?;
-    let mut c_array = arrow_data::ffi::FFI_ArrowArray::new(&array.to_data());
-    // SAFETY: arrow-rs's structs have the C layout (asserted in `import`),
-    // and are valid; on success the array moves into the tensor, on
-    // failure `c_array` still owns it and releases it when dropped.
+    let schema =
+        FFI_ArrowSchema::try_from(field).map_err(|e| err!(ARROW_DLPACK_UNSUPPORTED_TYPE, "{e}"))?;
+    let mut c_array = FFI_ArrowArray::new(&array.to_data());
+    // SAFETY: arrow-rs's structs have the C layout (asserted below), and
+    // are valid; on success the array moves into the tensor, on failure
+    // `c_array` still owns it and releases it when dropped.
     let tensor = unsafe {
         export::export::<DLManagedTensorVersioned>(
-            &mut *(&mut c_array as *mut arrow_data::ffi::FFI_ArrowArray).cast::<ArrowArray>(),
-            &*(&schema as *const arrow_schema::ffi::FFI_ArrowSchema).cast::<ArrowSchema>(),
+            &mut *(&raw mut c_array).cast::<ArrowArray>(),
+            &*(&raw const schema).cast::<ArrowSchema>(),
         )
     }?;
     Ok(Tensor(tensor))
@@ -149,13 +158,86 @@ pub fn to_dlpack_with_field(field: &Field, array: &dyn Array) -> Result<Tensor, 
 /// assert_eq!(ints.values().as_ptr().cast(), data); // the same memory, round trip
 /// ```
 pub fn from_dlpack(tensor: Tensor) -> Result<(Field, ArrayRef), (Error, Tensor)> {
-    // SAFETY: the tensor is live and ours.
-    let plan_ok = unsafe { import::import(Managed::Versioned(tensor.0), Memory::HostReadable) };
-    match plan_ok {
-        Ok((field, data, _)) => {
-            std::mem::forget(tensor); // owned by the array now
-            Ok((field, make_array(data)))
-        }
-        Err(e) => Err((e, tensor)),
+    let mut c_array = FFI_ArrowArray::empty();
+    let mut c_schema = FFI_ArrowSchema::empty();
+    // SAFETY: the tensor is live and ours; the out structs are writable and
+    // have the C layout (asserted below). On failure nothing is written.
+    let imported = unsafe {
+        import::import_to_c(
+            tensor.0,
+            Memory::HostReadable,
+            &mut *(&raw mut c_array).cast::<ArrowArray>(),
+            &mut *(&raw mut c_schema).cast::<ArrowSchema>(),
+        )
+    };
+    if let Err(e) = imported {
+        return Err((e, tensor));
     }
+    std::mem::forget(tensor); // owned by `c_array` now
+    // Built by us: a primitive type or a fixed_size_list of one, with its
+    // extension metadata, which arrow-rs reads into the field.
+    let field = Field::try_from(&c_schema).expect("a schema this library wrote");
+    Ok((field.clone(), wrap(c_array, field.data_type())))
 }
+
+/// An imported C array as an arrow-rs array sharing its memory: the values
+/// buffer keeps the C array alive, and releases it (and with it the
+/// tensor) when arrow-rs drops the last reference.
+fn wrap(c_array: FFI_ArrowArray, data_type: &DataType) -> ArrayRef {
+    let (value_type, list_len) = match data_type {
+        DataType::FixedSizeList(item, _) => (item.data_type().clone(), Some(c_array.len())),
+        other => (other.clone(), None),
+    };
+    let values = match list_len {
+        Some(_) => c_array.child(0),
+        None => &c_array,
+    };
+    let (elements, pointer) = (values.len(), values.buffer(1));
+    let width = value_type
+        .primitive_width()
+        .expect("a primitive value type");
+    let keeper = Arc::new(Imported { _array: c_array });
+    let pointer = NonNull::new(pointer.cast_mut()).unwrap_or(NonNull::dangling());
+    // SAFETY: the tensor holds `elements * width` bytes at `pointer`
+    // (checked by the import, trusted as DLPack lets a consumer trust it),
+    // alive until `keeper` releases the array.
+    let buffer = unsafe { Buffer::from_custom_allocation(pointer, elements * width, keeper) };
+    let values = ArrayDataBuilder::new(value_type)
+        .len(elements)
+        .add_buffer(buffer);
+    // SAFETY: the length matches the buffer exactly and there is no
+    // validity buffer. Validation is skipped because it would reject
+    // buffers that are not aligned to the element size, which the C Data
+    // Interface allows.
+    let values = unsafe { values.build_unchecked() };
+    let data = match list_len {
+        Some(len) => {
+            let list = ArrayDataBuilder::new(data_type.clone())
+                .len(len)
+                .add_child_data(values);
+            // SAFETY: as above; `len * list_size == elements`.
+            unsafe { list.build_unchecked() }
+        }
+        None => values,
+    };
+    make_array(data)
+}
+
+/// An imported array, released (by `FFI_ArrowArray`'s `Drop`) when
+/// arrow-rs drops its last buffer.
+struct Imported {
+    _array: FFI_ArrowArray,
+}
+
+// SAFETY: its release may run on any thread (the C Data Interface), and it
+// is never read through this wrapper.
+unsafe impl Send for Imported {}
+// SAFETY: as above.
+unsafe impl Sync for Imported {}
+impl std::panic::RefUnwindSafe for Imported {}
+
+const _: () = {
+    use std::mem::size_of;
+    assert!(size_of::<FFI_ArrowArray>() == size_of::<ArrowArray>());
+    assert!(size_of::<FFI_ArrowSchema>() == size_of::<ArrowSchema>());
+};

@@ -9,7 +9,7 @@ fn the_capsule_destructor_does_nothing_without_python() {
     // SAFETY: without a Python runtime the function returns before reading
     // its argument.
     unsafe {
-        arrow_dlpack::capsule::arrow_dlpack_capsule_destructor(not_a_capsule.as_mut_ptr().cast())
+        arrow_dlpack::capi::arrow_dlpack_capsule_destructor(not_a_capsule.as_mut_ptr().cast())
     };
     assert_eq!(not_a_capsule, [0; 8]);
 }

@@ -10,9 +10,9 @@ use std::ptr;
 use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema, to_ffi};
 use arrow_buffer::{ArrowNativeType, Buffer};
 use arrow_data::ArrayData;
+use arrow_dlpack::Status;
 use arrow_dlpack::abi::*;
 use arrow_dlpack::capi::*;
-use arrow_dlpack::error::Status;
 use arrow_schema::DataType;
 use common::{Raw, message, new_error, struct_bytes};
 
@@ -662,6 +662,8 @@ fn device_arrays_export_as_legacy_tensors_for_consumers_without_versions() {
     assert!(t.is_null() && event.is_null());
     assert_eq!(error.status, Status::ARROW_DLPACK_UNSUPPORTED_DEVICE);
     assert_eq!(struct_bytes(&device.array), before);
+    // Give the array back to `raw` so that it is released once.
+    *raw.array = device.array;
 }
 
 /// A failed device export: status, message, array untouched, event NULL.

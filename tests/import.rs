@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi};
 use arrow_array::{Array, FixedSizeListArray, Float32Array, make_array};
+use arrow_dlpack::Status;
 use arrow_dlpack::abi::*;
 use arrow_dlpack::capi::*;
-use arrow_dlpack::error::Status;
 use arrow_schema::{DataType, Field};
 use common::{message, new_error};
 

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use arrow_array::ffi::to_ffi;
 use arrow_array::{Array, FixedSizeListArray, Float32Array, Int16Array};
 use arrow_buffer::NullBuffer;
+use arrow_dlpack::Status;
 use arrow_dlpack::abi::*;
 use arrow_dlpack::capi::*;
-use arrow_dlpack::error::Status;
 use arrow_schema::{DataType, Field};
 use common::{Raw, message, new_error, struct_bytes};
 

@@ -7,9 +7,9 @@ mod common;
 
 use std::ptr;
 
+use arrow_dlpack::Status;
 use arrow_dlpack::abi::*;
 use arrow_dlpack::capi::*;
-use arrow_dlpack::error::Status;
 use common::Raw;
 use proptest::prelude::*;
 
@@ -151,7 +151,7 @@ proptest! {
         let (mut array, mut schema) = unsafe { (array.assume_init(), schema.assume_init()) };
         let field = arrow_schema::Field::try_from(unsafe { &*(&schema as *const ArrowSchema).cast::<arrow_schema::ffi::FFI_ArrowSchema>() }).unwrap();
         let json = field.metadata().get("ARROW:extension:metadata").cloned().unwrap_or_default();
-        let t = arrow_dlpack::extension::parse_tensor_type(json.as_bytes()).unwrap();
+        let t = arrow_dlpack::__internal::parse_tensor_type(json.as_bytes()).unwrap();
         prop_assert_eq!(t.shape().iter().product::<i64>(), row);
         // Every logical element: where DLPack says, and where Arrow says.
         for (index, &dl_offset) in indices(&shape).iter().zip(&offsets) {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow_dlpack::abi::{ArrowArray, ArrowSchema};
-use arrow_dlpack::error::{ArrowDlpackError, Status};
+use arrow_dlpack::{ArrowDlpackError, Status};
 
 /// A heap value behind a raw pointer: unlike `Box`, moving it does not
 /// invalidate pointers into it (Miri's aliasing model retags a moved `Box`).

@@ -1,0 +1,6 @@
+//! Arrow C Data Interface structs: [`read`](mod@read), the only reader of untrusted
+//! arrays, and [`write`](mod@write), the builder of the arrays and schemas that
+//! imports hand out.
+
+pub mod read;
+pub mod write;

@@ -1,0 +1,3 @@
+//! DLPack tensors read: [`read`](mod@read), the only reader of untrusted tensors.
+
+pub mod read;

@@ -1,0 +1,277 @@
+//! The only reader of untrusted DLPack tensors.
+//!
+//! [`plan`] reads a tensor once and decides what it becomes: a primitive
+//! array (0-D and 1-D contiguous tensors) or an `arrow.fixed_shape_tensor`
+//! over the first dimension (dense N-D tensors, with a permutation for
+//! non-row-major orders), or an error naming the field. Every size derived
+//! from the tensor's extents is computed checked. Device memory is never
+//! dereferenced.
+
+use crate::abi::*;
+use crate::dims::MAX_NDIM;
+use crate::dtype::{self, DType};
+use crate::error::{Error, err};
+
+/// Which memory an import accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Memory {
+    /// `arrow_dlpack_import[_versioned]`: memory this process can read.
+    HostReadable,
+    /// `arrow_dlpack_import_device`: any device Arrow can name.
+    AnyDevice,
+}
+
+/// What a tensor becomes.
+#[derive(Debug)]
+pub struct Plan {
+    pub dtype: &'static DType,
+    /// The first element (`data + byte_offset`).
+    pub data: *mut u8,
+    /// Elements in all (the values array's length).
+    pub elements: i64,
+    /// The Arrow array's length: the first dimension (1 for a 0-D tensor).
+    pub length: i64,
+    /// For N-D tensors, what each row is.
+    pub rows: Option<Rows>,
+    pub device: DLDevice,
+}
+
+/// The rows of an N-D tensor: an `arrow.fixed_shape_tensor` of
+/// `physical` shape (row-major in memory) over a `fixed_size_list` of
+/// `list_size` elements.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Rows {
+    pub physical: Vec<i64>,
+    /// Logical dimension `i` is physical dimension `permutation[i]`
+    /// (`None`: row-major, the identity).
+    pub permutation: Option<Vec<usize>>,
+    pub list_size: i32,
+}
+
+/// Reads and checks a tensor.
+///
+/// # Safety
+/// `t` is a live tensor: `shape`/`strides` hold `ndim` entries when not
+/// NULL.
+pub unsafe fn plan(t: &DLTensor, memory: Memory) -> Result<Plan, Error> {
+    let dtype = dtype::from_dlpack(t.dtype).ok_or_else(|| dtype::unsupported_dlpack(t.dtype))?;
+    check_device(t.device, memory)?;
+    let ndim = usize::try_from(t.ndim).map_err(|_| {
+        err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "tensor ndim is negative ({})",
+            t.ndim
+        )
+    })?;
+    if ndim > MAX_NDIM {
+        return Err(err!(
+            ARROW_DLPACK_UNSUPPORTED_LAYOUT,
+            "tensor ndim {ndim} exceeds {MAX_NDIM}"
+        ));
+    }
+    if ndim > 0 && t.shape.is_null() {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "tensor shape is NULL with ndim {ndim}"
+        ));
+    }
+    let shape: &[i64] = if ndim == 0 {
+        &[]
+    } else {
+        // SAFETY: `ndim` entries, not NULL (checked above; caller's contract).
+        unsafe { std::slice::from_raw_parts(t.shape, ndim) }
+    };
+    // NULL strides mean row-major (DLPack < 1.2).
+    let strides: Option<&[i64]> = (ndim > 0 && !t.strides.is_null()).then(|| {
+        // SAFETY: `ndim` entries, not NULL (caller's contract).
+        unsafe { std::slice::from_raw_parts(t.strides, ndim) }
+    });
+    if let Some(d) = shape.iter().position(|&e| e < 0) {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "tensor shape {shape:?}: dimension {d} is negative"
+        ));
+    }
+    let width = dtype.width();
+    let total = shape.iter().try_fold(1i64, |n, &e| n.checked_mul(e));
+    let byte_len = total
+        .and_then(|n| usize::try_from(n).ok())
+        .and_then(|n| n.checked_mul(width));
+    let Some(byte_len) = byte_len.filter(|&n| n <= isize::MAX as usize) else {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "tensor shape {shape:?} of {} overflows",
+            dtype.name
+        ));
+    };
+    let Ok(byte_offset) = usize::try_from(t.byte_offset) else {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "tensor byte_offset {} overflows",
+            t.byte_offset
+        ));
+    };
+    if byte_len > 0 && t.data.is_null() {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "tensor data is NULL with {byte_len} bytes"
+        ));
+    }
+    // `wrapping_add`: possibly device memory, never dereferenced here.
+    let data = t.data.cast::<u8>().wrapping_add(byte_offset);
+    let (length, rows) = match ndim {
+        0 => (1, None),
+        1 => {
+            if let Some(s) = strides.filter(|s| shape[0] > 1 && s[0] != 1) {
+                return Err(err!(
+                    ARROW_DLPACK_UNSUPPORTED_LAYOUT,
+                    "tensor strides {s:?} for shape {shape:?}: an Arrow array needs contiguous elements (stride 1)"
+                ));
+            }
+            (shape[0], None)
+        }
+        _ => (shape[0], Some(rows(shape, strides)?)),
+    };
+    Ok(Plan {
+        dtype,
+        data,
+        elements: (byte_len / width) as i64,
+        length,
+        rows,
+        device: t.device,
+    })
+}
+
+/// The physical shape and permutation of the rows of a dense N-D tensor
+/// whose first dimension is outermost.
+fn rows(shape: &[i64], strides: Option<&[i64]>) -> Result<Rows, Error> {
+    let inner = &shape[1..];
+    // Checked even though the total fit: a 0 extent makes the total 0
+    // whatever the others are. Folded from the innermost dimension, so that
+    // every partial product is checked: those are the row-major strides of
+    // the extension's shape, and the last one is the fixed_size_list size.
+    let Some(row) = inner.iter().rev().try_fold(1i64, |n, &e| n.checked_mul(e)) else {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "tensor shape {shape:?}: a row of {inner:?} elements overflows"
+        ));
+    };
+    let Ok(list_size) = i32::try_from(row) else {
+        return Err(err!(
+            ARROW_DLPACK_UNSUPPORTED_LAYOUT,
+            "a row of {row} elements exceeds fixed_size_list's 32-bit size"
+        ));
+    };
+    let rows = |physical: Vec<i64>, permutation| Rows {
+        physical,
+        permutation,
+        list_size,
+    };
+    let Some(strides) = strides.filter(|_| shape.iter().all(|&e| e > 0)) else {
+        // Row-major (NULL strides), or no element at all: any strides do.
+        return Ok(rows(inner.to_vec(), None));
+    };
+    let unsupported = |why: &str| {
+        err!(
+            ARROW_DLPACK_UNSUPPORTED_LAYOUT,
+            "tensor strides {strides:?} for shape {shape:?}: {why}"
+        )
+    };
+    if shape[0] > 1 && strides[0] != row {
+        return Err(unsupported(
+            "the first dimension must be outermost and dense (stride = product of the others)",
+        ));
+    }
+    let inner_strides = &strides[1..];
+    if is_dense_in(inner, inner_strides, &(0..inner.len()).collect::<Vec<_>>()) {
+        return Ok(rows(inner.to_vec(), None)); // row-major
+    }
+    // Physical order, outermost first: the dimensions by decreasing stride
+    // (stable); dimensions of extent 1 have no meaningful stride and go last.
+    let mut order: Vec<usize> = (0..inner.len()).collect();
+    order.sort_by_key(|&d| (inner[d] == 1, std::cmp::Reverse(inner_strides[d])));
+    if !is_dense_in(inner, inner_strides, &order) {
+        return Err(unsupported(
+            "not dense (gaps, overlaps, or negative or zero strides)",
+        ));
+    }
+    let physical: Vec<i64> = order.iter().map(|&d| inner[d]).collect();
+    // Logical dimension i is physical dimension permutation[i].
+    let mut permutation = vec![0; inner.len()];
+    for (position, &d) in order.iter().enumerate() {
+        permutation[d] = position;
+    }
+    Ok(rows(physical, Some(permutation)))
+}
+
+/// Whether the dimensions, taken in `order` (outermost first), are laid out
+/// row-major without gaps; extent-1 dimensions' strides do not matter.
+fn is_dense_in(shape: &[i64], strides: &[i64], order: &[usize]) -> bool {
+    let mut expected = 1i64;
+    for &d in order.iter().rev() {
+        if shape[d] > 1 && strides[d] != expected {
+            return false;
+        }
+        let Some(next) = expected.checked_mul(shape[d]) else {
+            return false;
+        };
+        expected = next;
+    }
+    true
+}
+
+fn check_device(device: DLDevice, memory: Memory) -> Result<(), Error> {
+    let readable = crate::device::is_host_readable(device.device_type);
+    let arrow_has_it = crate::device::arrow_has(device.device_type);
+    match memory {
+        Memory::HostReadable if readable => Ok(()),
+        Memory::HostReadable => Err(err!(
+            ARROW_DLPACK_UNSUPPORTED_DEVICE,
+            "tensor on device type {} id {}: plain import takes host-readable memory; use arrow_dlpack_import_device",
+            device.device_type,
+            device.device_id
+        )),
+        Memory::AnyDevice if arrow_has_it => Ok(()),
+        Memory::AnyDevice => Err(err!(
+            ARROW_DLPACK_UNSUPPORTED_DEVICE,
+            "tensor on device type {}: Arrow has no such device type",
+            device.device_type
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_major_and_permuted_rows() {
+        let rows =
+            |s: &[i64], t: Option<&[i64]>| rows(s, t).map(|r| (r.physical, r.permutation)).unwrap();
+        assert_eq!(rows(&[2, 3, 4], None), (vec![3, 4], None));
+        assert_eq!(rows(&[2, 3, 4], Some(&[12, 4, 1])), (vec![3, 4], None));
+        // np.arange(24).reshape(2, 4, 3).transpose(0, 2, 1)
+        assert_eq!(
+            rows(&[2, 3, 4], Some(&[12, 1, 3])),
+            (vec![4, 3], Some(vec![1, 0]))
+        );
+        // Extent-1 dimensions: strides are irrelevant.
+        assert_eq!(rows(&[2, 1, 4], Some(&[4, 99, 1])), (vec![1, 4], None));
+        assert_eq!(rows(&[1, 3, 4], Some(&[7, 4, 1])), (vec![3, 4], None));
+        // No element: any strides.
+        assert_eq!(rows(&[0, 3], Some(&[-5, 0])), (vec![3], None));
+    }
+
+    #[test]
+    fn layouts_that_need_a_copy_are_refused() {
+        for strides in [[1, 2], [6, 2], [3, -1], [3, 0]] {
+            let e = rows(&[2, 3], Some(&strides)).unwrap_err();
+            assert_eq!(
+                e.status(),
+                crate::Status::ARROW_DLPACK_UNSUPPORTED_LAYOUT,
+                "{strides:?}"
+            );
+            assert!(e.message().contains(&format!("{strides:?}")), "{e}");
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The one allocation behind every tensor this library makes.
+//!
+//! An [`Owner`] holds the managed tensor first (so a pointer to the tensor
+//! is a pointer to its owner), what the tensor's data belongs to, and the
+//! tensor's `ndim` shape and `ndim` stride entries right after it. The data
+//! belongs either to the producer's Arrow array, moved in ([`share`]: the
+//! tensor is read-only), or to the owner itself: bytes in the same
+//! allocation, 64-byte aligned, written once by a copy kernel ([`own`]: the
+//! tensor is marked copied and writable). The deleter releases the array,
+//! if there is one, and frees the allocation, once.
+
+use std::alloc::{self, Layout};
+use std::ptr::{self, NonNull};
+
+use crate::abi::{
+    ArrowArray, DLDataType, DLDevice, DLPACK_FLAG_BITMASK_IS_COPIED, DLPACK_FLAG_BITMASK_READ_ONLY,
+    DLTensor,
+};
+use crate::dims::Dims;
+use crate::error::{Error, err};
+use crate::managed::Managed;
+
+/// Alignment of a tensor's own bytes: a cache line, and what SIMD loads
+/// and DLPack consumers (XLA asks for 64) like best.
+pub const DATA_ALIGN: usize = 64;
+
+/// What the tensor's data belongs to.
+enum Data {
+    /// The producer's Arrow array, released by the deleter.
+    Shared(ArrowArray),
+    /// `len` bytes of the owner's own allocation.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Owned { len: usize },
+}
+
+/// The allocation behind a tensor; `ndim * 2` `i64`s follow it, then its
+/// own bytes, if any.
+#[repr(C)]
+struct Owner<M> {
+    managed: M,
+    data: Data,
+    ndim: usize,
+}
+
+/// Layout of an owner with `ndim` dimensions and `bytes` bytes of its own,
+/// and the offsets of its dims and its bytes.
+fn layout<M>(ndim: usize, bytes: usize) -> Result<(Layout, usize, usize), Error> {
+    let too_big = || {
+        err!(
+            ARROW_DLPACK_OUT_OF_MEMORY,
+            "a tensor of {bytes} bytes exceeds what one allocation may hold"
+        )
+    };
+    let dims = Layout::array::<i64>(2 * ndim).map_err(|_| too_big())?;
+    let (layout, dims_offset) = Layout::new::<Owner<M>>()
+        .extend(dims)
+        .map_err(|_| too_big())?;
+    if bytes == 0 {
+        return Ok((layout.pad_to_align(), dims_offset, 0));
+    }
+    let data = Layout::from_size_align(bytes, DATA_ALIGN).map_err(|_| too_big())?;
+    let (layout, data_offset) = layout.extend(data).map_err(|_| too_big())?;
+    Ok((layout.pad_to_align(), dims_offset, data_offset))
+}
+
+/// A fresh owner of `data`, its dims written. `shared` is the data pointer
+/// of a share (`None`: the tensor's data is the owner's own bytes).
+/// Returns the tensor and the address of its own bytes (NULL when it has
+/// none).
+fn build<M: Managed>(
+    dims: &Dims,
+    dtype: DLDataType,
+    device: DLDevice,
+    data: Data,
+    shared: Option<*mut std::ffi::c_void>,
+) -> Result<(NonNull<M>, *mut u8), Error> {
+    let ndim = dims.ndim();
+    let bytes = match data {
+        Data::Owned { len } => len,
+        Data::Shared(_) => 0,
+    };
+    let (layout, dims_offset, data_offset) = layout::<M>(ndim, bytes)?;
+    // SAFETY: the layout has a non-zero size (it holds at least the owner).
+    let Some(base) = NonNull::new(unsafe { alloc::alloc(layout) }) else {
+        return Err(err!(
+            ARROW_DLPACK_OUT_OF_MEMORY,
+            "allocating a {}-byte tensor failed",
+            layout.size()
+        ));
+    };
+    let owner = base.cast::<Owner<M>>().as_ptr();
+    // SAFETY: `dims_offset + 2 * ndim * 8 <= layout.size()`, and the offset
+    // is aligned for i64 (`Layout::extend`).
+    let shape = unsafe { base.as_ptr().add(dims_offset) }.cast::<i64>();
+    // SAFETY: in bounds, see above.
+    let strides = unsafe { shape.add(ndim) };
+    // A plain loop rather than `copy_nonoverlapping`: `ndim` is tiny and a
+    // call to `memmove` costs more than the copy.
+    for (d, (&extent, &stride)) in dims.shape().iter().zip(dims.strides()).enumerate() {
+        // SAFETY: `d < ndim`: inside the fresh allocation (see above).
+        unsafe {
+            shape.add(d).write(extent);
+            strides.add(d).write(stride);
+        }
+    }
+    let own = match bytes {
+        0 => ptr::null_mut(),
+        // SAFETY: `data_offset + bytes <= layout.size()` (`Layout::extend`).
+        _ => unsafe { base.as_ptr().add(data_offset) },
+    };
+    let (data_ptr, flags) = match shared {
+        Some(p) => (p, DLPACK_FLAG_BITMASK_READ_ONLY),
+        None => (own.cast(), DLPACK_FLAG_BITMASK_IS_COPIED),
+    };
+    let dl_tensor = DLTensor {
+        data: data_ptr,
+        device,
+        ndim: ndim as i32,
+        dtype,
+        shape,
+        strides,
+        byte_offset: 0,
+    };
+    // SAFETY: `owner` is a fresh allocation of the right layout.
+    unsafe {
+        owner.write(Owner {
+            managed: M::new(dl_tensor, owner.cast(), delete::<M>, flags),
+            data,
+            ndim,
+        });
+    }
+    Ok((base.cast(), own))
+}
+
+/// Moves `array` into a new tensor of `dims` whose data is the array's
+/// memory at `data`: read-only (Arrow buffers are immutable and may be
+/// shared with others). The caller's `release` becomes NULL.
+///
+/// # Safety
+/// `array` is valid for reads and writes; `data` is its memory.
+pub unsafe fn share<M: Managed>(
+    array: &mut ArrowArray,
+    data: *mut std::ffi::c_void,
+    dtype: DLDataType,
+    device: DLDevice,
+    dims: &Dims,
+) -> Result<NonNull<M>, Error> {
+    // SAFETY: reading the array and clearing the caller's `release` (below,
+    // only once the tensor exists) is the C Data Interface's move: from
+    // there on only the owner releases it.
+    let moved = Data::Shared(unsafe { ptr::read(array) });
+    match build(dims, dtype, device, moved, Some(data)) {
+        Ok((tensor, _)) => {
+            array.release = None;
+            Ok(tensor)
+        }
+        // The copy read above was dropped with the failed owner's parts:
+        // `ArrowArray` has no `Drop`, so nothing was released.
+        Err(e) => Err(e),
+    }
+}
+
+// The copy kernels (one-copy conversions) are its callers; until they
+// land, its tests are.
+#[cfg_attr(not(test), allow(dead_code))]
+/// A new host tensor of `dims` owning `len` bytes of its own (64-byte
+/// aligned, uninitialized), marked copied and writable; returns it and
+/// its bytes, which the caller fills before handing the tensor out.
+pub fn own<M: Managed>(
+    dtype: DLDataType,
+    dims: &Dims,
+    len: usize,
+) -> Result<(NonNull<M>, *mut u8), Error> {
+    let cpu = DLDevice {
+        device_type: crate::abi::K_DL_CPU,
+        device_id: 0,
+    };
+    build(dims, dtype, cpu, Data::Owned { len }, None)
+}
+
+/// The deleter of every tensor this library makes: releases the moved
+/// Arrow array, if any, then frees the owner. Callable from any thread,
+/// exactly once per tensor.
+///
+/// # Safety
+/// `managed` is NULL or a tensor made by [`build`] with the same `M` that
+/// was not deleted yet.
+unsafe extern "C" fn delete<M: Managed>(managed: *mut M) {
+    if managed.is_null() {
+        return;
+    }
+    let owner = managed.cast::<Owner<M>>();
+    // SAFETY: `managed` is the first field of a live `Owner<M>`.
+    let (ndim, bytes) = unsafe {
+        match &mut (*owner).data {
+            Data::Shared(array) => {
+                if let Some(release) = array.release {
+                    // SAFETY: the producer's callback, called once on its
+                    // own array (moved in, not released yet).
+                    release(array);
+                }
+                ((*owner).ndim, 0)
+            }
+            Data::Owned { len } => ((*owner).ndim, *len),
+        }
+    };
+    // The layout was valid when the owner was built with these sizes.
+    let (layout, _, _) = layout::<M>(ndim, bytes).expect("the owner's own layout");
+    // SAFETY: allocated by `build` with exactly this layout.
+    unsafe { alloc::dealloc(owner.cast(), layout) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::{DLManagedTensor, DLManagedTensorVersioned, K_DL_FLOAT};
+
+    const F64: DLDataType = DLDataType {
+        code: K_DL_FLOAT,
+        bits: 64,
+        lanes: 1,
+    };
+
+    fn dims(shape: &[i64]) -> Dims {
+        let mut d = Dims::new();
+        for &e in shape {
+            d.push(e).unwrap();
+        }
+        d.set_row_major_strides().unwrap();
+        d
+    }
+
+    #[test]
+    fn a_tensor_owning_its_bytes_is_aligned_writable_and_freed_once() {
+        // Miri checks the rest: every byte written is inside the
+        // allocation, and the deleter frees it exactly once (a leak or a
+        // double free fails the run).
+        for shape in [&[3, 5][..], &[0], &[1, 1, 7]] {
+            let d = dims(shape);
+            let n: i64 = shape.iter().product();
+            let (t, bytes) = own::<DLManagedTensorVersioned>(F64, &d, n as usize * 8).unwrap();
+            // SAFETY: a live tensor made above, its bytes `n * 8` long.
+            unsafe {
+                let m = t.as_ref();
+                assert_eq!(
+                    m.flags, DLPACK_FLAG_BITMASK_IS_COPIED,
+                    "writable: no READ_ONLY"
+                );
+                assert_eq!(m.dl_tensor.data.cast(), bytes);
+                assert_eq!(bytes as usize % DATA_ALIGN, 0);
+                assert_eq!(bytes.is_null(), n == 0, "no element: data NULL");
+                for i in 0..n as usize {
+                    bytes.cast::<f64>().add(i).write(i as f64);
+                }
+                assert_eq!(
+                    std::slice::from_raw_parts(m.dl_tensor.shape, shape.len()),
+                    shape
+                );
+                crate::managed::delete(t);
+            }
+        }
+        // The legacy flavour has no flags, and the same owner.
+        let (t, bytes) = own::<DLManagedTensor>(F64, &dims(&[2]), 16).unwrap();
+        // SAFETY: as above.
+        unsafe {
+            bytes.cast::<[f64; 2]>().write([1.0, 2.0]);
+            crate::managed::delete(t);
+        }
+    }
+
+    #[test]
+    fn sizes_no_allocation_can_hold_are_out_of_memory() {
+        let e = own::<DLManagedTensorVersioned>(F64, &dims(&[1]), isize::MAX as usize).unwrap_err();
+        assert_eq!(e.status(), crate::Status::ARROW_DLPACK_OUT_OF_MEMORY);
+    }
+}
