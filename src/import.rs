@@ -60,10 +60,13 @@ pub unsafe fn import_to_c<M: Managed + 'static>(
         ),
     };
     let keeper: Keeper = Arc::new(TensorOwner(tensor));
-    let values = write::primitive_array(plan.elements, plan.data.cast_const().cast(), &keeper);
+    let data = plan.data.cast_const().cast();
     let array = match plan.rows {
-        Some(_) => write::fixed_size_list_array(plan.length, values, &keeper),
-        None => values,
+        Some(_) => {
+            let values = write::primitive_array(plan.elements, data, keeper.clone());
+            write::fixed_size_list_array(plan.length, values, keeper)
+        }
+        None => write::primitive_array(plan.elements, data, keeper),
     };
     // SAFETY: the out structs are the caller's storage, written without
     // being read (they may hold anything).

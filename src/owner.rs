@@ -43,24 +43,18 @@ struct Owner<M> {
 }
 
 /// Layout of an owner with `ndim` dimensions and `bytes` bytes of its own,
-/// and the offsets of its dims and its bytes.
-fn layout<M>(ndim: usize, bytes: usize) -> Result<(Layout, usize, usize), Error> {
-    let too_big = || {
-        err!(
-            ARROW_DLPACK_OUT_OF_MEMORY,
-            "a tensor of {bytes} bytes exceeds what one allocation may hold"
-        )
-    };
-    let dims = Layout::array::<i64>(2 * ndim).map_err(|_| too_big())?;
-    let (layout, dims_offset) = Layout::new::<Owner<M>>()
-        .extend(dims)
-        .map_err(|_| too_big())?;
+/// and the offsets of its dims and its bytes; `None` when no allocation can
+/// hold that much. (An `Option`, not a `Result`: this runs on every export
+/// and every deletion, and an `Error` is 264 bytes to return.)
+fn layout<M>(ndim: usize, bytes: usize) -> Option<(Layout, usize, usize)> {
+    let dims = Layout::array::<i64>(2 * ndim).ok()?;
+    let (layout, dims_offset) = Layout::new::<Owner<M>>().extend(dims).ok()?;
     if bytes == 0 {
-        return Ok((layout.pad_to_align(), dims_offset, 0));
+        return Some((layout.pad_to_align(), dims_offset, 0));
     }
-    let data = Layout::from_size_align(bytes, DATA_ALIGN).map_err(|_| too_big())?;
-    let (layout, data_offset) = layout.extend(data).map_err(|_| too_big())?;
-    Ok((layout.pad_to_align(), dims_offset, data_offset))
+    let data = Layout::from_size_align(bytes, DATA_ALIGN).ok()?;
+    let (layout, data_offset) = layout.extend(data).ok()?;
+    Some((layout.pad_to_align(), dims_offset, data_offset))
 }
 
 /// A fresh owner of `data`, its dims written. `shared` is the data pointer
@@ -79,7 +73,12 @@ fn build<M: Managed>(
         Data::Owned { len } => len,
         Data::Shared(_) => 0,
     };
-    let (layout, dims_offset, data_offset) = layout::<M>(ndim, bytes)?;
+    let Some((layout, dims_offset, data_offset)) = layout::<M>(ndim, bytes) else {
+        return Err(err!(
+            ARROW_DLPACK_OUT_OF_MEMORY,
+            "a tensor of {bytes} bytes exceeds what one allocation may hold"
+        ));
+    };
     // SAFETY: the layout has a non-zero size (it holds at least the owner).
     let Some(base) = NonNull::new(unsafe { alloc::alloc(layout) }) else {
         return Err(err!(

@@ -78,9 +78,14 @@ pub unsafe fn read(
     location: Location,
     dims: &mut Dims,
 ) -> Result<TensorView, Error> {
+    // The layers' storage lives on this frame and is lent to them: their
+    // values stay small (a level array returned by value is a kilobyte
+    // copied on every export).
+    let mut levels = [const { MaybeUninit::uninit() }; MAX_NDIM];
+    let mut scans = [const { MaybeUninit::uninit() }; MAX_NDIM];
     // SAFETY: forwarded from the caller.
-    let structure = unsafe { Structure::read(array, schema) }?;
-    let ranges = structure.ranges(location, dims)?;
+    let structure = unsafe { Structure::read(array, schema, &mut levels) }?;
+    let ranges = structure.ranges(location, dims, &mut scans)?;
     // SAFETY: the tree passed both layers above (the only way to make a
     // `Ranges`); bitmaps hold their array's `offset + length` bits (trusted).
     unsafe { ranges.count_nulls() }?;
@@ -97,8 +102,9 @@ struct Level<'a> {
 /// Layer 1: the tree's levels, outermost first, each with a known format,
 /// the buffer and child counts that format needs, and non-NULL pointers to
 /// its buffers array and child.
-struct Structure<'a> {
-    levels: [MaybeUninit<Level<'a>>; MAX_NDIM],
+struct Structure<'a, 'l> {
+    /// The first `depth` entries are written.
+    levels: &'l [MaybeUninit<Level<'a>>; MAX_NDIM],
     depth: usize,
     /// The top schema's `arrow.fixed_shape_tensor` parameters, if any.
     tensor_json: Option<&'a [u8]>,
@@ -113,10 +119,16 @@ fn locate(depth: usize, e: Error) -> Error {
     }
 }
 
-impl<'a> Structure<'a> {
+impl<'a, 'l> Structure<'a, 'l> {
+    /// Reads the levels into `levels`.
+    ///
     /// # Safety
     /// As [`read`].
-    unsafe fn read(array: &'a ArrowArray, schema: &'a ArrowSchema) -> Result<Self, Error> {
+    unsafe fn read(
+        array: &'a ArrowArray,
+        schema: &'a ArrowSchema,
+        levels: &'l mut [MaybeUninit<Level<'a>>; MAX_NDIM],
+    ) -> Result<Self, Error> {
         if schema.release.is_none() {
             return Err(err!(
                 ARROW_DLPACK_INVALID_ARGUMENT,
@@ -129,16 +141,11 @@ impl<'a> Structure<'a> {
                 "array is released (array.release is NULL)"
             ));
         }
-        let mut tree = Structure {
-            levels: [const { MaybeUninit::uninit() }; MAX_NDIM],
-            depth: 0,
-            // SAFETY: `schema` is valid (caller's contract); its metadata
-            // block is read only through checked lengths.
-            tensor_json: unsafe { extension::fixed_shape_tensor_json(schema) }?,
-        };
-        let (mut array, mut schema) = (array, schema);
+        // SAFETY: `schema` is valid (caller's contract); its metadata block
+        // is read only through checked lengths.
+        let tensor_json = unsafe { extension::fixed_shape_tensor_json(schema) }?;
+        let (mut array, mut schema, mut depth) = (array, schema, 0);
         loop {
-            let depth = tree.depth;
             if depth == MAX_NDIM {
                 return Err(err!(
                     ARROW_DLPACK_UNSUPPORTED_LAYOUT,
@@ -149,14 +156,18 @@ impl<'a> Structure<'a> {
             // SAFETY: the caller guarantees the top-level structs; a child
             // level comes from non-NULL pointers checked below.
             let format = unsafe { level_format(array, schema) }.map_err(|e| locate(depth, e))?;
-            tree.levels[depth].write(Level { array, format });
-            tree.depth += 1;
+            levels[depth].write(Level { array, format });
             if let Format::Primitive(_) = format {
-                return Ok(tree);
+                return Ok(Structure {
+                    levels,
+                    depth: depth + 1,
+                    tensor_json,
+                });
             }
             // SAFETY: a list level has one child in each struct (checked
             // by `level_format`).
             (array, schema) = unsafe { child(array, schema) }.map_err(|e| locate(depth, e))?;
+            depth += 1;
         }
     }
 
@@ -166,15 +177,21 @@ impl<'a> Structure<'a> {
         unsafe { self.levels[depth].assume_init() }
     }
 
-    /// Layer 2: the ranges every level covers, checked, and the view.
-    fn ranges(self, location: Location, dims: &mut Dims) -> Result<Ranges, Error> {
+    /// Layer 2: the ranges every level covers, checked, and the view; the
+    /// bitmaps to count go to `scans`.
+    fn ranges<'s>(
+        self,
+        location: Location,
+        dims: &mut Dims,
+        scans: &'s mut [MaybeUninit<Scan>; MAX_NDIM],
+    ) -> Result<Ranges<'s>, Error> {
         let top = self.level(0).array;
         // The range of the current level's elements that the tensor covers,
         // in the level's logical index space (before its own `offset`).
         let (mut start, mut count) = (0i64, top.length);
         dims.push(top.length)?;
         let mut ranges = Ranges {
-            scans: [const { MaybeUninit::uninit() }; MAX_NDIM],
+            scans,
             n_scans: 0,
             view: TensorView {
                 dtype: &dtype::TABLE[0],
@@ -227,6 +244,7 @@ impl<'a> Structure<'a> {
 ///
 /// # Safety
 /// `array` and `schema` are valid (`schema.format` NULL or a C string).
+#[inline(always)]
 unsafe fn level_format(array: &ArrowArray, schema: &ArrowSchema) -> Result<Format, Error> {
     if schema.format.is_null() {
         return Err(err!(ARROW_DLPACK_INVALID_ARROW, "schema.format is NULL"));
@@ -299,6 +317,7 @@ unsafe fn level_format(array: &ArrowArray, schema: &ArrowSchema) -> Result<Forma
 /// # Safety
 /// `schema.children`/`array.children` have one entry each (checked by
 /// `level_format`), NULL or valid.
+#[inline(always)]
 unsafe fn child<'a>(
     array: &'a ArrowArray,
     schema: &'a ArrowSchema,
@@ -330,6 +349,7 @@ struct Covered {
 /// Checks length, offset and the null policy over the covered range
 /// `[start, start + count)` of one level (logical indices). Reads the
 /// buffers array's first entry (a pointer), never what it points at.
+#[inline(always)]
 fn level_range(
     a: &ArrowArray,
     start: i64,
@@ -424,6 +444,7 @@ fn level_range(
 }
 
 /// The address of element `first` of a primitive level's values buffer.
+#[inline(always)]
 fn values(a: &ArrowArray, t: &DType, first: i64, count: i64) -> Result<*mut c_void, Error> {
     let width = t.width() as i64;
     let byte_end = first
@@ -456,13 +477,14 @@ fn values(a: &ArrowArray, t: &DType, first: i64, count: i64) -> Result<*mut c_vo
 }
 
 /// Layer 2's outcome: the view, and the bitmaps layer 3 must count.
-struct Ranges {
-    scans: [MaybeUninit<Scan>; MAX_NDIM],
+struct Ranges<'s> {
+    /// The first `n_scans` entries are written.
+    scans: &'s mut [MaybeUninit<Scan>; MAX_NDIM],
     n_scans: usize,
     view: TensorView,
 }
 
-impl Ranges {
+impl Ranges<'_> {
     /// Layer 3: counts the validity bits of the covered ranges.
     ///
     /// # Safety

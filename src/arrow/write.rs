@@ -26,13 +26,16 @@ struct ArrayPrivate {
     children: [*mut ArrowArray; 1],
 }
 
-/// A primitive array of `length` elements at `values` (no validity bitmap).
-pub fn primitive_array(length: i64, values: *const c_void, keeper: &Keeper) -> ArrowArray {
+/// A primitive array of `length` elements at `values` (no validity bitmap),
+/// holding `keeper` (moved in: the caller clones it for every other array
+/// that shares it, and no share is taken and dropped for nothing).
+pub fn primitive_array(length: i64, values: *const c_void, keeper: Keeper) -> ArrowArray {
     array(length, [ptr::null(), values], None, keeper)
 }
 
-/// A `fixed_size_list` array of `length` rows over `child`.
-pub fn fixed_size_list_array(length: i64, child: ArrowArray, keeper: &Keeper) -> ArrowArray {
+/// A `fixed_size_list` array of `length` rows over `child`, holding
+/// `keeper`.
+pub fn fixed_size_list_array(length: i64, child: ArrowArray, keeper: Keeper) -> ArrowArray {
     array(length, [ptr::null(), ptr::null()], Some(child), keeper)
 }
 
@@ -42,13 +45,13 @@ fn array(
     length: i64,
     buffers: [*const c_void; 2],
     child: Option<ArrowArray>,
-    keeper: &Keeper,
+    keeper: Keeper,
 ) -> ArrowArray {
     let is_list = child.is_some();
     let child = child.map_or(ptr::null_mut(), |c| Box::into_raw(Box::new(c)));
     // Raw from the start: the struct hands out pointers into it.
     let private = Box::into_raw(Box::new(ArrayPrivate {
-        _keeper: keeper.clone(),
+        _keeper: keeper,
         buffers,
         children: [child],
     }));
