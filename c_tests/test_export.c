@@ -243,10 +243,11 @@ static void failures_leave_the_array_untouched(void) {
 
 static void status_strings_accept_any_integer(void) {
   CHECK(strcmp(arrow_dlpack_status_string(ARROW_DLPACK_OK), "ok") == 0);
-  for (int s = ARROW_DLPACK_OK; s <= ARROW_DLPACK_INTERNAL_ERROR; s++) {
+  for (int s = ARROW_DLPACK_OK; s <= ARROW_DLPACK_NEEDS_COPY; s++) {
     CHECK(strcmp(arrow_dlpack_status_string(s), "unknown status") != 0);
   }
-  CHECK(strcmp(arrow_dlpack_status_string(9), "unknown status") == 0);
+  CHECK(ARROW_DLPACK_NEEDS_COPY == 9);
+  CHECK(strcmp(arrow_dlpack_status_string(10), "unknown status") == 0);
   CHECK(strcmp(arrow_dlpack_status_string(-1), "unknown status") == 0);
   CHECK(strcmp(arrow_dlpack_version(), "0.1.0") == 0);
 }

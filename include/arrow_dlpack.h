@@ -104,6 +104,23 @@ struct ArrowDeviceArray {
 
 #endif /* ARROW_C_DEVICE_DATA_INTERFACE */
 
+#ifndef ARROW_C_STREAM_INTERFACE
+#define ARROW_C_STREAM_INTERFACE
+
+/** A producer of arrays of one schema (the Arrow C Stream Interface). */
+struct ArrowArrayStream {
+  /* Callbacks providing stream functionality */
+  int (*get_schema)(struct ArrowArrayStream*, struct ArrowSchema* out);
+  int (*get_next)(struct ArrowArrayStream*, struct ArrowArray* out);
+  const char* (*get_last_error)(struct ArrowArrayStream*);
+  /* Release callback */
+  void (*release)(struct ArrowArrayStream*);
+  /* Opaque producer-specific data */
+  void* private_data;
+};
+
+#endif /* ARROW_C_STREAM_INTERFACE */
+
 /* ---- DLPack 1.3 (https://github.com/dmlc/dlpack) ---------------------- */
 #ifndef DLPACK_DLPACK_H_
 #define DLPACK_DLPACK_H_
@@ -325,7 +342,42 @@ typedef enum ArrowDlpackStatus {
    * A bug in this library (a caught panic). Please report it.
    */
   ARROW_DLPACK_INTERNAL_ERROR = 8,
+  /**
+   * Possible, but only with a copy, and the options forbid one: the
+   * message says which copy and how to allow it.
+   */
+  ARROW_DLPACK_NEEDS_COPY = 9,
 } ArrowDlpackStatus;
+
+/**
+ * When a copy is allowed. (C: `int32_t` fields hold these values.)
+ */
+typedef enum ArrowDlpackCopy {
+  /**
+   * Share, or fail with `ARROW_DLPACK_NEEDS_COPY` (the default).
+   */
+  ARROW_DLPACK_COPY_NEVER = 0,
+  /**
+   * Share when possible, else make one copy.
+   */
+  ARROW_DLPACK_COPY_IF_NEEDED = 1,
+  /**
+   * Always a fresh, writable copy.
+   */
+  ARROW_DLPACK_COPY_ALWAYS = 2,
+} ArrowDlpackCopy;
+
+/**
+ * The layout of a 2-D tensor made from a struct array's columns.
+ */
+typedef enum ArrowDlpackOrder {
+  /**
+   * Share columns laid end to end (column-major), else copy row-major.
+   */
+  ARROW_DLPACK_ORDER_ANY = 0,
+  ARROW_DLPACK_ROW_MAJOR = 1,
+  ARROW_DLPACK_COLUMN_MAJOR = 2,
+} ArrowDlpackOrder;
 
 /**
  * Error report filled in by every function (when the pointer is not NULL).
@@ -344,6 +396,75 @@ typedef struct ArrowDlpackError {
    */
   char message[256];
 } ArrowDlpackError;
+
+/**
+ * Options of `arrow_dlpack_export_with` and `arrow_dlpack_export_stream`;
+ * all zero (or a NULL pointer) is the default: share, never copy.
+ */
+typedef struct ArrowDlpackExportOptions {
+  /**
+   * An `ArrowDlpackCopy`.
+   */
+  int32_t copy;
+  /**
+   * An `ArrowDlpackOrder` (for struct arrays: columns as a 2-D tensor).
+   */
+  int32_t order;
+  /**
+   * 0: nulls are `ARROW_DLPACK_HAS_NULLS`; 1: each null becomes
+   * `fill_value` (a copy).
+   */
+  int32_t fill_nulls;
+  /**
+   * 1: dates, times, timestamps and durations are shared as their
+   * int32/int64 storage (never copied).
+   */
+  int32_t temporal_as_integer;
+  /**
+   * With `fill_nulls`: the value of nulls, converted to the tensor's
+   * dtype, which must hold it exactly.
+   */
+  double fill_value;
+  /**
+   * `{0, 0, 0}`: the array's own dtype; otherwise the tensor's dtype
+   * (int/uint 8-64, float 16/32/64, or kDLBool 8), converted as NumPy's
+   * `astype` with unsafe casting (a copy).
+   */
+  DLDataType dtype;
+  /**
+   * NULL, or receives a kDLBool tensor of the same shape, 1 where the
+   * value is valid (always a copy, writable; the caller deletes it).
+   */
+  DLManagedTensorVersioned **validity;
+  /**
+   * Must be zero.
+   */
+  int64_t reserved[4];
+} ArrowDlpackExportOptions;
+
+/**
+ * Options of `arrow_dlpack_import_with`; all zero (or a NULL pointer) is
+ * the default: share, never copy.
+ */
+typedef struct ArrowDlpackImportOptions {
+  /**
+   * An `ArrowDlpackCopy`.
+   */
+  int32_t copy;
+  /**
+   * 1: a 2-D tensor `[rows, columns]` becomes a struct array of its
+   * columns (not supported by this version yet: `INVALID_ARGUMENT`).
+   */
+  int32_t as_columns;
+  /**
+   * With `as_columns`: NULL (names "0", "1", ...) or one name per column.
+   */
+  const char *const *column_names;
+  /**
+   * Must be zero.
+   */
+  int64_t reserved[4];
+} ArrowDlpackImportOptions;
 
 #ifdef __cplusplus
 extern "C" {
@@ -438,6 +559,68 @@ DLManagedTensor *arrow_dlpack_export_device_legacy(struct ArrowDeviceArray *arra
                                                    struct ArrowDlpackError *error);
 
 /**
+ * Shares a host Arrow array as a DLPack 1.3 tensor, or copies it once
+ * where sharing is impossible and `options` allow a copy.
+ *
+ * `options` may be NULL: all zero, the defaults. With the defaults the
+ * result is `arrow_dlpack_export_versioned`'s for every array that
+ * function accepts (shared, read-only); booleans and anything else that
+ * needs a copy are `ARROW_DLPACK_NEEDS_COPY`.
+ *
+ * What may copy, each under `ARROW_DLPACK_COPY_IF_NEEDED` (or `ALWAYS`):
+ * booleans (`b`, any bit offset) unpacked to kDLBool bytes 0/1; nulls
+ * written as `fill_value` (`fill_nulls` 1; nulls of a list level fill
+ * their whole row); a `dtype` other than the array's, converted as
+ * NumPy's `astype` with unsafe casting. `temporal_as_integer` shares
+ * dates, times, timestamps and durations as their int32/int64 storage.
+ * `ALWAYS` copies even what could be shared.
+ *
+ * On success returns the tensor and the array is *moved*
+ * (`array->release` becomes NULL): a shared tensor (flag READ_ONLY) owns
+ * it, and a copy (flag IS_COPIED, writable) released it already, owning
+ * only its own 64-byte aligned bytes. When `options->validity` is not
+ * NULL, `*options->validity` receives a kDLBool tensor of the same shape,
+ * 1 where the value is valid (a copy; the caller deletes it).
+ *
+ * On failure returns NULL and changes nothing: the array is untouched and
+ * still the caller's, `*options->validity` is not written. Statuses: as
+ * `arrow_dlpack_export_versioned`, and `NEEDS_COPY`; `INVALID_ARGUMENT`
+ * for bad options (an unknown enum value, a non-zero reserved field, a
+ * `fill_value` the tensor's dtype cannot hold exactly); `HAS_NULLS` for
+ * nulls without `fill_nulls`.
+ *
+ * # Safety
+ * Pointers are NULL or valid; the structs follow the C Data Interface.
+ */
+DLManagedTensorVersioned *arrow_dlpack_export_with(struct ArrowArray *array,
+                                                   const struct ArrowSchema *schema,
+                                                   const struct ArrowDlpackExportOptions *options,
+                                                   struct ArrowDlpackError *error);
+
+/**
+ * Reads a C stream of arrays to its end and returns one DLPack 1.3
+ * tensor of them all, concatenated along the first dimension (1-D and
+ * N-D alike). One chunk is shared as `arrow_dlpack_export_with` would
+ * share it; several chunks need a copy (`NEEDS_COPY` under the default
+ * options, allow it with `ARROW_DLPACK_COPY_IF_NEEDED`); no chunk gives a
+ * tensor of shape `[0, ...]` with `data` NULL. `options` (NULL: the
+ * defaults) apply as in `arrow_dlpack_export_with`, to every chunk.
+ *
+ * The stream is *borrowed*: read to its end (or to the failure) and never
+ * released; release it yourself. The chunks read are the library's: the
+ * one shared is moved into the tensor, the others released once copied,
+ * or on failure. A chunk that does not match the stream's schema is
+ * `INVALID_ARROW` naming the chunk; a stream callback that fails is
+ * `INVALID_ARROW` with the stream's own message.
+ *
+ * # Safety
+ * Pointers are NULL or valid; the stream follows the C Stream Interface.
+ */
+DLManagedTensorVersioned *arrow_dlpack_export_stream(struct ArrowArrayStream *stream,
+                                                     const struct ArrowDlpackExportOptions *options,
+                                                     struct ArrowDlpackError *error);
+
+/**
  * Shares a legacy DLPack tensor as an Arrow array, without copying.
  *
  * `tensor` must be a live tensor in host-readable memory (`kDLCPU`,
@@ -494,6 +677,29 @@ enum ArrowDlpackStatus arrow_dlpack_import_device(DLManagedTensorVersioned *tens
                                                   struct ArrowDeviceArray *out_array,
                                                   struct ArrowSchema *out_schema,
                                                   struct ArrowDlpackError *error);
+
+/**
+ * As `arrow_dlpack_import_versioned`, under `options` (NULL: all zero,
+ * the defaults: the same result for every tensor that function accepts;
+ * anything that needs a copy is `NEEDS_COPY`).
+ *
+ * What may copy, under `ARROW_DLPACK_COPY_IF_NEEDED` (or `ALWAYS`, which
+ * copies everything): kDLBool tensors, packed into Arrow's boolean bits;
+ * strides Arrow cannot share (gaps, reversed, broadcast zeros,
+ * Fortran-ordered N-D), gathered row-major. The copy is owned by the
+ * Arrow array (64-byte aligned), and the tensor is deleted right after
+ * it; success moves the tensor either way. Host memory only (device
+ * memory is never copied: `UNSUPPORTED_DEVICE`). `options->as_columns` is
+ * not supported by this version (`INVALID_ARGUMENT`).
+ *
+ * # Safety
+ * Pointers are NULL or valid; the tensor follows DLPack.
+ */
+enum ArrowDlpackStatus arrow_dlpack_import_with(DLManagedTensorVersioned *tensor,
+                                                const struct ArrowDlpackImportOptions *options,
+                                                struct ArrowArray *out_array,
+                                                struct ArrowSchema *out_schema,
+                                                struct ArrowDlpackError *error);
 
 /**
  * The library's version, `"MAJOR.MINOR.PATCH"`: a static string.

@@ -9,14 +9,19 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::{self, NonNull};
 
 use crate::abi::{
-    ArrowArray, ArrowDeviceArray, ArrowSchema, DLManagedTensor, DLManagedTensorVersioned,
+    ArrowArray, ArrowArrayStream, ArrowDeviceArray, ArrowSchema, DLManagedTensor,
+    DLManagedTensorVersioned,
 };
 use crate::dlpack::read::Memory;
 use crate::error::{ArrowDlpackError, ArrowDlpackStatus, Error, Status, err};
 use crate::managed::Managed;
+use crate::options::{ExportOptions, ImportOptions};
 use crate::{device, export, import};
 
 pub use crate::capsule::arrow_dlpack_capsule_destructor;
+pub use crate::options::{
+    ArrowDlpackCopy, ArrowDlpackExportOptions, ArrowDlpackImportOptions, ArrowDlpackOrder,
+};
 
 /// Runs `$body` (a `Result`) behind a panic guard, reports the outcome into
 /// `$error` (which may be NULL) and returns the value, or `$failed(status)`.
@@ -255,6 +260,86 @@ unsafe fn export_device<M: Managed>(
     tensor
 }
 
+/// Shares a host Arrow array as a DLPack 1.3 tensor, or copies it once
+/// where sharing is impossible and `options` allow a copy.
+///
+/// `options` may be NULL: all zero, the defaults. With the defaults the
+/// result is `arrow_dlpack_export_versioned`'s for every array that
+/// function accepts (shared, read-only); booleans and anything else that
+/// needs a copy are `ARROW_DLPACK_NEEDS_COPY`.
+///
+/// What may copy, each under `ARROW_DLPACK_COPY_IF_NEEDED` (or `ALWAYS`):
+/// booleans (`b`, any bit offset) unpacked to kDLBool bytes 0/1; nulls
+/// written as `fill_value` (`fill_nulls` 1; nulls of a list level fill
+/// their whole row); a `dtype` other than the array's, converted as
+/// NumPy's `astype` with unsafe casting. `temporal_as_integer` shares
+/// dates, times, timestamps and durations as their int32/int64 storage.
+/// `ALWAYS` copies even what could be shared.
+///
+/// On success returns the tensor and the array is *moved*
+/// (`array->release` becomes NULL): a shared tensor (flag READ_ONLY) owns
+/// it, and a copy (flag IS_COPIED, writable) released it already, owning
+/// only its own 64-byte aligned bytes. When `options->validity` is not
+/// NULL, `*options->validity` receives a kDLBool tensor of the same shape,
+/// 1 where the value is valid (a copy; the caller deletes it).
+///
+/// On failure returns NULL and changes nothing: the array is untouched and
+/// still the caller's, `*options->validity` is not written. Statuses: as
+/// `arrow_dlpack_export_versioned`, and `NEEDS_COPY`; `INVALID_ARGUMENT`
+/// for bad options (an unknown enum value, a non-zero reserved field, a
+/// `fill_value` the tensor's dtype cannot hold exactly); `HAS_NULLS` for
+/// nulls without `fill_nulls`.
+///
+/// # Safety
+/// Pointers are NULL or valid; the structs follow the C Data Interface.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_export_with(
+    array: *mut ArrowArray,
+    schema: *const ArrowSchema,
+    options: *const ArrowDlpackExportOptions,
+    error: *mut ArrowDlpackError,
+) -> *mut DLManagedTensorVersioned {
+    ffi_boundary!("arrow_dlpack_export_with", error, |_| ptr::null_mut(), {
+        let (array, schema) = (non_null!(array, as_mut)?, non_null!(schema, as_ref)?);
+        // SAFETY: NULL or valid (the caller's contract).
+        let options = ExportOptions::from_c(unsafe { options.as_ref() })?;
+        // SAFETY: valid structs, per the caller's contract.
+        unsafe { export::export_with(array, schema, &options) }.map(NonNull::as_ptr)
+    })
+}
+
+/// Reads a C stream of arrays to its end and returns one DLPack 1.3
+/// tensor of them all, concatenated along the first dimension (1-D and
+/// N-D alike). One chunk is shared as `arrow_dlpack_export_with` would
+/// share it; several chunks need a copy (`NEEDS_COPY` under the default
+/// options, allow it with `ARROW_DLPACK_COPY_IF_NEEDED`); no chunk gives a
+/// tensor of shape `[0, ...]` with `data` NULL. `options` (NULL: the
+/// defaults) apply as in `arrow_dlpack_export_with`, to every chunk.
+///
+/// The stream is *borrowed*: read to its end (or to the failure) and never
+/// released; release it yourself. The chunks read are the library's: the
+/// one shared is moved into the tensor, the others released once copied,
+/// or on failure. A chunk that does not match the stream's schema is
+/// `INVALID_ARROW` naming the chunk; a stream callback that fails is
+/// `INVALID_ARROW` with the stream's own message.
+///
+/// # Safety
+/// Pointers are NULL or valid; the stream follows the C Stream Interface.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_export_stream(
+    stream: *mut ArrowArrayStream,
+    options: *const ArrowDlpackExportOptions,
+    error: *mut ArrowDlpackError,
+) -> *mut DLManagedTensorVersioned {
+    ffi_boundary!("arrow_dlpack_export_stream", error, |_| ptr::null_mut(), {
+        let stream = non_null!(stream, as_mut)?;
+        // SAFETY: NULL or valid (the caller's contract).
+        let options = ExportOptions::from_c(unsafe { options.as_ref() })?;
+        // SAFETY: a live stream, per the caller's contract.
+        unsafe { export::export_stream(stream, &options) }.map(NonNull::as_ptr)
+    })
+}
+
 // ---- import ----------------------------------------------------------------
 
 /// Shares a legacy DLPack tensor as an Arrow array, without copying.
@@ -356,6 +441,43 @@ pub unsafe extern "C" fn arrow_dlpack_import_device(
         out_array.sync_event = ptr::null_mut();
         out_array.reserved = [0; 3];
         Ok(Status::ARROW_DLPACK_OK)
+    })
+}
+
+/// As `arrow_dlpack_import_versioned`, under `options` (NULL: all zero,
+/// the defaults: the same result for every tensor that function accepts;
+/// anything that needs a copy is `NEEDS_COPY`).
+///
+/// What may copy, under `ARROW_DLPACK_COPY_IF_NEEDED` (or `ALWAYS`, which
+/// copies everything): kDLBool tensors, packed into Arrow's boolean bits;
+/// strides Arrow cannot share (gaps, reversed, broadcast zeros,
+/// Fortran-ordered N-D), gathered row-major. The copy is owned by the
+/// Arrow array (64-byte aligned), and the tensor is deleted right after
+/// it; success moves the tensor either way. Host memory only (device
+/// memory is never copied: `UNSUPPORTED_DEVICE`). `options->as_columns` is
+/// not supported by this version (`INVALID_ARGUMENT`).
+///
+/// # Safety
+/// Pointers are NULL or valid; the tensor follows DLPack.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_import_with(
+    tensor: *mut DLManagedTensorVersioned,
+    options: *const ArrowDlpackImportOptions,
+    out_array: *mut ArrowArray,
+    out_schema: *mut ArrowSchema,
+    error: *mut ArrowDlpackError,
+) -> ArrowDlpackStatus {
+    ffi_boundary!("arrow_dlpack_import_with", error, |status| status, {
+        let out_array = non_null!(out_array, as_mut)?;
+        let out_schema = non_null!(out_schema, as_mut)?;
+        // SAFETY: NULL or valid (the caller's contract).
+        let options = ImportOptions::from_c(unsafe { options.as_ref() })?;
+        // SAFETY: as `arrow_dlpack_import`.
+        let tensor = unsafe { import::versioned(tensor) }?;
+        // SAFETY: a live tensor the caller hands over on success; writable
+        // out structs (the caller's contract).
+        unsafe { import::import_with(tensor, &options, out_array, out_schema) }
+            .map(|_| Status::ARROW_DLPACK_OK)
     })
 }
 

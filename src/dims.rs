@@ -66,6 +66,13 @@ impl Dims {
         Ok(())
     }
 
+    /// Sets the first dimension's extent (the rows of a concatenation).
+    pub fn set_length(&mut self, length: i64) {
+        if self.ndim > 0 {
+            self.shape[0].write(length);
+        }
+    }
+
     /// Keeps the first `ndim` dimensions.
     pub fn truncate(&mut self, ndim: usize) {
         self.ndim = self.ndim.min(ndim);

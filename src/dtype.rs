@@ -59,6 +59,22 @@ pub const TABLE: [DType; 11] = [
     dtype(c"g", K_DL_FLOAT, 64, "float64"),
 ];
 
+/// Arrow's boolean: one bit per element in Arrow, one byte (0 or 1) per
+/// element as DLPack's `kDLBool`. Never shared: unpacked (export) or packed
+/// (import) by a copy, and not in `TABLE`, which lists what is shared.
+pub const BOOLEAN: DType = dtype(c"b", K_DL_BOOL, 8, "boolean");
+
+/// The shared types' integer storage of Arrow's temporal types.
+pub const INT32: &DType = &TABLE[4];
+pub const INT64: &DType = &TABLE[6];
+
+impl DType {
+    /// Whether Arrow stores it one bit per element (boolean).
+    pub fn is_bit_packed(&self) -> bool {
+        self.format == b'b'
+    }
+}
+
 /// `TABLE`'s row for each format character (`u8::MAX`: none), built from
 /// the table at compile time: a load, not a scan, on every export's path.
 const BY_FORMAT: [u8; 256] = {
@@ -81,6 +97,12 @@ pub fn from_dlpack(dl: DLDataType) -> Option<&'static DType> {
     TABLE.iter().find(|t| t.dl == dl)
 }
 
+/// The type of a DLPack dtype that a copy can convert to or from: a shared
+/// type, or `kDLBool` (8 bits, lanes 1).
+pub fn from_dlpack_or_bool(dl: DLDataType) -> Option<&'static DType> {
+    from_dlpack(dl).or((dl == BOOLEAN.dl).then_some(&BOOLEAN))
+}
+
 /// `UNSUPPORTED_TYPE` for a DLPack dtype without an Arrow twin, naming it.
 pub fn unsupported_dlpack(t: DLDataType) -> Error {
     let name = match t.code {
@@ -101,6 +123,33 @@ pub fn unsupported_dlpack(t: DLDataType) -> Error {
         t.lanes
     )
 }
+
+/// The formats a reader accepts beyond the shared types, each of which
+/// some copy option allows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Accept {
+    /// `b` (boolean), for an unpacking copy.
+    pub boolean: bool,
+    /// Dates, times, timestamps and durations, as their integer storage
+    /// (shared, never copied).
+    pub temporal: bool,
+}
+
+/// Temporal formats and their integer storage (a timestamp's zone, after
+/// the colon, does not matter).
+const TEMPORAL: &[(&[u8], &DType)] = &[
+    (b"tdD", INT32),
+    (b"tts", INT32),
+    (b"ttm", INT32),
+    (b"tdm", INT64),
+    (b"ttu", INT64),
+    (b"ttn", INT64),
+    (b"tDs", INT64),
+    (b"tDm", INT64),
+    (b"tDu", INT64),
+    (b"tDn", INT64),
+];
+const TIMESTAMPS: [&[u8]; 4] = [b"tss:", b"tsm:", b"tsu:", b"tsn:"];
 
 /// What a format string describes, as far as export is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,17 +215,28 @@ const FIXED_SIZE_LIST: &[u8] = b"+w:";
 /// are `INVALID_ARROW`; valid formats without a DLPack equivalent are
 /// `UNSUPPORTED_TYPE` with a hint.
 #[inline]
-pub fn classify(format: &[u8]) -> Result<Format, Error> {
+pub fn classify(format: &[u8], accept: Accept) -> Result<Format, Error> {
     if let [c] = format {
         if let Some(t) = primitive(*c) {
             return Ok(Format::Primitive(t));
         }
     }
-    classify_other(format)
+    classify_other(format, accept)
 }
 
 /// Everything but the one-character primitives, out of the hot path.
-fn classify_other(format: &[u8]) -> Result<Format, Error> {
+fn classify_other(format: &[u8], accept: Accept) -> Result<Format, Error> {
+    if accept.boolean && format == b"b" {
+        return Ok(Format::Primitive(&BOOLEAN));
+    }
+    if accept.temporal {
+        if let Some((_, storage)) = TEMPORAL.iter().find(|(f, _)| *f == format) {
+            return Ok(Format::Primitive(storage));
+        }
+        if TIMESTAMPS.iter().any(|p| format.starts_with(p)) {
+            return Ok(Format::Primitive(INT64));
+        }
+    }
     if let Some(size) = format.strip_prefix(FIXED_SIZE_LIST) {
         return match parse_count(size) {
             Some(n) => Ok(Format::FixedSizeList(n)),
@@ -268,7 +328,10 @@ mod tests {
     #[test]
     fn every_table_entry_round_trips() {
         for t in &TABLE {
-            assert_eq!(classify(&[t.format]).unwrap(), Format::Primitive(t));
+            assert_eq!(
+                classify(&[t.format], Accept::default()).unwrap(),
+                Format::Primitive(t)
+            );
             assert_eq!(from_dlpack(t.dl), Some(t));
             assert_eq!(t.width() * 8, t.dl.bits as usize);
             assert_eq!(t.c_format.to_bytes(), &[t.format]);
@@ -277,27 +340,61 @@ mod tests {
 
     #[test]
     fn unsupported_formats_are_named_with_a_hint() {
-        let e = classify(b"b").unwrap_err();
+        let e = classify(b"b", Accept::default()).unwrap_err();
         assert_eq!(e.status(), Status::ARROW_DLPACK_UNSUPPORTED_TYPE);
         assert_eq!(
             e.message(),
             "unsupported format 'b' (boolean: bit-packed, needs a copy)"
         );
-        let e = classify(b"tsu:Europe/Paris").unwrap_err();
+        let e = classify(b"tsu:Europe/Paris", Accept::default()).unwrap_err();
         assert!(
             e.message()
                 .contains("timestamp[us]: cast to its integer storage"),
             "{e}"
         );
-        let e = classify(b"tss:").unwrap_err();
+        let e = classify(b"tss:", Accept::default()).unwrap_err();
         assert_eq!(e.status(), Status::ARROW_DLPACK_UNSUPPORTED_TYPE, "{e}");
-        assert!(classify(b"u").unwrap_err().message().contains("(utf8)"));
         assert!(
-            classify(b"d:10,2")
+            classify(b"u", Accept::default())
+                .unwrap_err()
+                .message()
+                .contains("(utf8)")
+        );
+        assert!(
+            classify(b"d:10,2", Accept::default())
                 .unwrap_err()
                 .message()
                 .contains("decimal")
         );
+    }
+
+    #[test]
+    fn booleans_and_temporal_types_only_where_a_copy_option_accepts_them() {
+        let all = Accept {
+            boolean: true,
+            temporal: true,
+        };
+        assert_eq!(classify(b"b", all).unwrap(), Format::Primitive(&BOOLEAN));
+        for (format, storage) in [
+            (&b"tdD"[..], INT32),
+            (b"tts", INT32),
+            (b"ttm", INT32),
+            (b"tdm", INT64),
+            (b"ttu", INT64),
+            (b"ttn", INT64),
+            (b"tDs", INT64),
+            (b"tDn", INT64),
+            (b"tsu:", INT64),
+            (b"tsn:Europe/Paris", INT64),
+        ] {
+            assert_eq!(classify(format, all).unwrap(), Format::Primitive(storage));
+            let e = classify(format, Accept::default()).unwrap_err();
+            assert_eq!(e.status(), Status::ARROW_DLPACK_UNSUPPORTED_TYPE);
+        }
+        // Intervals are not integers one by one; strings never are.
+        for format in [&b"tiD"[..], b"tin", b"u", b"ts"] {
+            assert!(classify(format, all).is_err(), "{format:?}");
+        }
     }
 
     #[test]
@@ -314,12 +411,12 @@ mod tests {
             (b"\xff\x01", "unknown"),
             (b"", "empty"),
         ] {
-            let e = classify(format).unwrap_err();
+            let e = classify(format, Accept::default()).unwrap_err();
             assert_eq!(e.status(), Status::ARROW_DLPACK_INVALID_ARROW, "{format:?}");
             assert!(e.message().contains(word), "{format:?}: {e}");
         }
         assert!(
-            classify(b"\xff\x01")
+            classify(b"\xff\x01", Accept::default())
                 .unwrap_err()
                 .message()
                 .contains("'\\xff\\x01'")
@@ -328,11 +425,17 @@ mod tests {
 
     #[test]
     fn fixed_size_list_sizes_are_parsed_strictly() {
-        assert_eq!(classify(b"+w:0").unwrap(), Format::FixedSizeList(0));
-        assert_eq!(classify(b"+w:128").unwrap(), Format::FixedSizeList(128));
+        assert_eq!(
+            classify(b"+w:0", Accept::default()).unwrap(),
+            Format::FixedSizeList(0)
+        );
+        assert_eq!(
+            classify(b"+w:128", Accept::default()).unwrap(),
+            Format::FixedSizeList(128)
+        );
         for bad in [&b"+w:-1"[..], b"+w:1x", b"+w: 1", b"+w:9999999999999999999"] {
             assert_eq!(
-                classify(bad).unwrap_err().status(),
+                classify(bad, Accept::default()).unwrap_err().status(),
                 Status::ARROW_DLPACK_INVALID_ARROW
             );
         }

@@ -31,6 +31,9 @@ pub enum ArrowDlpackStatus {
     ARROW_DLPACK_OUT_OF_MEMORY = 7,
     /// A bug in this library (a caught panic). Please report it.
     ARROW_DLPACK_INTERNAL_ERROR = 8,
+    /// Possible, but only with a copy, and the options forbid one: the
+    /// message says which copy and how to allow it.
+    ARROW_DLPACK_NEEDS_COPY = 9,
 }
 
 pub use ArrowDlpackStatus as Status;
@@ -48,12 +51,13 @@ impl Status {
             Status::ARROW_DLPACK_UNSUPPORTED_LAYOUT => c"unsupported layout",
             Status::ARROW_DLPACK_OUT_OF_MEMORY => c"out of memory",
             Status::ARROW_DLPACK_INTERNAL_ERROR => c"internal error (a bug in arrow-dlpack)",
+            Status::ARROW_DLPACK_NEEDS_COPY => c"needs a copy",
         }
     }
 
     /// Maps a raw integer from C to a status, if it is one.
     pub fn from_raw(raw: c_int) -> Option<Status> {
-        const ALL: [Status; 9] = [
+        const ALL: [Status; 10] = [
             Status::ARROW_DLPACK_OK,
             Status::ARROW_DLPACK_INVALID_ARGUMENT,
             Status::ARROW_DLPACK_INVALID_ARROW,
@@ -63,6 +67,7 @@ impl Status {
             Status::ARROW_DLPACK_UNSUPPORTED_LAYOUT,
             Status::ARROW_DLPACK_OUT_OF_MEMORY,
             Status::ARROW_DLPACK_INTERNAL_ERROR,
+            Status::ARROW_DLPACK_NEEDS_COPY,
         ];
         ALL.into_iter().find(|s| *s as c_int == raw)
     }
@@ -204,10 +209,10 @@ mod tests {
 
     #[test]
     fn every_status_round_trips_through_its_raw_value() {
-        for raw in 0..9 {
+        for raw in 0..10 {
             assert_eq!(Status::from_raw(raw).map(|s| s as c_int), Some(raw));
         }
-        assert_eq!(Status::from_raw(9), None);
+        assert_eq!(Status::from_raw(10), None);
         assert_eq!(Status::from_raw(-1), None);
     }
 }

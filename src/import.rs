@@ -1,6 +1,7 @@
-//! DLPack tensor -> Arrow C structs, zero-copy: the plan of the tensor
+//! DLPack tensor -> Arrow C structs: the plan of the tensor
 //! (`dlpack::read`) becomes an array and a schema (`arrow::write`) whose
-//! buffers point into the tensor. The arrays share one owner of the
+//! buffers point into the tensor (or, under options, into one copy of it
+//! where Arrow cannot share the tensor's layout). The arrays share one owner of the
 //! tensor, whose deleter runs once, when the last of them is released.
 //! Device memory is never dereferenced, nor turned into a Rust reference.
 
@@ -8,13 +9,15 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use crate::abi::{
-    ArrowArray, ArrowSchema, DLDevice, DLManagedTensorVersioned, DLPACK_MAJOR_VERSION,
+    ArrowArray, ArrowSchema, DLDevice, DLManagedTensorVersioned, DLPACK_MAJOR_VERSION, DLTensor,
 };
 use crate::arrow::write::{self, Keeper};
-use crate::dlpack::read::{self, Memory};
+use crate::copy::{Bytes, bits, gather};
+use crate::dlpack::read::{self, Memory, Plan, Rows};
 use crate::error::{Error, err};
 use crate::extension;
 use crate::managed::{self, Managed};
+use crate::options::{self, CopyPolicy, ImportOptions};
 
 /// Owns a tensor on behalf of the Arrow arrays that point into it: dropping
 /// it (when the last of them is released) calls the tensor's deleter, once.
@@ -50,31 +53,123 @@ pub unsafe fn import_to_c<M: Managed + 'static>(
     // SAFETY: live (caller's contract).
     let plan = unsafe { read::plan(tensor.as_ref().dl_tensor(), memory) }?;
     // Everything fallible happens before the tensor changes hands.
-    let item = write::primitive_schema(plan.dtype, c"item");
-    let schema = match &plan.rows {
+    let schema = schema_of(&plan);
+    let keeper: Keeper = Arc::new(TensorOwner(tensor));
+    // SAFETY: the out structs are the caller's storage, written without
+    // being read (they may hold anything).
+    unsafe {
+        std::ptr::write(out_array, array_of(&plan, plan.data, keeper));
+        std::ptr::write(out_schema, schema);
+    }
+    Ok(plan.device)
+}
+
+/// The schema of what `plan` describes.
+fn schema_of(plan: &Plan) -> ArrowSchema {
+    match &plan.rows {
         None => write::primitive_schema(plan.dtype, c""),
         Some(rows) => write::fixed_size_list_schema(
             rows.list_size,
-            item,
+            write::primitive_schema(plan.dtype, c"item"),
             extension::metadata_block(&rows.physical, rows.permutation.as_deref()),
         ),
-    };
-    let keeper: Keeper = Arc::new(TensorOwner(tensor));
-    let data = plan.data.cast_const().cast();
-    let array = match plan.rows {
+    }
+}
+
+/// The array of what `plan` describes, its values at `data`, held by
+/// `keeper`.
+fn array_of(plan: &Plan, data: *mut u8, keeper: Keeper) -> ArrowArray {
+    let data = data.cast_const().cast();
+    match plan.rows {
         Some(_) => {
             let values = write::primitive_array(plan.elements, data, keeper.clone());
             write::fixed_size_list_array(plan.length, values, keeper)
         }
         None => write::primitive_array(plan.elements, data, keeper),
+    }
+}
+
+/// `arrow_dlpack_import_with`: as [`import_to_c`] (host memory), under
+/// `options`. What Arrow cannot share (kDLBool, which Arrow packs into
+/// bits; strides with gaps, reversed, broadcast or Fortran-ordered) is
+/// copied once, row-major, into bytes the Arrow array owns; `ALWAYS`
+/// copies everything. After a copy the tensor is deleted at once.
+///
+/// # Safety
+/// As [`import_to_c`].
+pub unsafe fn import_with(
+    tensor: NonNull<DLManagedTensorVersioned>,
+    options: &ImportOptions,
+    out_array: &mut ArrowArray,
+    out_schema: &mut ArrowSchema,
+) -> Result<DLDevice, Error> {
+    // SAFETY: live (caller's contract).
+    let t = unsafe { tensor.as_ref() }.dl_tensor();
+    // SAFETY: as above.
+    let plan = unsafe { read::plan_for_copy(t, Memory::HostReadable) }?;
+    let needed = match (&plan.unshareable, plan.dtype.is_bit_packed()) {
+        (Some(why), _) => Some(why.message().to_string()),
+        (None, true) => Some("packing kDLBool bytes into Arrow's boolean bits".to_string()),
+        (None, false) => None,
     };
-    // SAFETY: the out structs are the caller's storage, written without
-    // being read (they may hold anything).
+    let copy = match (needed, options.copy) {
+        (Some(what), CopyPolicy::ARROW_DLPACK_COPY_NEVER) => {
+            return Err(options::needs_copy(format_args!("{what}:")));
+        }
+        (Some(_), _) => true,
+        (None, policy) => policy == CopyPolicy::ARROW_DLPACK_COPY_ALWAYS,
+    };
+    if !copy {
+        // SAFETY: forwarded from the caller.
+        return unsafe { import_to_c(tensor, Memory::HostReadable, out_array, out_schema) };
+    }
+    // A copy is row-major in the tensor's logical order.
+    let plan = Plan {
+        rows: plan.rows.map(|r| Rows {
+            physical: logical_rows(t),
+            permutation: None,
+            list_size: r.list_size,
+        }),
+        ..plan
+    };
+    let elements = plan.elements as usize;
+    let width = plan.dtype.width();
+    let bytes = match plan.dtype.is_bit_packed() {
+        true => elements.div_ceil(8),
+        false => elements * width, // the plan checked that the size fits
+    };
+    let values = Bytes::new(bytes)?;
+    let schema = schema_of(&plan);
+    // SAFETY: the tensor is live and its elements lie where its shape and
+    // strides say (DLPack's guarantee); `values` has room for them all.
     unsafe {
-        std::ptr::write(out_array, array);
+        let (shape, strides) = read::shape_strides(t);
+        if plan.dtype.is_bit_packed() {
+            // Gathered to one byte per bool first, then packed.
+            let staged = Bytes::new(elements)?;
+            gather::gather(plan.data, &shape, &strides, 1, staged.as_ptr());
+            bits::pack(staged.as_ptr(), values.as_ptr(), elements);
+        } else {
+            gather::gather(plan.data, &shape, &strides, width, values.as_ptr());
+        }
+    }
+    // Copied: the tensor is no longer needed.
+    // SAFETY: live and owned (caller's contract); not used after this.
+    unsafe { managed::delete(tensor) };
+    let data = values.as_ptr();
+    // SAFETY: as in `import_to_c`.
+    unsafe {
+        std::ptr::write(out_array, array_of(&plan, data, Arc::new(values)));
         std::ptr::write(out_schema, schema);
     }
     Ok(plan.device)
+}
+
+/// The logical extents of one row (all dimensions but the first).
+fn logical_rows(t: &DLTensor) -> Vec<i64> {
+    // SAFETY: the plan accepted the tensor: `ndim` shape entries.
+    let (shape, _) = unsafe { read::shape_strides(t) };
+    shape.get(1..).unwrap_or(&[]).to_vec()
 }
 
 /// A versioned tensor, once its major version is known to be 1 (nothing

@@ -53,6 +53,7 @@ mod arrow;
 mod bitmap;
 pub mod capi;
 mod capsule;
+mod copy;
 mod device;
 mod dims;
 mod dlpack;
@@ -62,7 +63,9 @@ mod export;
 mod extension;
 mod import;
 mod managed;
+mod options;
 mod owner;
+mod stream;
 mod tensor;
 
 pub use dims::MAX_NDIM;

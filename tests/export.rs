@@ -767,7 +767,8 @@ fn status_strings_cover_every_integer() {
     assert_eq!(s(0), "ok");
     assert_eq!(s(3), "array has nulls");
     assert_eq!(s(8), "internal error (a bug in arrow-dlpack)");
-    assert_eq!(s(9), "unknown status");
+    assert_eq!(s(9), "needs a copy");
+    assert_eq!(s(10), "unknown status");
     assert_eq!(s(-7), "unknown status");
     // SAFETY: as above.
     let v = unsafe { std::ffi::CStr::from_ptr(arrow_dlpack_version()) };

@@ -36,6 +36,21 @@ pub struct ArrowArray {
     pub private_data: *mut c_void,
 }
 
+/// `struct ArrowArrayStream`: a producer of arrays of one schema, read by
+/// calling `get_schema` once and `get_next` until it hands out a released
+/// array (the end). The C Stream Interface.
+#[repr(C)]
+#[derive(Debug)]
+pub struct ArrowArrayStream {
+    pub get_schema:
+        Option<unsafe extern "C" fn(*mut ArrowArrayStream, *mut ArrowSchema) -> std::ffi::c_int>,
+    pub get_next:
+        Option<unsafe extern "C" fn(*mut ArrowArrayStream, *mut ArrowArray) -> std::ffi::c_int>,
+    pub get_last_error: Option<unsafe extern "C" fn(*mut ArrowArrayStream) -> *const c_char>,
+    pub release: Option<unsafe extern "C" fn(*mut ArrowArrayStream)>,
+    pub private_data: *mut c_void,
+}
+
 /// `ArrowDeviceType`: an `int32_t` in C; the numbering is DLPack's.
 pub type ArrowDeviceType = i32;
 

@@ -31,7 +31,7 @@ use std::mem::MaybeUninit;
 use crate::abi::{ArrowArray, ArrowSchema, DLDevice, K_DL_CPU};
 use crate::bitmap;
 use crate::dims::{Dims, MAX_NDIM};
-use crate::dtype::{self, DType, Format, Shown};
+use crate::dtype::{self, Accept, DType, Format, Shown};
 use crate::error::{Error, err};
 use crate::extension;
 
@@ -40,9 +40,69 @@ use crate::extension;
 #[derive(Debug)]
 pub struct TensorView {
     pub dtype: &'static DType,
-    /// The first element, or NULL when the tensor has no element.
+    /// The first element, or NULL when the tensor has no element. For a
+    /// bit-packed boolean: the byte holding the first element's bit.
     pub data: *mut c_void,
+    /// For a bit-packed boolean: the first element's bit in `data[0]`.
+    pub bit_offset: usize,
+    /// Elements in all (the leaf level's covered range).
+    pub elements: usize,
     pub device: DLDevice,
+}
+
+/// What a reader accepts beyond a plain export's shareable arrays, each
+/// for a copy (or, temporal types, a share) that the caller decides on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadMode {
+    pub accept: Accept,
+    /// Nulls are counted in the [`Nulls`] rather than refused.
+    pub keep_nulls: bool,
+}
+
+/// The validity bits of one level's covered range, and what they cover.
+#[derive(Debug, Clone, Copy)]
+pub struct NullMap {
+    /// A host-readable bitmap.
+    pub bitmap: *const u8,
+    /// The bit of the first covered entry.
+    pub first: usize,
+    /// Covered entries.
+    pub count: usize,
+    /// Leaf elements each entry covers (a list level's row, 1 at the leaf).
+    pub per_entry: usize,
+    /// The level (0: the array itself).
+    pub depth: usize,
+}
+
+/// The validity bitmaps a read found to count (at most one per level),
+/// and, with [`ReadMode::keep_nulls`], how many nulls they hold.
+pub struct Nulls {
+    maps: [MaybeUninit<NullMap>; MAX_NDIM],
+    n: usize,
+    /// Null entries found (over all levels), once counted.
+    pub count: usize,
+}
+
+impl Default for Nulls {
+    fn default() -> Nulls {
+        Nulls::new()
+    }
+}
+
+impl Nulls {
+    pub fn new() -> Nulls {
+        Nulls {
+            maps: [const { MaybeUninit::uninit() }; MAX_NDIM],
+            n: 0,
+            count: 0,
+        }
+    }
+
+    /// The bitmaps, outermost level first.
+    pub fn maps(&self) -> &[NullMap] {
+        // SAFETY: the first `n` entries are written by the reader.
+        unsafe { std::slice::from_raw_parts(self.maps.as_ptr().cast(), self.n) }
+    }
 }
 
 /// Where the buffers live, as far as reading them is concerned.
@@ -78,14 +138,42 @@ pub unsafe fn read(
     location: Location,
     dims: &mut Dims,
 ) -> Result<TensorView, Error> {
-    // The layers' storage lives on this frame and is lent to them: their
-    // values stay small (a level array returned by value is a kilobyte
-    // copied on every export).
-    let mut levels = [const { MaybeUninit::uninit() }; MAX_NDIM];
-    let mut scans = [const { MaybeUninit::uninit() }; MAX_NDIM];
+    let mut nulls = Nulls::new();
     // SAFETY: forwarded from the caller.
-    let structure = unsafe { Structure::read(array, schema, &mut levels) }?;
-    let ranges = structure.ranges(location, dims, &mut scans)?;
+    unsafe {
+        read_with(
+            array,
+            schema,
+            location,
+            ReadMode::default(),
+            dims,
+            &mut nulls,
+        )
+    }
+}
+
+/// [`read`], accepting what `mode` says: the view, and in `nulls` the
+/// validity bitmaps of the covered ranges (and, with `keep_nulls`, how
+/// many nulls they hold, rather than `HAS_NULLS`).
+///
+/// # Safety
+/// As [`read`].
+#[inline]
+pub unsafe fn read_with(
+    array: &ArrowArray,
+    schema: &ArrowSchema,
+    location: Location,
+    mode: ReadMode,
+    dims: &mut Dims,
+    nulls: &mut Nulls,
+) -> Result<TensorView, Error> {
+    // The layers' storage lives on the callers' frames and is lent to them:
+    // their values stay small (a level array returned by value is a
+    // kilobyte copied on every export).
+    let mut levels = [const { MaybeUninit::uninit() }; MAX_NDIM];
+    // SAFETY: forwarded from the caller.
+    let structure = unsafe { Structure::read(array, schema, mode.accept, &mut levels) }?;
+    let mut ranges = structure.ranges(location, mode, dims, nulls)?;
     // SAFETY: the tree passed both layers above (the only way to make a
     // `Ranges`); bitmaps hold their array's `offset + length` bits (trusted).
     unsafe { ranges.count_nulls() }?;
@@ -127,6 +215,7 @@ impl<'a, 'l> Structure<'a, 'l> {
     unsafe fn read(
         array: &'a ArrowArray,
         schema: &'a ArrowSchema,
+        accept: Accept,
         levels: &'l mut [MaybeUninit<Level<'a>>; MAX_NDIM],
     ) -> Result<Self, Error> {
         if schema.release.is_none() {
@@ -155,7 +244,8 @@ impl<'a, 'l> Structure<'a, 'l> {
             }
             // SAFETY: the caller guarantees the top-level structs; a child
             // level comes from non-NULL pointers checked below.
-            let format = unsafe { level_format(array, schema) }.map_err(|e| locate(depth, e))?;
+            let format =
+                unsafe { level_format(array, schema, accept) }.map_err(|e| locate(depth, e))?;
             levels[depth].write(Level { array, format });
             if let Format::Primitive(_) = format {
                 return Ok(Structure {
@@ -178,12 +268,13 @@ impl<'a, 'l> Structure<'a, 'l> {
     }
 
     /// Layer 2: the ranges every level covers, checked, and the view; the
-    /// bitmaps to count go to `scans`.
+    /// bitmaps to count go to `nulls`.
     fn ranges<'s>(
         self,
         location: Location,
+        mode: ReadMode,
         dims: &mut Dims,
-        scans: &'s mut [MaybeUninit<Scan>; MAX_NDIM],
+        nulls: &'s mut Nulls,
     ) -> Result<Ranges<'s>, Error> {
         let top = self.level(0).array;
         // The range of the current level's elements that the tensor covers,
@@ -191,21 +282,24 @@ impl<'a, 'l> Structure<'a, 'l> {
         let (mut start, mut count) = (0i64, top.length);
         dims.push(top.length)?;
         let mut ranges = Ranges {
-            scans,
-            n_scans: 0,
+            nulls,
+            keep_nulls: mode.keep_nulls,
             view: TensorView {
                 dtype: &dtype::TABLE[0],
                 data: std::ptr::null_mut(),
+                bit_offset: 0,
+                elements: 0,
                 device: location.device,
             },
         };
         for depth in 0..self.depth {
             let level = self.level(depth);
-            let covered = level_range(level.array, start, count, depth, location)
+            let covered = level_range(level.array, start, count, depth, location, mode)
                 .map_err(|e| locate(depth, e))?;
-            if let Some(scan) = covered.scan {
-                ranges.scans[ranges.n_scans].write(scan);
-                ranges.n_scans += 1;
+            if let Some(map) = covered.nulls {
+                let nulls = &mut *ranges.nulls;
+                nulls.maps[nulls.n].write(map);
+                nulls.n += 1;
             }
             match level.format {
                 Format::FixedSizeList(size) => {
@@ -226,12 +320,22 @@ impl<'a, 'l> Structure<'a, 'l> {
                 }
                 Format::Primitive(t) => {
                     ranges.view.dtype = t;
-                    ranges.view.data = values(level.array, t, covered.first, count)
-                        .map_err(|e| locate(depth, e))?;
+                    (ranges.view.data, ranges.view.bit_offset) =
+                        values(level.array, t, covered.first, count)
+                            .map_err(|e| locate(depth, e))?;
+                    ranges.view.elements = count as usize;
                 }
             }
         }
         dims.set_row_major_strides()?;
+        // Each level's entries cover a row of the levels below: the
+        // storage's row-major strides, before any extension reshapes them.
+        let nulls = &mut *ranges.nulls;
+        for map in &mut nulls.maps[..nulls.n] {
+            // SAFETY: the first `n` entries are written above.
+            let map = unsafe { map.assume_init_mut() };
+            map.per_entry = dims.strides()[map.depth] as usize;
+        }
         if let Some(json) = self.tensor_json {
             extension::reshape(dims, json)?;
         }
@@ -245,7 +349,11 @@ impl<'a, 'l> Structure<'a, 'l> {
 /// # Safety
 /// `array` and `schema` are valid (`schema.format` NULL or a C string).
 #[inline(always)]
-unsafe fn level_format(array: &ArrowArray, schema: &ArrowSchema) -> Result<Format, Error> {
+unsafe fn level_format(
+    array: &ArrowArray,
+    schema: &ArrowSchema,
+    accept: Accept,
+) -> Result<Format, Error> {
     if schema.format.is_null() {
         return Err(err!(ARROW_DLPACK_INVALID_ARROW, "schema.format is NULL"));
     }
@@ -260,7 +368,7 @@ unsafe fn level_format(array: &ArrowArray, schema: &ArrowSchema) -> Result<Forma
             CStr::from_ptr(format.cast()).to_bytes()
         }
     };
-    let parsed = dtype::classify(format)?;
+    let parsed = dtype::classify(format, accept)?;
     if !schema.dictionary.is_null() {
         return Err(err!(
             ARROW_DLPACK_UNSUPPORTED_TYPE,
@@ -341,9 +449,9 @@ unsafe fn child<'a>(
 struct Covered {
     /// Physical index of the first element the tensor covers.
     first: i64,
-    /// The validity bits to count, if this level's null count is unknown
-    /// (or a child's count may fall outside the covered range).
-    scan: Option<Scan>,
+    /// The validity bits to count, if this level may have nulls in the
+    /// covered range.
+    nulls: Option<NullMap>,
 }
 
 /// Checks length, offset and the null policy over the covered range
@@ -356,6 +464,7 @@ fn level_range(
     count: i64,
     depth: usize,
     location: Location,
+    mode: ReadMode,
 ) -> Result<Covered, Error> {
     if a.length < 0 {
         return Err(err!(
@@ -408,7 +517,7 @@ fn level_range(
     // SAFETY: `buffers` is non-NULL with `n_buffers >= 1` entries (layer 1).
     let validity = unsafe { *a.buffers };
     let readable = location.is_host_readable();
-    let scan = match a.null_count {
+    let nulls = match a.null_count {
         0 => None,
         n if n > 0 && validity.is_null() => {
             return Err(err!(
@@ -417,8 +526,9 @@ fn level_range(
             ));
         }
         // A child's count covers all of it, not only the covered range:
-        // count that range where the bitmap may be read.
-        n if n > 0 && (depth == 0 || !readable) => {
+        // count that range where the bitmap may be read. Where nulls are
+        // kept, every level's are counted.
+        n if n > 0 && ((depth == 0 && !mode.keep_nulls) || !readable) => {
             return Err(err!(
                 ARROW_DLPACK_HAS_NULLS,
                 "array has {n} nulls; DLPack cannot represent missing values"
@@ -433,23 +543,32 @@ fn level_range(
                 location.device.device_type
             ));
         }
-        _ => Some(Scan {
+        _ => Some(NullMap {
             bitmap: validity.cast(),
             first: first as usize,
             count: count as usize,
+            per_entry: 1, // set once the levels below are known
             depth,
         }),
     };
-    Ok(Covered { first, scan })
+    Ok(Covered { first, nulls })
 }
 
-/// The address of element `first` of a primitive level's values buffer.
+/// The address of element `first` of a primitive level's values buffer
+/// (for bit-packed booleans: of the byte holding its bit, and the bit).
 #[inline(always)]
-fn values(a: &ArrowArray, t: &DType, first: i64, count: i64) -> Result<*mut c_void, Error> {
+fn values(
+    a: &ArrowArray,
+    t: &DType,
+    first: i64,
+    count: i64,
+) -> Result<(*mut c_void, usize), Error> {
     let width = t.width() as i64;
-    let byte_end = first
-        .checked_add(count)
-        .and_then(|end| end.checked_mul(width));
+    let end = first.checked_add(count);
+    let byte_end = match t.is_bit_packed() {
+        true => end.map(|end| end / 8 + 1),
+        false => end.and_then(|end| end.checked_mul(width)),
+    };
     if byte_end.is_none_or(|end| end > isize::MAX as i64) {
         return Err(err!(
             ARROW_DLPACK_INVALID_ARROW,
@@ -457,7 +576,7 @@ fn values(a: &ArrowArray, t: &DType, first: i64, count: i64) -> Result<*mut c_vo
         ));
     }
     if count == 0 {
-        return Ok(std::ptr::null_mut());
+        return Ok((std::ptr::null_mut(), 0));
     }
     // SAFETY: a primitive level has two buffer entries (layer 1).
     let values = unsafe { *a.buffers.add(1) };
@@ -469,63 +588,47 @@ fn values(a: &ArrowArray, t: &DType, first: i64, count: i64) -> Result<*mut c_vo
     }
     // `wrapping_add`: the address may be device memory this process cannot
     // see; the offset is in bounds of the producer's buffer.
-    Ok(values
-        .cast::<u8>()
-        .wrapping_add((first * width) as usize)
-        .cast_mut()
-        .cast())
+    let (byte, bit) = match t.is_bit_packed() {
+        true => (first / 8, (first % 8) as usize),
+        false => (first * width, 0),
+    };
+    let address = values.cast::<u8>().wrapping_add(byte as usize);
+    Ok((address.cast_mut().cast(), bit))
 }
 
 /// Layer 2's outcome: the view, and the bitmaps layer 3 must count.
 struct Ranges<'s> {
-    /// The first `n_scans` entries are written.
-    scans: &'s mut [MaybeUninit<Scan>; MAX_NDIM],
-    n_scans: usize,
+    nulls: &'s mut Nulls,
+    keep_nulls: bool,
     view: TensorView,
 }
 
 impl Ranges<'_> {
-    /// Layer 3: counts the validity bits of the covered ranges.
+    /// Layer 3: counts the validity bits of the covered ranges: any null is
+    /// `HAS_NULLS`, unless nulls are kept (then they are counted).
     ///
     /// # Safety
     /// Each bitmap holds its array's `offset + length` bits (trusted, as
     /// the C Data Interface says); the tree passed layers 1 and 2.
-    unsafe fn count_nulls(&self) -> Result<(), Error> {
-        for scan in &self.scans[..self.n_scans] {
-            // SAFETY: written by `ranges`; forwarded from the caller.
-            unsafe { scan.assume_init().check() }?;
+    unsafe fn count_nulls(&mut self) -> Result<(), Error> {
+        let mut total = 0;
+        for map in self.nulls.maps() {
+            let bytes = (map.first + map.count).div_ceil(8);
+            // SAFETY: forwarded from the caller.
+            let bitmap = unsafe { std::slice::from_raw_parts(map.bitmap, bytes) };
+            let nulls = map.count - bitmap::count_set_bits(bitmap, map.first, map.count);
+            if nulls > 0 && !self.keep_nulls {
+                return Err(locate(
+                    map.depth,
+                    err!(
+                        ARROW_DLPACK_HAS_NULLS,
+                        "array has {nulls} nulls (counted in its validity bitmap); DLPack cannot represent missing values"
+                    ),
+                ));
+            }
+            total += nulls;
         }
+        self.nulls.count = total;
         Ok(())
-    }
-}
-
-/// Validity bits `[first, first + count)` of a host-readable bitmap.
-#[derive(Clone, Copy)]
-struct Scan {
-    bitmap: *const u8,
-    first: usize,
-    count: usize,
-    depth: usize,
-}
-
-impl Scan {
-    /// # Safety
-    /// The bitmap holds `first + count` bits (trusted, as the C Data
-    /// Interface says), and the tree it belongs to was validated.
-    unsafe fn check(self) -> Result<(), Error> {
-        let bytes = (self.first + self.count).div_ceil(8);
-        // SAFETY: forwarded from the caller.
-        let bitmap = unsafe { std::slice::from_raw_parts(self.bitmap, bytes) };
-        let nulls = self.count - bitmap::count_set_bits(bitmap, self.first, self.count);
-        if nulls == 0 {
-            return Ok(());
-        }
-        Err(locate(
-            self.depth,
-            err!(
-                ARROW_DLPACK_HAS_NULLS,
-                "array has {nulls} nulls (counted in its validity bitmap); DLPack cannot represent missing values"
-            ),
-        ))
     }
 }

@@ -10,7 +10,7 @@
 use crate::abi::*;
 use crate::dims::MAX_NDIM;
 use crate::dtype::{self, DType};
-use crate::error::{Error, err};
+use crate::error::{Error, Status, err};
 
 /// Which memory an import accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +34,10 @@ pub struct Plan {
     /// For N-D tensors, what each row is.
     pub rows: Option<Rows>,
     pub device: DLDevice,
+    /// Read for a copy ([`plan_for_copy`]) of a tensor that cannot be
+    /// shared as is (strides Arrow cannot describe): why not. The copy
+    /// gathers it row-major (`rows` then describe the copy).
+    pub unshareable: Option<Box<Error>>,
 }
 
 /// The rows of an N-D tensor: an `arrow.fixed_shape_tensor` of
@@ -48,13 +52,61 @@ pub struct Rows {
     pub list_size: i32,
 }
 
-/// Reads and checks a tensor.
+/// Reads and checks a tensor, to be shared.
 ///
 /// # Safety
 /// `t` is a live tensor: `shape`/`strides` hold `ndim` entries when not
 /// NULL.
 pub unsafe fn plan(t: &DLTensor, memory: Memory) -> Result<Plan, Error> {
-    let dtype = dtype::from_dlpack(t.dtype).ok_or_else(|| dtype::unsupported_dlpack(t.dtype))?;
+    // SAFETY: forwarded from the caller.
+    unsafe { read(t, memory, false) }
+}
+
+/// Reads and checks a tensor that may be copied: kDLBool is accepted (to
+/// be packed), and strides Arrow cannot share are recorded in
+/// `unshareable` rather than refused, with `rows` describing the
+/// row-major copy.
+///
+/// # Safety
+/// As [`plan`].
+pub unsafe fn plan_for_copy(t: &DLTensor, memory: Memory) -> Result<Plan, Error> {
+    // SAFETY: forwarded from the caller.
+    unsafe { read(t, memory, true) }
+}
+
+/// The tensor's shape and strides in elements (row-major for NULL
+/// strides), once [`plan`] or [`plan_for_copy`] accepted it.
+///
+/// # Safety
+/// `t` is the live tensor a plan was made from.
+pub unsafe fn shape_strides(t: &DLTensor) -> (Vec<i64>, Vec<i64>) {
+    let ndim = t.ndim as usize;
+    if ndim == 0 {
+        return (vec![], vec![]);
+    }
+    // SAFETY: `ndim` entries, not NULL (checked by the plan).
+    let shape = unsafe { std::slice::from_raw_parts(t.shape, ndim) }.to_vec();
+    let strides = match t.strides.is_null() {
+        // SAFETY: as above.
+        false => unsafe { std::slice::from_raw_parts(t.strides, ndim) }.to_vec(),
+        true => {
+            let mut s = vec![0; ndim];
+            // The plan checked that the total fits: so do these products.
+            crate::dims::row_major_strides(&shape, |d, stride| s[d] = stride);
+            s
+        }
+    };
+    (shape, strides)
+}
+
+/// # Safety
+/// As [`plan`].
+unsafe fn read(t: &DLTensor, memory: Memory, for_copy: bool) -> Result<Plan, Error> {
+    let dtype = match for_copy {
+        true => dtype::from_dlpack_or_bool(t.dtype),
+        false => dtype::from_dlpack(t.dtype),
+    }
+    .ok_or_else(|| dtype::unsupported_dlpack(t.dtype))?;
     check_device(t.device, memory)?;
     let ndim = usize::try_from(t.ndim).map_err(|_| {
         err!(
@@ -119,18 +171,32 @@ pub unsafe fn plan(t: &DLTensor, memory: Memory) -> Result<Plan, Error> {
     }
     // `wrapping_add`: possibly device memory, never dereferenced here.
     let data = t.data.cast::<u8>().wrapping_add(byte_offset);
+    let mut unshareable = None;
     let (length, rows) = match ndim {
         0 => (1, None),
         1 => {
             if let Some(s) = strides.filter(|s| shape[0] > 1 && s[0] != 1) {
-                return Err(err!(
+                let e = err!(
                     ARROW_DLPACK_UNSUPPORTED_LAYOUT,
                     "tensor strides {s:?} for shape {shape:?}: an Arrow array needs contiguous elements (stride 1)"
-                ));
+                );
+                match for_copy {
+                    true => unshareable = Some(Box::new(e)),
+                    false => return Err(e),
+                }
             }
             (shape[0], None)
         }
-        _ => (shape[0], Some(rows(shape, strides)?)),
+        _ => match (rows(shape, strides), for_copy) {
+            (Ok(r), _) => (shape[0], Some(r)),
+            (Err(e), false) => return Err(e),
+            // Only a layout can be unshareable here: sizes are refused.
+            (Err(e), true) if e.status() == Status::ARROW_DLPACK_UNSUPPORTED_LAYOUT => {
+                unshareable = Some(Box::new(e));
+                (shape[0], Some(rows(shape, None)?))
+            }
+            (Err(e), true) => return Err(e),
+        },
     };
     Ok(Plan {
         dtype,
@@ -139,6 +205,7 @@ pub unsafe fn plan(t: &DLTensor, memory: Memory) -> Result<Plan, Error> {
         length,
         rows,
         device: t.device,
+        unshareable,
     })
 }
 

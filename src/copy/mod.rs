@@ -1,0 +1,77 @@
+//! The copy kernels: each writes a tensor's (or an array's) own bytes once,
+//! straight from the producer's memory, at memory speed.
+//!
+//! - [`convert`]: elements of one type to another (or the same: a
+//!   `memcpy`), as NumPy's `astype` with unsafe casting;
+//! - [`bits`]: Arrow's bit-packed booleans unpacked to bytes, and packed;
+//! - [`nulls`]: nulls overwritten with a fill value, and validity masks;
+//! - [`gather`]: a strided tensor's elements into row-major order.
+//!
+//! The kernels take raw pointers: sources may be unaligned (the C Data
+//! Interface allows it) and are read with unaligned loads; destinations are
+//! the owner's own 64-byte aligned bytes.
+
+pub mod bits;
+pub mod convert;
+pub mod gather;
+pub mod half;
+pub mod nulls;
+
+use std::alloc::{self, Layout};
+use std::ptr::NonNull;
+
+use crate::error::{Error, err};
+
+/// Bytes a copy writes for Arrow arrays (an import's copy): one 64-byte
+/// aligned allocation, freed when dropped (by the arrays' keeper, when the
+/// last array sharing it is released).
+pub struct Bytes {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: plain memory, written once before it is shared, then only read.
+unsafe impl Send for Bytes {}
+// SAFETY: as above.
+unsafe impl Sync for Bytes {}
+
+impl Bytes {
+    /// `len` uninitialized bytes (`len` 0: no allocation, a dangling
+    /// pointer).
+    pub fn new(len: usize) -> Result<Bytes, Error> {
+        if len == 0 {
+            return Ok(Bytes {
+                ptr: NonNull::dangling(),
+                len,
+            });
+        }
+        let layout = Layout::from_size_align(len, crate::owner::DATA_ALIGN).map_err(|_| {
+            err!(
+                ARROW_DLPACK_OUT_OF_MEMORY,
+                "{len} bytes exceed what one allocation may hold"
+            )
+        })?;
+        // SAFETY: a non-zero size.
+        let ptr = NonNull::new(unsafe { alloc::alloc(layout) })
+            .ok_or_else(|| err!(ARROW_DLPACK_OUT_OF_MEMORY, "allocating {len} bytes failed"))?;
+        Ok(Bytes { ptr, len })
+    }
+
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+}
+
+impl Drop for Bytes {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: allocated by `new` with this layout.
+            unsafe {
+                alloc::dealloc(
+                    self.ptr.as_ptr(),
+                    Layout::from_size_align_unchecked(self.len, crate::owner::DATA_ALIGN),
+                )
+            };
+        }
+    }
+}
