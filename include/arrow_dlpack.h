@@ -598,6 +598,21 @@ DLManagedTensorVersioned *arrow_dlpack_export_with(struct ArrowArray *array,
                                                    struct ArrowDlpackError *error);
 
 /**
+ * As `arrow_dlpack_export_with`, as a legacy (pre-1.0) `DLManagedTensor`,
+ * for consumers that take only `"dltensor"` capsules (JAX's
+ * `from_dlpack`, producers' `__dlpack__` called without `max_version`).
+ * A legacy tensor has no flags: a copy is writable, a share must not be
+ * written all the same. The validity tensor is a versioned one.
+ *
+ * # Safety
+ * As `arrow_dlpack_export_with`.
+ */
+DLManagedTensor *arrow_dlpack_export_with_legacy(struct ArrowArray *array,
+                                                 const struct ArrowSchema *schema,
+                                                 const struct ArrowDlpackExportOptions *options,
+                                                 struct ArrowDlpackError *error);
+
+/**
  * Reads a C stream of arrays to its end and returns one DLPack 1.3
  * tensor of them all, concatenated along the first dimension (1-D and
  * N-D alike). One chunk is shared as `arrow_dlpack_export_with` would
@@ -619,6 +634,17 @@ DLManagedTensorVersioned *arrow_dlpack_export_with(struct ArrowArray *array,
 DLManagedTensorVersioned *arrow_dlpack_export_stream(struct ArrowArrayStream *stream,
                                                      const struct ArrowDlpackExportOptions *options,
                                                      struct ArrowDlpackError *error);
+
+/**
+ * As `arrow_dlpack_export_stream`, as a legacy (pre-1.0)
+ * `DLManagedTensor` (see `arrow_dlpack_export_with_legacy`).
+ *
+ * # Safety
+ * As `arrow_dlpack_export_stream`.
+ */
+DLManagedTensor *arrow_dlpack_export_stream_legacy(struct ArrowArrayStream *stream,
+                                                   const struct ArrowDlpackExportOptions *options,
+                                                   struct ArrowDlpackError *error);
 
 /**
  * Shares a legacy DLPack tensor as an Arrow array, without copying.

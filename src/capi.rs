@@ -299,12 +299,54 @@ pub unsafe extern "C" fn arrow_dlpack_export_with(
     options: *const ArrowDlpackExportOptions,
     error: *mut ArrowDlpackError,
 ) -> *mut DLManagedTensorVersioned {
-    ffi_boundary!("arrow_dlpack_export_with", error, |_| ptr::null_mut(), {
+    // SAFETY: forwarded from the caller.
+    unsafe { export_with("arrow_dlpack_export_with", array, schema, options, error) }
+}
+
+/// As `arrow_dlpack_export_with`, as a legacy (pre-1.0) `DLManagedTensor`,
+/// for consumers that take only `"dltensor"` capsules (JAX's
+/// `from_dlpack`, producers' `__dlpack__` called without `max_version`).
+/// A legacy tensor has no flags: a copy is writable, a share must not be
+/// written all the same. The validity tensor is a versioned one.
+///
+/// # Safety
+/// As `arrow_dlpack_export_with`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_export_with_legacy(
+    array: *mut ArrowArray,
+    schema: *const ArrowSchema,
+    options: *const ArrowDlpackExportOptions,
+    error: *mut ArrowDlpackError,
+) -> *mut DLManagedTensor {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        export_with(
+            "arrow_dlpack_export_with_legacy",
+            array,
+            schema,
+            options,
+            error,
+        )
+    }
+}
+
+/// The export under options, of either flavour: the entry points above.
+///
+/// # Safety
+/// As theirs.
+unsafe fn export_with<M: Managed>(
+    name: &'static str,
+    array: *mut ArrowArray,
+    schema: *const ArrowSchema,
+    options: *const ArrowDlpackExportOptions,
+    error: *mut ArrowDlpackError,
+) -> *mut M {
+    ffi_boundary!(name, error, |_| ptr::null_mut(), {
         let (array, schema) = (non_null!(array, as_mut)?, non_null!(schema, as_ref)?);
         // SAFETY: NULL or valid (the caller's contract).
         let options = ExportOptions::from_c(unsafe { options.as_ref() })?;
         // SAFETY: valid structs, per the caller's contract.
-        unsafe { export::export_with(array, schema, &options) }.map(NonNull::as_ptr)
+        unsafe { export::export_with::<M>(array, schema, &options) }.map(NonNull::as_ptr)
     })
 }
 
@@ -331,12 +373,41 @@ pub unsafe extern "C" fn arrow_dlpack_export_stream(
     options: *const ArrowDlpackExportOptions,
     error: *mut ArrowDlpackError,
 ) -> *mut DLManagedTensorVersioned {
-    ffi_boundary!("arrow_dlpack_export_stream", error, |_| ptr::null_mut(), {
+    // SAFETY: forwarded from the caller.
+    unsafe { export_stream("arrow_dlpack_export_stream", stream, options, error) }
+}
+
+/// As `arrow_dlpack_export_stream`, as a legacy (pre-1.0)
+/// `DLManagedTensor` (see `arrow_dlpack_export_with_legacy`).
+///
+/// # Safety
+/// As `arrow_dlpack_export_stream`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_export_stream_legacy(
+    stream: *mut ArrowArrayStream,
+    options: *const ArrowDlpackExportOptions,
+    error: *mut ArrowDlpackError,
+) -> *mut DLManagedTensor {
+    // SAFETY: forwarded from the caller.
+    unsafe { export_stream("arrow_dlpack_export_stream_legacy", stream, options, error) }
+}
+
+/// The stream export of either flavour: the entry points above.
+///
+/// # Safety
+/// As theirs.
+unsafe fn export_stream<M: Managed>(
+    name: &'static str,
+    stream: *mut ArrowArrayStream,
+    options: *const ArrowDlpackExportOptions,
+    error: *mut ArrowDlpackError,
+) -> *mut M {
+    ffi_boundary!(name, error, |_| ptr::null_mut(), {
         let stream = non_null!(stream, as_mut)?;
         // SAFETY: NULL or valid (the caller's contract).
         let options = ExportOptions::from_c(unsafe { options.as_ref() })?;
         // SAFETY: a live stream, per the caller's contract.
-        unsafe { export::export_stream(stream, &options) }.map(NonNull::as_ptr)
+        unsafe { export::export_stream::<M>(stream, &options) }.map(NonNull::as_ptr)
     })
 }
 

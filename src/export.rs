@@ -60,6 +60,8 @@ struct Piece {
     view: TensorView,
     maps: Vec<NullMap>,
     nulls: usize,
+    /// The outermost level with nulls.
+    null_depth: usize,
 }
 
 /// Reads an array for a copy-capable export.
@@ -86,6 +88,7 @@ unsafe fn read_piece(
         view,
         maps: nulls.maps().to_vec(),
         nulls: nulls.count,
+        null_depth: nulls.depth,
     })
 }
 
@@ -101,7 +104,7 @@ struct Decision {
 /// forbidden, `HAS_NULLS` where nulls have no fill value.
 fn decide(
     source: &'static DType,
-    nulls: usize,
+    (nulls, null_depth): (usize, usize),
     chunks: usize,
     options: &ExportOptions,
 ) -> Result<Decision, Error> {
@@ -117,9 +120,12 @@ fn decide(
         })?),
     };
     if nulls > 0 && fill.is_none() {
-        return Err(err!(
-            ARROW_DLPACK_HAS_NULLS,
-            "array has {nulls} nulls; DLPack cannot represent missing values: set options.fill_nulls to write them as options.fill_value (a copy)"
+        return Err(read::locate(
+            null_depth,
+            err!(
+                ARROW_DLPACK_HAS_NULLS,
+                "array has {nulls} nulls; DLPack cannot represent missing values: set options.fill_nulls to write them as options.fill_value (a copy)"
+            ),
         ));
     }
     let needed = if source.is_bit_packed() {
@@ -152,12 +158,12 @@ fn decide(
 ///
 /// # Safety
 /// The pieces' views address live memory (their arrays are alive).
-unsafe fn copy_pieces(
+unsafe fn copy_pieces<M: Managed>(
     pieces: &[Piece],
     dims: &Dims,
     target: &'static DType,
     fill: Option<&[u8; 8]>,
-) -> Result<NonNull<DLManagedTensorVersioned>, Error> {
+) -> Result<NonNull<M>, Error> {
     let elements = pieces.iter().map(|p| p.view.elements).sum::<usize>();
     let width = target.width();
     let bytes = elements.checked_mul(width).ok_or_else(|| {
@@ -166,7 +172,7 @@ unsafe fn copy_pieces(
             "{elements} elements of {width} bytes overflow"
         )
     })?;
-    let (tensor, dst) = owner::own::<DLManagedTensorVersioned>(target.dl, dims, bytes)?;
+    let (tensor, dst) = owner::own::<M>(target.dl, dims, bytes)?;
     let mut at = 0;
     for piece in pieces {
         let v = &piece.view;
@@ -216,16 +222,20 @@ unsafe fn mask(pieces: &[Piece], dims: &Dims) -> Result<NonNull<DLManagedTensorV
 ///
 /// # Safety
 /// `arrays[i]` is the live array `pieces[i]` was read from.
-unsafe fn finish(
+unsafe fn finish<M: Managed>(
     arrays: &mut [&mut ArrowArray],
     pieces: &[Piece],
     dims: &Dims,
     options: &ExportOptions,
-) -> Result<NonNull<DLManagedTensorVersioned>, Error> {
+) -> Result<NonNull<M>, Error> {
     let source = pieces.first().map_or(&dtype::TABLE[0], |p| p.view.dtype);
     let nulls = pieces.iter().map(|p| p.nulls).sum();
+    let null_depth = pieces
+        .iter()
+        .find(|p| p.nulls > 0)
+        .map_or(0, |p| p.null_depth);
     let non_empty = pieces.iter().filter(|p| p.view.elements > 0).count();
-    let decision = decide(source, nulls, non_empty, options)?;
+    let decision = decide(source, (nulls, null_depth), non_empty, options)?;
     let validity = match options.validity.is_null() {
         true => None,
         // SAFETY: live arrays (caller's contract).
@@ -269,15 +279,15 @@ unsafe fn finish(
     Ok(tensor)
 }
 
-/// `arrow_dlpack_export_with`: one array, under `options`.
+/// `arrow_dlpack_export_with[_legacy]`: one array, under `options`.
 ///
 /// # Safety
 /// As [`export`].
-pub unsafe fn export_with(
+pub unsafe fn export_with<M: Managed>(
     array: &mut ArrowArray,
     schema: &ArrowSchema,
     options: &ExportOptions,
-) -> Result<NonNull<DLManagedTensorVersioned>, Error> {
+) -> Result<NonNull<M>, Error> {
     let mut dims = Dims::new();
     // SAFETY: forwarded from the caller.
     let piece = unsafe { read_piece(array, schema, options, &mut dims) }?;
@@ -285,17 +295,17 @@ pub unsafe fn export_with(
     unsafe { finish(&mut [array], &[piece], &dims, options) }
 }
 
-/// `arrow_dlpack_export_stream`: every chunk of a stream, concatenated
+/// `arrow_dlpack_export_stream[_legacy]`: every chunk of a stream, concatenated
 /// along the first dimension (one chunk is shared as [`export_with`]
 /// would). The stream is read to its end (or to the failure) and never
 /// released; the chunks read are the library's, released once copied.
 ///
 /// # Safety
 /// `stream` is a live C stream.
-pub unsafe fn export_stream(
+pub unsafe fn export_stream<M: Managed>(
     stream: &mut ArrowArrayStream,
     options: &ExportOptions,
-) -> Result<NonNull<DLManagedTensorVersioned>, Error> {
+) -> Result<NonNull<M>, Error> {
     // SAFETY: forwarded from the caller.
     let mut chunks = unsafe { stream::Chunks::read(stream) }?;
     let mut dims = Dims::new();

@@ -95,8 +95,32 @@ class DLManagedTensorVersioned(ctypes.Structure):
     ]
 
 
+class ArrowDlpackExportOptions(ctypes.Structure):
+    _fields_ = [
+        ("copy", ctypes.c_int32),
+        ("order", ctypes.c_int32),
+        ("fill_nulls", ctypes.c_int32),
+        ("temporal_as_integer", ctypes.c_int32),
+        ("fill_value", ctypes.c_double),
+        ("dtype", DLDataType),
+        ("validity", c_void_p),
+        ("reserved", ctypes.c_int64 * 4),
+    ]
+
+
+class ArrowDlpackImportOptions(ctypes.Structure):
+    _fields_ = [
+        ("copy", ctypes.c_int32),
+        ("as_columns", ctypes.c_int32),
+        ("column_names", c_void_p),
+        ("reserved", ctypes.c_int64 * 4),
+    ]
+
+
 K_DL_CPU = 1
 DLPACK_FLAG_BITMASK_READ_ONLY = 1
+COPY_NEVER, COPY_IF_NEEDED, COPY_ALWAYS = 0, 1, 2
+STATUS_OUT_OF_MEMORY = 7
 
 
 def _library_path() -> str:
@@ -128,10 +152,21 @@ for _name, _restype in (
     _f = getattr(lib, _name)
     _f.argtypes = [c_void_p, c_void_p, c_void_p]
     _f.restype = _restype
-for _name in ("arrow_dlpack_export_device", "arrow_dlpack_export_device_legacy"):
+for _name in (
+    "arrow_dlpack_export_device",
+    "arrow_dlpack_export_device_legacy",
+    "arrow_dlpack_export_with",
+    "arrow_dlpack_export_with_legacy",
+):
     _f = getattr(lib, _name)
     _f.argtypes = [c_void_p, c_void_p, c_void_p, c_void_p]
     _f.restype = c_void_p
+for _name in ("arrow_dlpack_export_stream", "arrow_dlpack_export_stream_legacy"):
+    _f = getattr(lib, _name)
+    _f.argtypes = [c_void_p, c_void_p, c_void_p]
+    _f.restype = c_void_p
+lib.arrow_dlpack_import_with.argtypes = [c_void_p, c_void_p, c_void_p, c_void_p, c_void_p]
+lib.arrow_dlpack_import_with.restype = ctypes.c_int
 for _name in ("arrow_dlpack_import", "arrow_dlpack_import_versioned", "arrow_dlpack_import_device"):
     _f = getattr(lib, _name)
     _f.argtypes = [c_void_p, c_void_p, c_void_p, c_void_p]

@@ -9,6 +9,25 @@ from . import _ffi
 
 # DLPack device types whose memory the host can read.
 _HOST_READABLE = (1, 3, 11)  # kDLCPU, kDLCUDAHost, kDLROCMHost
+def _import_options(copy: int) -> Any:
+    o = _ffi.ArrowDlpackImportOptions()
+    o.copy = copy
+    return o
+
+
+_OPTIONS = {None: _import_options(_ffi.COPY_IF_NEEDED), False: _import_options(_ffi.COPY_NEVER), True: _import_options(_ffi.COPY_ALWAYS)}
+
+
+def _set_device(array_ptr: int, device: Tuple[int, int]) -> None:
+    """The device fields of a struct ArrowDeviceArray whose array the
+    plain import wrote (host memory)."""
+    struct = _ffi.ArrowDeviceArray.from_address(array_ptr)
+    struct.device_type = device[0]
+    struct.device_id = -1 if device[0] == 1 else device[1]
+    struct.sync_event = None
+    struct.reserved[:] = (0, 0, 0)
+
+
 # The `stream` from_dlpack passes for device data (the array API's values):
 # CUDA's legacy default stream (1), ROCm's default stream (0).
 _DEFAULT_STREAM = {2: 1, 13: 1, 10: 0}  # kDLCUDA, kDLCUDAManaged, kDLROCm
@@ -71,8 +90,16 @@ class ArrowArrayFromDLPack:
         return f"<arrow_dlpack.ArrowArrayFromDLPack on device {self.device}, {state}>"
 
 
-def from_dlpack(x: Any) -> ArrowArrayFromDLPack:
-    """Shares any DLPack producer's tensor as an Arrow array, without copying.
+def from_dlpack(x: Any, *, copy: Optional[bool] = None) -> ArrowArrayFromDLPack:
+    """Shares any DLPack producer's tensor as an Arrow array, or copies it
+    once where Arrow cannot share it.
+
+    ``copy`` follows the array API: None shares when it can and copies
+    otherwise (bool tensors, which Arrow packs into bits; strides Arrow
+    cannot describe: gaps, reversed, broadcast, Fortran order); False never
+    copies (``BufferError`` instead); True always copies. A copy is
+    row-major, owned by the Arrow array, and the producer's tensor is
+    released at once. Device tensors are never copied.
 
     Asks ``x.__dlpack__(max_version=(1, 3))`` (legacy ``x.__dlpack__()`` for
     producers that reject the keyword). 0-D and 1-D contiguous tensors
@@ -93,7 +120,7 @@ def from_dlpack(x: Any) -> ArrowArrayFromDLPack:
 
     Raises ``TypeError`` for objects without ``__dlpack__`` and
     ``BufferError`` with the library's message for tensors Arrow cannot
-    share (bool/complex dtypes, strided or Fortran layouts...); the
+    hold (complex dtypes...) or that need a copy ``copy`` forbids; the
     producer's tensor is then left to its capsule.
 
     >>> import numpy as np, pyarrow as pa
@@ -127,20 +154,28 @@ def from_dlpack(x: Any) -> ArrowArrayFromDLPack:
     host = device[0] in _HOST_READABLE
     if not host and not versioned:
         raise BufferError("device tensors are imported from DLPack 1.x producers only")
+    if not host and copy:
+        raise BufferError(
+            f"copy=True: arrow_dlpack never copies device data (device {device}); copy it with the producer's library"
+        )
     size = ctypes.sizeof(_ffi.ArrowSchema), ctypes.sizeof(_ffi.ArrowDeviceArray)
     schema_ptr, array_ptr = _ffi.malloc(size[0]), _ffi.malloc(size[1])
     error = _ffi.ArrowDlpackError()
     status = 7  # ARROW_DLPACK_OUT_OF_MEMORY
     if schema_ptr and array_ptr:
-        if versioned:
+        if versioned and host:
+            # struct ArrowDeviceArray starts with its struct ArrowArray.
+            options = _OPTIONS[copy]
+            status = _ffi.lib.arrow_dlpack_import_with(tensor, ctypes.addressof(options), array_ptr, schema_ptr, ctypes.byref(error))
+            if status == 0:
+                _set_device(array_ptr, device)
+        elif versioned:
             status = _ffi.lib.arrow_dlpack_import_device(tensor, array_ptr, schema_ptr, ctypes.byref(error))
         elif host:
             # struct ArrowDeviceArray starts with its struct ArrowArray.
             status = _ffi.lib.arrow_dlpack_import(tensor, array_ptr, schema_ptr, ctypes.byref(error))
             if status == 0:
-                struct = _ffi.ArrowDeviceArray.from_address(array_ptr)
-                struct.device_type, struct.device_id, struct.sync_event = 1, -1, None
-                struct.reserved[:] = (0, 0, 0)
+                _set_device(array_ptr, device)
     if status != 0:
         _ffi.free(schema_ptr)
         _ffi.free(array_ptr)

@@ -49,12 +49,46 @@ def test_c_order_nd_is_row_major():
         (np.array([1 + 2j]), "complex"),
     ],
 )
-def test_layouts_and_dtypes_arrow_cannot_share(x, needle):
+def test_layouts_and_dtypes_arrow_cannot_share_are_refused_with_copy_false(x, needle):
     before = sys.getrefcount(x)
     with pytest.raises(BufferError, match=needle.replace("[", "\\[")):
-        arrow_dlpack.from_dlpack(x)
+        arrow_dlpack.from_dlpack(x, copy=False)
     gc.collect()
     assert sys.getrefcount(x) == before, "the producer's capsule released the tensor"
+
+
+@pytest.mark.parametrize(
+    "x",
+    [
+        np.arange(6.0).reshape(2, 3).T,  # Fortran order
+        np.arange(10)[::2],
+        np.arange(10)[::-1],
+        np.arange(24, dtype=np.int16).reshape(4, 6)[:, ::2],
+        np.broadcast_to(np.arange(3, dtype=np.float32), (4, 3)),
+        np.array([True, False, True, True, False, False, True, False, True]),
+        np.array([[True, False], [False, True]]).T,
+    ],
+)
+def test_what_arrow_cannot_share_is_copied_once_by_default(x):
+    got = pa.array(arrow_dlpack.from_dlpack(x))
+    if x.ndim > 1:  # a fixed_shape_tensor without permutation: row-major storage
+        assert got.type.permutation is None
+        got = got.storage.flatten()
+    values = got.to_numpy(zero_copy_only=False).reshape(x.shape)
+    np.testing.assert_array_equal(values, x)
+    assert values.dtype == x.dtype
+
+
+def test_copy_true_always_copies_and_copy_false_shares():
+    x = np.arange(5, dtype=np.int64)
+    shared = pa.array(arrow_dlpack.from_dlpack(x, copy=False))
+    assert shared.buffers()[1].address == x.ctypes.data
+    copied = pa.array(arrow_dlpack.from_dlpack(x, copy=True))
+    assert copied.buffers()[1].address != x.ctypes.data
+    assert copied.buffers()[1].address % 64 == 0
+    assert copied.to_pylist() == [0, 1, 2, 3, 4]
+    with pytest.raises(BufferError, match="complex"):
+        arrow_dlpack.from_dlpack(np.array([1j]), copy=True)
 
 
 def test_zero_d_and_empty_arrays():

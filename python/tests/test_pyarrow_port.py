@@ -50,7 +50,6 @@ def test_numeric_arrays_and_their_slices(arrow_type, np_type):
         (pa.array([1, None, 3]), "nulls"),
         (pa.array([[0, 1], [3, 4]], type=pa.list_(pa.int32())), "list"),
         (pa.array([]), "null"),  # type null
-        (pa.array([True, False, True]), "bit-packed"),
     ],
 )
 def test_arrays_dlpack_cannot_represent(arr, match):

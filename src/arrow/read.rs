@@ -81,6 +81,8 @@ pub struct Nulls {
     n: usize,
     /// Null entries found (over all levels), once counted.
     pub count: usize,
+    /// The outermost level where they were found.
+    pub depth: usize,
 }
 
 impl Default for Nulls {
@@ -95,6 +97,7 @@ impl Nulls {
             maps: [const { MaybeUninit::uninit() }; MAX_NDIM],
             n: 0,
             count: 0,
+            depth: 0,
         }
     }
 
@@ -200,7 +203,7 @@ struct Structure<'a, 'l> {
 
 /// Prefixes errors found below the top level with where they were found:
 /// "child 0", "child 0.0", ...: the path of child indices.
-fn locate(depth: usize, e: Error) -> Error {
+pub fn locate(depth: usize, e: Error) -> Error {
     match depth {
         0 => e,
         d => e.context(format_args!("child 0{}", ".0".repeat(d - 1))),
@@ -611,7 +614,7 @@ impl Ranges<'_> {
     /// Each bitmap holds its array's `offset + length` bits (trusted, as
     /// the C Data Interface says); the tree passed layers 1 and 2.
     unsafe fn count_nulls(&mut self) -> Result<(), Error> {
-        let mut total = 0;
+        let (mut total, mut depth) = (0, 0);
         for map in self.nulls.maps() {
             let bytes = (map.first + map.count).div_ceil(8);
             // SAFETY: forwarded from the caller.
@@ -626,9 +629,12 @@ impl Ranges<'_> {
                     ),
                 ));
             }
+            if total == 0 {
+                depth = map.depth;
+            }
             total += nulls;
         }
-        self.nulls.count = total;
+        (self.nulls.count, self.nulls.depth) = (total, depth);
         Ok(())
     }
 }
