@@ -35,6 +35,12 @@
   X(offsetof(struct ArrowDeviceArray, device_type))                           \
   X(offsetof(struct ArrowDeviceArray, sync_event))                            \
   X(offsetof(struct ArrowDeviceArray, reserved))                              \
+  X(sizeof(struct ArrowArrayStream))                                          \
+  X(offsetof(struct ArrowArrayStream, get_schema))                            \
+  X(offsetof(struct ArrowArrayStream, get_next))                              \
+  X(offsetof(struct ArrowArrayStream, get_last_error))                        \
+  X(offsetof(struct ArrowArrayStream, release))                               \
+  X(offsetof(struct ArrowArrayStream, private_data))                          \
   X(ARROW_DEVICE_CPU) X(ARROW_DEVICE_CUDA) X(ARROW_DEVICE_CUDA_HOST)          \
   X(ARROW_DEVICE_OPENCL) X(ARROW_DEVICE_VULKAN) X(ARROW_DEVICE_METAL)         \
   X(ARROW_DEVICE_VPI) X(ARROW_DEVICE_ROCM) X(ARROW_DEVICE_ROCM_HOST)          \
