@@ -11,7 +11,7 @@
 //! it exactly once; on failure the array is byte-for-byte untouched.
 #![no_main]
 
-use std::ffi::{CString, c_void};
+use std::ffi::{CString, c_int, c_void};
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -218,17 +218,41 @@ fn bytes_of<T>(value: &T) -> Vec<u8> {
 /// Most elements the model enumerates; larger tensors get the cheap checks.
 const MODEL_LIMIT: i128 = 1 << 14;
 
-/// What the C Data Interface says the tree holds, computed here without
-/// the library: the storage shape (`[length, N, M, ...]`) and the address
-/// of every covered leaf element in row-major order. Asserts the invariants
-/// an accepted tree must meet: formats agree between schema and array,
-/// every child covers its parent's range, no null in the covered range.
-fn model(root: &Level) -> (Vec<i64>, usize, Option<Vec<usize>>) {
+/// What the C Data Interface says a tree holds, computed here without the
+/// library.
+struct Model {
+    /// `[length, N, M, ...]`.
+    storage: Vec<i64>,
+    format: String,
+    /// Bytes per element (booleans: 0, one bit each).
+    width: usize,
+    /// The leaf buffer's address.
+    values: usize,
+    /// Each covered leaf element's index in the leaf buffer, in row-major
+    /// storage order (`None` beyond `MODEL_LIMIT` elements).
+    indices: Option<Vec<i128>>,
+    /// Whether each is valid: every level's bit set.
+    valid: Option<Vec<bool>>,
+}
+
+impl Model {
+    fn addresses(&self) -> Option<Vec<usize>> {
+        let w = self.width as i128;
+        let i = self.indices.as_ref()?;
+        Some(i.iter().map(|&i| self.values + (i * w) as usize).collect())
+    }
+}
+
+/// The model of an accepted tree. Asserts the invariants an accepted tree
+/// must meet: formats agree between schema and array, every child covers
+/// its parent's range, and (unless `nulls` may be filled) no covered null.
+fn model(root: &Level, nulls: bool) -> Model {
     let mut level = root;
     let mut shape = vec![root.array.length];
     // Logical indices (before the level's own offset) of covered elements.
     let (mut start, mut count) = (0i128, root.array.length as i128);
-    let mut elements: Option<Vec<i128>> = (count <= MODEL_LIMIT).then(|| (0..count).collect());
+    let mut elements: Option<Vec<(i128, bool)>> =
+        (count <= MODEL_LIMIT).then(|| (0..count).map(|i| (i, true)).collect());
     let mut depth = 0;
     loop {
         let (a, s) = (&*level.array, &*level.schema);
@@ -257,14 +281,18 @@ fn model(root: &Level) -> (Vec<i64>, usize, Option<Vec<usize>>) {
         } else {
             unsafe { *a.buffers }
         };
+        let bit = |i: i128| {
+            // SAFETY: the bitmap lies in the arena and covers the range.
+            let byte = unsafe { *validity.cast::<u8>().add((i / 8) as usize) };
+            byte >> (i % 8) & 1 == 1
+        };
         if a.null_count != 0 && !validity.is_null() {
-            for bit in first..first + count.min(MODEL_LIMIT) {
-                // SAFETY: the bitmap lies in the arena and covers the range.
-                let byte = unsafe { *validity.cast::<u8>().add((bit / 8) as usize) };
-                assert!(
-                    byte >> (bit % 8) & 1 == 1,
-                    "depth {depth}: a null at {bit} was accepted"
-                );
+            if let Some(e) = elements.as_mut() {
+                for (i, valid) in e.iter_mut() {
+                    let set = bit(a.offset as i128 + *i);
+                    assert!(set || nulls, "depth {depth}: a null at {i} was accepted");
+                    *valid &= set;
+                }
             }
         } else {
             assert!(a.null_count <= 0 || depth > 0, "nulls accepted");
@@ -282,7 +310,9 @@ fn model(root: &Level) -> (Vec<i64>, usize, Option<Vec<usize>>) {
                 .filter(|e| e.len() as i128 * size <= MODEL_LIMIT)
                 .map(|e| {
                     e.iter()
-                        .flat_map(|&i| (0..size).map(move |j| (a.offset as i128 + i) * size + j))
+                        .flat_map(|&(i, v)| {
+                            (0..size).map(move |j| ((a.offset as i128 + i) * size + j, v))
+                        })
                         .collect()
                 });
             level = level.child.as_deref().expect("a list level has a child");
@@ -295,20 +325,73 @@ fn model(root: &Level) -> (Vec<i64>, usize, Option<Vec<usize>>) {
             "{format}"
         );
         let width = match format {
+            "b" => 0,
             "c" | "C" => 1,
             "s" | "S" | "e" => 2,
-            "i" | "I" | "f" => 4,
+            "i" | "I" | "f" | "tdD" => 4,
             "l" | "L" | "g" => 8,
             other => panic!("format {other:?} accepted"),
         };
         // SAFETY: two entries, asserted above.
         let values = unsafe { *a.buffers.add(1) } as usize;
-        let addresses = elements.map(|e| {
-            e.iter()
-                .map(|&i| values + ((a.offset as i128 + i) * width as i128) as usize)
-                .collect()
-        });
-        return (shape, width, addresses);
+        return Model {
+            storage: shape,
+            format: format.to_string(),
+            width,
+            values,
+            indices: elements
+                .as_ref()
+                .map(|e| e.iter().map(|&(i, _)| a.offset as i128 + i).collect()),
+            valid: elements.map(|e| e.iter().map(|&(_, v)| v).collect()),
+        };
+    }
+}
+
+/// The value of leaf element `index` as `target` (`None`: natural) would
+/// hold it: a naive reference conversion, for the wide targets the fuzzer
+/// asks for (kDLBool, int64, float64), little-endian bytes.
+fn reference(m: &Model, index: i128, target: Option<DLDataType>) -> Vec<u8> {
+    let at = m.values + (index * m.width as i128) as usize;
+    // SAFETY: the element lies in the arena (the model's address).
+    let raw = |n: usize| unsafe { std::slice::from_raw_parts(at as *const u8, n) }.to_vec();
+    if m.format == "b" {
+        // SAFETY: the bit lies in the arena.
+        let byte = unsafe { *((m.values + (index / 8) as usize) as *const u8) };
+        let b = (byte >> (index % 8)) & 1;
+        return match target.map(|t| (t.code, t.bits)) {
+            None | Some((K_DL_BOOL, 8)) => vec![b],
+            Some((K_DL_INT, 64)) => (b as i64).to_le_bytes().to_vec(),
+            _ => (b as f64).to_le_bytes().to_vec(),
+        };
+    }
+    let Some(t) = target else {
+        return raw(m.width);
+    };
+    let r = raw(m.width);
+    enum V {
+        I(i128),
+        F(f64),
+    }
+    let v = match m.format.as_str() {
+        "c" => V::I(r[0] as i8 as i128),
+        "C" => V::I(r[0] as i128),
+        "s" => V::I(i16::from_le_bytes([r[0], r[1]]) as i128),
+        "S" => V::I(u16::from_le_bytes([r[0], r[1]]) as i128),
+        "i" | "tdD" => V::I(i32::from_le_bytes(r[..4].try_into().unwrap()) as i128),
+        "I" => V::I(u32::from_le_bytes(r[..4].try_into().unwrap()) as i128),
+        "l" => V::I(i64::from_le_bytes(r[..8].try_into().unwrap()) as i128),
+        "L" => V::I(u64::from_le_bytes(r[..8].try_into().unwrap()) as i128),
+        "f" => V::F(f32::from_le_bytes(r[..4].try_into().unwrap()) as f64),
+        "g" => V::F(f64::from_le_bytes(r[..8].try_into().unwrap())),
+        _ => unreachable!("float16 sources are not value-checked"),
+    };
+    match ((t.code, t.bits), v) {
+        ((K_DL_BOOL, 8), V::I(i)) => vec![(i != 0) as u8],
+        ((K_DL_BOOL, 8), V::F(f)) => vec![(f != 0.0) as u8],
+        ((K_DL_INT, 64), V::I(i)) => (i as i64).to_le_bytes().to_vec(),
+        ((K_DL_INT, 64), V::F(f)) => (f as i64).to_le_bytes().to_vec(),
+        (_, V::I(i)) => (i as f64).to_le_bytes().to_vec(),
+        (_, V::F(f)) => f.to_le_bytes().to_vec(),
     }
 }
 
@@ -361,7 +444,8 @@ fn check(tensor: &DLTensor, root: &Level, arena: &[u8]) {
     };
     assert_eq!(tensor.byte_offset, 0);
     assert!(shape.iter().all(|&e| e >= 0) && strides.iter().all(|&s| s >= 0));
-    let (storage, width, expected) = model(root);
+    let m = model(root, false);
+    let (storage, width, expected) = (m.storage.clone(), m.width, m.addresses());
     assert_eq!(tensor.dtype.bits as usize, width * 8);
     assert_eq!(shape[0], storage[0], "the first dimension is the length");
     // Element counts as mathematics has them: 0 if any extent is 0.
@@ -453,11 +537,256 @@ fn check(tensor: &DLTensor, root: &Level, arena: &[u8]) {
     }
 }
 
+/// Random export options, mostly valid; `validity` is set by the caller.
+fn random_options(input: &mut Input) -> ArrowDlpackExportOptions {
+    let dtype = |code, bits| DLDataType {
+        code,
+        bits,
+        lanes: 1,
+    };
+    ArrowDlpackExportOptions {
+        copy: [0, 1, 1, 2, 3][input.byte() as usize % 5],
+        order: if input.byte() % 32 == 0 { 5 } else { 0 },
+        fill_nulls: (input.byte() % 2) as i32,
+        temporal_as_integer: (input.byte() % 2) as i32,
+        fill_value: [0.0, 1.0, -1.0, 0.5, 300.0, f64::NAN][input.byte() as usize % 6],
+        dtype: [
+            dtype(0, 0),
+            dtype(0, 0),
+            dtype(K_DL_BOOL, 8),
+            dtype(K_DL_INT, 64),
+            dtype(K_DL_FLOAT, 64),
+            dtype(K_DL_COMPLEX, 64),
+        ][input.byte() as usize % 6],
+        validity: ptr::null_mut(),
+        reserved: [0, 0, 0, (input.byte() % 64 == 0) as i64],
+    }
+}
+
+/// The bytes `value` (exact, as the library checked) has as an element
+/// of format `format` converted to `target`.
+fn fill_bytes(value: f64, format: &str, target: DLDataType) -> Vec<u8> {
+    match (target.code, target.bits, format) {
+        (K_DL_BOOL, 8, _) | (0, 0, "b") => vec![value as u8],
+        (K_DL_INT, 64, _) | (0, 0, "l") => (value as i64).to_le_bytes().to_vec(),
+        (K_DL_FLOAT, 64, _) | (0, 0, "g") => value.to_le_bytes().to_vec(),
+        (0, 0, "c") => vec![value as i8 as u8],
+        (0, 0, "C") => vec![value as u8],
+        (0, 0, "s") => (value as i16).to_le_bytes().to_vec(),
+        (0, 0, "S") => (value as u16).to_le_bytes().to_vec(),
+        (0, 0, "i" | "tdD") => (value as i32).to_le_bytes().to_vec(),
+        (0, 0, "I") => (value as u32).to_le_bytes().to_vec(),
+        (0, 0, "L") => (value as u64).to_le_bytes().to_vec(),
+        (0, 0, "f") => (value as f32).to_le_bytes().to_vec(),
+        _ => unreachable!("float16 is not value-checked"),
+    }
+}
+
+/// Checks a tensor made under `o` from `copies` copies of `root`: flags,
+/// and (without an extension reshaping it) every element against the
+/// naive reference, nulls written as the fill value, and the mask.
+fn check_with(
+    t: *mut DLManagedTensorVersioned,
+    mask: *mut DLManagedTensorVersioned,
+    root: &Level,
+    o: &ArrowDlpackExportOptions,
+    copies: usize,
+    arena: &[u8],
+) {
+    // SAFETY: a live tensor from the library.
+    let (tensor, flags) = unsafe { (&(*t).dl_tensor, (*t).flags) };
+    let shared = flags == DLPACK_FLAG_BITMASK_READ_ONLY;
+    if shared {
+        assert!(o.copy != 2, "ALWAYS copies");
+        if copies == 1 && o.temporal_as_integer == 0 {
+            check(tensor, root, arena);
+        }
+    } else {
+        assert_eq!(flags, DLPACK_FLAG_BITMASK_IS_COPIED);
+        assert!(o.copy != 0, "NEVER never copies");
+        assert_eq!(tensor.data as usize % 64, 0, "copies are 64-byte aligned");
+    }
+    let m = model(root, o.fill_nulls == 1);
+    let natural = o.dtype.bits == 0;
+    let target = (!natural).then_some(o.dtype);
+    let n = tensor.ndim as usize;
+    // SAFETY: `ndim` entries.
+    let shape = unsafe { std::slice::from_raw_parts(tensor.shape, n) };
+    assert_eq!(shape[0], m.storage[0] * copies as i64, "chunks concatenate");
+    let (Some(indices), Some(valid)) = (&m.indices, &m.valid) else {
+        return;
+    };
+    if root.json_form.is_some() || m.format == "e" {
+        return;
+    }
+    let width = tensor.dtype.bits as usize / 8;
+    let per_copy = indices.len();
+    for c in 0..copies {
+        for (k, (&index, &ok)) in indices.iter().zip(valid).enumerate() {
+            let expected = match ok {
+                true => reference(&m, index, target),
+                false => fill_bytes(o.fill_value, &m.format, o.dtype),
+            };
+            let at = (tensor.data as usize) + (c * per_copy + k) * width;
+            // SAFETY: inside the tensor (row-major, no extension).
+            let got = unsafe { std::slice::from_raw_parts(at as *const u8, width) };
+            assert_eq!(got, &expected[..], "element {k} of copy {c}");
+            if !mask.is_null() {
+                // SAFETY: a live kDLBool tensor of the same shape.
+                let bit = unsafe { *(*mask).dl_tensor.data.cast::<u8>().add(c * per_copy + k) };
+                assert_eq!(bit, ok as u8, "mask of element {k}");
+            }
+        }
+    }
+}
+
+/// `arrow_dlpack_export_with[_legacy]` under random options.
+///
+/// # Safety
+/// `root` is a tree built by `build`.
+unsafe fn export_with(input: &mut Input, root: &mut Level, arena: &[u8], released: usize) {
+    let mut o = random_options(input);
+    let mut mask: *mut DLManagedTensorVersioned = ptr::null_mut();
+    if input.byte() % 2 == 0 {
+        o.validity = &mut mask;
+    }
+    let before = bytes_of(&*root.array);
+    let mut error = ArrowDlpackError {
+        status: arrow_dlpack::Status::ARROW_DLPACK_OK,
+        message: [0; 256],
+    };
+    // SAFETY: valid structs; valid options.
+    let t = unsafe { arrow_dlpack_export_with(&mut *root.array, &*root.schema, &o, &mut error) };
+    if t.is_null() {
+        assert_eq!(
+            bytes_of(&*root.array),
+            before,
+            "failure left the array untouched"
+        );
+        assert!(mask.is_null(), "a failure writes no validity");
+        assert_ne!(error.message[0], 0);
+        return;
+    }
+    assert!(root.array.release.is_none(), "the array is moved");
+    check_with(t, mask, root, &o, 1, arena);
+    // SAFETY: live tensors, deleted once each.
+    unsafe {
+        ((*t).deleter.unwrap())(t);
+        if !mask.is_null() {
+            ((*mask).deleter.unwrap())(mask);
+        }
+    }
+    assert_eq!(
+        RELEASES.load(Ordering::SeqCst),
+        released + 1,
+        "released once"
+    );
+}
+
+/// A C stream of `chunks` (copies of one array), counting its reads.
+struct Chunks {
+    schema: *const ArrowSchema,
+    arrays: Vec<ArrowArray>,
+    next: usize,
+    released: bool,
+}
+
+unsafe extern "C" fn stream_schema(s: *mut ArrowArrayStream, out: *mut ArrowSchema) -> c_int {
+    // SAFETY: the harness's stream and a writable out struct; the copy
+    // owns nothing and its release only clears itself.
+    unsafe { out.write(ptr::read((*(*s).private_data.cast::<Chunks>()).schema)) };
+    0
+}
+
+unsafe extern "C" fn stream_next(s: *mut ArrowArrayStream, out: *mut ArrowArray) -> c_int {
+    // SAFETY: as above; each chunk is moved out once.
+    unsafe {
+        let me = &mut *(*s).private_data.cast::<Chunks>();
+        match me.arrays.get_mut(me.next) {
+            Some(a) => {
+                out.write(ptr::read(a));
+                a.release = None;
+                me.next += 1;
+            }
+            None => (*out).release = None,
+        }
+    }
+    0
+}
+
+unsafe extern "C" fn stream_release(s: *mut ArrowArrayStream) {
+    // SAFETY: as above.
+    unsafe { (*(*s).private_data.cast::<Chunks>()).released = true };
+}
+
+/// `arrow_dlpack_export_stream[_legacy]` over 0-3 copies of the tree.
+///
+/// # Safety
+/// As [`export_with`].
+unsafe fn export_stream(input: &mut Input, root: &mut Level, arena: &[u8], released: usize) {
+    let copies = input.byte() as usize % 4;
+    let mut o = random_options(input);
+    let mut mask: *mut DLManagedTensorVersioned = ptr::null_mut();
+    if input.byte() % 2 == 0 {
+        o.validity = &mut mask;
+    }
+    let mut chunks = Chunks {
+        schema: &*root.schema,
+        // SAFETY: bitwise copies of a valid array: each is released once,
+        // and releasing only counts.
+        arrays: (0..copies)
+            .map(|_| unsafe { ptr::read(&*root.array) })
+            .collect(),
+        next: 0,
+        released: false,
+    };
+    root.array.release = None; // its copies are the chunks
+    let mut stream = ArrowArrayStream {
+        get_schema: Some(stream_schema),
+        get_next: Some(stream_next),
+        get_last_error: None,
+        release: Some(stream_release),
+        private_data: (&raw mut chunks).cast(),
+    };
+    let mut error = ArrowDlpackError {
+        status: arrow_dlpack::Status::ARROW_DLPACK_OK,
+        message: [0; 256],
+    };
+    // SAFETY: a valid stream and options.
+    let t = unsafe { arrow_dlpack_export_stream(&mut stream, &o, &mut error) };
+    assert!(!chunks.released, "the stream is borrowed");
+    if t.is_null() {
+        assert!(mask.is_null(), "a failure writes no validity");
+        assert_eq!(
+            RELEASES.load(Ordering::SeqCst),
+            released + chunks.next,
+            "every chunk read is released once"
+        );
+        return;
+    }
+    assert_eq!(chunks.next, copies, "read to the end");
+    if copies > 0 {
+        check_with(t, mask, root, &o, copies, arena);
+    }
+    // SAFETY: live tensors, deleted once each.
+    unsafe {
+        ((*t).deleter.unwrap())(t);
+        if !mask.is_null() {
+            ((*mask).deleter.unwrap())(mask);
+        }
+    }
+    assert_eq!(
+        RELEASES.load(Ordering::SeqCst),
+        released + copies,
+        "each chunk released once"
+    );
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut input = Input(data);
     let mut arena = vec![0u8; ARENA];
     let mut root = build(&mut input, &mut arena, 0);
-    let which = input.byte() % 3;
+    let which = input.byte() % 5;
     let before = bytes_of(&*root.array);
     let released = RELEASES.load(Ordering::SeqCst);
     let mut error = ArrowDlpackError {
@@ -497,6 +826,8 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(RELEASES.load(Ordering::SeqCst), released + 1);
                 }
             }
+            3 => export_with(&mut input, &mut root, &arena, released),
+            4 => export_stream(&mut input, &mut root, &arena, released),
             _ => {
                 let device_type =
                     [ARROW_DEVICE_CPU, ARROW_DEVICE_CUDA, 5, 99][input.byte() as usize % 4];
