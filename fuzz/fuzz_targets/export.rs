@@ -784,7 +784,10 @@ unsafe fn export_stream(input: &mut Input, root: &mut Level, arena: &[u8], relea
 
 fuzz_target!(|data: &[u8]| {
     let mut input = Input(data);
-    let mut arena = vec![0u8; ARENA];
+    // Distinct bytes everywhere, so that a value read from the wrong place shows.
+    let mut arena: Vec<u8> = (0..ARENA)
+        .map(|i| (i.wrapping_mul(0x9e37_79b9) >> 7) as u8)
+        .collect();
     let mut root = build(&mut input, &mut arena, 0);
     let which = input.byte() % 5;
     let before = bytes_of(&*root.array);

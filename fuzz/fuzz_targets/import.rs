@@ -236,9 +236,84 @@ fn check(tensor: &DLTensor, array: &ArrowArray, schema: &ArrowSchema) {
     }
 }
 
+/// Checks a copied import against the tensor's elements read through its
+/// strides: the Arrow values are the tensor's, row-major (booleans: packed
+/// bits, nonzero bytes true).
+fn check_copy(tensor: &DLTensor, array: &ArrowArray, schema: &ArrowSchema) {
+    // SAFETY: the library's NUL-terminated format.
+    let format = unsafe { std::ffi::CStr::from_ptr(schema.format) }
+        .to_str()
+        .unwrap();
+    let ndim = tensor.ndim as usize;
+    // SAFETY: a live tensor has `ndim` entries where not NULL.
+    let shape: Vec<i64> = if ndim == 0 {
+        vec![]
+    } else {
+        unsafe { std::slice::from_raw_parts(tensor.shape, ndim) }.to_vec()
+    };
+    let strides: Vec<i64> = if ndim > 0 && !tensor.strides.is_null() {
+        // SAFETY: as above.
+        unsafe { std::slice::from_raw_parts(tensor.strides, ndim) }.to_vec()
+    } else {
+        let mut s = vec![1i64; ndim];
+        for d in (0..ndim.saturating_sub(1)).rev() {
+            s[d] = s[d + 1] * shape[d + 1];
+        }
+        s
+    };
+    assert!(
+        format == "b" || !format.starts_with('+') || format.starts_with("+w:"),
+        "{format}"
+    );
+    // SAFETY: the library's structs: a list has one child.
+    let values = unsafe {
+        match array.n_children {
+            0 => array,
+            _ => &**array.children,
+        }
+    };
+    // SAFETY: two buffers (checked by the shared-path check's rules).
+    let base = unsafe { *values.buffers.add(1) }.cast::<u8>();
+    let count: i64 = shape.iter().product();
+    assert_eq!(values.length, count, "every element copied");
+    if count == 0 || count > MODEL_LIMIT {
+        return;
+    }
+    let width = tensor.dtype.bits as usize / 8;
+    let bool_packed = tensor.dtype.code == K_DL_BOOL;
+    let first = tensor.data as usize + tensor.byte_offset as usize;
+    let mut index = vec![0i64; ndim];
+    for k in 0..count as usize {
+        let offset: i64 = index.iter().zip(&strides).map(|(i, s)| i * s).sum();
+        let at = (first as i64 + offset * width as i64) as usize;
+        // SAFETY: the tensor's element lies in the arena; the copy holds
+        // `count` elements.
+        unsafe {
+            let source = std::slice::from_raw_parts(at as *const u8, width);
+            if bool_packed {
+                let bit = (*base.add(k / 8) >> (k % 8)) & 1;
+                assert_eq!(bit, (source[0] != 0) as u8, "bool element {k}");
+            } else {
+                let got = std::slice::from_raw_parts(base.add(k * width), width);
+                assert_eq!(got, source, "element {k}");
+            }
+        }
+        for d in (0..ndim).rev() {
+            index[d] += 1;
+            if index[d] < shape[d] {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut input = Input(data);
-    let arena = vec![0u64; 1 << 13];
+    // Distinct bytes everywhere, so that a value read from the wrong place shows.
+    let arena: Vec<u64> = (0..1u64 << 13)
+        .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .collect();
     let ndim = match input.byte() % 8 {
         7 => input.signed(70) as i32,
         n => n as i32 % 5,
@@ -320,7 +395,15 @@ fuzz_target!(|data: &[u8]| {
         major: if input.byte() % 16 == 0 { 2 } else { 1 },
         minor: 3,
     };
-    let which = input.byte() % 3;
+    let which = input.byte() % 4;
+    let copy_policy = [0, 1, 1, 2, 3][input.byte() as usize % 5];
+    let mut copied = false;
+    // A copy allocates every element: a broadcast tensor (stride 0) may
+    // claim billions in a few bytes, which is a real allocation, not a bug.
+    let elements = shape.iter().fold(1i64, |n, &e| n.saturating_mul(e.max(0)));
+    if which == 3 && elements > 1 << 20 {
+        return;
+    }
     let deletes = DELETES.load(Ordering::SeqCst);
     let mut error = ArrowDlpackError {
         status: arrow_dlpack::Status::ARROW_DLPACK_OK,
@@ -373,6 +456,32 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(bytes_of(t), before);
                 }
             }
+            3 => {
+                let t = &mut versioned;
+                let before = bytes_of(t);
+                let options = ArrowDlpackImportOptions {
+                    copy: copy_policy,
+                    as_columns: 0,
+                    column_names: ptr::null(),
+                    reserved: [0; 4],
+                };
+                let mut array = std::mem::MaybeUninit::<ArrowArray>::uninit();
+                status = arrow_dlpack_import_with(
+                    t,
+                    &options,
+                    array.as_mut_ptr(),
+                    schema.as_mut_ptr(),
+                    &mut error,
+                );
+                if status == arrow_dlpack::Status::ARROW_DLPACK_OK {
+                    copied = DELETES.load(Ordering::SeqCst) == deletes + 1;
+                    assert!(copied || copy_policy != 2, "ALWAYS copies");
+                    assert!(!copied || copy_policy != 0, "NEVER never copies");
+                    released_array = Some(array.assume_init());
+                } else {
+                    assert_eq!(bytes_of(t), before);
+                }
+            }
             _ => {
                 let t = &mut versioned;
                 let before = bytes_of(t);
@@ -397,12 +506,16 @@ fuzz_target!(|data: &[u8]| {
             Some(mut array) => {
                 let mut schema = schema.assume_init();
                 assert!(array.length >= 0 && array.release.is_some());
-                check(&tensor, &array, &schema);
-                assert_eq!(
-                    DELETES.load(Ordering::SeqCst),
-                    deletes,
-                    "not deleted while the array lives"
-                );
+                if copied {
+                    check_copy(&tensor, &array, &schema);
+                } else {
+                    check(&tensor, &array, &schema);
+                    assert_eq!(
+                        DELETES.load(Ordering::SeqCst),
+                        deletes,
+                        "not deleted while the array lives"
+                    );
+                }
                 (array.release.unwrap())(&mut array);
                 assert_eq!(
                     DELETES.load(Ordering::SeqCst),
