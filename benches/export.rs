@@ -7,20 +7,26 @@
 //!   the same baseline.
 //! - `null_scan/*`: counting an unknown null count, against a plain read of
 //!   the same bitmap.
+//! - `copies/*`: the one-copy conversions (concatenating chunks, filling
+//!   nulls, unpacking booleans) on 64 MiB outputs, against `memcpy` of
+//!   64 MiB.
 //!
 //! `python3 benches/report.py` turns the results into the README's table.
 
 use std::alloc::{Layout, alloc, dealloc};
-use std::ffi::c_void;
+use std::ffi::{c_int, c_void};
 use std::hint::black_box;
 use std::ptr;
 
 use arrow_dlpack::__internal::count_set_bits;
 use arrow_dlpack::abi::{
-    ArrowArray, ArrowSchema, DLDataType, DLDevice, DLManagedTensorVersioned, DLPackVersion,
-    DLTensor, K_DL_CPU, K_DL_FLOAT,
+    ArrowArray, ArrowArrayStream, ArrowSchema, DLDataType, DLDevice, DLManagedTensorVersioned,
+    DLPackVersion, DLTensor, K_DL_CPU, K_DL_FLOAT,
 };
-use arrow_dlpack::capi::{arrow_dlpack_export_versioned, arrow_dlpack_import_versioned};
+use arrow_dlpack::capi::{
+    ArrowDlpackCopy, ArrowDlpackExportOptions, arrow_dlpack_export_stream,
+    arrow_dlpack_export_versioned, arrow_dlpack_export_with, arrow_dlpack_import_versioned,
+};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 unsafe extern "C" fn release_array(array: *mut ArrowArray) {
@@ -209,5 +215,145 @@ fn null_scan(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, export_cycle, import, null_scan);
+/// `export_with` / `export_stream` of host data under `copy`, deleting the
+/// tensor; `arrays` are re-armed (their `release` restored) each time.
+fn copy_export(
+    arrays: &mut [ArrowArray],
+    schema: &ArrowSchema,
+    o: &ArrowDlpackExportOptions,
+    stream: bool,
+) {
+    for a in arrays.iter_mut() {
+        a.release = Some(release_array);
+    }
+    let mut error = arrow_dlpack::ArrowDlpackError {
+        status: arrow_dlpack::Status::ARROW_DLPACK_OK,
+        message: [0; 256],
+    };
+    let t = if stream {
+        let mut chunks = Chunks {
+            schema,
+            arrays,
+            next: 0,
+        };
+        let mut s = ArrowArrayStream {
+            get_schema: Some(chunks_schema),
+            get_next: Some(chunks_next),
+            get_last_error: None,
+            release: Some(release_stream),
+            private_data: (&raw mut chunks).cast(),
+        };
+        // SAFETY: a valid stream over valid chunks.
+        unsafe { arrow_dlpack_export_stream(&mut s, o, &mut error) }
+    } else {
+        // SAFETY: a valid array and schema.
+        unsafe { arrow_dlpack_export_with(&mut arrays[0], schema, o, &mut error) }
+    };
+    assert!(!t.is_null(), "status {:?}", error.status);
+    // SAFETY: a live tensor, deleted once.
+    unsafe { ((*t).deleter.unwrap())(t) };
+}
+
+unsafe extern "C" fn release_stream(s: *mut ArrowArrayStream) {
+    // SAFETY: the bench's own stream.
+    unsafe { (*s).release = None };
+}
+
+struct Chunks<'a> {
+    schema: &'a ArrowSchema,
+    arrays: &'a mut [ArrowArray],
+    next: usize,
+}
+
+unsafe extern "C" fn chunks_schema(s: *mut ArrowArrayStream, out: *mut ArrowSchema) -> c_int {
+    // SAFETY: the bench's stream; a copy of a schema that owns nothing.
+    unsafe { out.write(ptr::read((*(*s).private_data.cast::<Chunks>()).schema)) };
+    0
+}
+
+unsafe extern "C" fn chunks_next(s: *mut ArrowArrayStream, out: *mut ArrowArray) -> c_int {
+    // SAFETY: as above; each chunk is moved out once per export.
+    unsafe {
+        let me = &mut *(*s).private_data.cast::<Chunks>();
+        match me.arrays.get_mut(me.next) {
+            Some(a) => {
+                out.write(ptr::read(a));
+                a.release = None;
+                me.next += 1;
+            }
+            None => (*out).release = None,
+        }
+    }
+    0
+}
+
+/// One copy, at memory speed: each kernel beside `memcpy` of the bytes it
+/// writes, in the same run.
+fn copies(c: &mut Criterion) {
+    let mut group = c.benchmark_group("copies");
+    group.sample_size(20);
+    let n: usize = 8 << 20; // 8M float64: 64 MiB out
+    let values: Vec<f64> = (0..n).map(|i| i as f64).collect();
+    let mut out = vec![0f64; n];
+    group.throughput(Throughput::Bytes((n * 8) as u64));
+    group.bench_function("memcpy_64MiB", |b| {
+        b.iter(|| out.copy_from_slice(black_box(&values)))
+    });
+    // What any copy into a new tensor also pays: fresh memory, faulted in.
+    group.bench_function("malloc_memcpy_free_64MiB", |b| {
+        b.iter(|| {
+            let mut fresh = Vec::<f64>::with_capacity(n);
+            fresh.extend_from_slice(black_box(&values));
+            black_box(fresh)
+        })
+    });
+    let o = |fill: bool| ArrowDlpackExportOptions {
+        copy: ArrowDlpackCopy::ARROW_DLPACK_COPY_IF_NEEDED as i32,
+        order: 0,
+        fill_nulls: fill as i32,
+        temporal_as_integer: 0,
+        fill_value: -1.0,
+        dtype: DLDataType {
+            code: 0,
+            bits: 0,
+            lanes: 0,
+        },
+        validity: ptr::null_mut(),
+        reserved: [0; 4],
+    };
+    // Eight chunks of 1M, concatenated.
+    let per = n / 8;
+    let mut chunk_buffers: Vec<[*const c_void; 2]> = (0..8)
+        .map(|k| [ptr::null(), values[k * per..].as_ptr().cast()])
+        .collect();
+    let mut chunks: Vec<ArrowArray> = chunk_buffers
+        .iter_mut()
+        .map(|b| array(per as i64, b, ptr::null_mut()))
+        .collect();
+    let g = schema(c"g", ptr::null_mut());
+    group.bench_function("concatenate_8_chunks_64MiB", |b| {
+        b.iter(|| copy_export(&mut chunks, &g, &o(false), true))
+    });
+    // Nulls: one in a hundred, filled.
+    let bitmap: Vec<u8> = (0..n / 8)
+        .map(|i| if i % 12 == 0 { 0xfe } else { 0xff })
+        .collect();
+    let mut buffers = [bitmap.as_ptr().cast::<c_void>(), values.as_ptr().cast()];
+    let mut with_nulls = [array(n as i64, &mut buffers, ptr::null_mut())];
+    with_nulls[0].null_count = -1;
+    group.bench_function("fill_nulls_64MiB", |b| {
+        b.iter(|| copy_export(&mut with_nulls, &g, &o(true), false))
+    });
+    // Booleans: 64M bits unpacked to 64 MiB of bytes.
+    let bits: Vec<u8> = (0..n).map(|i| (i * 37) as u8).collect();
+    let mut bool_buffers = [ptr::null(), bits.as_ptr().cast::<c_void>()];
+    let mut booleans = [array((n * 8) as i64, &mut bool_buffers, ptr::null_mut())];
+    let b_schema = schema(c"b", ptr::null_mut());
+    group.bench_function("unpack_booleans_64M", |b| {
+        b.iter(|| copy_export(&mut booleans, &b_schema, &o(false), false))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, export_cycle, import, null_scan, copies);
 criterion_main!(benches);

@@ -32,6 +32,18 @@ def main():
         n = int(size)
         rows.append((f"unknown null count, {n >> 10} KiB bitmap", f"{n / count:.1f} GB/s",
                      f"plain read: {n / read:.1f} GB/s", f"{read / count:.2f}x memory speed"))
+    if (ROOT / "copies").exists():
+        memcpy = ns("copies", "memcpy_64MiB")
+        fresh = ns("copies", "malloc_memcpy_free_64MiB")
+        mib = 64 * 2**20
+        for name, label in [("concatenate_8_chunks_64MiB", "concatenate 8 chunks of float64"),
+                            ("fill_nulls_64MiB", "fill nulls (1 in 96) of float64"),
+                            ("unpack_booleans_64M", "unpack 64M booleans to bytes")]:
+            t = ns("copies", name)
+            what = f"{mib / t:.1f} GB/s" + (f" ({mib / t:.2f} G elements/s)" if "booleans" in name else "")
+            rows.append((f"{label}, 64 MiB out", what,
+                         f"memcpy into warm memory: {mib / memcpy:.1f} GB/s; malloc + memcpy + free: {mib / fresh:.1f} GB/s",
+                         f"{memcpy / t:.2f}x memcpy, {fresh / t:.2f}x malloc + memcpy"))
     print("| measurement | arrow-dlpack | baseline (same run) | ratio |")
     print("|---|---|---|---|")
     for row in rows:

@@ -15,7 +15,7 @@ use crate::dims::Dims;
 use crate::dtype::{self, Accept, BOOLEAN, DType};
 use crate::error::{Error, err};
 use crate::managed::{self, Managed};
-use crate::options::{self, CopyPolicy, ExportOptions};
+use crate::options::{self, ArrowDlpackCopy, ExportOptions};
 use crate::{copy, owner, stream};
 
 /// Exports a host array (`arrow_dlpack_export`, `_versioned`).
@@ -140,7 +140,7 @@ fn decide(
         None
     };
     let copy = match (needed, options.copy) {
-        (Some(what), CopyPolicy::ARROW_DLPACK_COPY_NEVER) => {
+        (Some(what), ArrowDlpackCopy::ARROW_DLPACK_COPY_NEVER) => {
             let e = options::needs_copy(what);
             return Err(match source.is_bit_packed() || target != source {
                 true => e.context(format_args!("{} to {}", source.name, target.name)),
@@ -148,7 +148,7 @@ fn decide(
             });
         }
         (Some(_), _) => true,
-        (None, policy) => policy == CopyPolicy::ARROW_DLPACK_COPY_ALWAYS,
+        (None, policy) => policy == ArrowDlpackCopy::ARROW_DLPACK_COPY_ALWAYS,
     };
     Ok(Decision { target, copy, fill })
 }

@@ -17,7 +17,7 @@ use crate::dlpack::read::{self, Memory, Plan, Rows};
 use crate::error::{Error, err};
 use crate::extension;
 use crate::managed::{self, Managed};
-use crate::options::{self, CopyPolicy, ImportOptions};
+use crate::options::{self, ArrowDlpackCopy, ImportOptions};
 
 /// Owns a tensor on behalf of the Arrow arrays that point into it: dropping
 /// it (when the last of them is released) calls the tensor's deleter, once.
@@ -113,11 +113,11 @@ pub unsafe fn import_with(
         (None, false) => None,
     };
     let copy = match (needed, options.copy) {
-        (Some(what), CopyPolicy::ARROW_DLPACK_COPY_NEVER) => {
+        (Some(what), ArrowDlpackCopy::ARROW_DLPACK_COPY_NEVER) => {
             return Err(options::needs_copy(format_args!("{what}:")));
         }
         (Some(_), _) => true,
-        (None, policy) => policy == CopyPolicy::ARROW_DLPACK_COPY_ALWAYS,
+        (None, policy) => policy == ArrowDlpackCopy::ARROW_DLPACK_COPY_ALWAYS,
     };
     if !copy {
         // SAFETY: forwarded from the caller.

@@ -70,7 +70,10 @@ mod tensor;
 
 pub use dims::MAX_NDIM;
 pub use error::{ArrowDlpackError, ArrowDlpackStatus, Error, Status};
-pub use tensor::{Tensor, from_dlpack, to_dlpack, to_dlpack_with_field};
+pub use tensor::{
+    CopyPolicy, ExportOptions, Exported, ImportOptions, Tensor, chunks_to_dlpack, from_dlpack,
+    from_dlpack_with_options, to_dlpack, to_dlpack_with_field, to_dlpack_with_options,
+};
 
 /// Internals that the crate's own benches and property tests measure and
 /// check directly. Not part of the API: they change without notice.

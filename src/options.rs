@@ -38,8 +38,6 @@ pub enum ArrowDlpackOrder {
     ARROW_DLPACK_COLUMN_MAJOR = 2,
 }
 
-pub use ArrowDlpackCopy as CopyPolicy;
-
 /// Options of `arrow_dlpack_export_with` and `arrow_dlpack_export_stream`;
 /// all zero (or a NULL pointer) is the default: share, never copy.
 #[repr(C)]
@@ -88,7 +86,7 @@ pub struct ArrowDlpackImportOptions {
 /// Validated export options.
 #[derive(Debug, Clone, Copy)]
 pub struct ExportOptions {
-    pub copy: CopyPolicy,
+    pub copy: ArrowDlpackCopy,
     /// `Some(value)`: nulls become `value`.
     pub fill: Option<f64>,
     pub temporal_as_integer: bool,
@@ -101,7 +99,7 @@ pub struct ExportOptions {
 impl ExportOptions {
     /// The defaults: share, never copy.
     pub const SHARE: ExportOptions = ExportOptions {
-        copy: CopyPolicy::ARROW_DLPACK_COPY_NEVER,
+        copy: ArrowDlpackCopy::ARROW_DLPACK_COPY_NEVER,
         fill: None,
         temporal_as_integer: false,
         dtype: None,
@@ -166,7 +164,7 @@ impl ExportOptions {
 /// Validated import options.
 #[derive(Debug, Clone, Copy)]
 pub struct ImportOptions {
-    pub copy: CopyPolicy,
+    pub copy: ArrowDlpackCopy,
 }
 
 impl ImportOptions {
@@ -174,7 +172,7 @@ impl ImportOptions {
     pub fn from_c(options: Option<&ArrowDlpackImportOptions>) -> Result<ImportOptions, Error> {
         let Some(o) = options else {
             return Ok(ImportOptions {
-                copy: CopyPolicy::ARROW_DLPACK_COPY_NEVER,
+                copy: ArrowDlpackCopy::ARROW_DLPACK_COPY_NEVER,
             });
         };
         reserved_zero(&o.reserved)?;
@@ -195,11 +193,11 @@ impl ImportOptions {
     }
 }
 
-fn copy_policy(raw: i32) -> Result<CopyPolicy, Error> {
+fn copy_policy(raw: i32) -> Result<ArrowDlpackCopy, Error> {
     match raw {
-        0 => Ok(CopyPolicy::ARROW_DLPACK_COPY_NEVER),
-        1 => Ok(CopyPolicy::ARROW_DLPACK_COPY_IF_NEEDED),
-        2 => Ok(CopyPolicy::ARROW_DLPACK_COPY_ALWAYS),
+        0 => Ok(ArrowDlpackCopy::ARROW_DLPACK_COPY_NEVER),
+        1 => Ok(ArrowDlpackCopy::ARROW_DLPACK_COPY_IF_NEEDED),
+        2 => Ok(ArrowDlpackCopy::ARROW_DLPACK_COPY_ALWAYS),
         n => Err(err!(
             ARROW_DLPACK_INVALID_ARGUMENT,
             "options.copy is {n}; it must be an ArrowDlpackCopy (0 never, 1 if needed, 2 always)"

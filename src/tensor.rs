@@ -5,7 +5,7 @@
 //! then wraps them for arrow-rs (never through arrow-rs's `from_ffi`, which
 //! copies buffers that are not aligned to their type).
 
-use std::ffi::c_void;
+use std::ffi::{c_int, c_void};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -16,9 +16,12 @@ use arrow_data::ffi::FFI_ArrowArray;
 use arrow_schema::ffi::FFI_ArrowSchema;
 use arrow_schema::{DataType, Field};
 
-use crate::abi::{ArrowArray, ArrowSchema, DLDataType, DLDevice, DLManagedTensorVersioned};
+use crate::abi::{
+    ArrowArray, ArrowArrayStream, ArrowSchema, DLDataType, DLDevice, DLManagedTensorVersioned,
+};
 use crate::dlpack::read::Memory;
 use crate::error::{Error, err};
+use crate::options::{self, ArrowDlpackCopy};
 use crate::{export, import, managed};
 
 /// An owned DLPack 1.x tensor (`DLManagedTensorVersioned`). Dropping it
@@ -241,3 +244,251 @@ const _: () = {
     assert!(size_of::<FFI_ArrowArray>() == size_of::<ArrowArray>());
     assert!(size_of::<FFI_ArrowSchema>() == size_of::<ArrowSchema>());
 };
+
+// ---- copies -------------------------------------------------------------------
+
+/// When a copy is allowed (the C API's `ArrowDlpackCopy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CopyPolicy {
+    /// Share, or fail with `NEEDS_COPY` (the default).
+    #[default]
+    Never,
+    /// Share when possible, else make one copy.
+    IfNeeded,
+    /// Always a fresh, writable copy.
+    Always,
+}
+
+impl CopyPolicy {
+    fn policy(self) -> ArrowDlpackCopy {
+        match self {
+            CopyPolicy::Never => ArrowDlpackCopy::ARROW_DLPACK_COPY_NEVER,
+            CopyPolicy::IfNeeded => ArrowDlpackCopy::ARROW_DLPACK_COPY_IF_NEEDED,
+            CopyPolicy::Always => ArrowDlpackCopy::ARROW_DLPACK_COPY_ALWAYS,
+        }
+    }
+}
+
+/// What [`to_dlpack_with_options`] may do (the C API's
+/// `ArrowDlpackExportOptions`): `Default` shares, never copies.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExportOptions {
+    pub copy: CopyPolicy,
+    /// `Some(value)`: each null becomes `value` (a copy); it must be exact
+    /// in the tensor's dtype.
+    pub fill_nulls: Option<f64>,
+    /// Dates, times, timestamps and durations shared as their integer
+    /// storage.
+    pub temporal_as_integer: bool,
+    /// The tensor's dtype, if not the array's own (a copy, converted as
+    /// NumPy's `astype`).
+    pub dtype: Option<DLDataType>,
+    /// Also make the validity mask (kDLBool, 1 = valid).
+    pub validity: bool,
+}
+
+/// A tensor made under [`ExportOptions`], and its validity mask if asked.
+#[derive(Debug)]
+pub struct Exported {
+    pub tensor: Tensor,
+    pub validity: Option<Tensor>,
+}
+
+impl ExportOptions {
+    /// The validated options of the core, writing the mask to `validity`.
+    fn core(
+        &self,
+        validity: &mut *mut DLManagedTensorVersioned,
+    ) -> Result<options::ExportOptions, Error> {
+        let dtype = match self.dtype {
+            None => None,
+            Some(t) => Some(crate::dtype::from_dlpack_or_bool(t).ok_or_else(|| {
+                crate::dtype::unsupported_dlpack(t).context(format_args!("dtype"))
+            })?),
+        };
+        Ok(options::ExportOptions {
+            copy: self.copy.policy(),
+            fill: self.fill_nulls,
+            temporal_as_integer: self.temporal_as_integer,
+            dtype,
+            validity: match self.validity {
+                true => validity,
+                false => std::ptr::null_mut(),
+            },
+        })
+    }
+}
+
+fn exported(
+    made: Result<NonNull<DLManagedTensorVersioned>, Error>,
+    validity: *mut DLManagedTensorVersioned,
+) -> Result<Exported, Error> {
+    Ok(Exported {
+        tensor: Tensor(made?),
+        validity: NonNull::new(validity).map(Tensor),
+    })
+}
+
+/// As [`to_dlpack_with_field`], under `options`: booleans, nulls,
+/// another dtype are copied once where the options allow it (the rules of
+/// `arrow_dlpack_export_with`).
+///
+/// ```
+/// use arrow_array::BooleanArray;
+/// use arrow_dlpack::{CopyPolicy, ExportOptions};
+/// let array = BooleanArray::from(vec![true, false, true]);
+/// let field = arrow_schema::Field::new("", arrow_schema::DataType::Boolean, false);
+/// let options = ExportOptions { copy: CopyPolicy::IfNeeded, ..Default::default() };
+/// let t = arrow_dlpack::to_dlpack_with_options(&field, &array, &options).unwrap().tensor;
+/// assert_eq!((t.dtype().code, t.shape()), (6, &[3][..])); // kDLBool, unpacked
+/// ```
+pub fn to_dlpack_with_options(
+    field: &Field,
+    array: &dyn Array,
+    options: &ExportOptions,
+) -> Result<Exported, Error> {
+    let mut validity = std::ptr::null_mut();
+    let core = options.core(&mut validity)?;
+    let schema =
+        FFI_ArrowSchema::try_from(field).map_err(|e| err!(ARROW_DLPACK_UNSUPPORTED_TYPE, "{e}"))?;
+    let mut c_array = FFI_ArrowArray::new(&array.to_data());
+    // SAFETY: as in `to_dlpack_with_field`; `validity` outlives the call.
+    let made = unsafe {
+        export::export_with::<DLManagedTensorVersioned>(
+            &mut *(&raw mut c_array).cast::<ArrowArray>(),
+            &*(&raw const schema).cast::<ArrowSchema>(),
+            &core,
+        )
+    };
+    exported(made, validity)
+}
+
+/// The chunks of a column (each of `field`'s type) as one tensor,
+/// concatenated along the first dimension: one chunk is shared, several
+/// need a copy (`CopyPolicy::IfNeeded`), none give an empty tensor. The rules of
+/// `arrow_dlpack_export_stream`, run over a C stream of the chunks.
+///
+/// ```
+/// use std::sync::Arc;
+/// use arrow_array::{ArrayRef, Int32Array};
+/// use arrow_dlpack::{CopyPolicy, ExportOptions};
+/// let field = arrow_schema::Field::new("", arrow_schema::DataType::Int32, false);
+/// let chunks: Vec<ArrayRef> = vec![Arc::new(Int32Array::from(vec![1, 2])), Arc::new(Int32Array::from(vec![3]))];
+/// let options = ExportOptions { copy: CopyPolicy::IfNeeded, ..Default::default() };
+/// let t = arrow_dlpack::chunks_to_dlpack(&field, chunks, &options).unwrap().tensor;
+/// assert_eq!(t.shape(), &[3]);
+/// ```
+pub fn chunks_to_dlpack(
+    field: &Field,
+    chunks: impl IntoIterator<Item = ArrayRef>,
+    options: &ExportOptions,
+) -> Result<Exported, Error> {
+    let mut validity = std::ptr::null_mut();
+    let core = options.core(&mut validity)?;
+    let chunks: Vec<ArrayRef> = chunks.into_iter().collect();
+    if let Some((i, c)) = chunks
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.data_type() != field.data_type())
+    {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "chunk {i} is {}, the field {}",
+            c.data_type(),
+            field.data_type()
+        ));
+    }
+    let mut producer = Producer {
+        field: field.clone(),
+        chunks,
+        next: 0,
+    };
+    let mut stream = ArrowArrayStream {
+        get_schema: Some(producer_schema),
+        get_next: Some(producer_next),
+        get_last_error: Some(producer_last_error),
+        release: Some(producer_release),
+        private_data: (&raw mut producer).cast(),
+    };
+    // SAFETY: a valid stream over `producer`, alive for the call.
+    let made = unsafe { export::export_stream::<DLManagedTensorVersioned>(&mut stream, &core) };
+    exported(made, validity)
+}
+
+/// A C stream producer over arrow-rs arrays (for [`chunks_to_dlpack`]).
+struct Producer {
+    field: Field,
+    chunks: Vec<ArrayRef>,
+    next: usize,
+}
+
+unsafe extern "C" fn producer_schema(s: *mut ArrowArrayStream, out: *mut ArrowSchema) -> c_int {
+    // SAFETY: the stream made in `chunks_to_dlpack`; `out` is writable.
+    let me = unsafe { &*(*s).private_data.cast::<Producer>() };
+    match FFI_ArrowSchema::try_from(&me.field) {
+        Ok(schema) => {
+            // SAFETY: moved out, as the C Data Interface moves structs.
+            unsafe { out.cast::<FFI_ArrowSchema>().write(schema) };
+            0
+        }
+        Err(_) => 22, // EINVAL
+    }
+}
+
+unsafe extern "C" fn producer_next(s: *mut ArrowArrayStream, out: *mut ArrowArray) -> c_int {
+    // SAFETY: as above.
+    let me = unsafe { &mut *(*s).private_data.cast::<Producer>() };
+    let array = match me.chunks.get(me.next) {
+        Some(chunk) => FFI_ArrowArray::new(&chunk.to_data()),
+        None => FFI_ArrowArray::empty(), // release NULL: the end
+    };
+    me.next += 1;
+    // SAFETY: as above.
+    unsafe { out.cast::<FFI_ArrowArray>().write(array) };
+    0
+}
+
+unsafe extern "C" fn producer_last_error(_: *mut ArrowArrayStream) -> *const std::ffi::c_char {
+    c"the field's type has no C Data Interface schema".as_ptr()
+}
+
+unsafe extern "C" fn producer_release(s: *mut ArrowArrayStream) {
+    // SAFETY: the stream made in `chunks_to_dlpack` (never released by
+    // the library; here for completeness of the interface).
+    unsafe { (*s).release = None };
+}
+
+/// What [`from_dlpack_with_options`] may do.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImportOptions {
+    pub copy: CopyPolicy,
+}
+
+/// As [`from_dlpack`], under `options`: kDLBool tensors and strides Arrow
+/// cannot share are copied once (row-major) where the options allow it;
+/// the tensor is then deleted at once.
+pub fn from_dlpack_with_options(
+    tensor: Tensor,
+    options: &ImportOptions,
+) -> Result<(Field, ArrayRef), (Error, Tensor)> {
+    let core = options::ImportOptions {
+        copy: options.copy.policy(),
+    };
+    let mut c_array = FFI_ArrowArray::empty();
+    let mut c_schema = FFI_ArrowSchema::empty();
+    // SAFETY: as in `from_dlpack`.
+    let imported = unsafe {
+        import::import_with(
+            tensor.0,
+            &core,
+            &mut *(&raw mut c_array).cast::<ArrowArray>(),
+            &mut *(&raw mut c_schema).cast::<ArrowSchema>(),
+        )
+    };
+    if let Err(e) = imported {
+        return Err((e, tensor));
+    }
+    std::mem::forget(tensor); // owned by `c_array`, or deleted after a copy
+    let field = Field::try_from(&c_schema).expect("a schema this library wrote");
+    Ok((field.clone(), wrap(c_array, field.data_type())))
+}

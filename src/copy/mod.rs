@@ -54,6 +54,7 @@ impl Bytes {
         // SAFETY: a non-zero size.
         let ptr = NonNull::new(unsafe { alloc::alloc(layout) })
             .ok_or_else(|| err!(ARROW_DLPACK_OUT_OF_MEMORY, "allocating {len} bytes failed"))?;
+        crate::owner::huge_pages(ptr.as_ptr(), len);
         Ok(Bytes { ptr, len })
     }
 
