@@ -123,6 +123,9 @@ pub unsafe fn import_with(
         // SAFETY: forwarded from the caller.
         return unsafe { import_to_c(tensor, Memory::HostReadable, out_array, out_schema) };
     }
+    // Whether the tensor's memory is already in the copy's order.
+    let row_major =
+        plan.unshareable.is_none() && plan.rows.as_ref().is_none_or(|r| r.permutation.is_none());
     // A copy is row-major in the tensor's logical order.
     let plan = Plan {
         rows: plan.rows.map(|r| Rows {
@@ -144,8 +147,11 @@ pub unsafe fn import_with(
     // strides say (DLPack's guarantee); `values` has room for them all.
     unsafe {
         let (shape, strides) = read::shape_strides(t);
-        if plan.dtype.is_bit_packed() {
-            // Gathered to one byte per bool first, then packed.
+        if plan.dtype.is_bit_packed() && row_major {
+            // Row-major bools: packed straight from the tensor.
+            bits::pack(plan.data, values.as_ptr(), elements);
+        } else if plan.dtype.is_bit_packed() {
+            // Strided bools: gathered to one byte each first, then packed.
             let staged = Bytes::new(elements)?;
             gather::gather(plan.data, &shape, &strides, 1, staged.as_ptr());
             bits::pack(staged.as_ptr(), values.as_ptr(), elements);

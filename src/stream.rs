@@ -136,13 +136,29 @@ unsafe extern "C" fn release_nothing(array: *mut ArrowArray) {
 /// A zero-length array with the structure a schema describes (its
 /// `fixed_size_list` levels and leaf), owning nothing: what a stream
 /// without chunks is read as, so that its tensor has the schema's shape.
-// Boxed: each level's (and child slot's) address is handed to the level
-// above, and must not move when the vectors grow.
-#[allow(clippy::vec_box)]
+///
+/// Its parts are raw heap pointers (from `Box::into_raw`), never boxes:
+/// each level hands out pointers to the others, which a move or a `&mut`
+/// of a box would invalidate under Rust's aliasing rules.
 pub struct EmptyArray {
-    levels: Vec<Box<ArrowArray>>,
-    children: Vec<Box<*mut ArrowArray>>,
-    buffers: Box<[*const c_void; 2]>,
+    levels: Vec<*mut ArrowArray>,
+    children: Vec<*mut *mut ArrowArray>,
+    buffers: *mut [*const c_void; 2],
+}
+
+impl Drop for EmptyArray {
+    fn drop(&mut self) {
+        // SAFETY: each pointer came from `Box::into_raw` in `of`, freed once.
+        unsafe {
+            for &level in &self.levels {
+                drop(Box::from_raw(level));
+            }
+            for &slot in &self.children {
+                drop(Box::from_raw(slot));
+            }
+            drop(Box::from_raw(self.buffers));
+        }
+    }
 }
 
 impl EmptyArray {
@@ -152,7 +168,7 @@ impl EmptyArray {
         let mut empty = EmptyArray {
             levels: Vec::new(),
             children: Vec::new(),
-            buffers: Box::new([ptr::null(); 2]),
+            buffers: Box::into_raw(Box::new([ptr::null(); 2])),
         };
         let mut level = schema;
         for _ in 0..MAX_NDIM {
@@ -161,11 +177,11 @@ impl EmptyArray {
                 && unsafe { CStr::from_ptr(level.format) }
                     .to_bytes()
                     .starts_with(b"+w:");
-            let mut array = Box::new(empty_array());
-            array.buffers = empty.buffers.as_mut_ptr();
+            let mut array = empty_array();
+            array.buffers = empty.buffers.cast();
             array.n_buffers = if list { 1 } else { 2 };
             array.release = Some(release_nothing);
-            empty.levels.push(array);
+            empty.levels.push(Box::into_raw(Box::new(array)));
             // SAFETY: a list's single child, when the schema has one.
             let child = (list && level.n_children == 1 && !level.children.is_null())
                 .then(|| unsafe { (*level.children).as_ref() })
@@ -175,16 +191,19 @@ impl EmptyArray {
         }
         // Link each level to the next.
         for i in 1..empty.levels.len() {
-            let child: *mut ArrowArray = &mut *empty.levels[i];
-            empty.children.push(Box::new(child));
-            let slot: *mut *mut ArrowArray = &mut **empty.children.last_mut().expect("pushed");
-            empty.levels[i - 1].children = slot;
-            empty.levels[i - 1].n_children = 1;
+            let slot = Box::into_raw(Box::new(empty.levels[i]));
+            empty.children.push(slot);
+            // SAFETY: a live level made above.
+            unsafe {
+                (*empty.levels[i - 1]).children = slot;
+                (*empty.levels[i - 1]).n_children = 1;
+            }
         }
         empty
     }
 
     pub fn root(&self) -> &ArrowArray {
-        &self.levels[0]
+        // SAFETY: a live level (there is always one), freed only by `drop`.
+        unsafe { &*self.levels[0] }
     }
 }

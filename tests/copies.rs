@@ -6,6 +6,8 @@ mod common;
 
 use std::ffi::{CStr, c_char, c_int};
 use std::ptr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow_dlpack::Status;
 use arrow_dlpack::abi::*;
@@ -494,12 +496,14 @@ struct Tensor {
     shape: Vec<i64>,
     strides: Vec<i64>,
     managed: Box<DLManagedTensorVersioned>,
-    deletes: Box<usize>,
+    /// Shared with the deleter (an `Arc`: moving the tensor around does
+    /// not invalidate the deleter's pointer to it).
+    deletes: Arc<AtomicUsize>,
 }
 
 unsafe extern "C" fn count_delete(t: *mut DLManagedTensorVersioned) {
-    // SAFETY: manager_ctx is the test's counter.
-    unsafe { *(*t).manager_ctx.cast::<usize>() += 1 };
+    // SAFETY: manager_ctx is the test's counter, alive with the tensor.
+    unsafe { (*(*t).manager_ctx.cast::<AtomicUsize>()).fetch_add(1, Ordering::SeqCst) };
 }
 
 fn tensor(
@@ -534,9 +538,9 @@ fn tensor(
                 byte_offset: offset as u64,
             },
         }),
-        deletes: Box::new(0),
+        deletes: Arc::new(AtomicUsize::new(0)),
     };
-    t.managed.manager_ctx = (&raw mut *t.deletes).cast();
+    t.managed.manager_ctx = Arc::as_ptr(&t.deletes).cast_mut().cast();
     t.managed.dl_tensor.data = t.storage.as_mut_ptr().cast();
     t.managed.dl_tensor.shape = t.shape.as_mut_ptr();
     t.managed.dl_tensor.strides = t.strides.as_mut_ptr();
@@ -576,7 +580,7 @@ fn import_with(
             before,
             "a failure leaves the tensor untouched"
         );
-        assert_eq!(*t.deletes, 0);
+        assert_eq!(t.deletes.load(Ordering::SeqCst), 0);
         return Err((status, message(&error)));
     }
     // SAFETY: written on success.
@@ -600,7 +604,11 @@ fn import_with(
         (array.release.unwrap())(&mut array);
         (schema.release.unwrap())(&mut schema);
     }
-    assert_eq!(*t.deletes, 1, "the tensor is deleted exactly once");
+    assert_eq!(
+        t.deletes.load(Ordering::SeqCst),
+        1,
+        "the tensor is deleted exactly once"
+    );
     Ok(out)
 }
 
@@ -666,5 +674,5 @@ fn import_options_are_validated() {
     };
     assert_eq!(status, Status::ARROW_DLPACK_INVALID_ARGUMENT);
     assert!(message(&error).contains("options.reserved[3] is 9"));
-    assert_eq!(*t.deletes, 0);
+    assert_eq!(t.deletes.load(Ordering::SeqCst), 0);
 }
