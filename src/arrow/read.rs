@@ -161,7 +161,7 @@ pub unsafe fn read(
 ///
 /// # Safety
 /// As [`read`].
-#[inline]
+#[inline(always)]
 pub unsafe fn read_with(
     array: &ArrowArray,
     schema: &ArrowSchema,
@@ -211,10 +211,12 @@ pub fn locate(depth: usize, e: Error) -> Error {
 }
 
 impl<'a, 'l> Structure<'a, 'l> {
-    /// Reads the levels into `levels`.
+    /// Reads the levels into `levels`. Inlined: its result crossing a call
+    /// boundary stalled the export on store forwarding.
     ///
     /// # Safety
     /// As [`read`].
+    #[inline(always)]
     unsafe fn read(
         array: &'a ArrowArray,
         schema: &'a ArrowSchema,
@@ -271,7 +273,8 @@ impl<'a, 'l> Structure<'a, 'l> {
     }
 
     /// Layer 2: the ranges every level covers, checked, and the view; the
-    /// bitmaps to count go to `nulls`.
+    /// bitmaps to count go to `nulls`. Inlined, as `read`.
+    #[inline(always)]
     fn ranges<'s>(
         self,
         location: Location,
