@@ -640,6 +640,17 @@ fn check_with(
     }
 }
 
+/// Deletes a tensor made under options, and its mask (may be NULL).
+fn delete_both(t: *mut DLManagedTensorVersioned, mask: *mut DLManagedTensorVersioned) {
+    // SAFETY: live tensors from the library, deleted once each.
+    unsafe {
+        ((*t).deleter.unwrap())(t);
+        if !mask.is_null() {
+            ((*mask).deleter.unwrap())(mask);
+        }
+    }
+}
+
 /// `arrow_dlpack_export_with[_legacy]` under random options.
 ///
 /// # Safety
@@ -669,13 +680,7 @@ unsafe fn export_with(input: &mut Input, root: &mut Level, arena: &[u8], release
     }
     assert!(root.array.release.is_none(), "the array is moved");
     check_with(t, mask, root, &o, 1, arena);
-    // SAFETY: live tensors, deleted once each.
-    unsafe {
-        ((*t).deleter.unwrap())(t);
-        if !mask.is_null() {
-            ((*mask).deleter.unwrap())(mask);
-        }
-    }
+    delete_both(t, mask);
     assert_eq!(
         RELEASES.load(Ordering::SeqCst),
         released + 1,
@@ -768,13 +773,7 @@ unsafe fn export_stream(input: &mut Input, root: &mut Level, arena: &[u8], relea
     if copies > 0 {
         check_with(t, mask, root, &o, copies, arena);
     }
-    // SAFETY: live tensors, deleted once each.
-    unsafe {
-        ((*t).deleter.unwrap())(t);
-        if !mask.is_null() {
-            ((*mask).deleter.unwrap())(mask);
-        }
-    }
+    delete_both(t, mask);
     assert_eq!(
         RELEASES.load(Ordering::SeqCst),
         released + copies,

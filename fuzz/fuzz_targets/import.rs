@@ -91,6 +91,27 @@ fn json_ints(json: &str, key: &str) -> Option<Vec<i64>> {
     Some(ints.map(|s| s.parse().expect("an integer")).collect())
 }
 
+/// A live tensor's shape and strides (row-major for NULL strides).
+fn shape_strides(tensor: &DLTensor) -> (Vec<i64>, Vec<i64>) {
+    let ndim = tensor.ndim as usize;
+    if ndim == 0 {
+        return (vec![], vec![]);
+    }
+    // SAFETY: a live tensor has `ndim` entries where not NULL.
+    let shape = unsafe { std::slice::from_raw_parts(tensor.shape, ndim) }.to_vec();
+    let strides = if tensor.strides.is_null() {
+        let mut s = vec![1i64; ndim];
+        for d in (0..ndim - 1).rev() {
+            s[d] = s[d + 1] * shape[d + 1];
+        }
+        s
+    } else {
+        // SAFETY: as above.
+        unsafe { std::slice::from_raw_parts(tensor.strides, ndim) }.to_vec()
+    };
+    (shape, strides)
+}
+
 /// Checks an imported array against the tensor it came from: schema and
 /// array agree; a fixed_size_list's size is the product of its extension
 /// shape and its child covers it; every tensor element is read back at the
@@ -101,22 +122,8 @@ fn check(tensor: &DLTensor, array: &ArrowArray, schema: &ArrowSchema) {
         .to_str()
         .unwrap();
     let ndim = tensor.ndim as usize;
-    // SAFETY: a live tensor has `ndim` entries where not NULL.
-    let shape: &[i64] = if ndim == 0 {
-        &[]
-    } else {
-        unsafe { std::slice::from_raw_parts(tensor.shape, ndim) }
-    };
-    let strides: Vec<i64> = if ndim > 0 && !tensor.strides.is_null() {
-        // SAFETY: as above.
-        unsafe { std::slice::from_raw_parts(tensor.strides, ndim) }.to_vec()
-    } else {
-        let mut s = vec![1i64; ndim];
-        for d in (0..ndim.saturating_sub(1)).rev() {
-            s[d] = s[d + 1] * shape[d + 1];
-        }
-        s
-    };
+    let (shape, strides) = shape_strides(tensor);
+    let shape = &shape[..];
     assert_eq!(array.length, if ndim == 0 { 1 } else { shape[0] });
     assert_eq!((array.offset, array.null_count), (0, 0));
     let width = tensor.dtype.bits as usize / 8;
@@ -245,22 +252,7 @@ fn check_copy(tensor: &DLTensor, array: &ArrowArray, schema: &ArrowSchema) {
         .to_str()
         .unwrap();
     let ndim = tensor.ndim as usize;
-    // SAFETY: a live tensor has `ndim` entries where not NULL.
-    let shape: Vec<i64> = if ndim == 0 {
-        vec![]
-    } else {
-        unsafe { std::slice::from_raw_parts(tensor.shape, ndim) }.to_vec()
-    };
-    let strides: Vec<i64> = if ndim > 0 && !tensor.strides.is_null() {
-        // SAFETY: as above.
-        unsafe { std::slice::from_raw_parts(tensor.strides, ndim) }.to_vec()
-    } else {
-        let mut s = vec![1i64; ndim];
-        for d in (0..ndim.saturating_sub(1)).rev() {
-            s[d] = s[d + 1] * shape[d + 1];
-        }
-        s
-    };
+    let (shape, strides) = shape_strides(tensor);
     assert!(
         format == "b" || !format.starts_with('+') || format.starts_with("+w:"),
         "{format}"
