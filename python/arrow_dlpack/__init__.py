@@ -206,6 +206,24 @@ class DLPackExporter:
             self._consumed = True  # read, whatever happened
             if not tensor:
                 raise BufferError(_ffi.last_error(error))
+        elif (
+            self._on_device
+            and not copy
+            and stream is None
+            and self._options is _DEFAULT_OPTIONS
+            and not _void_p_at(array + _SYNC_EVENT_OFFSET).value
+        ):
+            # The common case, any device: shared as is. Only when that
+            # fails is the device read: CPU data may still be copied.
+            export = _export_device if versioned else _export_device_legacy
+            tensor = export(array, schema, None, None)
+            if not tensor:
+                if _int32_at(array + _DEVICE_TYPE_OFFSET).value != _ffi.K_DL_CPU:
+                    raise BufferError(_error_of(export, versioned, array, schema, None))
+                export = _export_with if versioned else _export_with_legacy
+                tensor = export(array, schema, options, None)
+                if not tensor:
+                    raise BufferError(_error_of(export, versioned, array, schema, options))
         elif self._on_device and _int32_at(array + _DEVICE_TYPE_OFFSET).value != _ffi.K_DL_CPU:
             tensor = self._export_on_device(array, schema, versioned, stream, copy)
         else:
@@ -328,10 +346,16 @@ def to_dlpack(
     >>> np.from_dlpack(to_dlpack(pa.array([True, None, False]), null_value=0))
     array([ True, False, False])
     """
-    if order not in _ORDERS:
+    if order == "any" and null_value is None and dtype is None and not temporal_as_int:
+        options = _DEFAULT_OPTIONS
+        # The common case, inlined: the device protocol (see `_arrow_object`).
+        device_export = getattr(type(obj), "__arrow_c_device_array__", None)
+        if device_export is not None:
+            schema, array = device_export(obj)
+            return DLPackExporter((schema, array), schema, array, _ARROW_DEVICE_ARRAY)
+    elif order not in _ORDERS:
         raise ValueError(f"order must be 'any', 'C' or 'F', got {order!r}")
-    options = _DEFAULT_OPTIONS
-    if order != "any" or null_value is not None or dtype is not None or temporal_as_int:
+    else:
         options = _Options(_ORDERS[order], null_value, None if dtype is None else _dtype_of(dtype), temporal_as_int)
     owner, schema, array, name = _arrow_object(obj)
     return DLPackExporter(owner, schema, array, name, options)
