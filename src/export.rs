@@ -164,8 +164,8 @@ unsafe fn copy_pieces<M: Managed>(
     target: &'static DType,
     fill: Option<&[u8; 8]>,
 ) -> Result<NonNull<M>, Error> {
-    let elements = pieces.iter().map(|p| p.view.elements).sum::<usize>();
     let width = target.width();
+    let elements = elements(pieces);
     let bytes = elements.checked_mul(width).ok_or_else(|| {
         err!(
             ARROW_DLPACK_OUT_OF_MEMORY,
@@ -173,8 +173,7 @@ unsafe fn copy_pieces<M: Managed>(
         )
     })?;
     let (tensor, dst) = owner::own::<M>(target.dl, dims, bytes)?;
-    let mut at = 0;
-    for piece in pieces {
+    for (at, piece) in placed(pieces) {
         let v = &piece.view;
         if v.elements == 0 {
             continue;
@@ -195,7 +194,6 @@ unsafe fn copy_pieces<M: Managed>(
                 copy::nulls::fill(out, width, value, &piece.maps);
             }
         }
-        at += v.elements;
     }
     Ok(tensor)
 }
@@ -205,15 +203,26 @@ unsafe fn copy_pieces<M: Managed>(
 /// # Safety
 /// As [`copy_pieces`].
 unsafe fn mask(pieces: &[Piece], dims: &Dims) -> Result<NonNull<DLManagedTensorVersioned>, Error> {
-    let elements = pieces.iter().map(|p| p.view.elements).sum::<usize>();
-    let (tensor, dst) = owner::own::<DLManagedTensorVersioned>(BOOLEAN.dl, dims, elements)?;
-    let mut at = 0;
-    for piece in pieces {
-        // SAFETY: `elements` bytes; this piece's go at `at`.
+    let (tensor, dst) = owner::own::<DLManagedTensorVersioned>(BOOLEAN.dl, dims, elements(pieces))?;
+    for (at, piece) in placed(pieces) {
+        // SAFETY: a byte per element; this piece's go at `at`.
         unsafe { copy::nulls::mask(dst.add(at), piece.view.elements, &piece.maps) };
-        at += piece.view.elements;
     }
     Ok(tensor)
+}
+
+/// Elements of all the pieces.
+fn elements(pieces: &[Piece]) -> usize {
+    pieces.iter().map(|p| p.view.elements).sum()
+}
+
+/// Each piece with the element it starts at, one after another.
+fn placed(pieces: &[Piece]) -> impl Iterator<Item = (usize, &Piece)> {
+    pieces.iter().scan(0, |at, piece| {
+        let start = *at;
+        *at += piece.view.elements;
+        Some((start, piece))
+    })
 }
 
 /// The tensor of `pieces` (and the validity mask when asked for): the one

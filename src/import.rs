@@ -9,7 +9,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use crate::abi::{
-    ArrowArray, ArrowSchema, DLDevice, DLManagedTensorVersioned, DLPACK_MAJOR_VERSION, DLTensor,
+    ArrowArray, ArrowSchema, DLDevice, DLManagedTensorVersioned, DLPACK_MAJOR_VERSION,
 };
 use crate::arrow::write::{self, Keeper};
 use crate::copy::{Bytes, bits, gather};
@@ -126,10 +126,12 @@ pub unsafe fn import_with(
     // Whether the tensor's memory is already in the copy's order.
     let row_major =
         plan.unshareable.is_none() && plan.rows.as_ref().is_none_or(|r| r.permutation.is_none());
+    // SAFETY: the plan accepted the tensor.
+    let (shape, strides) = unsafe { read::shape_strides(t) };
     // A copy is row-major in the tensor's logical order.
     let plan = Plan {
         rows: plan.rows.map(|r| Rows {
-            physical: logical_rows(t),
+            physical: shape[1..].to_vec(),
             permutation: None,
             list_size: r.list_size,
         }),
@@ -146,7 +148,6 @@ pub unsafe fn import_with(
     // SAFETY: the tensor is live and its elements lie where its shape and
     // strides say (DLPack's guarantee); `values` has room for them all.
     unsafe {
-        let (shape, strides) = read::shape_strides(t);
         if plan.dtype.is_bit_packed() && row_major {
             // Row-major bools: packed straight from the tensor.
             bits::pack(plan.data, values.as_ptr(), elements);
@@ -169,13 +170,6 @@ pub unsafe fn import_with(
         std::ptr::write(out_schema, schema);
     }
     Ok(plan.device)
-}
-
-/// The logical extents of one row (all dimensions but the first).
-fn logical_rows(t: &DLTensor) -> Vec<i64> {
-    // SAFETY: the plan accepted the tensor: `ndim` shape entries.
-    let (shape, _) = unsafe { read::shape_strides(t) };
-    shape.get(1..).unwrap_or(&[]).to_vec()
 }
 
 /// A versioned tensor, once its major version is known to be 1 (nothing

@@ -128,19 +128,30 @@ pub fn to_dlpack(array: &dyn Array) -> Result<Tensor, Error> {
 /// As [`to_dlpack`], with the array's field, so that extension types in its
 /// metadata (`arrow.fixed_shape_tensor`) shape the tensor.
 pub fn to_dlpack_with_field(field: &Field, array: &dyn Array) -> Result<Tensor, Error> {
+    // SAFETY: forwarded structs, valid.
+    export_c(field, array, |a, s| unsafe { export::export(a, s) }).map(Tensor)
+}
+
+/// Runs an export over arrow-rs's C Data Interface structs for `field` and
+/// `array`: on success the array moves into the tensor, on failure the
+/// C array still owns it and releases it when dropped.
+fn export_c<T>(
+    field: &Field,
+    array: &dyn Array,
+    export: impl FnOnce(&mut ArrowArray, &ArrowSchema) -> Result<T, Error>,
+) -> Result<T, Error> {
     let schema =
         FFI_ArrowSchema::try_from(field).map_err(|e| err!(ARROW_DLPACK_UNSUPPORTED_TYPE, "{e}"))?;
     let mut c_array = FFI_ArrowArray::new(&array.to_data());
-    // SAFETY: arrow-rs's structs have the C layout (asserted below), and
-    // are valid; on success the array moves into the tensor, on failure
-    // `c_array` still owns it and releases it when dropped.
-    let tensor = unsafe {
-        export::export::<DLManagedTensorVersioned>(
+    // SAFETY: arrow-rs's structs have the C layout (asserted below) and
+    // are valid for the call.
+    let (c_array, schema) = unsafe {
+        (
             &mut *(&raw mut c_array).cast::<ArrowArray>(),
             &*(&raw const schema).cast::<ArrowSchema>(),
         )
-    }?;
-    Ok(Tensor(tensor))
+    };
+    export(c_array, schema)
 }
 
 /// Shares a DLPack tensor (in host-readable memory) as an arrow-rs array,
@@ -161,14 +172,29 @@ pub fn to_dlpack_with_field(field: &Field, array: &dyn Array) -> Result<Tensor, 
 /// assert_eq!(ints.values().as_ptr().cast(), data); // the same memory, round trip
 /// ```
 pub fn from_dlpack(tensor: Tensor) -> Result<(Field, ArrayRef), (Error, Tensor)> {
+    // SAFETY: forwarded: a live tensor of ours, writable out structs.
+    import_c(tensor, |t, a, s| unsafe {
+        import::import_to_c(t, Memory::HostReadable, a, s)
+    })
+}
+
+/// Runs an import of `tensor` into arrow-rs's C Data Interface structs and
+/// wraps the result for arrow-rs; on failure the tensor comes back.
+fn import_c<T>(
+    tensor: Tensor,
+    import: impl FnOnce(
+        NonNull<DLManagedTensorVersioned>,
+        &mut ArrowArray,
+        &mut ArrowSchema,
+    ) -> Result<T, Error>,
+) -> Result<(Field, ArrayRef), (Error, Tensor)> {
     let mut c_array = FFI_ArrowArray::empty();
     let mut c_schema = FFI_ArrowSchema::empty();
-    // SAFETY: the tensor is live and ours; the out structs are writable and
-    // have the C layout (asserted below). On failure nothing is written.
+    // SAFETY: the out structs are writable and have the C layout (asserted
+    // below). On failure nothing is written.
     let imported = unsafe {
-        import::import_to_c(
+        import(
             tensor.0,
-            Memory::HostReadable,
             &mut *(&raw mut c_array).cast::<ArrowArray>(),
             &mut *(&raw mut c_schema).cast::<ArrowSchema>(),
         )
@@ -176,7 +202,7 @@ pub fn from_dlpack(tensor: Tensor) -> Result<(Field, ArrayRef), (Error, Tensor)>
     if let Err(e) = imported {
         return Err((e, tensor));
     }
-    std::mem::forget(tensor); // owned by `c_array` now
+    std::mem::forget(tensor); // owned by `c_array` now, or deleted after a copy
     // Built by us: a primitive type or a fixed_size_list of one, with its
     // extension metadata, which arrow-rs reads into the field.
     let field = Field::try_from(&c_schema).expect("a schema this library wrote");
@@ -349,17 +375,10 @@ pub fn to_dlpack_with_options(
 ) -> Result<Exported, Error> {
     let mut validity = std::ptr::null_mut();
     let core = options.core(&mut validity)?;
-    let schema =
-        FFI_ArrowSchema::try_from(field).map_err(|e| err!(ARROW_DLPACK_UNSUPPORTED_TYPE, "{e}"))?;
-    let mut c_array = FFI_ArrowArray::new(&array.to_data());
-    // SAFETY: as in `to_dlpack_with_field`; `validity` outlives the call.
-    let made = unsafe {
-        export::export_with::<DLManagedTensorVersioned>(
-            &mut *(&raw mut c_array).cast::<ArrowArray>(),
-            &*(&raw const schema).cast::<ArrowSchema>(),
-            &core,
-        )
-    };
+    // SAFETY: forwarded structs, valid; `validity` outlives the call.
+    let made = export_c(field, array, |a, s| unsafe {
+        export::export_with(a, s, &core)
+    });
     exported(made, validity)
 }
 
@@ -474,21 +493,8 @@ pub fn from_dlpack_with_options(
     let core = options::ImportOptions {
         copy: options.copy.policy(),
     };
-    let mut c_array = FFI_ArrowArray::empty();
-    let mut c_schema = FFI_ArrowSchema::empty();
     // SAFETY: as in `from_dlpack`.
-    let imported = unsafe {
-        import::import_with(
-            tensor.0,
-            &core,
-            &mut *(&raw mut c_array).cast::<ArrowArray>(),
-            &mut *(&raw mut c_schema).cast::<ArrowSchema>(),
-        )
-    };
-    if let Err(e) = imported {
-        return Err((e, tensor));
-    }
-    std::mem::forget(tensor); // owned by `c_array`, or deleted after a copy
-    let field = Field::try_from(&c_schema).expect("a schema this library wrote");
-    Ok((field.clone(), wrap(c_array, field.data_type())))
+    import_c(tensor, |t, a, s| unsafe {
+        import::import_with(t, &core, a, s)
+    })
 }
