@@ -89,7 +89,6 @@ def _():
 
 def round_trip(consumer: Callable[[Any], Any], as_numpy: Callable[[Any], Any], pointer: Callable[[Any], int]) -> str:
     import numpy as np
-    import torch
 
     labels = []
     for label, t in torch_tensors():

@@ -6,7 +6,6 @@ producer's sync_event. scripts/gpu_check.py runs the same paths on a GPU."""
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import subprocess
