@@ -453,7 +453,7 @@ typedef struct ArrowDlpackImportOptions {
   int32_t copy;
   /**
    * 1: a 2-D tensor `[rows, columns]` becomes a struct array of its
-   * columns (not supported by this version yet: `INVALID_ARGUMENT`).
+   * columns: shared when each column is dense, else copied out.
    */
   int32_t as_columns;
   /**

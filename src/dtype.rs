@@ -103,6 +103,45 @@ pub fn from_dlpack_or_bool(dl: DLDataType) -> Option<&'static DType> {
     from_dlpack(dl).or((dl == BOOLEAN.dl).then_some(&BOOLEAN))
 }
 
+/// The dtype NumPy's `result_type` gives two columns' dtypes: the
+/// smallest type that holds every value of both (int64 + uint64 -> float64,
+/// int32 + float32 -> float64, bool + anything -> the other).
+pub fn promote(a: &'static DType, b: &'static DType) -> &'static DType {
+    let (ka, kb) = (a.dl.code, b.dl.code);
+    let (ba, bb) = (a.dl.bits, b.dl.bits);
+    // The float bits NumPy gives an integer of `bits` beside a float.
+    let float_for = |bits: u8| match bits {
+        8 => 16,
+        16 => 32,
+        _ => 64,
+    };
+    let (code, bits) = match (ka, kb) {
+        _ if a == b => return a,
+        (K_DL_BOOL, _) => return b,
+        (_, K_DL_BOOL) => return a,
+        (K_DL_FLOAT, K_DL_FLOAT) => (K_DL_FLOAT, ba.max(bb)),
+        (K_DL_FLOAT, _) => (K_DL_FLOAT, ba.max(float_for(bb))),
+        (_, K_DL_FLOAT) => (K_DL_FLOAT, bb.max(float_for(ba))),
+        _ if ka == kb => (ka, ba.max(bb)),
+        // Signed and unsigned: a signed type wider than the unsigned one,
+        // or float64 beside uint64.
+        _ => {
+            let (signed, unsigned) = if ka == K_DL_INT { (ba, bb) } else { (bb, ba) };
+            match (signed > unsigned, unsigned < 64) {
+                (true, _) => (K_DL_INT, signed),
+                (false, true) => (K_DL_INT, 2 * unsigned),
+                (false, false) => (K_DL_FLOAT, 64),
+            }
+        }
+    };
+    from_dlpack(DLDataType {
+        code,
+        bits,
+        lanes: 1,
+    })
+    .expect("every promotion of two table types is a table type")
+}
+
 /// `UNSUPPORTED_TYPE` for a DLPack dtype without an Arrow twin, naming it.
 pub fn unsupported_dlpack(t: DLDataType) -> Error {
     let name = match t.code {
@@ -324,6 +363,36 @@ impl fmt::Display for Shown<'_> {
 mod tests {
     use super::*;
     use crate::error::Status;
+
+    #[test]
+    fn promotion_is_numpys_result_type() {
+        let t = |name: &str| {
+            TABLE
+                .iter()
+                .chain([&BOOLEAN])
+                .find(|t| t.name == name)
+                .unwrap()
+        };
+        // Read off `numpy.result_type` (NumPy 2).
+        for (a, b, want) in [
+            ("int64", "uint64", "float64"),
+            ("int32", "float32", "float64"),
+            ("int8", "uint8", "int16"),
+            ("int16", "uint8", "int16"),
+            ("int32", "uint32", "int64"),
+            ("int8", "uint64", "float64"),
+            ("uint16", "float16", "float32"),
+            ("uint8", "float16", "float16"),
+            ("int64", "float16", "float64"),
+            ("float32", "float64", "float64"),
+            ("uint8", "uint32", "uint32"),
+            ("boolean", "int8", "int8"),
+            ("boolean", "boolean", "boolean"),
+        ] {
+            assert_eq!(promote(t(a), t(b)).name, want, "{a} + {b}");
+            assert_eq!(promote(t(b), t(a)).name, want, "{b} + {a}");
+        }
+    }
 
     #[test]
     fn every_table_entry_round_trips() {

@@ -16,7 +16,7 @@ use crate::dtype::{self, Accept, BOOLEAN, DType};
 use crate::error::{Error, err};
 use crate::managed::{self, Managed};
 use crate::options::{self, ArrowDlpackCopy, ExportOptions};
-use crate::{copy, owner, stream};
+use crate::{copy, owner, stream, table};
 
 /// Exports a host array (`arrow_dlpack_export`, `_versioned`).
 ///
@@ -56,19 +56,19 @@ pub unsafe fn export_device<M: Managed>(
 
 /// What one array (or stream chunk) contributes: its view and the validity
 /// bitmaps of its covered ranges.
-struct Piece {
-    view: TensorView,
-    maps: Vec<NullMap>,
-    nulls: usize,
+pub struct Piece {
+    pub view: TensorView,
+    pub maps: Vec<NullMap>,
+    pub nulls: usize,
     /// The outermost level with nulls.
-    null_depth: usize,
+    pub null_depth: usize,
 }
 
 /// Reads an array for a copy-capable export.
 ///
 /// # Safety
 /// As [`export`].
-unsafe fn read_piece(
+pub unsafe fn read_piece(
     array: &ArrowArray,
     schema: &ArrowSchema,
     options: &ExportOptions,
@@ -100,6 +100,46 @@ struct Decision {
     fill: Option<[u8; 8]>,
 }
 
+/// The fill value's bytes as an element of `target`, if nulls are filled;
+/// `INVALID_ARGUMENT` where `target` cannot hold it exactly.
+pub fn fill_bytes(options: &ExportOptions, target: &DType) -> Result<Option<[u8; 8]>, Error> {
+    let Some(value) = options.fill else {
+        return Ok(None);
+    };
+    copy::convert::exact(value, target)
+        .map(Some)
+        .ok_or_else(|| {
+            err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "options.fill_value {value} cannot be held exactly by the tensor's dtype {}",
+                target.name
+            )
+        })
+}
+
+/// `HAS_NULLS` for nulls (`what` they are) that no fill value was given
+/// for.
+#[cold]
+pub fn has_nulls(what: std::fmt::Arguments<'_>) -> Error {
+    err!(
+        ARROW_DLPACK_HAS_NULLS,
+        "{what}; DLPack cannot represent missing values: set options.fill_nulls to write them as options.fill_value (a copy)"
+    )
+}
+
+/// Whether to copy, given why a copy is `needed` (if it is) and the
+/// policy: `NEEDS_COPY` where it is needed and forbidden.
+pub fn must_copy(
+    needed: Option<impl FnOnce() -> Error>,
+    policy: ArrowDlpackCopy,
+) -> Result<bool, Error> {
+    match (needed, policy) {
+        (Some(refusal), ArrowDlpackCopy::ARROW_DLPACK_COPY_NEVER) => Err(refusal()),
+        (Some(_), _) => Ok(true),
+        (None, policy) => Ok(policy == ArrowDlpackCopy::ARROW_DLPACK_COPY_ALWAYS),
+    }
+}
+
 /// Decides share or copy; `NEEDS_COPY` where a copy is needed and
 /// forbidden, `HAS_NULLS` where nulls have no fill value.
 fn decide(
@@ -109,23 +149,11 @@ fn decide(
     options: &ExportOptions,
 ) -> Result<Decision, Error> {
     let target = options.dtype.unwrap_or(source);
-    let fill = match options.fill {
-        None => None,
-        Some(value) => Some(copy::convert::exact(value, target).ok_or_else(|| {
-            err!(
-                ARROW_DLPACK_INVALID_ARGUMENT,
-                "options.fill_value {value} cannot be held exactly by the tensor's dtype {}",
-                target.name
-            )
-        })?),
-    };
+    let fill = fill_bytes(options, target)?;
     if nulls > 0 && fill.is_none() {
         return Err(read::locate(
             null_depth,
-            err!(
-                ARROW_DLPACK_HAS_NULLS,
-                "array has {nulls} nulls; DLPack cannot represent missing values: set options.fill_nulls to write them as options.fill_value (a copy)"
-            ),
+            has_nulls(format_args!("array has {nulls} nulls")),
         ));
     }
     let needed = if source.is_bit_packed() {
@@ -139,17 +167,19 @@ fn decide(
     } else {
         None
     };
-    let copy = match (needed, options.copy) {
-        (Some(what), ArrowDlpackCopy::ARROW_DLPACK_COPY_NEVER) => {
-            let e = options::needs_copy(what);
-            return Err(match source.is_bit_packed() || target != source {
-                true => e.context(format_args!("{} to {}", source.name, target.name)),
-                false => e,
-            });
-        }
-        (Some(_), _) => true,
-        (None, policy) => policy == ArrowDlpackCopy::ARROW_DLPACK_COPY_ALWAYS,
-    };
+    let converts = source.is_bit_packed() || target != source;
+    let copy = must_copy(
+        needed.map(|what| {
+            move || {
+                let e = options::needs_copy(what);
+                match converts {
+                    true => e.context(format_args!("{} to {}", source.name, target.name)),
+                    false => e,
+                }
+            }
+        }),
+        options.copy,
+    )?;
     Ok(Decision { target, copy, fill })
 }
 
@@ -263,6 +293,22 @@ unsafe fn finish<M: Managed>(
             unsafe { owner::share(arrays[i], v.data, v.dtype.dl, v.device, dims) }
         }
     };
+    // SAFETY: forwarded from the caller.
+    unsafe { complete(made, arrays, validity, options) }
+}
+
+/// Completes an export with what was `made`: on success the arrays not
+/// moved into the tensor (copied) are released and the validity mask is
+/// handed out; on failure the mask is deleted and the arrays untouched.
+///
+/// # Safety
+/// `arrays` are live; `validity` is a fresh mask, not handed out.
+pub unsafe fn complete<M: Managed>(
+    made: Result<NonNull<M>, Error>,
+    arrays: &mut [&mut ArrowArray],
+    validity: Option<NonNull<DLManagedTensorVersioned>>,
+    options: &ExportOptions,
+) -> Result<NonNull<M>, Error> {
     let tensor = match made {
         Ok(t) => t,
         Err(e) => {
@@ -297,6 +343,11 @@ pub unsafe fn export_with<M: Managed>(
     schema: &ArrowSchema,
     options: &ExportOptions,
 ) -> Result<NonNull<M>, Error> {
+    // SAFETY: forwarded from the caller.
+    if unsafe { table::is_struct(schema) } {
+        // SAFETY: as above.
+        return unsafe { table::export_with(array, schema, options) };
+    }
     let mut dims = Dims::new();
     // SAFETY: forwarded from the caller.
     let piece = unsafe { read_piece(array, schema, options, &mut dims) }?;
@@ -317,6 +368,11 @@ pub unsafe fn export_stream<M: Managed>(
 ) -> Result<NonNull<M>, Error> {
     // SAFETY: forwarded from the caller.
     let mut chunks = unsafe { stream::Chunks::read(stream) }?;
+    // SAFETY: the stream's schema, ours now.
+    if unsafe { table::is_struct(&chunks.schema) } {
+        // SAFETY: the stream's chunks, of its schema.
+        return unsafe { table::export_stream(&mut chunks, options) };
+    }
     let mut dims = Dims::new();
     let mut pieces = Vec::with_capacity(chunks.arrays.len());
     let mut length = 0i64;

@@ -5,6 +5,7 @@
 //! tensor, whose deleter runs once, when the last of them is released.
 //! Device memory is never dereferenced, nor turned into a Rust reference.
 
+use std::ffi::{CStr, CString, c_char, c_void};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use crate::abi::{
     ArrowArray, ArrowSchema, DLDevice, DLManagedTensorVersioned, DLPACK_MAJOR_VERSION,
 };
 use crate::arrow::write::{self, Keeper};
-use crate::copy::{Bytes, bits, gather};
+use crate::copy::{self, Bytes, bits, gather};
 use crate::dlpack::read::{self, Memory, Plan, Rows};
 use crate::error::{Error, err};
 use crate::extension;
@@ -103,6 +104,10 @@ pub unsafe fn import_with(
     out_array: &mut ArrowArray,
     out_schema: &mut ArrowSchema,
 ) -> Result<DLDevice, Error> {
+    if options.as_columns {
+        // SAFETY: forwarded from the caller.
+        return unsafe { import_columns(tensor, options, out_array, out_schema) };
+    }
     // SAFETY: live (caller's contract).
     let t = unsafe { tensor.as_ref() }.dl_tensor();
     // SAFETY: as above.
@@ -167,6 +172,180 @@ pub unsafe fn import_with(
     // SAFETY: as in `import_to_c`.
     unsafe {
         std::ptr::write(out_array, array_of(&plan, data, Arc::new(values)));
+        std::ptr::write(out_schema, schema);
+    }
+    Ok(plan.device)
+}
+
+/// The names of `columns` columns: the caller's (`column_names`, each a C
+/// string), else "0", "1", ...
+///
+/// # Safety
+/// `names` is NULL or holds `columns` pointers, each NULL or a C string.
+unsafe fn column_names(names: *const *const c_char, columns: usize) -> Result<Vec<CString>, Error> {
+    let mut out = Vec::new();
+    out.try_reserve_exact(columns).map_err(|_| {
+        err!(
+            ARROW_DLPACK_OUT_OF_MEMORY,
+            "{columns} column names do not fit in memory"
+        )
+    })?;
+    for j in 0..columns {
+        let name = match names.is_null() {
+            true => CString::new(j.to_string()).expect("digits"),
+            false => {
+                // SAFETY: `columns` entries (caller's contract).
+                let p = unsafe { *names.add(j) };
+                if p.is_null() {
+                    return Err(err!(
+                        ARROW_DLPACK_INVALID_ARGUMENT,
+                        "options.column_names[{j}] is NULL: one name per column expected"
+                    ));
+                }
+                // SAFETY: a C string (caller's contract).
+                unsafe { CStr::from_ptr(p) }.to_owned()
+            }
+        };
+        out.push(name);
+    }
+    Ok(out)
+}
+
+/// `arrow_dlpack_import_with` under `as_columns`: a 2-D tensor `[rows,
+/// columns]` as a struct array of its columns. Each column dense (stride
+/// 1 down the rows, as in a column-major tensor): every child points into
+/// the tensor, which the children and the struct share, deleted when the
+/// last of them is released. Otherwise (a row-major tensor, gaps, kDLBool)
+/// the columns are copied out, one after another, into bytes the arrays
+/// share, and the tensor is deleted at once.
+///
+/// # Safety
+/// As [`import_to_c`].
+unsafe fn import_columns(
+    tensor: NonNull<DLManagedTensorVersioned>,
+    options: &ImportOptions,
+    out_array: &mut ArrowArray,
+    out_schema: &mut ArrowSchema,
+) -> Result<DLDevice, Error> {
+    // SAFETY: live (caller's contract).
+    let t = unsafe { tensor.as_ref() }.dl_tensor();
+    if t.ndim != 2 {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "options.as_columns needs a 2-D tensor [rows, columns]; this one has ndim {}",
+            t.ndim
+        ));
+    }
+    // SAFETY: as above. The plan checks the dtype, the device and the sizes.
+    let plan = unsafe { read::plan_for_copy(t, Memory::HostReadable) }?;
+    // SAFETY: the plan accepted the tensor.
+    let (shape, strides) = unsafe { read::shape_strides(t) };
+    let (rows, columns) = (shape[0], shape[1] as usize);
+    // SAFETY: the caller's names, one per column.
+    let names = unsafe { column_names(options.column_names, columns) }?;
+    let width = plan.dtype.width() as i64;
+    let dense = rows <= 1 || strides[0] == 1;
+    let needed = match (plan.dtype.is_bit_packed(), dense) {
+        (true, _) => Some(format_args!(
+            "packing kDLBool bytes into Arrow's boolean bits"
+        )),
+        (false, false) => Some(format_args!(
+            "columns that are not dense (a row-major or strided tensor)"
+        )),
+        (false, true) => None,
+    };
+    let copy = match (needed, options.copy) {
+        (Some(what), ArrowDlpackCopy::ARROW_DLPACK_COPY_NEVER) => {
+            return Err(options::needs_copy(what).context(format_args!(
+                "options.as_columns of a tensor with strides {strides:?}"
+            )));
+        }
+        (Some(_), _) => true,
+        (None, policy) => policy == ArrowDlpackCopy::ARROW_DLPACK_COPY_ALWAYS,
+    };
+    let schema = write::struct_schema(
+        names
+            .into_iter()
+            .map(|name| write::named_schema(plan.dtype, name))
+            .collect(),
+    );
+    if !copy {
+        // Column `j` starts `j * strides[1]` elements in: checked, as the
+        // strides are the producer's.
+        let starts: Option<Vec<*const c_void>> = (0..columns as i64)
+            .map(|j| {
+                let bytes = j.checked_mul(strides[1])?.checked_mul(width)?;
+                Some(
+                    plan.data
+                        .wrapping_offset(isize::try_from(bytes).ok()?)
+                        .cast_const()
+                        .cast(),
+                )
+            })
+            .collect();
+        let Some(starts) = starts else {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "tensor strides {strides:?}: column offsets overflow"
+            ));
+        };
+        let keeper: Keeper = Arc::new(TensorOwner(tensor));
+        let children = starts
+            .into_iter()
+            .map(|data| write::primitive_array(rows, data, keeper.clone()))
+            .collect();
+        // SAFETY: the out structs are the caller's storage, written
+        // without being read.
+        unsafe {
+            std::ptr::write(out_array, write::struct_array(rows, children, keeper));
+            std::ptr::write(out_schema, schema);
+        }
+        return Ok(plan.device);
+    }
+    let elements = plan.elements as usize; // the plan checked the size
+    let bytes = match plan.dtype.is_bit_packed() {
+        true => elements.div_ceil(8),
+        false => elements * width as usize,
+    };
+    let values = Bytes::new(bytes)?;
+    let staged = match plan.dtype.is_bit_packed() {
+        true => Some(Bytes::new(elements)?),
+        false => None,
+    };
+    let column_major = staged.as_ref().map_or(values.as_ptr(), Bytes::as_ptr);
+    // SAFETY: the tensor is live and its elements lie where its shape and
+    // strides say (DLPack's guarantee); the destination holds them all.
+    unsafe {
+        copy::transpose::columns(
+            plan.data,
+            (rows as usize, columns),
+            (strides[0] as isize, strides[1] as isize),
+            width as usize,
+            column_major,
+        );
+        if staged.is_some() {
+            bits::pack(column_major, values.as_ptr(), elements);
+        }
+    }
+    drop(staged);
+    // Copied: the tensor is no longer needed.
+    // SAFETY: live and owned (caller's contract); not used after this.
+    unsafe { managed::delete(tensor) };
+    let data = values.as_ptr().cast_const().cast::<c_void>();
+    let keeper: Keeper = Arc::new(values);
+    let children = (0..columns as i64)
+        .map(|j| match plan.dtype.is_bit_packed() {
+            // Column `j` is bits `j * rows..` of the one bitmap.
+            true => write::boolean_array(rows, j * rows, data, keeper.clone()),
+            false => {
+                let at = data.wrapping_byte_add((j * rows * width) as usize);
+                write::primitive_array(rows, at, keeper.clone())
+            }
+        })
+        .collect();
+    // SAFETY: as above.
+    unsafe {
+        std::ptr::write(out_array, write::struct_array(rows, children, keeper));
         std::ptr::write(out_schema, schema);
     }
     Ok(plan.device)

@@ -66,13 +66,15 @@ mod managed;
 mod options;
 mod owner;
 mod stream;
+mod table;
 mod tensor;
 
 pub use dims::MAX_NDIM;
 pub use error::{ArrowDlpackError, ArrowDlpackStatus, Error, Status};
 pub use tensor::{
-    CopyPolicy, ExportOptions, Exported, ImportOptions, Tensor, chunks_to_dlpack, from_dlpack,
-    from_dlpack_with_options, to_dlpack, to_dlpack_with_field, to_dlpack_with_options,
+    CopyPolicy, ExportOptions, Exported, ImportOptions, Order, Tensor, chunks_to_dlpack,
+    from_dlpack, from_dlpack_with_options, record_batch_from_dlpack, record_batch_to_dlpack,
+    record_batches_to_dlpack, to_dlpack, to_dlpack_with_field, to_dlpack_with_options,
 };
 
 /// Internals that the crate's own benches and property tests measure and

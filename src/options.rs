@@ -75,7 +75,7 @@ pub struct ArrowDlpackImportOptions {
     /// An `ArrowDlpackCopy`.
     pub copy: i32,
     /// 1: a 2-D tensor `[rows, columns]` becomes a struct array of its
-    /// columns (not supported by this version yet: `INVALID_ARGUMENT`).
+    /// columns: shared when each column is dense, else copied out.
     pub as_columns: i32,
     /// With `as_columns`: NULL (names "0", "1", ...) or one name per column.
     pub column_names: *const *const c_char,
@@ -87,6 +87,8 @@ pub struct ArrowDlpackImportOptions {
 #[derive(Debug, Clone, Copy)]
 pub struct ExportOptions {
     pub copy: ArrowDlpackCopy,
+    /// The layout of a struct array's 2-D tensor.
+    pub order: ArrowDlpackOrder,
     /// `Some(value)`: nulls become `value`.
     pub fill: Option<f64>,
     pub temporal_as_integer: bool,
@@ -100,6 +102,7 @@ impl ExportOptions {
     /// The defaults: share, never copy.
     pub const SHARE: ExportOptions = ExportOptions {
         copy: ArrowDlpackCopy::ARROW_DLPACK_COPY_NEVER,
+        order: ArrowDlpackOrder::ARROW_DLPACK_ORDER_ANY,
         fill: None,
         temporal_as_integer: false,
         dtype: None,
@@ -113,13 +116,17 @@ impl ExportOptions {
         };
         reserved_zero(&o.reserved)?;
         let copy = copy_policy(o.copy)?;
-        if !(0..=2).contains(&o.order) {
-            return Err(err!(
-                ARROW_DLPACK_INVALID_ARGUMENT,
-                "options.order is {}; it must be an ArrowDlpackOrder (0, 1 or 2)",
-                o.order
-            ));
-        }
+        let order = match o.order {
+            0 => ArrowDlpackOrder::ARROW_DLPACK_ORDER_ANY,
+            1 => ArrowDlpackOrder::ARROW_DLPACK_ROW_MAJOR,
+            2 => ArrowDlpackOrder::ARROW_DLPACK_COLUMN_MAJOR,
+            n => {
+                return Err(err!(
+                    ARROW_DLPACK_INVALID_ARGUMENT,
+                    "options.order is {n}; it must be an ArrowDlpackOrder (0 any, 1 row-major, 2 column-major)"
+                ));
+            }
+        };
         let fill = match o.fill_nulls {
             0 => None,
             1 => Some(o.fill_value),
@@ -153,6 +160,7 @@ impl ExportOptions {
         };
         Ok(ExportOptions {
             copy,
+            order,
             fill,
             temporal_as_integer,
             dtype,
@@ -165,31 +173,49 @@ impl ExportOptions {
 #[derive(Debug, Clone, Copy)]
 pub struct ImportOptions {
     pub copy: ArrowDlpackCopy,
+    /// A 2-D tensor's columns become a struct array's children.
+    pub as_columns: bool,
+    /// With `as_columns`: NULL, or one C string per column (checked when
+    /// the number of columns is known).
+    pub column_names: *const *const c_char,
 }
 
 impl ImportOptions {
+    /// The defaults: share, never copy, one array.
+    pub const SHARE: ImportOptions = ImportOptions {
+        copy: ArrowDlpackCopy::ARROW_DLPACK_COPY_NEVER,
+        as_columns: false,
+        column_names: std::ptr::null(),
+    };
+
     /// Validates the C options (`None`: the defaults).
     pub fn from_c(options: Option<&ArrowDlpackImportOptions>) -> Result<ImportOptions, Error> {
         let Some(o) = options else {
-            return Ok(ImportOptions {
-                copy: ArrowDlpackCopy::ARROW_DLPACK_COPY_NEVER,
-            });
+            return Ok(ImportOptions::SHARE);
         };
         reserved_zero(&o.reserved)?;
         let copy = copy_policy(o.copy)?;
-        if o.as_columns != 0 || !o.column_names.is_null() {
+        let as_columns = match o.as_columns {
+            0 => false,
+            1 => true,
+            n => {
+                return Err(err!(
+                    ARROW_DLPACK_INVALID_ARGUMENT,
+                    "options.as_columns is {n}; it must be 0 or 1"
+                ));
+            }
+        };
+        if !as_columns && !o.column_names.is_null() {
             return Err(err!(
                 ARROW_DLPACK_INVALID_ARGUMENT,
-                "options.as_columns is {} (column_names {}): columns of a 2-D tensor are not supported by this version",
-                o.as_columns,
-                if o.column_names.is_null() {
-                    "NULL"
-                } else {
-                    "set"
-                }
+                "options.column_names is set but options.as_columns is 0: names are for the columns of a 2-D tensor"
             ));
         }
-        Ok(ImportOptions { copy })
+        Ok(ImportOptions {
+            copy,
+            as_columns,
+            column_names: o.column_names,
+        })
     }
 }
 

@@ -9,19 +9,19 @@ use std::ffi::{c_int, c_void};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, make_array};
+use arrow_array::{Array, ArrayRef, RecordBatch, StructArray, make_array};
 use arrow_buffer::Buffer;
-use arrow_data::ArrayDataBuilder;
 use arrow_data::ffi::FFI_ArrowArray;
+use arrow_data::{ArrayData, ArrayDataBuilder};
 use arrow_schema::ffi::FFI_ArrowSchema;
-use arrow_schema::{DataType, Field};
+use arrow_schema::{DataType, Field, Schema};
 
 use crate::abi::{
     ArrowArray, ArrowArrayStream, ArrowSchema, DLDataType, DLDevice, DLManagedTensorVersioned,
 };
 use crate::dlpack::read::Memory;
 use crate::error::{Error, err};
-use crate::options::{self, ArrowDlpackCopy};
+use crate::options::{self, ArrowDlpackCopy, ArrowDlpackOrder};
 use crate::{export, import, managed};
 
 /// An owned DLPack 1.x tensor (`DLManagedTensorVersioned`). Dropping it
@@ -209,47 +209,52 @@ fn import_c<T>(
     Ok((field.clone(), wrap(c_array, field.data_type())))
 }
 
-/// An imported C array as an arrow-rs array sharing its memory: the values
-/// buffer keeps the C array alive, and releases it (and with it the
-/// tensor) when arrow-rs drops the last reference.
+/// An imported C array as an arrow-rs array sharing its memory: every
+/// buffer keeps the C array alive, and the last one dropped releases it
+/// (and with it the tensor).
 fn wrap(c_array: FFI_ArrowArray, data_type: &DataType) -> ArrayRef {
-    let (value_type, list_len) = match data_type {
-        DataType::FixedSizeList(item, _) => (item.data_type().clone(), Some(c_array.len())),
-        other => (other.clone(), None),
-    };
-    let values = match list_len {
-        Some(_) => c_array.child(0),
-        None => &c_array,
-    };
-    let (elements, pointer) = (values.len(), values.buffer(1));
-    let width = value_type
-        .primitive_width()
-        .expect("a primitive value type");
     let keeper = Arc::new(Imported { _array: c_array });
-    let pointer = NonNull::new(pointer.cast_mut()).unwrap_or(NonNull::dangling());
-    // SAFETY: the tensor holds `elements * width` bytes at `pointer`
-    // (checked by the import, trusted as DLPack lets a consumer trust it),
-    // alive until `keeper` releases the array.
-    let buffer = unsafe { Buffer::from_custom_allocation(pointer, elements * width, keeper) };
-    let values = ArrayDataBuilder::new(value_type)
-        .len(elements)
-        .add_buffer(buffer);
-    // SAFETY: the length matches the buffer exactly and there is no
+    let data = wrap_data(&keeper._array, data_type, &keeper);
+    make_array(data)
+}
+
+/// The arrow-rs description of one level of an imported array (a
+/// primitive, boolean, `fixed_size_list` or struct array this library
+/// built), its buffers held by `keeper`.
+fn wrap_data(c: &FFI_ArrowArray, data_type: &DataType, keeper: &Arc<Imported>) -> ArrayData {
+    let builder = ArrayDataBuilder::new(data_type.clone())
+        .len(c.len())
+        .offset(c.offset());
+    let builder = match data_type {
+        DataType::FixedSizeList(item, _) => {
+            builder.add_child_data(wrap_data(c.child(0), item.data_type(), keeper))
+        }
+        DataType::Struct(fields) => builder.child_data(
+            fields
+                .iter()
+                .enumerate()
+                .map(|(j, f)| wrap_data(c.child(j), f.data_type(), keeper))
+                .collect(),
+        ),
+        value_type => {
+            let end = c.offset() + c.len();
+            let bytes = match value_type {
+                DataType::Boolean => end.div_ceil(8),
+                other => end * other.primitive_width().expect("a primitive value type"),
+            };
+            let pointer = NonNull::new(c.buffer(1).cast_mut()).unwrap_or(NonNull::dangling());
+            // SAFETY: the tensor (or the import's copy) holds `bytes` bytes
+            // at `pointer` (checked by the import, trusted as DLPack lets a
+            // consumer trust it), alive until `keeper` releases the array.
+            let buffer = unsafe { Buffer::from_custom_allocation(pointer, bytes, keeper.clone()) };
+            builder.add_buffer(buffer)
+        }
+    };
+    // SAFETY: lengths, offsets and buffers as this library built them, no
     // validity buffer. Validation is skipped because it would reject
     // buffers that are not aligned to the element size, which the C Data
     // Interface allows.
-    let values = unsafe { values.build_unchecked() };
-    let data = match list_len {
-        Some(len) => {
-            let list = ArrayDataBuilder::new(data_type.clone())
-                .len(len)
-                .add_child_data(values);
-            // SAFETY: as above; `len * list_size == elements`.
-            unsafe { list.build_unchecked() }
-        }
-        None => values,
-    };
-    make_array(data)
+    unsafe { builder.build_unchecked() }
 }
 
 /// An imported array, released (by `FFI_ArrowArray`'s `Drop`) when
@@ -295,11 +300,27 @@ impl CopyPolicy {
     }
 }
 
+/// The layout of a record batch's 2-D tensor (the C API's
+/// `ArrowDlpackOrder`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Columns laid end to end are shared column-major; anything else is
+    /// copied row-major.
+    #[default]
+    Any,
+    /// Row-major (C order): `[rows, columns]` with strides `[columns, 1]`.
+    RowMajor,
+    /// Column-major (Fortran order): strides `[1, rows]`.
+    ColumnMajor,
+}
+
 /// What [`to_dlpack_with_options`] may do (the C API's
 /// `ArrowDlpackExportOptions`): `Default` shares, never copies.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ExportOptions {
     pub copy: CopyPolicy,
+    /// For record batches (struct arrays): the 2-D tensor's layout.
+    pub order: Order,
     /// `Some(value)`: each null becomes `value` (a copy); it must be exact
     /// in the tensor's dtype.
     pub fill_nulls: Option<f64>,
@@ -334,6 +355,11 @@ impl ExportOptions {
         };
         Ok(options::ExportOptions {
             copy: self.copy.policy(),
+            order: match self.order {
+                Order::Any => ArrowDlpackOrder::ARROW_DLPACK_ORDER_ANY,
+                Order::RowMajor => ArrowDlpackOrder::ARROW_DLPACK_ROW_MAJOR,
+                Order::ColumnMajor => ArrowDlpackOrder::ARROW_DLPACK_COLUMN_MAJOR,
+            },
             fill: self.fill_nulls,
             temporal_as_integer: self.temporal_as_integer,
             dtype,
@@ -492,9 +518,141 @@ pub fn from_dlpack_with_options(
 ) -> Result<(Field, ArrayRef), (Error, Tensor)> {
     let core = options::ImportOptions {
         copy: options.copy.policy(),
+        ..options::ImportOptions::SHARE
     };
     // SAFETY: as in `from_dlpack`.
     import_c(tensor, |t, a, s| unsafe {
         import::import_with(t, &core, a, s)
     })
+}
+
+// ---- record batches -------------------------------------------------------------
+
+/// The struct field of a record batch's schema: what its `StructArray` is
+/// exported with.
+fn batch_field(schema: &Schema) -> Field {
+    Field::new("", DataType::Struct(schema.fields().clone()), false)
+}
+
+/// A record batch as one 2-D tensor `[rows, columns]` (the rules of
+/// `arrow_dlpack_export_with` for a struct array): columns of one dtype,
+/// without nulls, laid end to end in memory are shared column-major
+/// (under `Order::Any` and `Order::ColumnMajor`, even with
+/// `CopyPolicy::Never`); anything else is one copy, row-major under
+/// `Order::Any`, where `options.copy` allows it. Mixed dtypes promote as
+/// NumPy's `result_type`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use arrow_array::{Float32Array, Int16Array, RecordBatch};
+/// use arrow_dlpack::{CopyPolicy, ExportOptions};
+/// let batch = RecordBatch::try_from_iter([
+///     ("a", Arc::new(Int16Array::from(vec![1, 2])) as _),
+///     ("b", Arc::new(Float32Array::from(vec![0.5, 1.5])) as _),
+/// ]).unwrap();
+/// let options = ExportOptions { copy: CopyPolicy::IfNeeded, ..Default::default() };
+/// let t = arrow_dlpack::record_batch_to_dlpack(&batch, &options).unwrap().tensor;
+/// assert_eq!(t.shape(), &[2, 2]);
+/// assert_eq!((t.dtype().code, t.dtype().bits), (2, 32)); // int16 + float32 -> float32
+/// assert_eq!(t.strides(), Some(&[2, 1][..])); // a row-major copy
+/// ```
+pub fn record_batch_to_dlpack(
+    batch: &RecordBatch,
+    options: &ExportOptions,
+) -> Result<Exported, Error> {
+    let array = StructArray::from(batch.clone());
+    to_dlpack_with_options(&batch_field(&batch.schema()), &array, options)
+}
+
+/// Record batches of one schema as one 2-D tensor, stacked row after row
+/// (the rules of `arrow_dlpack_export_stream`): one batch is shared as
+/// [`record_batch_to_dlpack`] would; several need a copy; none give a
+/// `[0, columns]` tensor.
+pub fn record_batches_to_dlpack(
+    schema: &Schema,
+    batches: impl IntoIterator<Item = RecordBatch>,
+    options: &ExportOptions,
+) -> Result<Exported, Error> {
+    let chunks = batches
+        .into_iter()
+        .map(|b| Arc::new(StructArray::from(b)) as ArrayRef);
+    chunks_to_dlpack(&batch_field(schema), chunks, options)
+}
+
+/// A 2-D tensor `[rows, columns]` as a record batch of its columns, named
+/// `names` (`None`: "0", "1", ...). A column-major tensor (each column
+/// dense) is shared: every column points into the tensor, which is deleted
+/// when the last column is dropped; otherwise the columns are copied out
+/// once where `options.copy` allows it. Not 2-D: `INVALID_ARGUMENT`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use arrow_array::{Float64Array, RecordBatch};
+/// use arrow_dlpack::{CopyPolicy, ExportOptions, ImportOptions};
+/// let batch = RecordBatch::try_from_iter([
+///     ("x", Arc::new(Float64Array::from(vec![1.0, 2.0])) as _),
+///     ("y", Arc::new(Float64Array::from(vec![3.0, 4.0])) as _),
+/// ]).unwrap();
+/// let options = ExportOptions { copy: CopyPolicy::IfNeeded, ..Default::default() };
+/// let matrix = arrow_dlpack::record_batch_to_dlpack(&batch, &options).unwrap().tensor;
+/// let options = ImportOptions { copy: CopyPolicy::IfNeeded };
+/// let back = arrow_dlpack::record_batch_from_dlpack(matrix, Some(&["x", "y"]), &options)
+///     .map_err(|(e, _)| e)
+///     .unwrap();
+/// assert_eq!(back, batch);
+/// ```
+pub fn record_batch_from_dlpack(
+    tensor: Tensor,
+    names: Option<&[&str]>,
+    options: &ImportOptions,
+) -> Result<RecordBatch, (Error, Tensor)> {
+    let owned: Option<Vec<std::ffi::CString>> = match names {
+        None => None,
+        Some(names) => {
+            let owned: Result<Vec<_>, _> =
+                names.iter().map(|n| std::ffi::CString::new(*n)).collect();
+            match owned {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    return Err((
+                        err!(
+                            ARROW_DLPACK_INVALID_ARGUMENT,
+                            "a column name holds a NUL: {e}"
+                        ),
+                        tensor,
+                    ));
+                }
+            }
+        }
+    };
+    let pointers: Option<Vec<*const std::ffi::c_char>> = owned
+        .as_ref()
+        .map(|o| o.iter().map(|n| n.as_ptr()).collect());
+    if let Some(p) = &pointers {
+        let columns = tensor.shape().get(1).copied();
+        if tensor.shape().len() == 2 && columns != Some(p.len() as i64) {
+            let e = err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "{} names for {} columns",
+                p.len(),
+                columns.unwrap_or(0)
+            );
+            return Err((e, tensor));
+        }
+    }
+    let core = options::ImportOptions {
+        copy: options.copy.policy(),
+        as_columns: true,
+        column_names: pointers.as_ref().map_or(std::ptr::null(), |p| p.as_ptr()),
+    };
+    // SAFETY: as in `from_dlpack`; the names outlive the call.
+    let (_, array) = import_c(tensor, |t, a, s| unsafe {
+        import::import_with(t, &core, a, s)
+    })?;
+    let columns = array
+        .as_any()
+        .downcast_ref::<StructArray>()
+        .expect("as_columns builds a struct array")
+        .clone();
+    Ok(RecordBatch::from(columns))
 }

@@ -19,55 +19,74 @@ use crate::dtype::DType;
 pub type Keeper = Arc<dyn Send + Sync>;
 
 /// What an `ArrowArray` made here owns: a share of the keeper, its buffer
-/// pointers and its child (a `Box` turned raw, freed by `release_array`).
+/// pointers and its children (`Box`es turned raw, freed by
+/// `release_array`).
 struct ArrayPrivate {
     _keeper: Keeper,
     buffers: [*const c_void; 2],
-    children: [*mut ArrowArray; 1],
+    children: Vec<*mut ArrowArray>,
 }
 
 /// A primitive array of `length` elements at `values` (no validity bitmap),
 /// holding `keeper` (moved in: the caller clones it for every other array
 /// that shares it, and no share is taken and dropped for nothing).
 pub fn primitive_array(length: i64, values: *const c_void, keeper: Keeper) -> ArrowArray {
-    array(length, [ptr::null(), values], None, keeper)
+    array(length, 2, [ptr::null(), values], Vec::new(), keeper)
+}
+
+/// A boolean array of `length` values from bit `offset` of `bits`.
+pub fn boolean_array(length: i64, offset: i64, bits: *const c_void, keeper: Keeper) -> ArrowArray {
+    ArrowArray {
+        offset,
+        ..primitive_array(length, bits, keeper)
+    }
 }
 
 /// A `fixed_size_list` array of `length` rows over `child`, holding
 /// `keeper`.
 pub fn fixed_size_list_array(length: i64, child: ArrowArray, keeper: Keeper) -> ArrowArray {
-    array(length, [ptr::null(), ptr::null()], Some(child), keeper)
+    array(length, 1, [ptr::null(); 2], vec![child], keeper)
 }
 
-/// A primitive array (`child` None: validity + values buffers) or a
-/// fixed_size_list over `child` (validity buffer only).
+/// A struct array of `length` rows over `children` (no validity bitmap).
+/// The children hold their own shares: a consumer may move one out and
+/// release it after the struct.
+pub fn struct_array(length: i64, children: Vec<ArrowArray>, keeper: Keeper) -> ArrowArray {
+    array(length, 1, [ptr::null(); 2], children, keeper)
+}
+
+/// An array with `n_buffers` of `buffers` and `children`.
 fn array(
     length: i64,
+    n_buffers: i64,
     buffers: [*const c_void; 2],
-    child: Option<ArrowArray>,
+    children: Vec<ArrowArray>,
     keeper: Keeper,
 ) -> ArrowArray {
-    let is_list = child.is_some();
-    let child = child.map_or(ptr::null_mut(), |c| Box::into_raw(Box::new(c)));
+    let children: Vec<*mut ArrowArray> = children
+        .into_iter()
+        .map(|c| Box::into_raw(Box::new(c)))
+        .collect();
+    let n_children = children.len() as i64;
     // Raw from the start: the struct hands out pointers into it.
     let private = Box::into_raw(Box::new(ArrayPrivate {
         _keeper: keeper,
         buffers,
-        children: [child],
+        children,
     }));
     ArrowArray {
         length,
         null_count: 0,
         offset: 0,
-        n_buffers: if is_list { 1 } else { 2 },
-        n_children: is_list as i64,
-        // SAFETY: fields of the live allocation just made.
+        n_buffers,
+        n_children,
+        // SAFETY: fields of the live allocation just made; the children's
+        // heap buffer stays put while the box lives.
         buffers: unsafe { (&raw mut (*private).buffers).cast() },
-        children: if is_list {
+        children: match n_children {
+            0 => ptr::null_mut(),
             // SAFETY: as above.
-            unsafe { (&raw mut (*private).children).cast() }
-        } else {
-            ptr::null_mut()
+            _ => unsafe { (*private).children.as_mut_ptr() },
         },
         dictionary: ptr::null_mut(),
         release: Some(release_array),
@@ -75,18 +94,17 @@ fn array(
     }
 }
 
-/// The release callback of arrays made here: releases the child unless a
-/// consumer moved it out, frees it, then drops this struct's share of the
-/// keeper (the last share frees the buffers, on this thread).
+/// The release callback of arrays made here: releases each child unless a
+/// consumer moved it out, frees them, then drops this struct's share of
+/// the keeper (the last share frees the buffers, on this thread).
 unsafe extern "C" fn release_array(array: *mut ArrowArray) {
     // SAFETY: called by the consumer on a live array made by `array` (the
     // C Data Interface: release once, then `release` is NULL); its private
-    // data and child were made by `Box::into_raw` there.
+    // data and children were made by `Box::into_raw` there.
     unsafe {
         let Some(_) = (*array).release else { return };
         let private = Box::from_raw((*array).private_data.cast::<ArrayPrivate>());
-        let child = private.children[0];
-        if !child.is_null() {
+        for &child in &private.children {
             if let Some(release) = (*child).release {
                 release(child);
             }
@@ -97,11 +115,12 @@ unsafe extern "C" fn release_array(array: *mut ArrowArray) {
     }
 }
 
-/// What a list schema owns.
+/// What a schema with allocations owns.
 struct SchemaPrivate {
     format: CString,
+    name: CString,
     metadata: Vec<u8>,
-    children: [*mut ArrowSchema; 1],
+    children: Vec<*mut ArrowSchema>,
 }
 
 /// The schema of a primitive type: static strings, nothing allocated
@@ -121,24 +140,56 @@ pub fn primitive_schema(dtype: &'static DType, name: &'static CStr) -> ArrowSche
 }
 
 /// The schema of a non-nullable `fixed_size_list<item>[list_size]` with
-/// `metadata` (a C Data Interface metadata block), in one allocation.
+/// `metadata` (a C Data Interface metadata block).
 pub fn fixed_size_list_schema(list_size: i32, item: ArrowSchema, metadata: Vec<u8>) -> ArrowSchema {
-    let child = Box::into_raw(Box::new(item));
+    let format = CString::new(format!("+w:{list_size}")).expect("no NUL in a number");
+    owned_schema(format, CString::default(), metadata, vec![item])
+}
+
+/// The schema of a primitive type named `name` (a struct's field).
+pub fn named_schema(dtype: &'static DType, name: CString) -> ArrowSchema {
+    owned_schema(dtype.c_format.into(), name, Vec::new(), Vec::new())
+}
+
+/// The schema of a non-nullable struct of `fields`.
+pub fn struct_schema(fields: Vec<ArrowSchema>) -> ArrowSchema {
+    owned_schema(c"+s".into(), CString::default(), Vec::new(), fields)
+}
+
+/// A schema owning its strings, metadata and children.
+fn owned_schema(
+    format: CString,
+    name: CString,
+    metadata: Vec<u8>,
+    children: Vec<ArrowSchema>,
+) -> ArrowSchema {
+    let children: Vec<*mut ArrowSchema> = children
+        .into_iter()
+        .map(|c| Box::into_raw(Box::new(c)))
+        .collect();
+    let n_children = children.len() as i64;
     let private = Box::into_raw(Box::new(SchemaPrivate {
-        format: CString::new(format!("+w:{list_size}")).expect("no NUL in a number"),
+        format,
+        name,
         metadata,
-        children: [child],
+        children,
     }));
-    // SAFETY: fields of the live allocation just made; the CString and the
-    // Vec's heap buffer stay put while the box lives.
+    // SAFETY: fields of the live allocation just made; the CStrings' and
+    // Vecs' heap buffers stay put while the box lives.
     unsafe {
         ArrowSchema {
             format: (*private).format.as_ptr(),
-            name: c"".as_ptr(),
-            metadata: (*private).metadata.as_ptr().cast(),
+            name: (*private).name.as_ptr(),
+            metadata: match (*private).metadata.is_empty() {
+                true => ptr::null(),
+                false => (*private).metadata.as_ptr().cast(),
+            },
             flags: 0,
-            n_children: 1,
-            children: (&raw mut (*private).children).cast(),
+            n_children,
+            children: match n_children {
+                0 => ptr::null_mut(),
+                _ => (*private).children.as_mut_ptr(),
+            },
             dictionary: ptr::null_mut(),
             release: Some(release_schema),
             private_data: private.cast(),
@@ -155,11 +206,12 @@ unsafe extern "C" fn release_schema(schema: *mut ArrowSchema) {
         let private = (*schema).private_data.cast::<SchemaPrivate>();
         if !private.is_null() {
             let private = Box::from_raw(private);
-            let child = private.children[0];
-            if let Some(release) = (*child).release {
-                release(child);
+            for &child in &private.children {
+                if let Some(release) = (*child).release {
+                    release(child);
+                }
+                drop(Box::from_raw(child));
             }
-            drop(Box::from_raw(child));
         }
         (*schema).release = None;
     }

@@ -16,6 +16,7 @@ pub mod convert;
 pub mod gather;
 pub mod half;
 pub mod nulls;
+pub mod transpose;
 
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;

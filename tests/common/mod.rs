@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::ffi::c_void;
+use std::ffi::{CStr, c_void};
 use std::ops::{Deref, DerefMut};
 use std::ptr;
 use std::sync::Arc;
@@ -151,6 +151,19 @@ impl Raw {
     pub fn fixed_size_list(size: i64, length: i64, child: Raw) -> Raw {
         let mut parent = Raw::new(&format!("+w:{size}"), length, vec![None]);
         parent.children.push(child);
+        parent.link_children();
+        parent
+    }
+
+    /// A `+s` array of `length` rows over `children`, named by
+    /// `names`.
+    #[allow(dead_code)] // not every test file builds structs
+    pub fn struct_of(length: i64, children: Vec<Raw>, names: &[&'static CStr]) -> Raw {
+        let mut parent = Raw::new("+s", length, vec![None]);
+        parent.children = children;
+        for (c, name) in parent.children.iter_mut().zip(names) {
+            c.schema.name = name.as_ptr();
+        }
         parent.link_children();
         parent
     }
