@@ -355,5 +355,140 @@ fn copies(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, export_cycle, import, null_scan, copies);
+/// `columns` float64 columns of `rows` rows: separate buffers (`adjacent`
+/// false) or one buffer cut in columns laid end to end.
+struct Table {
+    _values: Vec<Vec<f64>>,
+    _buffers: Vec<[*const c_void; 2]>,
+    children: Vec<ArrowArray>,
+    child_ptrs: Vec<*mut ArrowArray>,
+    schemas: Vec<ArrowSchema>,
+    schema_ptrs: Vec<*mut ArrowSchema>,
+    parent_buffers: [*const c_void; 1],
+}
+
+impl Table {
+    fn new(rows: usize, columns: usize, adjacent: bool) -> Box<Table> {
+        let values: Vec<Vec<f64>> = match adjacent {
+            true => vec![(0..rows * columns).map(|i| i as f64).collect()],
+            false => (0..columns)
+                .map(|j| (0..rows).map(|i| (i + j) as f64).collect())
+                .collect(),
+        };
+        let buffers: Vec<[*const c_void; 2]> = (0..columns)
+            .map(|j| {
+                let data = match adjacent {
+                    true => values[0][j * rows..].as_ptr(),
+                    false => values[j].as_ptr(),
+                };
+                [ptr::null(), data.cast()]
+            })
+            .collect();
+        let mut t = Box::new(Table {
+            _values: values,
+            _buffers: buffers,
+            children: Vec::new(),
+            child_ptrs: Vec::new(),
+            schemas: (0..columns)
+                .map(|_| schema(c"g", ptr::null_mut()))
+                .collect(),
+            schema_ptrs: Vec::new(),
+            parent_buffers: [ptr::null()],
+        });
+        let children: Vec<ArrowArray> = t
+            ._buffers
+            .iter_mut()
+            .map(|b| array(rows as i64, b, ptr::null_mut()))
+            .collect();
+        t.children = children;
+        t.child_ptrs = t.children.iter_mut().map(|c| c as *mut _).collect();
+        t.schema_ptrs = t.schemas.iter_mut().map(|s| s as *mut _).collect();
+        t
+    }
+
+    /// The struct array and schema over the columns.
+    fn parent(&mut self, rows: usize) -> (ArrowArray, ArrowSchema) {
+        let mut a = array(
+            rows as i64,
+            &mut self.parent_buffers,
+            self.child_ptrs.as_mut_ptr(),
+        );
+        a.n_buffers = 1;
+        a.n_children = self.children.len() as i64;
+        let mut s = schema(c"+s", self.schema_ptrs.as_mut_ptr());
+        s.n_children = self.children.len() as i64;
+        (a, s)
+    }
+}
+
+/// Record batches as matrices: row-major and column-major copies of
+/// float64 columns against `memcpy` of the same bytes (warm, and into
+/// fresh memory), and the share of adjacent columns at growing sizes.
+fn tables(c: &mut Criterion) {
+    let mut group = c.benchmark_group("tables");
+    group.sample_size(20);
+    let order = |order: i32, copy: ArrowDlpackCopy| ArrowDlpackExportOptions {
+        copy: copy as i32,
+        order,
+        fill_nulls: 0,
+        temporal_as_integer: 0,
+        fill_value: 0.0,
+        dtype: DLDataType {
+            code: 0,
+            bits: 0,
+            lanes: 0,
+        },
+        validity: ptr::null_mut(),
+        reserved: [0; 4],
+    };
+    let if_needed = ArrowDlpackCopy::ARROW_DLPACK_COPY_IF_NEEDED;
+    // 8 columns x 1M rows (64 MiB), then 1 to 1,000 columns of 64 MiB in all.
+    for columns in [8usize, 1, 2, 100, 1000] {
+        let rows = (8 << 20) / columns;
+        let bytes = (rows * columns * 8) as u64;
+        group.throughput(Throughput::Bytes(bytes));
+        let mut table = Table::new(rows, columns, false);
+        let (parent, s) = table.parent(rows);
+        let mut arrays = [parent];
+        for (name, o) in [("row_major", 1), ("column_major", 2)] {
+            group.bench_function(format!("{name}_copy/{columns}x{rows}"), |b| {
+                b.iter(|| copy_export(&mut arrays, &s, &order(o, if_needed), false))
+            });
+        }
+    }
+    let n = 8 << 20;
+    let values: Vec<f64> = (0..n).map(|i| i as f64).collect();
+    let mut out = vec![0f64; n];
+    group.throughput(Throughput::Bytes((n * 8) as u64));
+    group.bench_function("memcpy/64MiB", |b| {
+        b.iter(|| out.copy_from_slice(black_box(&values)))
+    });
+    group.bench_function("malloc_memcpy_free/64MiB", |b| {
+        b.iter(|| {
+            let mut fresh = Vec::<f64>::with_capacity(n);
+            fresh.extend_from_slice(black_box(&values));
+            black_box(fresh)
+        })
+    });
+    // Shared: O(1) whatever the size.
+    for rows in [1usize << 10, 1 << 20] {
+        let mut table = Table::new(rows, 8, true);
+        let (parent, s) = table.parent(rows);
+        let mut arrays = [parent];
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(format!("shared/8x{rows}"), |b| {
+            b.iter(|| {
+                copy_export(
+                    &mut arrays,
+                    &s,
+                    &order(0, ArrowDlpackCopy::ARROW_DLPACK_COPY_NEVER),
+                    false,
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, export_cycle, import, null_scan, copies, tables);
 criterion_main!(benches);

@@ -28,9 +28,9 @@ pub const DATA_ALIGN: usize = 64;
 enum Data {
     /// The producer's Arrow array, released by the deleter.
     Shared(ArrowArray),
-    /// `len` bytes of the owner's own allocation.
-    #[cfg_attr(not(test), allow(dead_code))]
-    Owned { len: usize },
+    /// `len` bytes of the owner's own allocation, which is `alloc` bytes
+    /// long (more than the layout needs when it was recycled).
+    Owned { len: usize, alloc: usize },
 }
 
 /// The allocation behind a tensor; `ndim * 2` `i64`s follow it, then its
@@ -70,7 +70,7 @@ fn build<M: Managed>(
 ) -> Result<(NonNull<M>, *mut u8), Error> {
     let ndim = dims.ndim();
     let bytes = match data {
-        Data::Owned { len } => len,
+        Data::Owned { len, .. } => len,
         Data::Shared(_) => 0,
     };
     let Some((layout, dims_offset, data_offset)) = layout::<M>(ndim, bytes) else {
@@ -79,13 +79,31 @@ fn build<M: Managed>(
             "a tensor of {bytes} bytes exceeds what one allocation may hold"
         ));
     };
-    // SAFETY: the layout has a non-zero size (it holds at least the owner).
-    let Some(base) = NonNull::new(unsafe { alloc::alloc(layout) }) else {
-        return Err(err!(
-            ARROW_DLPACK_OUT_OF_MEMORY,
-            "allocating a {}-byte tensor failed",
-            layout.size()
-        ));
+    // Own bytes: a recycled allocation if one fits, else a fresh one.
+    let recycled = match bytes {
+        0 => None,
+        _ => recycle::take(layout),
+    };
+    let (base, data) = match (recycled, data) {
+        (Some((base, size)), Data::Owned { len, .. }) => (base, Data::Owned { len, alloc: size }),
+        (_, data) => {
+            // SAFETY: the layout has a non-zero size (it holds at least the owner).
+            let Some(base) = NonNull::new(unsafe { alloc::alloc(layout) }) else {
+                return Err(err!(
+                    ARROW_DLPACK_OUT_OF_MEMORY,
+                    "allocating a {}-byte tensor failed",
+                    layout.size()
+                ));
+            };
+            let data = match data {
+                Data::Owned { len, .. } => Data::Owned {
+                    len,
+                    alloc: layout.size(),
+                },
+                shared => shared,
+            };
+            (base, data)
+        }
     };
     let owner = base.cast::<Owner<M>>().as_ptr();
     // SAFETY: `dims_offset + 2 * ndim * 8 <= layout.size()`, and the offset
@@ -201,7 +219,7 @@ pub fn own<M: Managed>(
         device_type: crate::abi::K_DL_CPU,
         device_id: 0,
     };
-    build(dims, dtype, cpu, Data::Owned { len }, None)
+    build(dims, dtype, cpu, Data::Owned { len, alloc: 0 }, None)
 }
 
 /// The deleter of every tensor this library makes: releases the moved
@@ -217,23 +235,120 @@ unsafe extern "C" fn delete<M: Managed>(managed: *mut M) {
     }
     let owner = managed.cast::<Owner<M>>();
     // SAFETY: `managed` is the first field of a live `Owner<M>`.
-    let (ndim, bytes) = unsafe {
-        match &mut (*owner).data {
+    let (ndim, own) = unsafe {
+        let own = match &mut (*owner).data {
             Data::Shared(array) => {
                 if let Some(release) = array.release {
                     // SAFETY: the producer's callback, called once on its
                     // own array (moved in, not released yet).
                     release(array);
                 }
-                ((*owner).ndim, 0)
+                None
             }
-            Data::Owned { len } => ((*owner).ndim, *len),
-        }
+            Data::Owned { len, alloc } => Some((*len, *alloc)),
+        };
+        ((*owner).ndim, own)
     };
-    // The layout was valid when the owner was built with these sizes.
-    let (layout, _, _) = layout::<M>(ndim, bytes).expect("the owner's own layout");
-    // SAFETY: allocated by `build` with exactly this layout.
-    unsafe { alloc::dealloc(owner.cast(), layout) };
+    let base = NonNull::new(owner.cast::<u8>()).expect("a live owner");
+    // The layouts were valid when the owner was built with these sizes.
+    match own {
+        // A copy's allocation (perhaps a recycled, larger one): kept for
+        // the next copy when large.
+        Some((len, size)) => {
+            let (layout, _, _) = layout::<M>(ndim, len).expect("the owner's own layout");
+            recycle::give(base, size, layout.align());
+        }
+        None => {
+            let (layout, _, _) = layout::<M>(ndim, 0).expect("the owner's own layout");
+            // SAFETY: allocated by `build` with exactly this layout.
+            unsafe { alloc::dealloc(owner.cast(), layout) };
+        }
+    }
+}
+
+/// One large freed allocation kept for the next copy.
+///
+/// A copy writes its tensor's own bytes once; into fresh memory, that
+/// write pays the kernel's page faults and zeroing (a 64 MiB copy: 32
+/// huge pages or 16,384 small ones cleared), which cost as much as the
+/// copy itself. Allocators that retain freed pages (jemalloc, mimalloc:
+/// pyarrow's pools) reuse them; glibc returns large blocks to the kernel
+/// at once. So the last freed allocation of 1 MiB to 1 GiB is kept, one
+/// at most, and the next copy of a size it can hold (within a quarter more
+/// than needed) reuses it: converting batch after batch of one size runs
+/// at warm-memory speed. It is freed when the library is unloaded or the
+/// process exits (so that leak checkers see nothing left), or replaced by
+/// a later one.
+mod recycle {
+    use std::alloc::{self, Layout};
+    use std::ptr::NonNull;
+    use std::sync::Mutex;
+
+    const MIN: usize = 1 << 20;
+    const MAX: usize = 1 << 30;
+
+    struct Block {
+        base: NonNull<u8>,
+        layout: Layout,
+    }
+
+    // SAFETY: plain memory, owned by whoever holds the block.
+    unsafe impl Send for Block {}
+
+    static SLOT: Mutex<Option<Block>> = Mutex::new(None);
+
+    fn slot() -> std::sync::MutexGuard<'static, Option<Block>> {
+        // Nothing panics while holding the lock; a poisoned one is as good.
+        SLOT.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The kept allocation, if it fits `layout` (same alignment, as large,
+    /// at most a quarter larger); returns its base and size.
+    pub fn take(layout: Layout) -> Option<(NonNull<u8>, usize)> {
+        if cfg!(miri) || !(MIN..=MAX).contains(&layout.size()) {
+            return None;
+        }
+        let mut slot = slot();
+        let fits = slot.as_ref().is_some_and(|b| {
+            b.layout.align() == layout.align()
+                && b.layout.size() >= layout.size()
+                && b.layout.size() - layout.size() <= layout.size() / 4
+        });
+        match fits {
+            true => slot.take().map(|b| (b.base, b.layout.size())),
+            false => None,
+        }
+    }
+
+    /// Keeps or frees an allocation of `size` bytes aligned to `align`
+    /// (made by `build`); a block kept before is freed.
+    pub fn give(base: NonNull<u8>, size: usize, align: usize) {
+        // The owner was allocated with exactly this size and alignment.
+        let layout = Layout::from_size_align(size, align).expect("the owner's own layout");
+        let old = match cfg!(miri) || !(MIN..=MAX).contains(&size) {
+            true => Some(Block { base, layout }),
+            false => slot().replace(Block { base, layout }),
+        };
+        if let Some(b) = old {
+            // SAFETY: allocated with this layout, owned by no one else.
+            unsafe { alloc::dealloc(b.base.as_ptr(), b.layout) };
+        }
+    }
+
+    /// Frees the kept allocation.
+    pub extern "C" fn clear() {
+        if let Some(b) = slot().take() {
+            // SAFETY: as in `give`.
+            unsafe { alloc::dealloc(b.base.as_ptr(), b.layout) };
+        }
+    }
+
+    /// Run when the library is unloaded or the process exits (after
+    /// `atexit` handlers, before valgrind's leak check).
+    #[cfg(target_os = "linux")]
+    #[used]
+    #[unsafe(link_section = ".fini_array")]
+    static CLEAR_AT_EXIT: extern "C" fn() = clear;
 }
 
 #[cfg(test)]

@@ -90,9 +90,37 @@ class ArrowArrayFromDLPack:
         return f"<arrow_dlpack.ArrowArrayFromDLPack on device {self.device}, {state}>"
 
 
-def from_dlpack(x: Any, *, copy: Optional[bool] = None) -> ArrowArrayFromDLPack:
+def _columns_options(copy: Optional[bool], columns: Any) -> Tuple[Any, Any]:
+    """Import options for ``columns`` (True, or a list of names), and what
+    must stay alive while they are used."""
+    o = _import_options(_OPTIONS[copy].copy)
+    o.as_columns = 1
+    if columns is True:
+        return o, _TABLE
+    if isinstance(columns, (str, bytes)) or not hasattr(columns, "__iter__"):
+        raise TypeError(f"columns must be True or a list of names, got {columns!r}")
+    names = [n.encode() if isinstance(n, str) else bytes(n) for n in columns]
+    if any(b"\0" in n for n in names):
+        raise ValueError("a column name holds a NUL character")
+    array = (ctypes.c_char_p * len(names))(*names)
+    o.column_names = ctypes.cast(array, ctypes.c_void_p)
+    return o, (names, array)
+
+
+_TABLE = (None, None)  # `keep` of columns=True: nothing to keep, but a table
+
+
+def from_dlpack(x: Any, *, columns: Any = None, copy: Optional[bool] = None) -> ArrowArrayFromDLPack:
     """Shares any DLPack producer's tensor as an Arrow array, or copies it
     once where Arrow cannot share it.
+
+    ``columns``: None, the tensor is one array; True or a list of names
+    (one per column), a 2-D tensor ``[rows, columns]`` becomes a struct
+    array of its columns, named "0", "1", ... or as given, so that
+    ``pyarrow.record_batch(...)`` and ``pyarrow.table(...)`` take it. A
+    column-major (Fortran-order) tensor is shared: each column points into
+    it. A row-major one is copied out column by column (``copy=False``:
+    ``BufferError``).
 
     ``copy`` follows the array API: None shares when it can and copies
     otherwise (bool tensors, which Arrow packs into bits; strides Arrow
@@ -135,6 +163,10 @@ def from_dlpack(x: Any, *, copy: Optional[bool] = None) -> ArrowArrayFromDLPack:
     if getattr(type(x), "__dlpack__", None) is None:
         kind = type(x)
         raise TypeError(f"arrow_dlpack.from_dlpack needs an object with __dlpack__, got {kind.__module__}.{kind.__qualname__}")
+    # Checked before the producer is asked for anything.
+    options, keep = _OPTIONS[copy], None
+    if columns is not None and columns is not False:
+        options, keep = _columns_options(copy, columns)
     device = x.__dlpack_device__() if hasattr(x, "__dlpack_device__") else (1, 0)
     device = (int(device[0]), int(device[1]))
     # The array API's consumer side: the stream the data will be used on.
@@ -158,6 +190,11 @@ def from_dlpack(x: Any, *, copy: Optional[bool] = None) -> ArrowArrayFromDLPack:
         raise BufferError(
             f"copy=True: arrow_dlpack never copies device data (device {device}); copy it with the producer's library"
         )
+    if keep is not None and not (versioned and host):
+        raise BufferError(
+            f"columns: a table is made from a DLPack 1.x tensor in host memory; this one is "
+            f"{'on device ' + str(device) if not host else 'a legacy (pre-1.0) capsule'}"
+        )
     size = ctypes.sizeof(_ffi.ArrowSchema), ctypes.sizeof(_ffi.ArrowDeviceArray)
     schema_ptr, array_ptr = _ffi.malloc(size[0]), _ffi.malloc(size[1])
     error = _ffi.ArrowDlpackError()
@@ -165,7 +202,6 @@ def from_dlpack(x: Any, *, copy: Optional[bool] = None) -> ArrowArrayFromDLPack:
     if schema_ptr and array_ptr:
         if versioned and host:
             # struct ArrowDeviceArray starts with its struct ArrowArray.
-            options = _OPTIONS[copy]
             status = _ffi.lib.arrow_dlpack_import_with(tensor, ctypes.addressof(options), array_ptr, schema_ptr, ctypes.byref(error))
             if status == 0:
                 _set_device(array_ptr, device)
@@ -176,6 +212,7 @@ def from_dlpack(x: Any, *, copy: Optional[bool] = None) -> ArrowArrayFromDLPack:
             status = _ffi.lib.arrow_dlpack_import(tensor, array_ptr, schema_ptr, ctypes.byref(error))
             if status == 0:
                 _set_device(array_ptr, device)
+    del keep  # the names were copied into the schema
     if status != 0:
         _ffi.free(schema_ptr)
         _ffi.free(array_ptr)

@@ -16,7 +16,7 @@ const BLOCK_BYTES: usize = 32 << 10;
 /// The rows of one block: at least 16 (so that every column's slice is a
 /// few cache lines), at most 1024.
 pub fn block_rows(columns: usize, width: usize) -> usize {
-    (BLOCK_BYTES / (columns * width).max(1)).clamp(16, 1024)
+    (BLOCK_BYTES / (columns * width).max(1)).clamp(512, 512)
 }
 
 /// Writes a `rows x columns` matrix of `width`-byte elements row-major at
