@@ -102,6 +102,9 @@ stage_link() {
   for program in example-c example-c-l; do
     expect "array released 1 time" env LD_LIBRARY_PATH="$ROOT/target/release" sh -c "cd / && '$ROOT/target/$program'"
   done
+  cc examples/c/table.c -Iinclude target/release/libarrow_dlpack.so -o target/example-table
+  expect "columns back: +s (3 children), 'second' = 10 11 12 13, shared: yes" \
+    env LD_LIBRARY_PATH="$ROOT/target/release" target/example-table
 }
 
 stage_miri() {
@@ -136,7 +139,7 @@ stage_fuzz() {
   #   cargo +nightly fuzz run -O -a TARGET fuzz/artifacts/TARGET/crash-... 
   FUZZ_SEED=${FUZZ_SEED:-$(date -u +%Y%m%d)}
   step "fuzzing, ${FUZZ_SECONDS} s per target, seed $FUZZ_SEED, overflow checks and debug assertions on"
-  for target in export import; do
+  for target in export import table; do
     # New inputs go to a scratch corpus; the checked-in seeds stay as they are.
     mkdir -p "target/fuzz-corpus/$target"
     if ! cargo +nightly fuzz run -O -a "$target" "target/fuzz-corpus/$target" "fuzz/corpus/$target" -- \
@@ -177,6 +180,8 @@ stage_install() {
   cc examples/c/main.c $(pkg-config --cflags --libs arrow_dlpack) -o target/pkg-config-example
   expect "released 1 time" env LD_LIBRARY_PATH="$(pkg-config --variable=libdir arrow_dlpack)" target/pkg-config-example
   expect "same memory: yes" cargo run --quiet --example roundtrip
+  expect "columns shared with the matrix: yes" cargo run --quiet --example table
+  expect "matrix [4, 3], strides [1, 4], shared: yes" target/downstream/downstream_table
   npm install --prefix examples/node --no-audit --no-fund --silent
   expect "shared: yes" env ARROW_DLPACK_LIBRARY="$LIB" node examples/node/index.js
 }

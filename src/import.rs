@@ -149,7 +149,6 @@ pub unsafe fn import_with(
         false => elements * width, // the plan checked that the size fits
     };
     let values = Bytes::new(bytes)?;
-    let schema = schema_of(&plan);
     // SAFETY: the tensor is live and its elements lie where its shape and
     // strides say (DLPack's guarantee); `values` has room for them all.
     unsafe {
@@ -169,6 +168,8 @@ pub unsafe fn import_with(
     // SAFETY: live and owned (caller's contract); not used after this.
     unsafe { managed::delete(tensor) };
     let data = values.as_ptr();
+    // Made once nothing can fail: an ArrowSchema has no `Drop`.
+    let schema = schema_of(&plan);
     // SAFETY: as in `import_to_c`.
     unsafe {
         std::ptr::write(out_array, array_of(&plan, data, Arc::new(values)));
@@ -263,12 +264,16 @@ unsafe fn import_columns(
         (Some(_), _) => true,
         (None, policy) => policy == ArrowDlpackCopy::ARROW_DLPACK_COPY_ALWAYS,
     };
-    let schema = write::struct_schema(
-        names
-            .into_iter()
-            .map(|name| write::named_schema(plan.dtype, name))
-            .collect(),
-    );
+    // Made last, once nothing can fail: an ArrowSchema has no `Drop`.
+    let dtype = plan.dtype;
+    let schema = move || {
+        write::struct_schema(
+            names
+                .into_iter()
+                .map(|name| write::named_schema(dtype, name))
+                .collect(),
+        )
+    };
     if !copy {
         // Column `j` starts `j * strides[1]` elements in: checked, as the
         // strides are the producer's.
@@ -298,7 +303,7 @@ unsafe fn import_columns(
         // without being read.
         unsafe {
             std::ptr::write(out_array, write::struct_array(rows, children, keeper));
-            std::ptr::write(out_schema, schema);
+            std::ptr::write(out_schema, schema());
         }
         return Ok(plan.device);
     }
@@ -346,7 +351,7 @@ unsafe fn import_columns(
     // SAFETY: as above.
     unsafe {
         std::ptr::write(out_array, write::struct_array(rows, children, keeper));
-        std::ptr::write(out_schema, schema);
+        std::ptr::write(out_schema, schema());
     }
     Ok(plan.device)
 }

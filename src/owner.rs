@@ -410,6 +410,30 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "recycling is off under Miri")]
+    fn a_large_copy_reuses_the_last_freed_allocation() {
+        let d = dims(&[1 << 18]); // 2 MiB of float64
+        let (t, first) = own::<DLManagedTensorVersioned>(F64, &d, 8 << 18).unwrap();
+        // SAFETY: live, deleted once.
+        unsafe { crate::managed::delete(t) };
+        let (t, again) = own::<DLManagedTensorVersioned>(F64, &d, 8 << 18).unwrap();
+        // (No other unit test makes a copy of a megabyte or more.)
+        assert_eq!(again, first, "the freed block reused");
+        // A size twice as large never takes a block it does not fit.
+        let big = dims(&[1 << 19]);
+        let (u, other) = own::<DLManagedTensorVersioned>(F64, &big, 8 << 19).unwrap();
+        assert_ne!(other, again);
+        // SAFETY: live, written within their sizes, deleted once.
+        unsafe {
+            again.cast::<f64>().add((1 << 18) - 1).write(1.0);
+            other.cast::<f64>().add((1 << 19) - 1).write(1.0);
+            crate::managed::delete(t);
+            crate::managed::delete(u);
+        }
+        recycle::clear();
+    }
+
+    #[test]
     fn sizes_no_allocation_can_hold_are_out_of_memory() {
         let e = own::<DLManagedTensorVersioned>(F64, &dims(&[1]), isize::MAX as usize).unwrap_err();
         assert_eq!(e.status(), crate::Status::ARROW_DLPACK_OUT_OF_MEMORY);

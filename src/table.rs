@@ -361,12 +361,16 @@ pub unsafe fn export_stream<M: Managed>(
         // by the reader, column by column).
         let batch = unsafe { read_batch(array, &chunks.schema, &names, options) }
             .map_err(|e| e.context(format_args!("chunk {i}")))?;
-        rows = rows.checked_add(batch.rows).ok_or_else(|| {
-            err!(
-                ARROW_DLPACK_INVALID_ARROW,
-                "chunk {i}: the stream's rows overflow"
-            )
-        })?;
+        // The total is a tensor extent: an i64.
+        rows = rows
+            .checked_add(batch.rows)
+            .filter(|&r| i64::try_from(r).is_ok())
+            .ok_or_else(|| {
+                err!(
+                    ARROW_DLPACK_INVALID_ARROW,
+                    "chunk {i}: the stream's rows overflow"
+                )
+            })?;
         batches.push(batch);
     }
     if batches.is_empty() {
@@ -432,10 +436,12 @@ fn unshareable(
             return needs(format_args!("filling the nulls of {}", names.column(j)));
         }
     }
-    let column_bytes = batch.rows * target.width();
+    // Checked: a column of `rows` elements lies in memory, but a column of
+    // another dtype may claim more bytes than an address space has.
+    let column_bytes = batch.rows.checked_mul(target.width());
     for (j, pair) in batch.columns.windows(2).enumerate() {
-        let end = (pair[0].view.data as usize).wrapping_add(column_bytes);
-        if pair[1].view.data as usize != end {
+        let end = column_bytes.and_then(|n| (pair[0].view.data as usize).checked_add(n));
+        if Some(pair[1].view.data as usize) != end {
             return needs(format_args!(
                 "one tensor of {} and {}, which do not lie end to end in memory,",
                 names.column(j),

@@ -568,3 +568,70 @@ fn as_columns_options_are_validated() {
     // SAFETY: still ours.
     unsafe { ((*raw).deleter.unwrap())(raw) };
 }
+
+#[test]
+fn column_offsets_that_overflow_are_refused_and_leak_nothing() {
+    // Rows dense, columns i64::MAX / 4 elements apart: no address holds
+    // them. (Under ASan, a schema built before the refusal would leak.)
+    let mut values = [1.0f64; 4];
+    let mut shape = [2i64, 3];
+    let mut strides = [1i64, i64::MAX / 4];
+    let mut t = DLManagedTensorVersioned {
+        version: DLPackVersion { major: 1, minor: 3 },
+        manager_ctx: ptr::null_mut(),
+        deleter: None,
+        flags: 0,
+        dl_tensor: DLTensor {
+            data: values.as_mut_ptr().cast(),
+            device: DLDevice {
+                device_type: K_DL_CPU,
+                device_id: 0,
+            },
+            ndim: 2,
+            dtype: DLDataType {
+                code: K_DL_FLOAT,
+                bits: 64,
+                lanes: 1,
+            },
+            shape: shape.as_mut_ptr(),
+            strides: strides.as_mut_ptr(),
+            byte_offset: 0,
+        },
+    };
+    let o = ArrowDlpackImportOptions {
+        copy: 0,
+        as_columns: 1,
+        column_names: ptr::null(),
+        reserved: [0; 4],
+    };
+    let mut error = new_error();
+    let mut a = std::mem::MaybeUninit::<ArrowArray>::uninit();
+    let mut s = std::mem::MaybeUninit::<ArrowSchema>::uninit();
+    // SAFETY: a live tensor (its deleter None: nothing to free).
+    let status =
+        unsafe { arrow_dlpack_import_with(&mut t, &o, a.as_mut_ptr(), s.as_mut_ptr(), &mut error) };
+    assert_eq!(status as i32, Status::ARROW_DLPACK_INVALID_ARGUMENT as i32);
+    assert!(
+        message(&error).contains("column offsets overflow"),
+        "{}",
+        message(&error)
+    );
+}
+
+#[test]
+fn a_stream_whose_rows_overflow_is_refused() {
+    // Two batches of i64::MAX rows without columns: nothing to read, but
+    // the tensor's extent would not fit.
+    use arrow_array::RecordBatchOptions;
+    let schema = Arc::new(Schema::empty());
+    let options = RecordBatchOptions::new().with_row_count(Some(i64::MAX as usize));
+    let batch = RecordBatch::try_new_with_options(schema.clone(), vec![], &options).unwrap();
+    let e = record_batches_to_dlpack(&schema, vec![batch.clone(), batch], &options_if_needed())
+        .unwrap_err();
+    assert_eq!(e.status(), Status::ARROW_DLPACK_INVALID_ARROW, "{e}");
+    assert!(e.message().contains("rows overflow"), "{e}");
+}
+
+fn options_if_needed() -> ExportOptions {
+    options(CopyPolicy::IfNeeded, Order::Any)
+}

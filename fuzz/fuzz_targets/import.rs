@@ -300,6 +300,53 @@ fn check_copy(tensor: &DLTensor, array: &ArrowArray, schema: &ArrowSchema) {
     }
 }
 
+/// Checks an `as_columns` import of a 2-D tensor: a struct of `shape[1]`
+/// children of `shape[0]` rows, each child's element `i` the tensor's
+/// element `(i, j)`; shared children point at it.
+fn check_columns(tensor: &DLTensor, array: &ArrowArray, schema: &ArrowSchema, copied: bool) {
+    let (shape, strides) = shape_strides(tensor);
+    assert_eq!(tensor.ndim, 2, "as_columns of a tensor that is not 2-D accepted");
+    // SAFETY: the library's NUL-terminated format.
+    let format = unsafe { std::ffi::CStr::from_ptr(schema.format) }.to_bytes();
+    assert_eq!(format, b"+s");
+    assert_eq!((array.n_children, schema.n_children), (shape[1], shape[1]));
+    assert_eq!((array.length, array.n_buffers), (shape[0], 1));
+    let width = tensor.dtype.bits as usize / 8;
+    let bools = tensor.dtype.code == K_DL_BOOL;
+    let first = tensor.data as usize + tensor.byte_offset as usize;
+    if shape[0] * shape[1] > MODEL_LIMIT {
+        return;
+    }
+    for j in 0..shape[1] as usize {
+        // SAFETY: `n_children` children, each a primitive array the
+        // library made.
+        let child = unsafe { &**array.children.add(j) };
+        assert_eq!((child.length, child.n_buffers, child.n_children), (shape[0], 2, 0));
+        // SAFETY: two buffers.
+        let values = unsafe { *child.buffers.add(1) }.cast::<u8>();
+        for i in 0..shape[0] as usize {
+            let offset = i as i64 * strides[0] + j as i64 * strides[1];
+            let at = (first as i64 + offset * width as i64) as usize;
+            // SAFETY: the tensor's element lies in the arena; the child
+            // holds `length` elements from its offset.
+            unsafe {
+                let source = std::slice::from_raw_parts(at as *const u8, width);
+                if bools {
+                    let k = child.offset as usize + i;
+                    let bit = (*values.add(k / 8) >> (k % 8)) & 1;
+                    assert_eq!(bit, (source[0] != 0) as u8, "bool ({i}, {j})");
+                } else {
+                    let got = values.add((child.offset as usize + i) * width);
+                    if !copied {
+                        assert_eq!(got as usize, at, "shared column {j} points into the tensor");
+                    }
+                    assert_eq!(std::slice::from_raw_parts(got, width), source, "({i}, {j})");
+                }
+            }
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut input = Input(data);
     // Distinct bytes everywhere, so that a value read from the wrong place shows.
@@ -389,6 +436,15 @@ fuzz_target!(|data: &[u8]| {
     };
     let which = input.byte() % 4;
     let copy_policy = [0, 1, 1, 2, 3][input.byte() as usize % 5];
+    // as_columns: 0, 1, or a bad value; names given or not.
+    let as_columns = [0, 0, 1, 1, 1, 2][input.byte() as usize % 6];
+    let names: Vec<std::ffi::CString> = (0..shape.get(1).copied().unwrap_or(0).clamp(0, 64))
+        .map(|j| std::ffi::CString::new(format!("c{j}")).unwrap())
+        .collect();
+    let name_ptrs: Vec<*const std::ffi::c_char> = names.iter().map(|n| n.as_ptr()).collect();
+    let with_names = as_columns == 1 && input.byte() % 2 == 0 && shape.get(1).is_some_and(|&c| c <= 64);
+    // The order the struct (shape[1]) and its children are released in.
+    let release_seed = input.byte() as usize;
     let mut copied = false;
     // A copy allocates every element: a broadcast tensor (stride 0) may
     // claim billions in a few bytes, which is a real allocation, not a bug.
@@ -453,8 +509,8 @@ fuzz_target!(|data: &[u8]| {
                 let before = bytes_of(t);
                 let options = ArrowDlpackImportOptions {
                     copy: copy_policy,
-                    as_columns: 0,
-                    column_names: ptr::null(),
+                    as_columns,
+                    column_names: if with_names { name_ptrs.as_ptr() } else { ptr::null() },
                     reserved: [0; 4],
                 };
                 let mut array = std::mem::MaybeUninit::<ArrowArray>::uninit();
@@ -465,6 +521,9 @@ fuzz_target!(|data: &[u8]| {
                     schema.as_mut_ptr(),
                     &mut error,
                 );
+                if as_columns == 2 || (as_columns == 1 && ndim != 2) {
+                    assert_eq!(status, arrow_dlpack::Status::ARROW_DLPACK_INVALID_ARGUMENT);
+                }
                 if status == arrow_dlpack::Status::ARROW_DLPACK_OK {
                     copied = DELETES.load(Ordering::SeqCst) == deletes + 1;
                     assert!(copied || copy_policy != 2, "ALWAYS copies");
@@ -498,6 +557,40 @@ fuzz_target!(|data: &[u8]| {
             Some(mut array) => {
                 let mut schema = schema.assume_init();
                 assert!(array.length >= 0 && array.release.is_some());
+                if which == 3 && as_columns == 1 {
+                    check_columns(&tensor, &array, &schema, copied);
+                    if with_names && array.n_children > 0 {
+                        let last = &**schema.children.add(array.n_children as usize - 1);
+                        let name = std::ffi::CStr::from_ptr(last.name);
+                        assert_eq!(name, names[array.n_children as usize - 1].as_c_str());
+                    }
+                    // Children moved out, then everything released in an
+                    // order from the input: deleted once, after the last.
+                    let n = array.n_children as usize;
+                    let mut moved: Vec<ArrowArray> = (0..n)
+                        .map(|j| {
+                            let child = *array.children.add(j);
+                            let taken = ptr::read(child);
+                            (*child).release = None;
+                            taken
+                        })
+                        .collect();
+                    let mut order: Vec<usize> = (0..=n).collect();
+                    let len = order.len();
+                    order.rotate_left(release_seed % len);
+                    for (k, &who) in order.iter().enumerate() {
+                        if !copied {
+                            assert_eq!(DELETES.load(Ordering::SeqCst), deletes, "deleted early ({k})");
+                        }
+                        match who == n {
+                            true => (array.release.unwrap())(&mut array),
+                            false => (moved[who].release.unwrap())(&mut moved[who]),
+                        }
+                    }
+                    assert_eq!(DELETES.load(Ordering::SeqCst), deletes + 1, "deleted exactly once");
+                    (schema.release.unwrap())(&mut schema);
+                    return;
+                }
                 if copied {
                     check_copy(&tensor, &array, &schema);
                 } else {

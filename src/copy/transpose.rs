@@ -76,15 +76,20 @@ pub unsafe fn columns(
     while first < rows {
         let n = block.min(rows - first);
         for j in 0..columns {
-            // `wrapping_offset`: strides may be negative; every address
-            // formed lies in the source (caller's contract).
-            let from =
-                src.wrapping_offset((first as isize * row_stride + j as isize * column_stride) * w);
+            // Wrapping: strides may be negative, and a dimension of extent
+            // 1 may have any stride, whose products are never used; the
+            // addresses of the elements read lie in the source (caller's
+            // contract), so their offsets are exact.
+            let offset = (first as isize)
+                .wrapping_mul(row_stride)
+                .wrapping_add((j as isize).wrapping_mul(column_stride))
+                .wrapping_mul(w);
+            let from = src.wrapping_offset(offset);
             // SAFETY: the column's rows `first..first + n` go at `j * rows +
             // first`; the source's as the caller guarantees.
             unsafe {
                 let out = dst.add((j * rows + first) * width);
-                gather_strided(from, width, n, row_stride * w, out);
+                gather_strided(from, width, n, row_stride.wrapping_mul(w), out);
             }
         }
         first += n;
@@ -119,7 +124,7 @@ unsafe fn gather_typed<const W: usize>(src: *const u8, n: usize, stride: isize, 
         // SAFETY: element `i` of each side is in bounds (caller's contract).
         unsafe {
             let v = src
-                .wrapping_offset(i as isize * stride)
+                .wrapping_offset((i as isize).wrapping_mul(stride))
                 .cast::<[u8; W]>()
                 .read_unaligned();
             dst.add(i * W).cast::<[u8; W]>().write_unaligned(v);

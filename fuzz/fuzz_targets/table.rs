@@ -1,0 +1,471 @@
+//! Fuzzes the export of struct arrays (record batches) as 2-D tensors:
+//! struct trees with random children (numeric, boolean, utf8, nested
+//! lists), lengths, offsets, validity at both levels, children laid end to
+//! end in the arena or scattered, streams of several batches, and random
+//! options (copy policy, order, fill, dtype, validity mask).
+//!
+//! Checks, against a model computed here without the library: on failure
+//! every struct is byte-for-byte untouched and nothing released; on
+//! success the shape is `[rows, columns]`, a shared tensor (read-only)
+//! addresses each child's own elements and is released exactly once by
+//! its deleter, a copy (is-copied) holds each element converted (float64
+//! targets are compared by value) in the order asked for, nulls filled, and
+//! the validity mask says which were null.
+#![no_main]
+
+use std::ffi::{CString, c_int, c_void};
+use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arrow_dlpack::ArrowDlpackError;
+use arrow_dlpack::abi::*;
+use arrow_dlpack::capi::*;
+use libfuzzer_sys::fuzz_target;
+
+const ARENA: usize = 1 << 15;
+static RELEASES: AtomicUsize = AtomicUsize::new(0);
+
+unsafe extern "C" fn release_array(array: *mut ArrowArray) {
+    // SAFETY: a live array built below.
+    unsafe { (*array).release = None };
+    RELEASES.fetch_add(1, Ordering::SeqCst);
+}
+
+unsafe extern "C" fn release_schema(schema: *mut ArrowSchema) {
+    // SAFETY: a live schema built below.
+    unsafe { (*schema).release = None };
+}
+
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn byte(&mut self) -> u8 {
+        let (&b, rest) = self.0.split_first().unwrap_or((&0, &[]));
+        self.0 = rest;
+        b
+    }
+    fn small(&mut self, max: i64) -> i64 {
+        match self.byte() {
+            250 => -1,
+            251 => i64::MAX,
+            253 => -(self.byte() as i64) - 2,
+            b => (b as i64) % (max + 1),
+        }
+    }
+}
+
+const FORMATS: [&str; 12] = ["c", "C", "s", "S", "i", "I", "l", "L", "f", "g", "b", "u"];
+
+fn width_of(format: &str) -> usize {
+    match format {
+        "b" => 0,
+        "c" | "C" => 1,
+        "s" | "S" => 2,
+        "i" | "I" | "f" => 4,
+        _ => 8,
+    }
+}
+
+/// One column: its structs and what they point at.
+struct Column {
+    format: CString,
+    name: CString,
+    buffers: Box<[*const c_void; 2]>,
+    array: Box<ArrowArray>,
+    schema: Box<ArrowSchema>,
+}
+
+/// One record batch: the struct level and its columns.
+struct Batch {
+    columns: Vec<Column>,
+    child_arrays: Vec<*mut ArrowArray>,
+    child_schemas: Vec<*mut ArrowSchema>,
+    buffers: Box<[*const c_void; 1]>,
+    array: Box<ArrowArray>,
+    schema: Box<ArrowSchema>,
+}
+
+/// Builds a batch of `formats` columns in `arena`: column buffers end to
+/// end from `cursor` (adjacent) or at random places; every buffer covers
+/// what its claimed offset + length need (the trusted precondition).
+fn batch(input: &mut Input, arena: &mut [u8], formats: &[&'static str], adjacent: bool) -> Option<Batch> {
+    let length = input.small(24);
+    let offset = input.small(4);
+    let mut cursor = (input.byte() as usize % 8) * 8;
+    let mut columns = Vec::new();
+    for (j, &format) in formats.iter().enumerate() {
+        let extra = match input.byte() % 4 {
+            0 => input.small(3),
+            _ => 0,
+        };
+        let child_length = length.saturating_add(offset.max(0)).saturating_add(extra);
+        let child_offset = match input.byte() % 4 {
+            0 => input.small(3),
+            _ => 0,
+        };
+        let w = width_of(format).max(1);
+        let needed = (child_offset.max(0).saturating_add(child_length.max(0)) as usize).saturating_mul(w);
+        if needed > ARENA / 4 {
+            return None;
+        }
+        let at = match adjacent {
+            true => cursor,
+            false => (input.byte() as usize * 40) % (ARENA / 2),
+        };
+        if at + needed + 64 > ARENA {
+            return None;
+        }
+        cursor = at + needed;
+        let values = arena[at..].as_ptr().cast::<c_void>();
+        // A validity bitmap sometimes, in the upper half of the arena.
+        // Bitmaps of 16 bytes: only where they cover the claimed bits.
+        let covered = child_offset.max(0).saturating_add(child_length.max(0)) <= 128;
+        let validity: *const c_void = match input.byte() % 4 {
+            0 if covered => {
+                let v = ARENA / 2 + (input.byte() as usize * 16) % (ARENA / 4);
+                let bits = input.byte() | 0x11;
+                arena[v..v + 16].fill(bits);
+                arena[v..].as_ptr().cast()
+            }
+            _ => ptr::null(),
+        };
+        let null_count = if validity.is_null() { 0 } else { [-1, 0, 1][input.byte() as usize % 3] };
+        let mut c = Column {
+            format: CString::new(format).unwrap(),
+            name: CString::new(format!("col{j}")).unwrap(),
+            buffers: Box::new([validity, values]),
+            array: Box::new(ArrowArray {
+                length: child_length,
+                null_count,
+                offset: child_offset,
+                n_buffers: if format == "u" { 3 } else { 2 },
+                n_children: 0,
+                buffers: ptr::null_mut(),
+                children: ptr::null_mut(),
+                dictionary: ptr::null_mut(),
+                release: Some(release_array),
+                private_data: ptr::null_mut(),
+            }),
+            schema: Box::new(ArrowSchema {
+                format: ptr::null(),
+                name: ptr::null(),
+                metadata: ptr::null(),
+                flags: 0,
+                n_children: 0,
+                children: ptr::null_mut(),
+                dictionary: ptr::null_mut(),
+                release: Some(release_schema),
+                private_data: ptr::null_mut(),
+            }),
+        };
+        if format == "u" {
+            // utf8 is refused before its buffers are read.
+            c.array.n_buffers = 2;
+        }
+        c.schema.format = c.format.as_ptr();
+        c.schema.name = c.name.as_ptr();
+        c.array.buffers = c.buffers.as_mut_ptr();
+        columns.push(c);
+    }
+    let covered = offset.max(0).saturating_add(length.max(0)) <= 128;
+    let struct_validity: *const c_void = match input.byte() % 4 {
+        0 if covered => {
+            let v = ARENA - 64;
+            let bits = input.byte() | 0x21;
+            arena[v..v + 16].fill(bits);
+            arena[v..].as_ptr().cast()
+        }
+        _ => ptr::null(),
+    };
+    let mut b = Batch {
+        child_arrays: columns.iter_mut().map(|c| &mut *c.array as *mut _).collect(),
+        child_schemas: columns.iter_mut().map(|c| &mut *c.schema as *mut _).collect(),
+        columns,
+        buffers: Box::new([struct_validity]),
+        array: Box::new(ArrowArray {
+            length,
+            null_count: if struct_validity.is_null() { 0 } else { [-1, 0, 2][input.byte() as usize % 3] },
+            offset,
+            n_buffers: 1,
+            n_children: formats.len() as i64,
+            buffers: ptr::null_mut(),
+            children: ptr::null_mut(),
+            dictionary: ptr::null_mut(),
+            release: Some(release_array),
+            private_data: ptr::null_mut(),
+        }),
+        schema: Box::new(ArrowSchema {
+            format: c"+s".as_ptr(),
+            name: ptr::null(),
+            metadata: ptr::null(),
+            flags: 0,
+            n_children: formats.len() as i64,
+            children: ptr::null_mut(),
+            dictionary: ptr::null_mut(),
+            release: Some(release_schema),
+            private_data: ptr::null_mut(),
+        }),
+    };
+    b.array.buffers = b.buffers.as_mut_ptr();
+    b.array.children = b.child_arrays.as_mut_ptr();
+    b.schema.children = b.child_schemas.as_mut_ptr();
+    if input.byte() % 16 == 0 {
+        b.array.n_children = input.small(8); // a count that lies
+        b.array.n_children = b.array.n_children.min(formats.len() as i64);
+    }
+    Some(b)
+}
+
+fn bytes_of<T>(value: &T) -> Vec<u8> {
+    // SAFETY: reading a live value's bytes.
+    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()).to_vec() }
+}
+
+/// Bit `i` of a bitmap.
+fn bit(bitmap: *const c_void, i: i64) -> bool {
+    // SAFETY: the bitmap lies in the arena and covers the bit (trusted).
+    unsafe { *bitmap.cast::<u8>().add((i / 8) as usize) >> (i % 8) & 1 == 1 }
+}
+
+/// Row `i` of column `j` of an accepted batch: its address (for a
+/// bit-packed column, of the bit's byte), its value as f64, and whether it
+/// is valid (its bit and its row's).
+fn element(b: &Batch, j: usize, i: i64) -> (usize, f64, bool) {
+    let c = &b.columns[j];
+    let format = c.format.to_str().unwrap();
+    let k = c.array.offset + b.array.offset + i;
+    let mut valid = true;
+    if !c.buffers[0].is_null() && c.array.null_count != 0 {
+        valid &= bit(c.buffers[0], k);
+    }
+    if !b.buffers[0].is_null() && b.array.null_count != 0 {
+        valid &= bit(b.buffers[0], b.array.offset + i);
+    }
+    if format == "b" {
+        let v = bit(c.buffers[1], k);
+        return (c.buffers[1] as usize + (k / 8) as usize, v as u8 as f64, valid);
+    }
+    let w = width_of(format);
+    let at = c.buffers[1] as usize + k as usize * w;
+    // SAFETY: the element lies in the arena.
+    let r = unsafe { std::slice::from_raw_parts(at as *const u8, w) };
+    let v = match format {
+        "c" => r[0] as i8 as f64,
+        "C" => r[0] as f64,
+        "s" => i16::from_le_bytes([r[0], r[1]]) as f64,
+        "S" => u16::from_le_bytes([r[0], r[1]]) as f64,
+        "i" => i32::from_le_bytes(r.try_into().unwrap()) as f64,
+        "I" => u32::from_le_bytes(r.try_into().unwrap()) as f64,
+        "l" => i64::from_le_bytes(r.try_into().unwrap()) as f64,
+        "L" => u64::from_le_bytes(r.try_into().unwrap()) as f64,
+        "f" => f32::from_le_bytes(r.try_into().unwrap()) as f64,
+        _ => f64::from_le_bytes(r.try_into().unwrap()),
+    };
+    (at, v, valid)
+}
+
+/// A stream over the batches (for several of them).
+struct Stream {
+    batches: Vec<Batch>,
+    next: usize,
+}
+
+unsafe extern "C" fn stream_schema(s: *mut ArrowArrayStream, out: *mut ArrowSchema) -> c_int {
+    // SAFETY: the harness's stream; a copy of the first batch's schema,
+    // which owns nothing (its release only clears the pointer).
+    unsafe {
+        let me = &*(*s).private_data.cast::<Stream>();
+        out.write(ptr::read(&*me.batches[0].schema));
+    }
+    0
+}
+
+unsafe extern "C" fn stream_next(s: *mut ArrowArrayStream, out: *mut ArrowArray) -> c_int {
+    // SAFETY: as above; each batch's struct is moved out once.
+    unsafe {
+        let me = &mut *(*s).private_data.cast::<Stream>();
+        match me.batches.get_mut(me.next) {
+            Some(b) => {
+                out.write(ptr::read(&*b.array));
+                b.array.release = None;
+                me.next += 1;
+            }
+            None => (*out).release = None,
+        }
+    }
+    0
+}
+
+unsafe extern "C" fn stream_release(s: *mut ArrowArrayStream) {
+    // SAFETY: the harness's stream.
+    unsafe { (*s).release = None };
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut input = Input(data);
+    let mut arena: Vec<u8> = (0..ARENA).map(|i| (i * 131 % 251) as u8).collect();
+    let ncols = input.byte() as usize % 6;
+    let formats: Vec<&str> = (0..ncols)
+        .map(|_| match input.byte() % 8 {
+            0 => FORMATS[input.byte() as usize % FORMATS.len()],
+            // Mostly one type, so that sharing is reachable.
+            _ => "g",
+        })
+        .collect();
+    let nbatches = match input.byte() % 4 {
+        0 => input.byte() as usize % 4,
+        _ => 1,
+    };
+    let adjacent = input.byte() % 2 == 0;
+    let mut batches = Vec::new();
+    for _ in 0..nbatches {
+        match batch(&mut input, &mut arena, &formats, adjacent) {
+            Some(b) => batches.push(b),
+            None => return,
+        }
+    }
+    let copy = [0, 1, 1, 2, 3][input.byte() as usize % 5];
+    let order = [0, 0, 1, 2, 3][input.byte() as usize % 5];
+    let fill = input.byte() % 3 == 0;
+    let as_f64 = input.byte() % 2 == 0;
+    let mut mask: *mut DLManagedTensorVersioned = ptr::null_mut();
+    let want_mask = input.byte() % 3 == 0;
+    let options = ArrowDlpackExportOptions {
+        copy,
+        order,
+        fill_nulls: fill as i32,
+        temporal_as_integer: 0,
+        fill_value: -7.0,
+        dtype: match as_f64 {
+            true => DLDataType { code: K_DL_FLOAT, bits: 64, lanes: 1 },
+            false => DLDataType { code: 0, bits: 0, lanes: 0 },
+        },
+        validity: if want_mask { &mut mask } else { ptr::null_mut() },
+        reserved: [0; 4],
+    };
+    let mut error = ArrowDlpackError {
+        status: arrow_dlpack::Status::ARROW_DLPACK_OK,
+        message: [0; 256],
+    };
+    let releases = RELEASES.load(Ordering::SeqCst);
+    let single = nbatches == 1 && input.byte() % 2 == 0;
+    let before: Vec<Vec<u8>> = batches.iter().map(|b| bytes_of(&*b.array)).collect();
+    // The model, read before the export moves anything.
+    let t = if single {
+        let b = &mut batches[0];
+        // SAFETY: structs valid as the C Data Interface lets a consumer trust them.
+        unsafe { arrow_dlpack_export_with(&mut *b.array, &*b.schema, &options, &mut error) }
+    } else if nbatches == 0 {
+        return;
+    } else {
+        let mut stream = Stream { batches, next: 0 };
+        let mut s = ArrowArrayStream {
+            get_schema: Some(stream_schema),
+            get_next: Some(stream_next),
+            get_last_error: None,
+            release: Some(stream_release),
+            private_data: (&raw mut stream).cast(),
+        };
+        // SAFETY: a valid stream over the batches.
+        let t = unsafe { arrow_dlpack_export_stream(&mut s, &options, &mut error) };
+        // Every chunk read is the library's: released once, shared or not.
+        batches = stream.batches;
+        if t.is_null() {
+            // The stream is read to its end or to the failure (invalid
+            // options: not at all); each chunk read is released once.
+            let read = batches.iter().filter(|b| b.array.release.is_none()).count();
+            assert_eq!(RELEASES.load(Ordering::SeqCst) - releases, read, "chunks read, released");
+            assert!(mask.is_null());
+            assert_ne!(error.message[0], 0);
+            return;
+        }
+        t
+    };
+    if t.is_null() {
+        assert!(mask.is_null(), "no mask on failure");
+        assert_eq!(RELEASES.load(Ordering::SeqCst), releases, "nothing released on failure");
+        for (b, before) in batches.iter().zip(&before) {
+            assert_eq!(&bytes_of(&*b.array), before, "the array left as it was");
+        }
+        assert_ne!(error.message[0], 0, "failures carry a message");
+        return;
+    }
+    // SAFETY: a live tensor from the library.
+    let tensor = unsafe { &(*t).dl_tensor };
+    let flags = unsafe { (*t).flags };
+    let rows: i64 = batches
+        .iter()
+        .try_fold(0i64, |n, b| n.checked_add(b.array.length))
+        .expect("a stream whose rows overflow was accepted");
+    assert_eq!(tensor.ndim, 2);
+    // SAFETY: two entries each.
+    let (shape, strides) = unsafe {
+        (
+            std::slice::from_raw_parts(tensor.shape, 2).to_vec(),
+            std::slice::from_raw_parts(tensor.strides, 2).to_vec(),
+        )
+    };
+    assert_eq!(shape, [rows, ncols as i64]);
+    let column_major = strides == [1, rows];
+    assert!(column_major || strides == [ncols as i64, 1], "strides {strides:?} of {shape:?}");
+    if order == 1 && ncols > 1 && rows > 1 {
+        assert!(!column_major, "ROW_MAJOR gave column-major");
+    }
+    if order == 2 && ncols > 1 && rows > 1 {
+        assert!(column_major, "COLUMN_MAJOR gave row-major");
+    }
+    let shared = flags & DLPACK_FLAG_BITMASK_READ_ONLY != 0;
+    assert!(shared != (flags & DLPACK_FLAG_BITMASK_IS_COPIED != 0));
+    assert!(!shared || copy != 2, "ALWAYS copies");
+    let width = tensor.dtype.bits as usize / 8;
+    let mut row0 = 0;
+    for b in &batches {
+        for i in 0..b.array.length {
+            for j in 0..ncols {
+                let r = row0 + i;
+                let at = tensor.data as usize + ((r * strides[0] + j as i64 * strides[1]) as usize) * width;
+                let (source, value, valid) = element(b, j, i);
+                assert!(valid || fill, "a null ({r}, {j}) exported without a fill");
+                if shared {
+                    assert_eq!(at, source, "shared ({r}, {j}) is the column's own element");
+                } else if as_f64 {
+                    // SAFETY: inside the tensor's own bytes.
+                    let got = unsafe { (at as *const f64).read() };
+                    let want = if valid { value } else { -7.0 };
+                    assert!(got == want || (got.is_nan() && want.is_nan()), "({r}, {j}): {got} != {want}");
+                }
+                if !mask.is_null() {
+                    // SAFETY: the mask has the tensor's shape and strides.
+                    let m = unsafe {
+                        let d = &(*mask).dl_tensor;
+                        let s = std::slice::from_raw_parts(d.strides, 2);
+                        *d.data.cast::<u8>().add((r * s[0] + j as i64 * s[1]) as usize)
+                    };
+                    assert_eq!(m, valid as u8, "mask ({r}, {j})");
+                }
+            }
+        }
+        row0 += b.array.length;
+    }
+    let after = RELEASES.load(Ordering::SeqCst);
+    // SAFETY: live tensors, deleted once.
+    unsafe {
+        ((*t).deleter.unwrap())(t);
+        if !mask.is_null() {
+            ((*mask).deleter.unwrap())(mask);
+        }
+    }
+    let done = RELEASES.load(Ordering::SeqCst);
+    // Every batch is released exactly once: a shared one by the deleter,
+    // the others (copied, or empty chunks) before the export returned.
+    let n = batches.len();
+    let before_delete = match shared {
+        true => n - 1,
+        false => n,
+    };
+    assert_eq!(after - releases, before_delete, "released before the deleter");
+    assert_eq!(done - releases, n, "each batch released exactly once");
+    for b in &batches {
+        assert!(b.array.release.is_none(), "moved or released");
+    }
+});
