@@ -106,6 +106,52 @@ def copies() -> None:
         print(f"| {label} | {rate(t_theirs)} | {rate(t_ours)} | {t_theirs / t_ours:.2f}x |")
 
 
+def tables() -> None:
+    """Record batches as matrices against pyarrow's to_tensor, polars'
+    to_numpy and NumPy's column_stack, same run; memcpy of the same bytes
+    (the columns' own, into warm memory) as the floor."""
+    try:
+        import polars as pl
+    except ImportError:
+        pl = None
+    to_dlpack = arrow_dlpack.to_dlpack
+    rng = np.random.default_rng(0)
+
+    def best(stmt, g, number=3, repeat=7):
+        return min(timeit.repeat(stmt, globals=g, number=number, repeat=repeat)) / number
+
+    print()
+    print("| table (float64) | layout | pyarrow `to_tensor` | polars `to_numpy` | `np.column_stack` | arrow_dlpack | memcpy of the columns | vs pyarrow | vs memcpy |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for cols, rows in ((8, 1 << 20), (2, 1 << 22), (100, 83_886), (1000, 8_388)):
+        batch = pa.record_batch({f"c{j}": rng.random(rows) for j in range(cols)})
+        df = pl.from_arrow(batch) if pl is not None else None
+        out = np.empty(rows * cols)
+        columns = [c.to_numpy() for c in batch.columns]
+        g = {"np": np, "b": batch, "df": df, "to_dlpack": to_dlpack, "out": out, "columns": columns, "rows": rows}
+        memcpy = best("for j, c in enumerate(columns): out[j * rows:(j + 1) * rows] = c", g)
+        stack = best("np.column_stack(columns)", g) if cols <= 100 else None
+        mb = rows * cols * 8
+        for layout, row_major, order, polars_order in (("row-major (C)", True, "C", "c"), ("column-major (F)", False, "F", "fortran")):
+            theirs = best(f"b.to_tensor(row_major={row_major})", g)
+            ours = best(f"np.from_dlpack(to_dlpack(b, order={order!r}))", g)
+            pol = best(f"df.to_numpy(order={polars_order!r})", g) if df is not None else None
+            rate = lambda t: "-" if t is None else f"{mb / t / 1e9:.1f} GB/s"
+            print(f"| {cols} x {rows:,} | {layout} | {rate(theirs)} | {rate(pol)} | {rate(stack if row_major else None)} | "
+                  f"{rate(ours)} | {rate(memcpy)} | {theirs / ours:.2f}x | {memcpy / ours:.2f}x |")
+    # Shared: columns laid end to end (a Fortran matrix's), any size.
+    print()
+    print("| shared, 8 columns laid end to end | arrow_dlpack (`np.from_dlpack(to_dlpack(b))`) |")
+    print("|---|---|")
+    for rows in (1_000, 1_000_000):
+        m = np.asfortranarray(rng.random((rows, 8)))
+        b = pa.record_batch(arrow_dlpack.from_dlpack(m, columns=True))
+        g = {"np": np, "b": b, "to_dlpack": to_dlpack}
+        t = best("np.from_dlpack(to_dlpack(b, order='F'))", g, number=2000, repeat=5)
+        print(f"| {rows:,} rows | {t * 1e6:.1f} us |")
+
+
 if __name__ == "__main__":
     main()
     copies()
+    tables()

@@ -1,29 +1,34 @@
-//! Columns into a row-major matrix: a cache-blocked transpose.
+//! Columns into a row-major matrix, and back: cache-blocked transposes.
 //!
 //! A strided scatter of whole columns (element `i` of column `j` to
 //! `dst[i * columns + j]`) touches a new cache line for every element once
 //! the matrix outgrows the cache. Here the rows are written a block at a
-//! time: a block of the destination (about [`BLOCK_BYTES`]) stays in the
-//! cache while each column contributes its slice of the block's rows,
-//! read sequentially; the block leaves the cache whole. A column that needs
-//! a conversion or a fill is first converted into a small scratch buffer
-//! (also in cache), then scattered.
+//! time: each column's slice of the block's rows is read sequentially (from
+//! the column itself, or from a scratch buffer it was converted into), and
+//! the block's rows are then written one after another, each row gathered
+//! from the slices, which stay in cache meanwhile: loads from a few hundred
+//! lines, stores in order.
 
-/// Destination bytes of one block: fits L1 and L2 with room for the
-/// columns' source lines.
-const BLOCK_BYTES: usize = 32 << 10;
+/// Elements of all the columns' slices of one block: 256 KiB of 8-byte
+/// elements, within L2 with room for the rows written.
+const BLOCK_ELEMENTS: usize = 64 << 10;
 
-/// The rows of one block: at least 16 (so that every column's slice is a
-/// few cache lines), at most 1024.
-pub fn block_rows(columns: usize, width: usize) -> usize {
-    (BLOCK_BYTES / (columns * width).max(1)).clamp(512, 512)
+/// Columns read straight from their memory while the rows are gathered;
+/// beyond this, each slice is first copied to the scratch (hardware
+/// prefetchers follow a few dozen sequential streams, not hundreds).
+const STREAMS: usize = 16;
+
+/// The rows of one block of a table of `columns` columns: at least 16 (so
+/// that every column's slice is two cache lines or more), at most 512.
+pub fn block_rows(columns: usize) -> usize {
+    (BLOCK_ELEMENTS / columns.max(1)).clamp(64, 512)
 }
 
 /// Writes a `rows x columns` matrix of `width`-byte elements row-major at
 /// `dst` (row `i`, column `j` at `dst + (i * columns + j) * width`).
 /// `column(j, first, n, scratch)` returns where column `j`'s elements
 /// `first..first + n` lie contiguously: its own memory, or `scratch` (room
-/// for [`block_rows`] elements) after writing them there.
+/// for [`block_rows`] elements, the column's own) after writing them there.
 ///
 /// # Safety
 /// `dst` has room for the matrix; `column` returns `n` readable elements.
@@ -34,22 +39,108 @@ pub unsafe fn rows(
     dst: *mut u8,
     mut column: impl FnMut(usize, usize, usize, *mut u8) -> *const u8,
 ) {
-    let block = block_rows(columns, width);
-    let mut scratch = vec![0u64; block]; // 8 bytes: the widest element
+    let block = block_rows(columns);
+    // 8 bytes: the widest element.
+    let mut scratch = vec![0u64; block * columns];
+    let mut slices = vec![std::ptr::null::<u8>(); columns];
     let row_bytes = columns * width;
     let mut first = 0;
     while first < rows {
         let n = block.min(rows - first);
-        for j in 0..columns {
-            let src = column(j, first, n, scratch.as_mut_ptr().cast());
-            // SAFETY: rows `first..first + n` of column `j` are inside the
-            // matrix (caller's contract); `src` holds `n` elements.
+        for (j, slice) in slices.iter_mut().enumerate() {
+            // SAFETY: column `j`'s scratch, `block` elements of 8 bytes.
+            let own = unsafe { scratch.as_mut_ptr().add(j * block) }.cast::<u8>();
+            let mut src = column(j, first, n, own);
+            if columns > STREAMS && src != own.cast_const() {
+                // More columns than a prefetcher follows streams: each
+                // slice is read sequentially into the scratch first.
+                // SAFETY: `n` elements on both sides.
+                unsafe { own.copy_from_nonoverlapping(src, n * width) };
+                src = own;
+            }
+            *slice = src;
+        }
+        // SAFETY: rows `first..first + n` are inside the matrix (caller's
+        // contract); each slice holds `n` elements.
+        unsafe { gather_rows(&slices, width, n, dst.add(first * row_bytes)) };
+        first += n;
+    }
+}
+
+/// Writes `n` rows at `dst`, element `j` of row `i` from `slices[j][i]`.
+///
+/// # Safety
+/// Each slice holds `n` elements of `width` bytes; `dst` has room for `n`
+/// rows of `slices.len()` elements.
+unsafe fn gather_rows(slices: &[*const u8], width: usize, n: usize, dst: *mut u8) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match width {
+            1 => gather_rows_typed::<1>(slices, n, dst),
+            2 => gather_rows_typed::<2>(slices, n, dst),
+            4 => gather_rows_typed::<4>(slices, n, dst),
+            8 => gather_rows_typed::<8>(slices, n, dst),
+            _ => unreachable!("element widths are 1, 2, 4 or 8 bytes"),
+        }
+    }
+}
+
+/// [`gather_rows`] for one width: a load and a store per element, the
+/// stores in order. Up to 8 columns, the row's length is a constant, so
+/// that the compiler unrolls (and vectorizes) each row.
+///
+/// # Safety
+/// As [`gather_rows`].
+#[inline(always)]
+unsafe fn gather_rows_typed<const W: usize>(slices: &[*const u8], n: usize, dst: *mut u8) {
+    macro_rules! narrow {
+        ($($c:literal)*) => {
+            match slices.len() {
+                $($c => {
+                    let s: &[*const u8; $c] = slices.try_into().expect("the length matched");
+                    // SAFETY: forwarded from the caller.
+                    return unsafe { gather_narrow::<W, $c>(s, n, dst) };
+                })*
+                _ => {}
+            }
+        };
+    }
+    narrow!(1 2 3 4 5 6 7 8);
+    let mut out = dst;
+    for i in 0..n {
+        for &slice in slices {
+            // SAFETY: element `i` of the slice, and the next element of the
+            // rows, in bounds (caller's contract); any alignment.
             unsafe {
-                let out = dst.add(first * row_bytes + j * width);
-                scatter(src, width, n, out, row_bytes);
+                let v = slice.add(i * W).cast::<[u8; W]>().read_unaligned();
+                out.cast::<[u8; W]>().write_unaligned(v);
+                out = out.add(W);
             }
         }
-        first += n;
+    }
+}
+
+/// [`gather_rows_typed`] for `C` columns.
+///
+/// # Safety
+/// As [`gather_rows`].
+#[inline(always)]
+unsafe fn gather_narrow<const W: usize, const C: usize>(
+    slices: &[*const u8; C],
+    n: usize,
+    dst: *mut u8,
+) {
+    for i in 0..n {
+        let row: [[u8; W]; C] = std::array::from_fn(|j| {
+            // SAFETY: element `i` of slice `j`, in bounds (caller's contract).
+            unsafe { slices[j].add(i * W).cast::<[u8; W]>().read_unaligned() }
+        });
+        // SAFETY: row `i` of the destination, in bounds (caller's contract).
+        unsafe {
+            dst.add(i * W * C)
+                .cast::<[[u8; W]; C]>()
+                .write_unaligned(row)
+        };
     }
 }
 
@@ -70,7 +161,7 @@ pub unsafe fn columns(
     width: usize,
     dst: *mut u8,
 ) {
-    let block = block_rows(columns, width);
+    let block = block_rows(columns);
     let w = width as isize;
     let mut first = 0;
     while first < rows {
@@ -132,41 +223,6 @@ unsafe fn gather_typed<const W: usize>(src: *const u8, n: usize, stride: isize, 
     }
 }
 
-/// `n` elements of `width` bytes from `src` (contiguous) to `dst`, one
-/// every `stride` bytes.
-///
-/// # Safety
-/// `src` holds `n` elements; `dst` has room for `n` strided elements.
-unsafe fn scatter(src: *const u8, width: usize, n: usize, dst: *mut u8, stride: usize) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        match width {
-            1 => scatter_typed::<1>(src, n, dst, stride),
-            2 => scatter_typed::<2>(src, n, dst, stride),
-            4 => scatter_typed::<4>(src, n, dst, stride),
-            8 => scatter_typed::<8>(src, n, dst, stride),
-            _ => unreachable!("element widths are 1, 2, 4 or 8 bytes"),
-        }
-    }
-}
-
-/// [`scatter`] for one width, so that each element is one load and one
-/// store.
-///
-/// # Safety
-/// As [`scatter`].
-#[inline(always)]
-unsafe fn scatter_typed<const W: usize>(src: *const u8, n: usize, dst: *mut u8, stride: usize) {
-    for i in 0..n {
-        // SAFETY: element `i` of each side is in bounds (caller's contract);
-        // any alignment.
-        unsafe {
-            let v = src.add(i * W).cast::<[u8; W]>().read_unaligned();
-            dst.add(i * stride).cast::<[u8; W]>().write_unaligned(v);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::columns as columns_of;
@@ -175,14 +231,17 @@ mod tests {
     #[test]
     fn every_element_lands_at_its_row_and_column() {
         // Sizes around the block: one block, several, a ragged last one.
-        for (columns, nrows) in [(1, 5), (3, 16), (7, 1000), (40, 33), (2, 0)] {
+        // Two blocks and a ragged end (513 rows), under Miri too.
+        for (columns, nrows) in [(1, 5), (3, 16), (2, 513), (40, 33), (2, 0)] {
             for width in [1usize, 2, 4, 8] {
                 // Column j, row i holds the value i * 64 + j (truncated to
                 // the width: still distinct in its low byte pattern).
                 let cols: Vec<Vec<u8>> = (0..columns)
                     .map(|j| {
                         (0..nrows)
-                            .flat_map(|i| ((i * 64 + j) as u64).to_le_bytes()[..width].to_vec())
+                            .flat_map(|i| {
+                                ((i * 64 + j) as u64).to_le_bytes().into_iter().take(width)
+                            })
                             .collect()
                     })
                     .collect();
