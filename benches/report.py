@@ -44,6 +44,21 @@ def main():
             rows.append((f"{label}, 64 MiB out", what,
                          f"memcpy into warm memory: {mib / memcpy:.1f} GB/s; malloc + memcpy + free: {mib / fresh:.1f} GB/s",
                          f"{memcpy / t:.2f}x memcpy, {fresh / t:.2f}x malloc + memcpy"))
+    if (ROOT / "tables").exists():
+        memcpy = ns("tables", "memcpy_64MiB")
+        fresh = ns("tables", "malloc_memcpy_free_64MiB")
+        mib = 64 * 2**20
+        for cols, n_rows in ((8, 1048576), (2, 4194304), (100, 83886), (1000, 8388)):
+            for layout, name in (("row-major", "row_major_copy"), ("column-major", "column_major_copy")):
+                t = ns("tables", f"{name}_{cols}x{n_rows}")
+                rows.append((f"table {cols} x {n_rows:,} float64 -> {layout} copy", f"{mib / t:.1f} GB/s",
+                              f"memcpy into warm memory: {mib / memcpy:.1f} GB/s; malloc + memcpy + free: {mib / fresh:.1f} GB/s",
+                              f"{memcpy / t:.2f}x memcpy"))
+        one = ns("tables", "row_major_copy_1x8388608")
+        rows.append(("table 1 x 8,388,608 (one column: shared in any order)", f"{one:.0f} ns", "-", "O(1)"))
+        for r in (1024, 1048576):
+            t = ns("tables", f"shared_8x{r}")
+            rows.append((f"table 8 x {r:,}, columns end to end: shared", f"{t:.0f} ns", "-", "O(1)"))
     print("| measurement | arrow-dlpack | baseline (same run) | ratio |")
     print("|---|---|---|---|")
     for row in rows:

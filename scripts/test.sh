@@ -63,7 +63,7 @@ setup() {
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --upgrade pip
   fi
-  "$VENV/bin/pip" install -q cmake pytest hypothesis numpy pyarrow cffi nanoarrow arro3-core polars "jax[cpu]"
+  "$VENV/bin/pip" install -q cmake pytest hypothesis numpy pyarrow cffi nanoarrow arro3-core polars duckdb "jax[cpu]"
 }
 
 stage_lint() {

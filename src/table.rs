@@ -58,42 +58,40 @@ struct Batch {
     first_null_row: usize,
 }
 
-/// The columns' names (escaped for messages).
-struct Names(Vec<String>);
+/// The columns of a struct schema, named in messages: read from the
+/// schema only when a message is written (a share allocates nothing for
+/// them).
+#[derive(Clone, Copy)]
+struct Names<'s> {
+    schema: &'s ArrowSchema,
+    len: usize,
+}
 
-impl Names {
-    /// # Safety
-    /// `schema` is a struct schema whose children were checked non-NULL.
-    unsafe fn of(schema: &ArrowSchema) -> Names {
-        let n = schema.n_children.max(0) as usize;
-        Names(
-            (0..n)
-                .map(|i| {
-                    // SAFETY: `n` non-NULL children (caller's contract);
-                    // a name is NULL or a C string.
-                    let child = unsafe { &**schema.children.add(i) };
-                    if child.name.is_null() {
-                        return String::new();
-                    }
-                    // SAFETY: as above.
-                    let name = unsafe { CStr::from_ptr(child.name) };
-                    Shown(name.to_bytes()).to_string()
-                })
-                .collect(),
-        )
+impl Names<'_> {
+    fn len(&self) -> usize {
+        self.len
     }
 
     fn column(&self, j: usize) -> Column<'_> {
-        Column(j, &self.0[j])
+        Column(j, self.schema)
     }
 }
 
 /// "column 2 'price'", in messages.
-struct Column<'a>(usize, &'a str);
+struct Column<'s>(usize, &'s ArrowSchema);
 
 impl std::fmt::Display for Column<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "column {} '{}'", self.0, self.1)
+        // SAFETY: a column index of a schema whose `len` children were
+        // checked non-NULL (`names`); a name is NULL or a C string.
+        let name = unsafe {
+            let child = &**self.1.children.add(self.0);
+            match child.name.is_null() {
+                true => &[][..],
+                false => CStr::from_ptr(child.name).to_bytes(),
+            }
+        };
+        write!(f, "column {} '{}'", self.0, Shown(name))
     }
 }
 
@@ -174,7 +172,7 @@ unsafe fn missing<T>(children: *mut *mut T, n: usize) -> bool {
 unsafe fn read_batch(
     array: &ArrowArray,
     schema: &ArrowSchema,
-    names: &Names,
+    names: &Names<'_>,
     options: &ExportOptions,
 ) -> Result<Batch, Error> {
     // SAFETY: forwarded from the caller.
@@ -277,12 +275,12 @@ unsafe fn read_batch(
 /// `schema` is a valid struct schema.
 unsafe fn empty_batch(
     schema: &ArrowSchema,
-    names: &Names,
+    names: &Names<'_>,
     options: &ExportOptions,
 ) -> Result<Batch, Error> {
     let mut columns = Vec::new();
-    for j in 0..names.0.len() {
-        // SAFETY: non-NULL children (checked by `Names::of`'s caller).
+    for j in 0..names.len() {
+        // SAFETY: non-NULL children (checked by `names`).
         let child = unsafe { &**schema.children.add(j) };
         // SAFETY: a valid schema.
         let empty = unsafe { EmptyArray::of(child) };
@@ -313,7 +311,7 @@ unsafe fn empty_batch(
 ///
 /// # Safety
 /// `schema` is valid for reads.
-unsafe fn names(schema: &ArrowSchema) -> Result<Names, Error> {
+unsafe fn names(schema: &ArrowSchema) -> Result<Names<'_>, Error> {
     let n = schema.n_children;
     // SAFETY: `n` entries (the interface's layout).
     if n < 0 || unsafe { missing(schema.children, n as usize) } && n > 0 {
@@ -322,8 +320,10 @@ unsafe fn names(schema: &ArrowSchema) -> Result<Names, Error> {
             "struct schema: n_children {n} with children (or one of them) NULL"
         ));
     }
-    // SAFETY: checked above.
-    Ok(unsafe { Names::of(schema) })
+    Ok(Names {
+        schema,
+        len: n as usize,
+    })
 }
 
 /// `arrow_dlpack_export_with` of a struct array.
@@ -407,19 +407,18 @@ fn dims(rows: usize, columns: usize, order: Order) -> Dims {
 /// first reason, as the `NEEDS_COPY` message would give it.
 fn unshareable(
     batches: &[Batch],
-    names: &Names,
+    names: &Names<'_>,
     target: &'static DType,
     order: ArrowDlpackOrder,
 ) -> Option<Error> {
     let needs = |what: std::fmt::Arguments<'_>| Some(options::needs_copy(what));
-    let with_rows: Vec<&Batch> = batches.iter().filter(|b| b.rows > 0).collect();
-    if with_rows.len() > 1 {
+    let with_rows = batches.iter().filter(|b| b.rows > 0).count();
+    if with_rows > 1 {
         return needs(format_args!(
-            "stacking the {} record batches of a stream",
-            with_rows.len()
+            "stacking the {with_rows} record batches of a stream"
         ));
     }
-    let Some(batch) = with_rows.first() else {
+    let Some(batch) = batches.iter().find(|b| b.rows > 0) else {
         return None; // no row: nothing to copy
     };
     for (j, c) in batch.columns.iter().enumerate() {
@@ -467,10 +466,10 @@ fn unshareable(
 unsafe fn finish<M: Managed>(
     arrays: &mut [&mut ArrowArray],
     batches: &[Batch],
-    names: &Names,
+    names: &Names<'_>,
     options: &ExportOptions,
 ) -> Result<NonNull<M>, Error> {
-    let columns = names.0.len();
+    let columns = names.len();
     let rows: usize = batches.iter().map(|b| b.rows).sum(); // checked by the callers
     let natural = batches[0]
         .columns
@@ -521,7 +520,7 @@ unsafe fn finish<M: Managed>(
 }
 
 /// `HAS_NULLS` for the first nulls found: struct rows, or a column's.
-fn nulls_refused(batches: &[Batch], names: &Names) -> Result<(), Error> {
+fn nulls_refused(batches: &[Batch], names: &Names<'_>) -> Result<(), Error> {
     let mut row = 0;
     for batch in batches {
         if batch.null_rows > 0 {
