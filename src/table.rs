@@ -583,72 +583,29 @@ unsafe fn copy_batches<M: Managed>(
     fill: Option<[u8; 8]>,
 ) -> Result<NonNull<M>, Error> {
     let width = target.width();
-    let bytes = rows
-        .checked_mul(columns)
-        .and_then(|n| n.checked_mul(width))
-        .ok_or_else(|| {
-            err!(
-                ARROW_DLPACK_OUT_OF_MEMORY,
-                "{rows} rows x {columns} columns of {width} bytes overflow"
-            )
-        })?;
+    let bytes = matrix_bytes(rows, columns, width)?;
     let (tensor, dst) = owner::own::<M>(target.dl, &dims(rows, columns, order), bytes)?;
     if bytes == 0 {
-        return Ok(tensor);
+        return Ok(tensor); // no element: data NULL, nothing to write
     }
-    let mut first_row = 0;
-    for batch in batches {
-        match order {
-            Order::Columns => {
-                for (j, c) in batch.columns.iter().enumerate() {
-                    let (src, bit) = column_at(c, 0);
-                    // SAFETY: column `j`'s rows of this batch go at
-                    // `j * rows + first_row`, inside the tensor's bytes;
-                    // the source is live (caller's contract).
-                    unsafe {
-                        let out = dst.add((j * rows + first_row) * width);
-                        copy::convert::convert(c.view.dtype, src, bit, target, out, batch.rows);
-                        if let Some(value) = &fill {
-                            copy::nulls::fill(out, width, value, &c.maps);
-                        }
-                    }
-                }
-            }
-            Order::Rows => {
-                // SAFETY: this batch's rows start at row `first_row`.
-                let out = unsafe { dst.add(first_row * columns * width) };
-                // SAFETY: the batch's rows fit from there; the closure
-                // gives `n` elements of each column.
-                unsafe {
-                    copy::transpose::rows(
-                        columns,
-                        batch.rows,
-                        width,
-                        out,
-                        |j, first, n, scratch| {
-                            let c = &batch.columns[j];
-                            let (src, bit) = column_at(c, first);
-                            let filled = fill.is_some() && !c.maps.is_empty();
-                            if c.view.dtype == target && !target.is_bit_packed() && !filled {
-                                return src; // the column's own elements
-                            }
-                            copy::convert::convert(c.view.dtype, src, bit, target, scratch, n);
-                            if let (Some(value), true) = (&fill, filled) {
-                                copy::nulls::fill(
-                                    scratch,
-                                    width,
-                                    value,
-                                    &maps_from(&c.maps, first, n),
-                                );
-                            }
-                            scratch
-                        },
-                    )
-                };
+    let write = |c: &Piece, first: usize, n: usize, out: *mut u8| {
+        let (src, bit) = column_at(c, first);
+        // SAFETY: `n` rows of the live column from `first`; room for `n`
+        // elements of `target` at `out` (`lay_out`'s contract).
+        unsafe {
+            copy::convert::convert(c.view.dtype, src, bit, target, out, n);
+            if let (Some(value), false) = (&fill, c.maps.is_empty()) {
+                copy::nulls::fill(out, width, value, &maps_from(&c.maps, first, n));
             }
         }
-        first_row += batch.rows;
-    }
+    };
+    // A column already in the target's bytes, with nothing to fill.
+    let direct = |c: &Piece, first: usize| {
+        let same = c.view.dtype == target && !target.is_bit_packed();
+        (same && (fill.is_none() || c.maps.is_empty())).then(|| column_at(c, first).0)
+    };
+    // SAFETY: the tensor's own bytes hold the matrix.
+    unsafe { lay_out(batches, (rows, columns), order, width, dst, write, direct) };
     Ok(tensor)
 }
 
@@ -663,41 +620,80 @@ unsafe fn mask(
     columns: usize,
     order: Order,
 ) -> Result<NonNull<DLManagedTensorVersioned>, Error> {
-    let bytes = rows.checked_mul(columns).ok_or_else(|| {
-        err!(
-            ARROW_DLPACK_OUT_OF_MEMORY,
-            "{rows} rows x {columns} columns overflow"
-        )
-    })?;
+    let bytes = matrix_bytes(rows, columns, 1)?;
     let (tensor, dst) =
         owner::own::<DLManagedTensorVersioned>(BOOLEAN.dl, &dims(rows, columns, order), bytes)?;
     if bytes == 0 {
         return Ok(tensor);
     }
+    let write = |c: &Piece, first: usize, n: usize, out: *mut u8| {
+        // SAFETY: a byte per element, `n` of them at `out`.
+        unsafe { copy::nulls::mask(out, n, &maps_from(&c.maps, first, n)) };
+    };
+    // SAFETY: the tensor's own bytes hold the matrix.
+    unsafe { lay_out(batches, (rows, columns), order, 1, dst, write, |_, _| None) };
+    Ok(tensor)
+}
+
+/// Bytes of a `rows x columns` matrix of `width`-byte elements, checked.
+fn matrix_bytes(rows: usize, columns: usize, width: usize) -> Result<usize, Error> {
+    rows.checked_mul(columns)
+        .and_then(|n| n.checked_mul(width))
+        .ok_or_else(|| {
+            err!(
+                ARROW_DLPACK_OUT_OF_MEMORY,
+                "{rows} rows x {columns} columns of {width} bytes overflow"
+            )
+        })
+}
+
+/// Lays the batches' columns out at `dst` as a `rows x columns` matrix of
+/// `width`-byte elements in `order`, batch after batch: `write(c, first,
+/// n, out)` writes rows `first..first + n` of column `c` contiguously at
+/// `out`; `direct(c, first)`, where it gives an address, is where they
+/// already lie (read in place by a row-major layout).
+///
+/// # Safety
+/// `dst` has room for the matrix; the batches address live memory;
+/// `write` and `direct` honour their descriptions.
+unsafe fn lay_out(
+    batches: &[Batch],
+    (rows, columns): (usize, usize),
+    order: Order,
+    width: usize,
+    dst: *mut u8,
+    write: impl Fn(&Piece, usize, usize, *mut u8),
+    direct: impl Fn(&Piece, usize) -> Option<*const u8>,
+) {
     let mut first_row = 0;
-    for batch in batches {
+    // Batches without rows have nothing to write (and may address nothing).
+    for batch in batches.iter().filter(|b| b.rows > 0) {
         match order {
             Order::Columns => {
                 for (j, c) in batch.columns.iter().enumerate() {
-                    // SAFETY: a byte per element; this column's rows go at
-                    // `j * rows + first_row`.
-                    unsafe {
-                        copy::nulls::mask(dst.add(j * rows + first_row), batch.rows, &c.maps)
-                    };
+                    // SAFETY: column `j`'s rows of this batch go at
+                    // `j * rows + first_row`, inside the matrix.
+                    let out = unsafe { dst.add((j * rows + first_row) * width) };
+                    write(c, 0, batch.rows, out);
                 }
             }
             Order::Rows => {
-                // SAFETY: as in `copy_batches`, one byte per element.
+                // SAFETY: this batch's rows start at row `first_row`, and
+                // fit from there; the closure gives `n` elements of each
+                // column.
                 unsafe {
+                    let out = dst.add(first_row * columns * width);
                     copy::transpose::rows(
                         columns,
                         batch.rows,
-                        1,
-                        dst.add(first_row * columns),
+                        width,
+                        out,
                         |j, first, n, scratch| {
-                            let maps = maps_from(&batch.columns[j].maps, first, n);
-                            copy::nulls::mask(scratch, n, &maps);
-                            scratch
+                            let c = &batch.columns[j];
+                            direct(c, first).unwrap_or_else(|| {
+                                write(c, first, n, scratch);
+                                scratch
+                            })
                         },
                     )
                 };
@@ -705,5 +701,4 @@ unsafe fn mask(
         }
         first_row += batch.rows;
     }
-    Ok(tensor)
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::ffi::{CStr, c_char, c_int};
+use std::ffi::CStr;
 use std::ptr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use arrow_dlpack::Status;
 use arrow_dlpack::abi::*;
 use arrow_dlpack::capi::*;
-use common::{Raw, message, new_error, struct_bytes};
+use common::{Raw, Stream, message, new_error, struct_bytes};
 
 const NEVER: i32 = ArrowDlpackCopy::ARROW_DLPACK_COPY_NEVER as i32;
 const IF_NEEDED: i32 = ArrowDlpackCopy::ARROW_DLPACK_COPY_IF_NEEDED as i32;
@@ -341,67 +341,8 @@ fn bad_options_are_invalid_arguments_and_change_nothing() {
 
 // ---- streams ----------------------------------------------------------------
 
-/// A C stream over hand-built chunks, counting what the library does to it.
-struct Stream {
-    schema: Raw,
-    chunks: Vec<Raw>,
-    next: usize,
-    released: bool,
-    fail_at: Option<usize>,
-}
-
-unsafe extern "C" fn get_schema(s: *mut ArrowArrayStream, out: *mut ArrowSchema) -> c_int {
-    // SAFETY: `private_data` is the test's `Stream`; `out` writable.
-    unsafe {
-        let me = &mut *(*s).private_data.cast::<Stream>();
-        // A copy that owns nothing: released by the library, harmlessly.
-        out.write(ArrowSchema {
-            ..*me.schema.schema
-        });
-    }
-    0
-}
-
-unsafe extern "C" fn get_next(s: *mut ArrowArrayStream, out: *mut ArrowArray) -> c_int {
-    // SAFETY: as above.
-    unsafe {
-        let me = &mut *(*s).private_data.cast::<Stream>();
-        if me.fail_at == Some(me.next) {
-            return 5;
-        }
-        match me.chunks.get_mut(me.next) {
-            Some(chunk) => {
-                out.write(std::ptr::read(&*chunk.array));
-                chunk.array.release = None; // moved out
-                me.next += 1;
-            }
-            None => (*out).release = None,
-        }
-    }
-    0
-}
-
-unsafe extern "C" fn get_last_error(_: *mut ArrowArrayStream) -> *const c_char {
-    c"the producer broke".as_ptr()
-}
-
-unsafe extern "C" fn release_stream(s: *mut ArrowArrayStream) {
-    // SAFETY: as above.
-    unsafe { (*(*s).private_data.cast::<Stream>()).released = true };
-}
-
 fn export_stream(me: &mut Stream, o: &ArrowDlpackExportOptions) -> Result<Seen, (Status, String)> {
-    let mut stream = ArrowArrayStream {
-        get_schema: Some(get_schema),
-        get_next: Some(get_next),
-        get_last_error: Some(get_last_error),
-        release: Some(release_stream),
-        private_data: (me as *mut Stream).cast(),
-    };
-    let mut error = new_error();
-    // SAFETY: a valid stream.
-    let t = unsafe { arrow_dlpack_export_stream(&mut stream, o, &mut error) };
-    assert!(!me.released, "the stream is borrowed, never released");
+    let (t, error) = common::run_stream(me, o);
     let released = |me: &Stream| me.chunks.iter().map(Raw::release_count).sum::<usize>();
     if t.is_null() {
         assert_eq!(released(me), me.next, "every chunk read is released once");

@@ -635,3 +635,37 @@ fn a_stream_whose_rows_overflow_is_refused() {
 fn options_if_needed() -> ExportOptions {
     options(CopyPolicy::IfNeeded, Order::Any)
 }
+
+#[test]
+fn empty_batches_with_null_buffers_stack_with_the_others() {
+    // A stream's empty chunk, made by hand with NULL value buffers (its
+    // view addresses nothing), between two with rows, in both orders.
+    for order in [1, 2] {
+        let mut chunks = vec![
+            Raw::struct_of(2, vec![Raw::primitive("g", &[1.0f64, 2.0])], &[c"a"]),
+            Raw::struct_of(0, vec![Raw::new("g", 0, vec![None, None])], &[c"a"]),
+            Raw::struct_of(1, vec![Raw::primitive("g", &[3.0f64])], &[c"a"]),
+        ];
+        let mut o = c_options(1);
+        o.order = order;
+        let mut stream = common::Stream {
+            schema: Raw::struct_of(0, vec![Raw::new("g", 0, vec![None, None])], &[c"a"]),
+            chunks: std::mem::take(&mut chunks),
+            next: 0,
+            released: false,
+            fail_at: None,
+        };
+        let (t, error) = common::run_stream(&mut stream, &o);
+        assert!(!t.is_null(), "{}", message(&error));
+        // SAFETY: a live tensor of 3 float64 rows, deleted once.
+        unsafe {
+            let d = &(*t).dl_tensor;
+            assert_eq!(std::slice::from_raw_parts(d.shape, 2), &[3, 1]);
+            assert_eq!(
+                std::slice::from_raw_parts(d.data.cast::<f64>(), 3),
+                &[1.0, 2.0, 3.0]
+            );
+            ((*t).deleter.unwrap())(t);
+        }
+    }
+}

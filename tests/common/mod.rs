@@ -3,13 +3,13 @@
 
 #![allow(dead_code)]
 
-use std::ffi::{CStr, c_void};
+use std::ffi::{CStr, c_char, c_int, c_void};
 use std::ops::{Deref, DerefMut};
 use std::ptr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use arrow_dlpack::abi::{ArrowArray, ArrowSchema};
+use arrow_dlpack::abi::{ArrowArray, ArrowArrayStream, ArrowSchema};
 use arrow_dlpack::{ArrowDlpackError, Status};
 
 /// A heap value behind a raw pointer: unlike `Box`, moving it does not
@@ -259,4 +259,79 @@ pub fn message(error: &ArrowDlpackError) -> String {
     unsafe { std::ffi::CStr::from_ptr(error.message.as_ptr()) }
         .to_string_lossy()
         .into_owned()
+}
+
+// ---- a C stream producer ----------------------------------------------------
+
+/// A C stream over hand-built chunks, counting what the library does to it.
+pub struct Stream {
+    pub schema: Raw,
+    pub chunks: Vec<Raw>,
+    pub next: usize,
+    pub released: bool,
+    pub fail_at: Option<usize>,
+}
+
+unsafe extern "C" fn get_schema(s: *mut ArrowArrayStream, out: *mut ArrowSchema) -> c_int {
+    // SAFETY: `private_data` is the test's `Stream`; `out` writable.
+    unsafe {
+        let me = &mut *(*s).private_data.cast::<Stream>();
+        // A copy that owns nothing: released by the library, harmlessly.
+        out.write(ArrowSchema {
+            ..*me.schema.schema
+        });
+    }
+    0
+}
+
+unsafe extern "C" fn get_next(s: *mut ArrowArrayStream, out: *mut ArrowArray) -> c_int {
+    // SAFETY: as above.
+    unsafe {
+        let me = &mut *(*s).private_data.cast::<Stream>();
+        if me.fail_at == Some(me.next) {
+            return 5;
+        }
+        match me.chunks.get_mut(me.next) {
+            Some(chunk) => {
+                out.write(std::ptr::read(&*chunk.array));
+                chunk.array.release = None; // moved out
+                me.next += 1;
+            }
+            None => (*out).release = None,
+        }
+    }
+    0
+}
+
+unsafe extern "C" fn get_last_error(_: *mut ArrowArrayStream) -> *const c_char {
+    c"the producer broke".as_ptr()
+}
+
+unsafe extern "C" fn release_stream(s: *mut ArrowArrayStream) {
+    // SAFETY: as above.
+    unsafe { (*(*s).private_data.cast::<Stream>()).released = true };
+}
+
+/// Runs `arrow_dlpack_export_stream` over `me`; the tensor (NULL on
+/// failure) and the error. Checks that the stream itself is never released.
+#[allow(dead_code)] // not every test file streams
+pub fn run_stream(
+    me: &mut Stream,
+    o: &arrow_dlpack::capi::ArrowDlpackExportOptions,
+) -> (
+    *mut arrow_dlpack::abi::DLManagedTensorVersioned,
+    ArrowDlpackError,
+) {
+    let mut stream = ArrowArrayStream {
+        get_schema: Some(get_schema),
+        get_next: Some(get_next),
+        get_last_error: Some(get_last_error),
+        release: Some(release_stream),
+        private_data: (me as *mut Stream).cast(),
+    };
+    let mut error = new_error();
+    // SAFETY: a valid stream.
+    let t = unsafe { arrow_dlpack::capi::arrow_dlpack_export_stream(&mut stream, o, &mut error) };
+    assert!(!me.released, "the stream is borrowed, never released");
+    (t, error)
 }
