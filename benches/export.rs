@@ -309,26 +309,38 @@ fn warm_buffer(n: usize) -> Vec<f64> {
     v
 }
 
-/// One copy, at memory speed: each kernel beside `memcpy` of the bytes it
-/// writes, in the same run.
-fn copies(c: &mut Criterion) {
-    let mut group = c.benchmark_group("copies");
-    group.sample_size(20);
-    let n: usize = 8 << 20; // 8M float64: 64 MiB out
+/// The baselines of the copies, `n` float64 (named `memcpy{sep}64MiB` and
+/// `malloc_memcpy_free{sep}64MiB`): `memcpy` into warm memory, and what any
+/// copy into new memory also pays (its pages faulted in). Returns the
+/// source values.
+fn memcpy_baselines(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    sep: &str,
+    n: usize,
+) -> Vec<f64> {
     let values = warm_buffer(n);
     let mut out = warm_buffer(n);
     group.throughput(Throughput::Bytes((n * 8) as u64));
-    group.bench_function("memcpy_64MiB", |b| {
+    group.bench_function(format!("memcpy{sep}64MiB"), |b| {
         b.iter(|| out.copy_from_slice(black_box(&values)))
     });
-    // What any copy into a new tensor also pays: fresh memory, faulted in.
-    group.bench_function("malloc_memcpy_free_64MiB", |b| {
+    group.bench_function(format!("malloc_memcpy_free{sep}64MiB"), |b| {
         b.iter(|| {
             let mut fresh = Vec::<f64>::with_capacity(n);
             fresh.extend_from_slice(black_box(&values));
             black_box(fresh)
         })
     });
+    values
+}
+
+/// One copy, at memory speed: each kernel beside `memcpy` of the bytes it
+/// writes, in the same run.
+fn copies(c: &mut Criterion) {
+    let mut group = c.benchmark_group("copies");
+    group.sample_size(20);
+    let n: usize = 8 << 20; // 8M float64: 64 MiB out
+    let values = memcpy_baselines(&mut group, "_", n);
     let o = |fill: bool| ArrowDlpackExportOptions {
         copy: ArrowDlpackCopy::ARROW_DLPACK_COPY_IF_NEEDED as i32,
         order: 0,
@@ -478,20 +490,7 @@ fn tables(c: &mut Criterion) {
             });
         }
     }
-    let n = 8 << 20;
-    let values = warm_buffer(n);
-    let mut out = warm_buffer(n);
-    group.throughput(Throughput::Bytes((n * 8) as u64));
-    group.bench_function("memcpy/64MiB", |b| {
-        b.iter(|| out.copy_from_slice(black_box(&values)))
-    });
-    group.bench_function("malloc_memcpy_free/64MiB", |b| {
-        b.iter(|| {
-            let mut fresh = Vec::<f64>::with_capacity(n);
-            fresh.extend_from_slice(black_box(&values));
-            black_box(fresh)
-        })
-    });
+    memcpy_baselines(&mut group, "/", 8 << 20);
     // Shared: O(1) whatever the size.
     for rows in [1usize << 10, 1 << 20] {
         let mut table = Table::new(rows, 8, true);

@@ -109,6 +109,23 @@ static void count_delete(DLManagedTensorVersioned* t) {
   tensor_deletes++;
 }
 
+/* A float64 matrix over `data`, deleted by `count_delete`. */
+static DLManagedTensorVersioned float64_matrix(double* data, int64_t* shape, int64_t* strides) {
+  DLManagedTensorVersioned t;
+  memset(&t, 0, sizeof(t));
+  t.version.major = DLPACK_MAJOR_VERSION;
+  t.dl_tensor.data = data;
+  t.dl_tensor.device.device_type = kDLCPU;
+  t.dl_tensor.ndim = 2;
+  t.dl_tensor.dtype.code = kDLFloat;
+  t.dl_tensor.dtype.bits = 64;
+  t.dl_tensor.dtype.lanes = 1;
+  t.dl_tensor.shape = shape;
+  t.dl_tensor.strides = strides;
+  t.deleter = count_delete;
+  return t;
+}
+
 static void columns_are_released_in_any_order(void) {
   static double matrix[COLS * ROWS]; /* column-major: strides {1, ROWS} */
   for (int k = 0; k < COLS * ROWS; k++) matrix[k] = k;
@@ -122,18 +139,7 @@ static void columns_are_released_in_any_order(void) {
       for (int c = 0; c < 4; c++) {
         int d = 6 - a - b - c;
         if (a == b || a == c || b == c || d < 0 || d > 3 || d == a || d == b || d == c) continue;
-        DLManagedTensorVersioned t;
-        memset(&t, 0, sizeof(t));
-        t.version.major = DLPACK_MAJOR_VERSION;
-        t.dl_tensor.data = matrix;
-        t.dl_tensor.device.device_type = kDLCPU;
-        t.dl_tensor.ndim = 2;
-        t.dl_tensor.dtype.code = kDLFloat;
-        t.dl_tensor.dtype.bits = 64;
-        t.dl_tensor.dtype.lanes = 1;
-        t.dl_tensor.shape = shape;
-        t.dl_tensor.strides = strides;
-        t.deleter = count_delete;
+        DLManagedTensorVersioned t = float64_matrix(matrix, shape, strides);
         ArrowDlpackImportOptions o;
         memset(&o, 0, sizeof(o));
         o.as_columns = 1;
@@ -170,18 +176,7 @@ static void columns_are_released_in_any_order(void) {
 
   /* Row-major: copied out (the tensor deleted at once), or refused. */
   int64_t row_major[2] = {COLS, 1};
-  DLManagedTensorVersioned t;
-  memset(&t, 0, sizeof(t));
-  t.version.major = DLPACK_MAJOR_VERSION;
-  t.dl_tensor.data = matrix;
-  t.dl_tensor.device.device_type = kDLCPU;
-  t.dl_tensor.ndim = 2;
-  t.dl_tensor.dtype.code = kDLFloat;
-  t.dl_tensor.dtype.bits = 64;
-  t.dl_tensor.dtype.lanes = 1;
-  t.dl_tensor.shape = shape;
-  t.dl_tensor.strides = row_major;
-  t.deleter = count_delete;
+  DLManagedTensorVersioned t = float64_matrix(matrix, shape, row_major);
   ArrowDlpackImportOptions o;
   memset(&o, 0, sizeof(o));
   o.as_columns = 1;
