@@ -195,6 +195,11 @@ def from_dlpack(x: Any, *, columns: Any = None, copy: Optional[bool] = None) -> 
             f"columns: a table is made from a DLPack 1.x tensor in host memory; this one is "
             f"{'on device ' + str(device) if not host else 'a legacy (pre-1.0) capsule'}"
         )
+    if keep is not None and keep[0] is not None:
+        # The library reads one name per column: the count must match.
+        t = _ffi.DLManagedTensorVersioned.from_address(tensor).dl_tensor
+        if t.ndim == 2 and t.shape[1] != len(keep[0]):
+            raise ValueError(f"columns: {len(keep[0])} names for a tensor of {t.shape[1]} columns")
     size = ctypes.sizeof(_ffi.ArrowSchema), ctypes.sizeof(_ffi.ArrowDeviceArray)
     schema_ptr, array_ptr = _ffi.malloc(size[0]), _ffi.malloc(size[1])
     error = _ffi.ArrowDlpackError()

@@ -146,6 +146,10 @@ def test_matrices_come_back_as_columns_copied_when_row_major():
         arrow_dlpack.from_dlpack(np.arange(3), columns=True)
     with pytest.raises(TypeError, match="columns must be"):
         arrow_dlpack.from_dlpack(m, columns="ab")
+    with pytest.raises(ValueError, match="3 names for a tensor of 2 columns"):
+        arrow_dlpack.from_dlpack(m, columns=["a", "b", "c"])
+    with pytest.raises(ValueError, match="1 names"):
+        arrow_dlpack.from_dlpack(m, columns=["a"])
     bools = np.array([[True, False], [False, False], [True, True]])
     batch = pa.record_batch(arrow_dlpack.from_dlpack(bools, columns=True))
     assert batch.column("1").to_pylist() == [False, False, True]
