@@ -236,18 +236,9 @@ unsafe fn read_batch(
                 array.offset
             ))
         })?;
-        let mut dims = Dims::new();
         // SAFETY: the child's own buffers, within the rows it has (checked
         // above); forwarded validity of the structs.
-        let mut piece =
-            unsafe { export::read_piece(&view, child_schema, options, &mut dims) }.map_err(at)?;
-        if dims.ndim() != 1 {
-            return Err(at(err!(
-                ARROW_DLPACK_UNSUPPORTED_TYPE,
-                "a nested column ({} dimensions) cannot be one column of a 2-D tensor",
-                dims.ndim()
-            )));
-        }
+        let mut piece = unsafe { read_column(&view, child_schema, options) }.map_err(at)?;
         if null_rows > 0 {
             // A null row is null in every column.
             piece.maps.push(NullMap {
@@ -268,6 +259,27 @@ unsafe fn read_batch(
     })
 }
 
+/// One column, read by the one reader as any array: it must be 1-D.
+///
+/// # Safety
+/// As `export::read_piece`.
+unsafe fn read_column(
+    array: &ArrowArray,
+    schema: &ArrowSchema,
+    options: &ExportOptions,
+) -> Result<Piece, Error> {
+    let mut dims = Dims::new();
+    // SAFETY: forwarded from the caller.
+    let piece = unsafe { export::read_piece(array, schema, options, &mut dims) }?;
+    match dims.ndim() {
+        1 => Ok(piece),
+        n => Err(err!(
+            ARROW_DLPACK_UNSUPPORTED_TYPE,
+            "a nested column ({n} dimensions) cannot be one column of a 2-D tensor"
+        )),
+    }
+}
+
 /// The batch a stream without chunks is read as: no row, the schema's
 /// columns.
 ///
@@ -284,18 +296,9 @@ unsafe fn empty_batch(
         let child = unsafe { &**schema.children.add(j) };
         // SAFETY: a valid schema.
         let empty = unsafe { EmptyArray::of(child) };
-        let mut dims = Dims::new();
         // SAFETY: a zero-length array of the child's structure.
-        let piece = unsafe { export::read_piece(empty.root(), child, options, &mut dims) }
+        let piece = unsafe { read_column(empty.root(), child, options) }
             .map_err(|e| e.context(format_args!("{}", names.column(j))))?;
-        if dims.ndim() != 1 {
-            return Err(err!(
-                ARROW_DLPACK_UNSUPPORTED_TYPE,
-                "{}: a nested column ({} dimensions) cannot be one column of a 2-D tensor",
-                names.column(j),
-                dims.ndim()
-            ));
-        }
         columns.push(piece);
     }
     Ok(Batch {
