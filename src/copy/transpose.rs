@@ -2,33 +2,26 @@
 //!
 //! A strided scatter of whole columns (element `i` of column `j` to
 //! `dst[i * columns + j]`) touches a new cache line for every element once
-//! the matrix outgrows the cache. Here the rows are written a block at a
-//! time: each column's slice of the block's rows is read sequentially (from
-//! the column itself, or from a scratch buffer it was converted into), and
-//! the block's rows are then written one after another, each row gathered
-//! from the slices, which stay in cache meanwhile: loads from a few hundred
-//! lines, stores in order.
+//! the matrix outgrows the cache. Here the matrix is written in tiles of
+//! [`BLOCK_ROWS`] rows by up to [`GROUP`] columns: each column's slice of
+//! the tile is read sequentially (from the column itself, or from a
+//! scratch buffer it was converted into: a few streams, which prefetchers
+//! follow), and each row's part of the tile is written at once (for 8-byte
+//! elements, a whole cache line), so every line of the matrix is written
+//! once, whole, whatever the number of columns.
 
-/// Elements of all the columns' slices of one block: 256 KiB of 8-byte
-/// elements, within L2 with room for the rows written.
-const BLOCK_ELEMENTS: usize = 64 << 10;
+/// Rows of one tile: each column's slice is 512 elements (4 KiB of 8-byte
+/// ones, a page), and a tile's rows are 512 lines.
+pub const BLOCK_ROWS: usize = 512;
 
-/// Columns read straight from their memory while the rows are gathered;
-/// beyond this, each slice is first copied to the scratch (hardware
-/// prefetchers follow a few dozen sequential streams, not hundreds).
-const STREAMS: usize = 16;
-
-/// The rows of one block of a table of `columns` columns: at least 16 (so
-/// that every column's slice is two cache lines or more), at most 512.
-pub fn block_rows(columns: usize) -> usize {
-    (BLOCK_ELEMENTS / columns.max(1)).clamp(64, 512)
-}
+/// Columns of one tile: 8 of 8 bytes fill a cache line.
+const GROUP: usize = 8;
 
 /// Writes a `rows x columns` matrix of `width`-byte elements row-major at
 /// `dst` (row `i`, column `j` at `dst + (i * columns + j) * width`).
 /// `column(j, first, n, scratch)` returns where column `j`'s elements
 /// `first..first + n` lie contiguously: its own memory, or `scratch` (room
-/// for [`block_rows`] elements, the column's own) after writing them there.
+/// for [`BLOCK_ROWS`] elements) after writing them there.
 ///
 /// # Safety
 /// `dst` has room for the matrix; `column` returns `n` readable elements.
@@ -39,105 +32,81 @@ pub unsafe fn rows(
     dst: *mut u8,
     mut column: impl FnMut(usize, usize, usize, *mut u8) -> *const u8,
 ) {
-    let block = block_rows(columns);
-    // 8 bytes: the widest element.
-    let mut scratch = vec![0u64; block * columns];
-    let mut slices = vec![std::ptr::null::<u8>(); columns];
+    // 8 bytes: the widest element; a slice for each column of a group.
+    let mut scratch = vec![0u64; BLOCK_ROWS * GROUP];
+    let mut slices = [std::ptr::null::<u8>(); GROUP];
     let row_bytes = columns * width;
     let mut first = 0;
     while first < rows {
-        let n = block.min(rows - first);
-        for (j, slice) in slices.iter_mut().enumerate() {
-            // SAFETY: column `j`'s scratch, `block` elements of 8 bytes.
-            let own = unsafe { scratch.as_mut_ptr().add(j * block) }.cast::<u8>();
-            let mut src = column(j, first, n, own);
-            if columns > STREAMS && src != own.cast_const() {
-                // More columns than a prefetcher follows streams: each
-                // slice is read sequentially into the scratch first.
-                // SAFETY: `n` elements on both sides.
-                unsafe { own.copy_from_nonoverlapping(src, n * width) };
-                src = own;
+        let n = BLOCK_ROWS.min(rows - first);
+        for group in (0..columns).step_by(GROUP) {
+            let k = GROUP.min(columns - group);
+            for (g, slice) in slices[..k].iter_mut().enumerate() {
+                // SAFETY: slot `g` of the scratch, `BLOCK_ROWS` elements.
+                let own = unsafe { scratch.as_mut_ptr().add(g * BLOCK_ROWS) }.cast();
+                *slice = column(group + g, first, n, own);
             }
-            *slice = src;
+            // SAFETY: the tile's rows `first..first + n`, columns `group..
+            // group + k`, are inside the matrix (caller's contract); each
+            // slice holds `n` elements.
+            unsafe {
+                let out = dst.add(first * row_bytes + group * width);
+                tile(&slices[..k], width, n, out, row_bytes);
+            }
         }
-        // SAFETY: rows `first..first + n` are inside the matrix (caller's
-        // contract); each slice holds `n` elements.
-        unsafe { gather_rows(&slices, width, n, dst.add(first * row_bytes)) };
         first += n;
     }
 }
 
-/// Writes `n` rows at `dst`, element `j` of row `i` from `slices[j][i]`.
+/// Writes `n` rows of `slices.len()` (at most [`GROUP`]) elements, one row
+/// every `stride` bytes from `dst`, element `j` of row `i` from
+/// `slices[j][i]`.
 ///
 /// # Safety
-/// Each slice holds `n` elements of `width` bytes; `dst` has room for `n`
-/// rows of `slices.len()` elements.
-unsafe fn gather_rows(slices: &[*const u8], width: usize, n: usize, dst: *mut u8) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        match width {
-            1 => gather_rows_typed::<1>(slices, n, dst),
-            2 => gather_rows_typed::<2>(slices, n, dst),
-            4 => gather_rows_typed::<4>(slices, n, dst),
-            8 => gather_rows_typed::<8>(slices, n, dst),
-            _ => unreachable!("element widths are 1, 2, 4 or 8 bytes"),
-        }
-    }
-}
-
-/// [`gather_rows`] for one width: a load and a store per element, the
-/// stores in order. Up to 8 columns, the row's length is a constant, so
-/// that the compiler unrolls (and vectorizes) each row.
-///
-/// # Safety
-/// As [`gather_rows`].
-#[inline(always)]
-unsafe fn gather_rows_typed<const W: usize>(slices: &[*const u8], n: usize, dst: *mut u8) {
-    macro_rules! narrow {
-        ($($c:literal)*) => {
+/// Each slice holds `n` elements of `width` bytes; each row's elements lie
+/// in the destination.
+unsafe fn tile(slices: &[*const u8], width: usize, n: usize, dst: *mut u8, stride: usize) {
+    macro_rules! by_count {
+        ($w:literal: $($c:literal)*) => {
             match slices.len() {
                 $($c => {
                     let s: &[*const u8; $c] = slices.try_into().expect("the length matched");
                     // SAFETY: forwarded from the caller.
-                    return unsafe { gather_narrow::<W, $c>(s, n, dst) };
+                    unsafe { tile_typed::<$w, $c>(s, n, dst, stride) }
                 })*
-                _ => {}
+                _ => unreachable!("a group has 1 to 8 columns"),
             }
         };
     }
-    narrow!(1 2 3 4 5 6 7 8);
-    let mut out = dst;
-    for i in 0..n {
-        for &slice in slices {
-            // SAFETY: element `i` of the slice, and the next element of the
-            // rows, in bounds (caller's contract); any alignment.
-            unsafe {
-                let v = slice.add(i * W).cast::<[u8; W]>().read_unaligned();
-                out.cast::<[u8; W]>().write_unaligned(v);
-                out = out.add(W);
-            }
-        }
+    match width {
+        1 => by_count!(1: 1 2 3 4 5 6 7 8),
+        2 => by_count!(2: 1 2 3 4 5 6 7 8),
+        4 => by_count!(4: 1 2 3 4 5 6 7 8),
+        8 => by_count!(8: 1 2 3 4 5 6 7 8),
+        _ => unreachable!("element widths are 1, 2, 4 or 8 bytes"),
     }
 }
 
-/// [`gather_rows_typed`] for `C` columns.
+/// [`tile`] for `C` columns of `W` bytes: a row's part is a constant size,
+/// so that the compiler unrolls (and vectorizes) it; one store per row.
 ///
 /// # Safety
-/// As [`gather_rows`].
+/// As [`tile`].
 #[inline(always)]
-unsafe fn gather_narrow<const W: usize, const C: usize>(
+unsafe fn tile_typed<const W: usize, const C: usize>(
     slices: &[*const u8; C],
     n: usize,
     dst: *mut u8,
+    stride: usize,
 ) {
     for i in 0..n {
         let row: [[u8; W]; C] = std::array::from_fn(|j| {
             // SAFETY: element `i` of slice `j`, in bounds (caller's contract).
             unsafe { slices[j].add(i * W).cast::<[u8; W]>().read_unaligned() }
         });
-        // SAFETY: row `i` of the destination, in bounds (caller's contract).
+        // SAFETY: row `i`'s part of the tile, in bounds (caller's contract).
         unsafe {
-            dst.add(i * W * C)
+            dst.add(i * stride)
                 .cast::<[[u8; W]; C]>()
                 .write_unaligned(row)
         };
@@ -147,9 +116,9 @@ unsafe fn gather_narrow<const W: usize, const C: usize>(
 /// Writes the columns of a `rows x columns` matrix of `width`-byte
 /// elements, element `(i, j)` at `src + (i * row_stride + j *
 /// column_stride) * width` (strides in elements, any sign), one after
-/// another at `dst` (column-major): the reverse of [`rows`], blocked the
-/// same way, so that a block of source rows stays in cache while every
-/// column takes its slice.
+/// another at `dst` (column-major): the reverse of [`rows`], in the same
+/// tiles, so that each row's part of a tile is read at once (a cache line
+/// of a row-major source) and each column's slice written sequentially.
 ///
 /// # Safety
 /// Every element the strides address lies in the source's memory; `dst`
@@ -161,64 +130,91 @@ pub unsafe fn columns(
     width: usize,
     dst: *mut u8,
 ) {
-    let block = block_rows(columns);
     let w = width as isize;
+    // Wrapping: strides may be negative, and a dimension of extent 1 may
+    // have any stride, whose products are never used; the addresses of the
+    // elements read lie in the source (caller's contract), so their
+    // offsets are exact.
+    let strides = (row_stride.wrapping_mul(w), column_stride.wrapping_mul(w));
+    let mut outs = [std::ptr::null_mut::<u8>(); GROUP];
     let mut first = 0;
     while first < rows {
-        let n = block.min(rows - first);
-        for j in 0..columns {
-            // Wrapping: strides may be negative, and a dimension of extent
-            // 1 may have any stride, whose products are never used; the
-            // addresses of the elements read lie in the source (caller's
-            // contract), so their offsets are exact.
-            let offset = (first as isize)
-                .wrapping_mul(row_stride)
-                .wrapping_add((j as isize).wrapping_mul(column_stride))
-                .wrapping_mul(w);
-            let from = src.wrapping_offset(offset);
-            // SAFETY: the column's rows `first..first + n` go at `j * rows +
-            // first`; the source's as the caller guarantees.
-            unsafe {
-                let out = dst.add((j * rows + first) * width);
-                gather_strided(from, width, n, row_stride.wrapping_mul(w), out);
+        let n = BLOCK_ROWS.min(rows - first);
+        for group in (0..columns).step_by(GROUP) {
+            let k = GROUP.min(columns - group);
+            for (g, out) in outs[..k].iter_mut().enumerate() {
+                // SAFETY: column `group + g`'s rows `first..` go at
+                // `(group + g) * rows + first`, inside `dst`.
+                *out = unsafe { dst.add(((group + g) * rows + first) * width) };
             }
+            let offset = (first as isize)
+                .wrapping_mul(strides.0)
+                .wrapping_add((group as isize).wrapping_mul(strides.1));
+            // SAFETY: the tile's elements lie in the source (caller's
+            // contract); each out has room for `n` elements.
+            unsafe { untile(src.wrapping_offset(offset), strides, width, n, &outs[..k]) };
         }
         first += n;
     }
 }
 
-/// `n` elements of `width` bytes, one every `stride` bytes from `src`,
-/// into `dst` contiguously.
+/// Reads `n` rows of `outs.len()` (at most [`GROUP`]) elements, element
+/// `(i, j)` at `src + i * strides.0 + j * strides.1` (bytes), into
+/// `outs[j][i]`.
 ///
 /// # Safety
-/// The strided elements are readable; `dst` has room for `n`.
-unsafe fn gather_strided(src: *const u8, width: usize, n: usize, stride: isize, dst: *mut u8) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        match width {
-            1 => gather_typed::<1>(src, n, stride, dst),
-            2 => gather_typed::<2>(src, n, stride, dst),
-            4 => gather_typed::<4>(src, n, stride, dst),
-            8 => gather_typed::<8>(src, n, stride, dst),
-            _ => unreachable!("element widths are 1, 2, 4 or 8 bytes"),
-        }
+/// The elements are readable; each out has room for `n` elements.
+unsafe fn untile(
+    src: *const u8,
+    strides: (isize, isize),
+    width: usize,
+    n: usize,
+    outs: &[*mut u8],
+) {
+    macro_rules! by_count {
+        ($w:literal: $($c:literal)*) => {
+            match outs.len() {
+                $($c => {
+                    let o: &[*mut u8; $c] = outs.try_into().expect("the length matched");
+                    // SAFETY: forwarded from the caller.
+                    unsafe { untile_typed::<$w, $c>(src, strides, n, o) }
+                })*
+                _ => unreachable!("a group has 1 to 8 columns"),
+            }
+        };
+    }
+    match width {
+        1 => by_count!(1: 1 2 3 4 5 6 7 8),
+        2 => by_count!(2: 1 2 3 4 5 6 7 8),
+        4 => by_count!(4: 1 2 3 4 5 6 7 8),
+        8 => by_count!(8: 1 2 3 4 5 6 7 8),
+        _ => unreachable!("element widths are 1, 2, 4 or 8 bytes"),
     }
 }
 
-/// [`gather_strided`] for one width.
+/// [`untile`] for `C` columns of `W` bytes.
 ///
 /// # Safety
-/// As [`gather_strided`].
+/// As [`untile`].
 #[inline(always)]
-unsafe fn gather_typed<const W: usize>(src: *const u8, n: usize, stride: isize, dst: *mut u8) {
+unsafe fn untile_typed<const W: usize, const C: usize>(
+    src: *const u8,
+    (row, column): (isize, isize),
+    n: usize,
+    outs: &[*mut u8; C],
+) {
     for i in 0..n {
-        // SAFETY: element `i` of each side is in bounds (caller's contract).
-        unsafe {
-            let v = src
-                .wrapping_offset((i as isize).wrapping_mul(stride))
-                .cast::<[u8; W]>()
-                .read_unaligned();
-            dst.add(i * W).cast::<[u8; W]>().write_unaligned(v);
+        let at = src.wrapping_offset((i as isize).wrapping_mul(row));
+        for (j, &out) in outs.iter().enumerate() {
+            // SAFETY: element `(i, j)` lies in the source, element `i` of
+            // out `j` in its room (caller's contract); any alignment.
+            unsafe {
+                let v = at
+                    .wrapping_offset((j as isize).wrapping_mul(column))
+                    .cast::<[u8; W]>()
+                    .read_unaligned();
+                out.add(i * W).cast::<[u8; W]>().write_unaligned(v);
+            }
         }
     }
 }
@@ -231,8 +227,9 @@ mod tests {
     #[test]
     fn every_element_lands_at_its_row_and_column() {
         // Sizes around the block: one block, several, a ragged last one.
-        // Two blocks and a ragged end (513 rows), under Miri too.
-        for (columns, nrows) in [(1, 5), (3, 16), (2, 513), (40, 33), (2, 0)] {
+        // Two blocks and a ragged end (513 rows); groups of 8 columns and a
+        // remainder (11); under Miri too.
+        for (columns, nrows) in [(1, 5), (11, 16), (2, 513), (40, 33), (2, 0)] {
             for width in [1usize, 2, 4, 8] {
                 // Column j, row i holds the value i * 64 + j (truncated to
                 // the width: still distinct in its low byte pattern).
