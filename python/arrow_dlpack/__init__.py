@@ -8,14 +8,17 @@ array([1., 2., 3.])
 (``__arrow_c_device_array__``, ``__arrow_c_array__``, or
 ``__arrow_c_stream__``): pyarrow, nanoarrow, arro3, polars, DuckDB results...
 Memory is shared where it can be, and copied once where it cannot (booleans,
-chunked arrays, nulls given a ``null_value``), as the array API's ``copy``
-keyword allows.
+chunked arrays, nulls given a ``null_value``, tables as one matrix), as the
+array API's ``copy`` keyword allows. Tables, record batches, readers, polars
+DataFrames and DuckDB results become 2-D tensors ``[rows, columns]``.
 The returned exporter follows the Python DLPack protocol and the array API
 rules; see :class:`DLPackExporter`.
 
 ``from_dlpack`` goes the other way: any object with ``__dlpack__`` (NumPy,
 PyTorch, JAX...) becomes an object implementing ``__arrow_c_array__``, so
-``pyarrow.array(arrow_dlpack.from_dlpack(x))`` shares the tensor's memory.
+``pyarrow.array(arrow_dlpack.from_dlpack(x))`` shares the tensor's memory,
+and ``pyarrow.record_batch(arrow_dlpack.from_dlpack(matrix, columns=[...]))``
+names a matrix's columns.
 """
 
 from __future__ import annotations
