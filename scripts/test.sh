@@ -135,7 +135,9 @@ stage_c() {
 
 stage_fuzz() {
   # The seed changes every day (and can be set), so that CI explores more than
-  # one path over time; it is printed so that a failure can be replayed:
+  # one path over time; it is printed so that a failure can be replayed. An
+  # input running past 10 s is a failure (a hang), not a wait of libFuzzer's
+  # default 20 minutes:
   #   cargo +nightly fuzz run -O -a TARGET fuzz/artifacts/TARGET/crash-... 
   FUZZ_SEED=${FUZZ_SEED:-$(date -u +%Y%m%d)}
   step "fuzzing, ${FUZZ_SECONDS} s per target, seed $FUZZ_SEED, overflow checks and debug assertions on"
@@ -143,7 +145,7 @@ stage_fuzz() {
     # New inputs go to a scratch corpus; the checked-in seeds stay as they are.
     mkdir -p "target/fuzz-corpus/$target"
     if ! cargo +nightly fuzz run -O -a "$target" "target/fuzz-corpus/$target" "fuzz/corpus/$target" -- \
-      -max_total_time="$FUZZ_SECONDS" -seed="$FUZZ_SEED" >"target/fuzz-$target.log" 2>&1; then
+      -max_total_time="$FUZZ_SECONDS" -seed="$FUZZ_SEED" -timeout=10 >"target/fuzz-$target.log" 2>&1; then
       tail -n 60 "target/fuzz-$target.log" >&2
       echo "fuzz target $target failed (seed $FUZZ_SEED); the input is in fuzz/artifacts/$target/" >&2
       exit 1

@@ -669,3 +669,58 @@ fn empty_batches_with_null_buffers_stack_with_the_others() {
         }
     }
 }
+
+#[test]
+fn a_matrix_of_no_columns_and_any_rows_comes_back_at_once() {
+    // [i64::MAX, 0], row-major strides: nothing to copy, however many rows
+    // it claims (the copy kernels once counted them block by block).
+    let mut shape = [i64::MAX, 0];
+    let mut strides = [0i64, 1];
+    let mut t = DLManagedTensorVersioned {
+        version: DLPackVersion { major: 1, minor: 3 },
+        manager_ctx: ptr::null_mut(),
+        deleter: None,
+        flags: 0,
+        dl_tensor: DLTensor {
+            data: ptr::null_mut(),
+            device: DLDevice {
+                device_type: K_DL_CPU,
+                device_id: 0,
+            },
+            ndim: 2,
+            dtype: DLDataType {
+                code: K_DL_FLOAT,
+                bits: 64,
+                lanes: 1,
+            },
+            shape: shape.as_mut_ptr(),
+            strides: strides.as_mut_ptr(),
+            byte_offset: 0,
+        },
+    };
+    let o = ArrowDlpackImportOptions {
+        copy: 2,
+        as_columns: 1,
+        column_names: ptr::null(),
+        reserved: [0; 4],
+    };
+    let mut error = new_error();
+    let mut a = std::mem::MaybeUninit::<ArrowArray>::uninit();
+    let mut s = std::mem::MaybeUninit::<ArrowSchema>::uninit();
+    // SAFETY: a live tensor (no deleter: nothing to free); on success the
+    // out structs are ours to release.
+    unsafe {
+        let status =
+            arrow_dlpack_import_with(&mut t, &o, a.as_mut_ptr(), s.as_mut_ptr(), &mut error);
+        assert_eq!(
+            status as i32,
+            Status::ARROW_DLPACK_OK as i32,
+            "{}",
+            message(&error)
+        );
+        let (mut a, mut s) = (a.assume_init(), s.assume_init());
+        assert_eq!((a.length, a.n_children, s.n_children), (i64::MAX, 0, 0));
+        (a.release.unwrap())(&mut a);
+        (s.release.unwrap())(&mut s);
+    }
+}

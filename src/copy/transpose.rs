@@ -32,6 +32,11 @@ pub unsafe fn rows(
     dst: *mut u8,
     mut column: impl FnMut(usize, usize, usize, *mut u8) -> *const u8,
 ) {
+    if rows == 0 || columns == 0 {
+        // Nothing to write (and no block to count: a matrix without
+        // columns may claim any number of rows).
+        return;
+    }
     // 8 bytes: the widest element; a slice for each column of a group.
     let mut scratch = vec![0u64; BLOCK_ROWS * GROUP];
     let mut slices = [std::ptr::null::<u8>(); GROUP];
@@ -130,6 +135,9 @@ pub unsafe fn columns(
     width: usize,
     dst: *mut u8,
 ) {
+    if rows == 0 || columns == 0 {
+        return; // as in `rows`
+    }
     let w = width as isize;
     // Wrapping: strides may be negative, and a dimension of extent 1 may
     // have any stride, whose products are never used; the addresses of the
@@ -223,6 +231,38 @@ unsafe fn untile_typed<const W: usize, const C: usize>(
 mod tests {
     use super::columns as columns_of;
     use super::*;
+
+    #[test]
+    fn a_matrix_without_columns_or_rows_writes_nothing_whatever_it_claims() {
+        // A tensor [i64::MAX, 0] holds no element: the kernels must not
+        // count its rows block by block (2^54 blocks).
+        let mut out = [7u8; 1];
+        // SAFETY: nothing is read or written.
+        unsafe {
+            rows(
+                0,
+                usize::MAX,
+                8,
+                out.as_mut_ptr(),
+                |_, _, _, _| unreachable!(),
+            );
+            columns(
+                std::ptr::null(),
+                (usize::MAX, 0),
+                (1, 1),
+                8,
+                out.as_mut_ptr(),
+            );
+            columns(
+                std::ptr::null(),
+                (0, usize::MAX),
+                (1, 1),
+                8,
+                out.as_mut_ptr(),
+            );
+        }
+        assert_eq!(out, [7]);
+    }
 
     #[test]
     fn every_element_lands_at_its_row_and_column() {
