@@ -17,23 +17,8 @@ use common::{Raw, Stream, message, new_error, struct_bytes};
 const NEVER: i32 = ArrowDlpackCopy::ARROW_DLPACK_COPY_NEVER as i32;
 const IF_NEEDED: i32 = ArrowDlpackCopy::ARROW_DLPACK_COPY_IF_NEEDED as i32;
 const ALWAYS: i32 = ArrowDlpackCopy::ARROW_DLPACK_COPY_ALWAYS as i32;
-const NATURAL: DLDataType = DLDataType {
-    code: 0,
-    bits: 0,
-    lanes: 0,
-};
-
 fn options(copy: i32) -> ArrowDlpackExportOptions {
-    ArrowDlpackExportOptions {
-        copy,
-        order: 0,
-        fill_nulls: 0,
-        temporal_as_integer: 0,
-        fill_value: 0.0,
-        dtype: NATURAL,
-        validity: ptr::null_mut(),
-        reserved: [0; 4],
-    }
+    common::export_options(copy)
 }
 
 /// What a test reads of a tensor before deleting it.

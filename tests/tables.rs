@@ -415,29 +415,12 @@ fn bool_matrices_come_back_as_boolean_columns() {
 
 // ---- through the C entry points, by hand ----------------------------------------
 
-fn c_options(copy: i32) -> ArrowDlpackExportOptions {
-    ArrowDlpackExportOptions {
-        copy,
-        order: 0,
-        fill_nulls: 0,
-        temporal_as_integer: 0,
-        fill_value: 0.0,
-        dtype: DLDataType {
-            code: 0,
-            bits: 0,
-            lanes: 0,
-        },
-        validity: ptr::null_mut(),
-        reserved: [0; 4],
-    }
-}
-
 /// Exports `raw` under `copy`; the status and message, the struct
 /// checked untouched on failure.
 fn export_raw(raw: &mut Raw, copy: i32) -> Result<(Vec<i64>, Vec<i64>), (Status, String)> {
     let before = raw.array_bytes();
     let mut error = new_error();
-    let o = c_options(copy);
+    let o = common::export_options(copy);
     // SAFETY: live structs; valid options and error.
     let t = unsafe { arrow_dlpack_export_with(raw.array_ptr(), raw.schema_ptr(), &o, &mut error) };
     if t.is_null() {
@@ -576,28 +559,7 @@ fn column_offsets_that_overflow_are_refused_and_leak_nothing() {
     let mut values = [1.0f64; 4];
     let mut shape = [2i64, 3];
     let mut strides = [1i64, i64::MAX / 4];
-    let mut t = DLManagedTensorVersioned {
-        version: DLPackVersion { major: 1, minor: 3 },
-        manager_ctx: ptr::null_mut(),
-        deleter: None,
-        flags: 0,
-        dl_tensor: DLTensor {
-            data: values.as_mut_ptr().cast(),
-            device: DLDevice {
-                device_type: K_DL_CPU,
-                device_id: 0,
-            },
-            ndim: 2,
-            dtype: DLDataType {
-                code: K_DL_FLOAT,
-                bits: 64,
-                lanes: 1,
-            },
-            shape: shape.as_mut_ptr(),
-            strides: strides.as_mut_ptr(),
-            byte_offset: 0,
-        },
-    };
+    let mut t = float64_matrix(values.as_mut_ptr(), &mut shape, &mut strides);
     let o = ArrowDlpackImportOptions {
         copy: 0,
         as_columns: 1,
@@ -646,7 +608,7 @@ fn empty_batches_with_null_buffers_stack_with_the_others() {
             Raw::struct_of(0, vec![Raw::new("g", 0, vec![None, None])], &[c"a"]),
             Raw::struct_of(1, vec![Raw::primitive("g", &[3.0f64])], &[c"a"]),
         ];
-        let mut o = c_options(1);
+        let mut o = common::export_options(1);
         o.order = order;
         let mut stream = common::Stream {
             schema: Raw::struct_of(0, vec![Raw::new("g", 0, vec![None, None])], &[c"a"]),
@@ -676,28 +638,7 @@ fn a_matrix_of_no_columns_and_any_rows_comes_back_at_once() {
     // it claims (the copy kernels once counted them block by block).
     let mut shape = [i64::MAX, 0];
     let mut strides = [0i64, 1];
-    let mut t = DLManagedTensorVersioned {
-        version: DLPackVersion { major: 1, minor: 3 },
-        manager_ctx: ptr::null_mut(),
-        deleter: None,
-        flags: 0,
-        dl_tensor: DLTensor {
-            data: ptr::null_mut(),
-            device: DLDevice {
-                device_type: K_DL_CPU,
-                device_id: 0,
-            },
-            ndim: 2,
-            dtype: DLDataType {
-                code: K_DL_FLOAT,
-                bits: 64,
-                lanes: 1,
-            },
-            shape: shape.as_mut_ptr(),
-            strides: strides.as_mut_ptr(),
-            byte_offset: 0,
-        },
-    };
+    let mut t = float64_matrix(ptr::null_mut(), &mut shape, &mut strides);
     let o = ArrowDlpackImportOptions {
         copy: 2,
         as_columns: 1,
@@ -722,5 +663,36 @@ fn a_matrix_of_no_columns_and_any_rows_comes_back_at_once() {
         assert_eq!((a.length, a.n_children, s.n_children), (i64::MAX, 0, 0));
         (a.release.unwrap())(&mut a);
         (s.release.unwrap())(&mut s);
+    }
+}
+
+/// A float64 2-D tensor over `data` without a deleter (the test owns
+/// everything it points at).
+fn float64_matrix(
+    data: *mut f64,
+    shape: &mut [i64; 2],
+    strides: &mut [i64; 2],
+) -> DLManagedTensorVersioned {
+    DLManagedTensorVersioned {
+        version: DLPackVersion { major: 1, minor: 3 },
+        manager_ctx: ptr::null_mut(),
+        deleter: None,
+        flags: 0,
+        dl_tensor: DLTensor {
+            data: data.cast(),
+            device: DLDevice {
+                device_type: K_DL_CPU,
+                device_id: 0,
+            },
+            ndim: 2,
+            dtype: DLDataType {
+                code: K_DL_FLOAT,
+                bits: 64,
+                lanes: 1,
+            },
+            shape: shape.as_mut_ptr(),
+            strides: strides.as_mut_ptr(),
+            byte_offset: 0,
+        },
     }
 }

@@ -10,6 +10,30 @@
 //! elements, a whole cache line), so every line of the matrix is written
 //! once, whole, whatever the number of columns.
 
+/// Calls `$f::<W, C>(args)` with `W` the element width (1, 2, 4 or 8
+/// bytes) and `C` the column count of a group (1 to 8), both constants, so
+/// that each tile's rows compile to straight-line loads and stores.
+macro_rules! monomorphic {
+    ($width:expr, $count:expr, $f:ident $args:tt) => {
+        monomorphic!(@width $width, $count, $f $args; 1 2 4 8)
+    };
+    (@width $width:expr, $count:expr, $f:ident $args:tt; $($w:literal)*) => {
+        match $width {
+            $($w => monomorphic!(@count $count, $f $args; $w; 1 2 3 4 5 6 7 8),)*
+            _ => unreachable!("element widths are 1, 2, 4 or 8 bytes"),
+        }
+    };
+    (@count $count:expr, $f:ident $args:tt; $w:literal; $($c:literal)*) => {
+        match $count {
+            $($c => monomorphic!(@call $f, $w, $c, $args),)*
+            _ => unreachable!("a group has 1 to 8 columns"),
+        }
+    };
+    (@call $f:ident, $w:literal, $c:literal, ($($arg:expr),*)) => {
+        $f::<$w, $c>($($arg),*)
+    };
+}
+
 /// Rows of one tile: each column's slice is 512 elements (4 KiB of 8-byte
 /// ones, a page), and a tile's rows are 512 lines.
 pub const BLOCK_ROWS: usize = 512;
@@ -71,25 +95,8 @@ pub unsafe fn rows(
 /// Each slice holds `n` elements of `width` bytes; each row's elements lie
 /// in the destination.
 unsafe fn tile(slices: &[*const u8], width: usize, n: usize, dst: *mut u8, stride: usize) {
-    macro_rules! by_count {
-        ($w:literal: $($c:literal)*) => {
-            match slices.len() {
-                $($c => {
-                    let s: &[*const u8; $c] = slices.try_into().expect("the length matched");
-                    // SAFETY: forwarded from the caller.
-                    unsafe { tile_typed::<$w, $c>(s, n, dst, stride) }
-                })*
-                _ => unreachable!("a group has 1 to 8 columns"),
-            }
-        };
-    }
-    match width {
-        1 => by_count!(1: 1 2 3 4 5 6 7 8),
-        2 => by_count!(2: 1 2 3 4 5 6 7 8),
-        4 => by_count!(4: 1 2 3 4 5 6 7 8),
-        8 => by_count!(8: 1 2 3 4 5 6 7 8),
-        _ => unreachable!("element widths are 1, 2, 4 or 8 bytes"),
-    }
+    // SAFETY: forwarded from the caller.
+    unsafe { monomorphic!(width, slices.len(), tile_typed(slices, n, dst, stride)) }
 }
 
 /// [`tile`] for `C` columns of `W` bytes: a row's part is a constant size,
@@ -99,11 +106,12 @@ unsafe fn tile(slices: &[*const u8], width: usize, n: usize, dst: *mut u8, strid
 /// As [`tile`].
 #[inline(always)]
 unsafe fn tile_typed<const W: usize, const C: usize>(
-    slices: &[*const u8; C],
+    slices: &[*const u8],
     n: usize,
     dst: *mut u8,
     stride: usize,
 ) {
+    let slices: &[*const u8; C] = slices.try_into().expect("C slices");
     for i in 0..n {
         let row: [[u8; W]; C] = std::array::from_fn(|j| {
             // SAFETY: element `i` of slice `j`, in bounds (caller's contract).
@@ -179,25 +187,8 @@ unsafe fn untile(
     n: usize,
     outs: &[*mut u8],
 ) {
-    macro_rules! by_count {
-        ($w:literal: $($c:literal)*) => {
-            match outs.len() {
-                $($c => {
-                    let o: &[*mut u8; $c] = outs.try_into().expect("the length matched");
-                    // SAFETY: forwarded from the caller.
-                    unsafe { untile_typed::<$w, $c>(src, strides, n, o) }
-                })*
-                _ => unreachable!("a group has 1 to 8 columns"),
-            }
-        };
-    }
-    match width {
-        1 => by_count!(1: 1 2 3 4 5 6 7 8),
-        2 => by_count!(2: 1 2 3 4 5 6 7 8),
-        4 => by_count!(4: 1 2 3 4 5 6 7 8),
-        8 => by_count!(8: 1 2 3 4 5 6 7 8),
-        _ => unreachable!("element widths are 1, 2, 4 or 8 bytes"),
-    }
+    // SAFETY: forwarded from the caller.
+    unsafe { monomorphic!(width, outs.len(), untile_typed(src, strides, n, outs)) }
 }
 
 /// [`untile`] for `C` columns of `W` bytes.
@@ -209,8 +200,9 @@ unsafe fn untile_typed<const W: usize, const C: usize>(
     src: *const u8,
     (row, column): (isize, isize),
     n: usize,
-    outs: &[*mut u8; C],
+    outs: &[*mut u8],
 ) {
+    let outs: &[*mut u8; C] = outs.try_into().expect("C outs");
     for i in 0..n {
         let at = src.wrapping_offset((i as isize).wrapping_mul(row));
         for (j, &out) in outs.iter().enumerate() {

@@ -335,3 +335,22 @@ pub fn run_stream(
     assert!(!me.released, "the stream is borrowed, never released");
     (t, error)
 }
+
+/// Export options: `copy`, everything else the default (all zero).
+#[allow(dead_code)] // not every test file copies
+pub fn export_options(copy: i32) -> arrow_dlpack::capi::ArrowDlpackExportOptions {
+    arrow_dlpack::capi::ArrowDlpackExportOptions {
+        copy,
+        order: 0,
+        fill_nulls: 0,
+        temporal_as_integer: 0,
+        fill_value: 0.0,
+        dtype: arrow_dlpack::abi::DLDataType {
+            code: 0,
+            bits: 0,
+            lanes: 0,
+        },
+        validity: ptr::null_mut(),
+        reserved: [0; 4],
+    }
+}
