@@ -125,7 +125,10 @@ def _():
     import jax
     import numpy as np
 
-    # JAX copies data that is not aligned for XLA; values are what matter.
+    # Without x64, JAX turns every float64/int64 tensor it imports into a
+    # 32-bit copy (its choice, not ours): the first GPU run of this script
+    # failed there on "1-D float64: copied".
+    jax.config.update("jax_enable_x64", True)
     return round_trip(jax.dlpack.from_dlpack, np.asarray, lambda y: y.unsafe_buffer_pointer())
 
 
