@@ -480,37 +480,21 @@ fn import_with(
     copy: i32,
     n: usize,
 ) -> Result<(String, i64, Vec<u8>), (Status, String)> {
-    let o = ArrowDlpackImportOptions {
-        copy,
-        as_columns: 0,
-        column_names: ptr::null(),
-        reserved: [0; 4],
-    };
-    let mut array = std::mem::MaybeUninit::<ArrowArray>::uninit();
-    let mut schema = std::mem::MaybeUninit::<ArrowSchema>::uninit();
-    let mut error = new_error();
+    let o = common::import_options(copy, 0, ptr::null());
     let before = struct_bytes(&*t.managed);
-    // SAFETY: a valid tensor and writable out structs.
-    let status = unsafe {
-        arrow_dlpack_import_with(
-            &mut *t.managed,
-            &o,
-            array.as_mut_ptr(),
-            schema.as_mut_ptr(),
-            &mut error,
-        )
+    // SAFETY: a valid tensor.
+    let (mut array, mut schema) = match unsafe { common::import_raw(&mut *t.managed, &o) } {
+        Ok(out) => out,
+        Err(e) => {
+            assert_eq!(
+                struct_bytes(&*t.managed),
+                before,
+                "a failure leaves the tensor untouched"
+            );
+            assert_eq!(t.deletes.load(Ordering::SeqCst), 0);
+            return Err(e);
+        }
     };
-    if status != Status::ARROW_DLPACK_OK {
-        assert_eq!(
-            struct_bytes(&*t.managed),
-            before,
-            "a failure leaves the tensor untouched"
-        );
-        assert_eq!(t.deletes.load(Ordering::SeqCst), 0);
-        return Err((status, message(&error)));
-    }
-    // SAFETY: written on success.
-    let (mut array, mut schema) = unsafe { (array.assume_init(), schema.assume_init()) };
     // SAFETY: the library's structs.
     let out = unsafe {
         let format = CStr::from_ptr(schema.format).to_str().unwrap().to_string();
@@ -580,25 +564,12 @@ fn strides_arrow_cannot_share_are_gathered_row_major() {
 fn import_options_are_validated() {
     let mut t = tensor(dl(K_DL_INT, 32), &bytes(&[1i32]), &[1], &[1], 0);
     let o = ArrowDlpackImportOptions {
-        copy: 0,
-        as_columns: 0,
-        column_names: ptr::null(),
         reserved: [0, 0, 0, 9],
+        ..common::import_options(0, 0, ptr::null())
     };
-    let mut array = std::mem::MaybeUninit::<ArrowArray>::uninit();
-    let mut schema = std::mem::MaybeUninit::<ArrowSchema>::uninit();
-    let mut error = new_error();
-    // SAFETY: valid pointers.
-    let status = unsafe {
-        arrow_dlpack_import_with(
-            &mut *t.managed,
-            &o,
-            array.as_mut_ptr(),
-            schema.as_mut_ptr(),
-            &mut error,
-        )
-    };
+    // SAFETY: a valid tensor.
+    let (status, m) = unsafe { common::import_raw(&mut *t.managed, &o) }.unwrap_err();
     assert_eq!(status, Status::ARROW_DLPACK_INVALID_ARGUMENT);
-    assert!(message(&error).contains("options.reserved[3] is 9"));
+    assert!(m.contains("options.reserved[3] is 9"));
     assert_eq!(t.deletes.load(Ordering::SeqCst), 0);
 }

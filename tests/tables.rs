@@ -532,9 +532,9 @@ fn as_columns_options_are_validated() {
         (0, names.as_ptr(), "column_names is set"),
         (1, ptr::null(), "needs a 2-D tensor"),
     ] {
-        let o = import_options(1, as_columns, column_names);
+        let o = common::import_options(1, as_columns, column_names);
         // SAFETY: a live tensor, left untouched on failure.
-        let (status, m) = unsafe { import_raw(raw, &o) }.unwrap_err();
+        let (status, m) = unsafe { common::import_raw(raw, &o) }.unwrap_err();
         assert_eq!(status, Status::ARROW_DLPACK_INVALID_ARGUMENT);
         assert!(m.contains(needle), "{m}");
     }
@@ -550,9 +550,9 @@ fn column_offsets_that_overflow_are_refused_and_leak_nothing() {
     let mut shape = [2i64, 3];
     let mut strides = [1i64, i64::MAX / 4];
     let mut t = float64_matrix(values.as_mut_ptr(), &mut shape, &mut strides);
-    let o = import_options(0, 1, ptr::null());
+    let o = common::import_options(0, 1, ptr::null());
     // SAFETY: a live tensor (its deleter None: nothing to free).
-    let (status, m) = unsafe { import_raw(&mut t, &o) }.unwrap_err();
+    let (status, m) = unsafe { common::import_raw(&mut t, &o) }.unwrap_err();
     assert_eq!(status, Status::ARROW_DLPACK_INVALID_ARGUMENT);
     assert!(m.contains("column offsets overflow"), "{m}");
 }
@@ -616,11 +616,11 @@ fn a_matrix_of_no_columns_and_any_rows_comes_back_at_once() {
     let mut shape = [i64::MAX, 0];
     let mut strides = [0i64, 1];
     let mut t = float64_matrix(ptr::null_mut(), &mut shape, &mut strides);
-    let o = import_options(2, 1, ptr::null());
+    let o = common::import_options(2, 1, ptr::null());
     // SAFETY: a live tensor (no deleter: nothing to free); on success the
     // out structs are ours to release.
     unsafe {
-        let (mut a, mut s) = import_raw(&mut t, &o).unwrap_or_else(|(_, m)| panic!("{m}"));
+        let (mut a, mut s) = common::import_raw(&mut t, &o).unwrap_or_else(|(_, m)| panic!("{m}"));
         assert_eq!((a.length, a.n_children, s.n_children), (i64::MAX, 0, 0));
         (a.release.unwrap())(&mut a);
         (s.release.unwrap())(&mut s);
@@ -655,42 +655,5 @@ fn float64_matrix(
             strides: strides.as_mut_ptr(),
             byte_offset: 0,
         },
-    }
-}
-
-fn import_options(
-    copy: i32,
-    as_columns: i32,
-    column_names: *const *const c_char,
-) -> ArrowDlpackImportOptions {
-    ArrowDlpackImportOptions {
-        copy,
-        as_columns,
-        column_names,
-        reserved: [0; 4],
-    }
-}
-
-/// `arrow_dlpack_import_with` into fresh out structs: the array and
-/// schema, or the status and message (the status checked against the
-/// error's).
-///
-/// # Safety
-/// `tensor` is live.
-unsafe fn import_raw(
-    tensor: *mut DLManagedTensorVersioned,
-    o: &ArrowDlpackImportOptions,
-) -> Result<(ArrowArray, ArrowSchema), (Status, String)> {
-    let mut error = new_error();
-    let mut a = std::mem::MaybeUninit::<ArrowArray>::uninit();
-    let mut s = std::mem::MaybeUninit::<ArrowSchema>::uninit();
-    // SAFETY: forwarded from the caller; writable out structs.
-    let status =
-        unsafe { arrow_dlpack_import_with(tensor, o, a.as_mut_ptr(), s.as_mut_ptr(), &mut error) };
-    assert_eq!(status as i32, error.status as i32);
-    match status as i32 == Status::ARROW_DLPACK_OK as i32 {
-        // SAFETY: written on success.
-        true => Ok(unsafe { (a.assume_init(), s.assume_init()) }),
-        false => Err((Status::from_raw(status as i32).unwrap(), message(&error))),
     }
 }

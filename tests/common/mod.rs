@@ -354,3 +354,49 @@ pub fn export_options(copy: i32) -> arrow_dlpack::capi::ArrowDlpackExportOptions
         reserved: [0; 4],
     }
 }
+
+#[allow(dead_code)] // not every test file imports
+pub fn import_options(
+    copy: i32,
+    as_columns: i32,
+    column_names: *const *const c_char,
+) -> arrow_dlpack::capi::ArrowDlpackImportOptions {
+    arrow_dlpack::capi::ArrowDlpackImportOptions {
+        copy,
+        as_columns,
+        column_names,
+        reserved: [0; 4],
+    }
+}
+
+/// `arrow_dlpack_import_with` into fresh out structs: the array and
+/// schema, or the status and message (the status checked against the
+/// error's).
+///
+/// # Safety
+/// `tensor` is live.
+#[allow(dead_code)]
+pub unsafe fn import_raw(
+    tensor: *mut arrow_dlpack::abi::DLManagedTensorVersioned,
+    o: &arrow_dlpack::capi::ArrowDlpackImportOptions,
+) -> Result<(ArrowArray, ArrowSchema), (Status, String)> {
+    let mut error = new_error();
+    let mut a = std::mem::MaybeUninit::<ArrowArray>::uninit();
+    let mut s = std::mem::MaybeUninit::<ArrowSchema>::uninit();
+    // SAFETY: forwarded from the caller; writable out structs.
+    let status = unsafe {
+        arrow_dlpack::capi::arrow_dlpack_import_with(
+            tensor,
+            o,
+            a.as_mut_ptr(),
+            s.as_mut_ptr(),
+            &mut error,
+        )
+    };
+    assert_eq!(status as i32, error.status as i32);
+    match status as i32 == Status::ARROW_DLPACK_OK as i32 {
+        // SAFETY: written on success.
+        true => Ok(unsafe { (a.assume_init(), s.assume_init()) }),
+        false => Err((Status::from_raw(status as i32).unwrap(), message(&error))),
+    }
+}
