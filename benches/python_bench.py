@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Per-call cost of arrow_dlpack.to_dlpack -> numpy.from_dlpack against
-pyarrow's native numpy.from_dlpack(array), measured in the same run.
+pyarrow's native numpy.from_dlpack(array), and of pyarrow.array(
+arrow_dlpack.from_dlpack(x)) against pyarrow.array(x), measured in the
+same run; the DLPack C exchange API beside __dlpack__; the copies and
+tables against pyarrow's own.
 
     python benches/python_bench.py      (with the package installed)
 
@@ -14,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 import arrow_dlpack
-from arrow_dlpack import _ffi
+from arrow_dlpack import from_dlpack, to_dlpack
 
 NUMBER = 20_000
 ROUNDS = 15
@@ -35,48 +38,67 @@ def paired_ns(native_stmt, our_stmt, g):
 
 
 def main() -> None:
+    # Both directions against pyarrow's own, paired round by round.
     rows = []
     for n in (1, 1_000_000):
         a = pa.array(np.arange(n, dtype=np.float64))
-        g = {"np": np, "a": a, "to_dlpack": arrow_dlpack.to_dlpack}
+        x = np.arange(n, dtype=np.float64)
+        g = {"np": np, "pa": pa, "a": a, "x": x, "to_dlpack": to_dlpack, "from_dlpack": from_dlpack}
         native, ours = paired_ns("np.from_dlpack(a)", "np.from_dlpack(to_dlpack(a))", g)
-        rows.append((f"n = {n:,}", native, ours))
+        producer = per_call_ns("a.__arrow_c_device_array__()", g)
+        rows.append((f"`np.from_dlpack(to_dlpack(a))`, n = {n:,}", "`np.from_dlpack(a)`", native, ours, "3x"))
+        rows.append((f"  our own part (less the producer's `__arrow_c_device_array__`, {producer:.0f} ns), n = {n:,}",
+                     "", native, ours - producer, "1.5x"))
+        native, ours = paired_ns("pa.array(x)", "pa.array(from_dlpack(x))", g)
+        rows.append((f"`pa.array(from_dlpack(x))`, n = {n:,}", "`pa.array(x)`", native, ours, "2x"))
 
     a = pa.array([1.0])
-    schema_capsule, array_capsule = a.__arrow_c_device_array__()
-    g = {
-        "a": a,
-        "np": np,
-        "to_dlpack": arrow_dlpack.to_dlpack,
-        "ffi": _ffi,
-        "sc": schema_capsule,
-        "ac": array_capsule,
-        "ptr": _ffi._get_pointer,
-        "new": _ffi.capsule_new,
-        "version": _ffi.lib.arrow_dlpack_version,
-        "at": __import__("ctypes").c_void_p.from_address,
-        "address": _ffi._get_pointer(id(array_capsule), b"arrow_device_array") + _ffi.ArrowDeviceArray.sync_event.offset,
-    }
+    g = {"a": a, "np": np, "to_dlpack": to_dlpack, "from_dlpack": from_dlpack, "x": np.arange(1.0)}
     steps = [
         ("pyarrow native, for reference: `np.from_dlpack(a)`", "np.from_dlpack(a)"),
         ("producer: `a.__arrow_c_device_array__()`", "a.__arrow_c_device_array__()"),
         ("(pyarrow's `a.__arrow_c_array__()`, not used: it cannot say where the data is)", "a.__arrow_c_array__()"),
-        ("foreign call 1-2: `PyCapsule_GetPointer` (each)", "ptr(id(sc), b'arrow_schema')"),
-        ("reading `sync_event` from the struct", "at(address).value"),
-        ("foreign call 3: a call into the library (here `arrow_dlpack_version`)", "version()"),
-        ("foreign call 4: `PyCapsule_New` (with its destruction)", "new(1, b'dltensor', None)"),
-        ("`to_dlpack(a)` in all", "to_dlpack(a)"),
-        ("`to_dlpack(a).__dlpack__(max_version=(1, 3))`", "to_dlpack(a).__dlpack__(max_version=(1, 3))"),
+        ("`to_dlpack(a)`: the producer's export and the exporter", "to_dlpack(a)"),
+        ("`to_dlpack(a).__dlpack__(max_version=(1, 3))`: and the export, the capsule (and its deletion)",
+         "to_dlpack(a).__dlpack__(max_version=(1, 3))"),
+        ("`np.from_dlpack(to_dlpack(a))`: and NumPy's side", "np.from_dlpack(to_dlpack(a))"),
+        ("reverse: `from_dlpack(x)` (NumPy's `__dlpack__`, the import, the object)", "from_dlpack(x)"),
+        ("reverse: `from_dlpack(x).__arrow_c_array__()` (and two capsules)", "from_dlpack(x).__arrow_c_array__()"),
     ]
-    print("| path | pyarrow native | arrow_dlpack | ratio |")
-    print("|---|---|---|---|")
-    for label, native, ours in rows:
-        print(f"| {label} | {native:.0f} ns | {ours:.0f} ns | {ours / native:.2f}x |")
+    print("| path | pyarrow's own | pyarrow | arrow_dlpack | ratio | target |")
+    print("|---|---|---|---|---|---|")
+    for label, theirs, native, ours, target in rows:
+        print(f"| {label} | {theirs} | {native:.0f} ns | {ours:.0f} ns | {ours / native:.2f}x | <= {target} |")
     print()
     print("| step (n = 1) | cost |")
     print("|---|---|")
     for label, stmt in steps:
         print(f"| {label} | {per_call_ns(stmt, g):.0f} ns |")
+    exchange()
+
+
+def exchange() -> None:
+    """The DLPack C exchange API beside `__dlpack__`, with apache-tvm-ffi
+    (whose `from_dlpack` tries the API first, and whose test wrapper type
+    offers it)."""
+    try:
+        import tvm_ffi
+    except ImportError:
+        print("\n(apache-tvm-ffi not installed: no exchange API figures)")
+        return
+    a = pa.array([1.0])
+    t = tvm_ffi.from_dlpack(np.arange(1.0))
+    g = {"np": np, "a": a, "t": t, "w": tvm_ffi.core.DLTensorTestWrapper(t), "to_dlpack": to_dlpack,
+         "from_dlpack": from_dlpack, "tvm_from_dlpack": tvm_ffi.from_dlpack}
+    dunder, api = paired_ns("from_dlpack(t)", "from_dlpack(w)", g)
+    print()
+    print("| exchange API (n = 1) | `__dlpack__` | exchange API | saved |")
+    print("|---|---|---|---|")
+    print(f"| consumer: `from_dlpack` of a tvm-ffi tensor (its `__dlpack__`) / of the same tensor in tvm-ffi's "
+          f"wrapper type that offers the API | {dunder:.0f} ns | {api:.0f} ns | {dunder - api:.0f} ns |")
+    dunder, api = paired_ns("np.from_dlpack(to_dlpack(a))", "tvm_from_dlpack(to_dlpack(a))", g)
+    print(f"| producer: `np.from_dlpack(to_dlpack(a))` (NumPy calls `__dlpack__`) / `tvm_ffi.from_dlpack(to_dlpack(a))` "
+          f"(tvm-ffi calls the API) | {dunder:.0f} ns | {api:.0f} ns | {dunder - api:.0f} ns |")
 
 
 def copies() -> None:

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import pathlib
 import sys
 import traceback
 from typing import Any, Callable, List, Tuple
 
 import arrow_dlpack
-from arrow_dlpack import _ffi
+
+# The ctypes struct layouts of the C ABI (examples/python).
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples" / "python"))
+import arrow_dlpack_ctypes as _ffi  # noqa: E402
 
 RESULTS: List[Tuple[str, str]] = []
 

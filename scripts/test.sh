@@ -17,8 +17,10 @@
 #            FUZZ_SEED, default the date)
 #   install  the README's install command: soname, stripping, exported
 #            symbols, find_package, pkg-config, the examples
-#   python   the Python tests against the wheel installed in the virtualenv,
-#            and the GPU check script (every case skips without a GPU)
+#   python   the Python package's abi3 wheel, built once; the Python tests
+#            against it installed in the virtualenv (CPython 3.11), then in
+#            fresh ones on CPython 3.9 and 3.13; the GPU check script (every
+#            case skips without a GPU)
 #   demo     the README's demo, bash examples/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,15 +65,16 @@ setup() {
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --upgrade pip
   fi
-  "$VENV/bin/pip" install -q cmake pytest hypothesis numpy pyarrow cffi nanoarrow arro3-core polars duckdb "jax[cpu]"
+  "$VENV/bin/pip" install -q cmake pytest hypothesis numpy pyarrow cffi nanoarrow arro3-core polars duckdb "jax[cpu]" apache-tvm-ffi
 }
 
 stage_lint() {
   step "cargo fmt --check"
   cargo fmt --check
 
-  step "cargo clippy --all-targets -- -D warnings"
+  step "cargo clippy --all-targets -- -D warnings (and the Python extension: --features python)"
   cargo clippy --all-targets --quiet -- -D warnings
+  cargo clippy --lib --features python --quiet -- -D warnings
 
   step "the checked-in header is the generated one"
   cbindgen --quiet --config cbindgen.toml --crate arrow-dlpack --output target/arrow_dlpack.h.generated
@@ -189,12 +192,57 @@ stage_install() {
 }
 
 stage_python() {
-  step "Python tests against the installed wheel"
-  pip install -q --force-reinstall --no-deps ./python
-  WHEEL_LIB=$(python -c "import arrow_dlpack._ffi as f; print(f.lib._name)")
+  step "the Python package: one abi3 wheel (maturin, PyO3), installed; the tests against it"
+  # The ctypes and cffi examples (and the tests that drive the bare library)
+  # load the C library cargo builds, not the package.
+  cargo build --release --quiet
+  export ARROW_DLPACK_LIBRARY="$ROOT/target/release/libarrow_dlpack.so"
+  rm -rf target/wheels
+  # The README's command, as written.
+  MATURIN_PEP517_ARGS="--compatibility manylinux_2_34" pip wheel --no-deps ./python -w target/wheels
+  WHEEL=$(ls target/wheels/arrow_dlpack-*-cp39-abi3-manylinux*.whl)
+  pip install -q --force-reinstall --no-deps "$WHEEL"
+  WHEEL_LIB=$(cd target && python -c "import arrow_dlpack._native as n; print(n.__file__)")
   if readelf -S "$WHEEL_LIB" | grep -q '\.debug_info'; then echo "$WHEEL_LIB has debug info" >&2; exit 1; fi
-  ls -l "$WHEEL_LIB" | awk '{printf "wheel library: %8.2f MB\n", $5 / 1e6}'
+  ls -l "$WHEEL" "$WHEEL_LIB" | awk '{printf "%-90s %8.2f MB\n", $NF, $5 / 1e6}'
   (cd "$ROOT/target" && python -m pytest -q "$ROOT/python/tests")
+
+  step "the README's ctypes and cffi examples, as written (the bare C library, no package)"
+  pip install -q numpy pyarrow cffi
+  expect "via ctypes: array([2.5, 3.5, 4.5]), shared: yes" \
+    env ARROW_DLPACK_LIBRARY=target/release/libarrow_dlpack.so python examples/python/ctypes_example.py
+  expect "via cffi: [20, 30, 40], shared: yes" \
+    env ARROW_DLPACK_LIBRARY=target/release/libarrow_dlpack.so python examples/python/cffi_example.py
+
+  # The same wheel on the oldest and the newest CPython this machine has
+  # (pyenv's, or on PATH), each in a fresh virtualenv. 3.13: every test.
+  # 3.9: the newest NumPy there (2.0) asks for legacy capsules only, which
+  # most tests' NumPy consumers rely on (DLPack 1.x, read-only flags), so
+  # the tests that do not: the exchange API from C, lifetimes, refcounts,
+  # leaks, the pyarrow port and cffi.
+  local ran=""
+  for version in 3.9 3.13; do
+    local interpreter
+    interpreter=$(ls -d /root/.pyenv/versions/"$version".*/bin/python3 2>/dev/null | tail -n 1)
+    [ -n "$interpreter" ] || interpreter=$(command -v "python$version" || true)
+    if [ -z "$interpreter" ]; then echo "no CPython $version on this machine: skipped"; continue; fi
+    step "the wheel on CPython $version ($interpreter)"
+    local venv="$ROOT/target/venv-$version"
+    rm -rf "$venv"
+    "$interpreter" -m venv "$venv"
+    "$venv/bin/pip" install -q --upgrade pip
+    "$venv/bin/pip" install -q pytest hypothesis numpy pyarrow cffi polars "$WHEEL"
+    "$venv/bin/pip" install -q apache-tvm-ffi || echo "apache-tvm-ffi has no build for CPython $version: its tests skip"
+    if [ "$version" = 3.9 ]; then
+      (cd "$ROOT/target" && "$venv/bin/python" -m pytest -q "$ROOT/python/tests/test_lifetime.py" \
+        "$ROOT/python/tests/test_pyarrow_port.py" "$ROOT/python/tests/test_cffi.py" "$ROOT/python/tests/test_native.py" \
+        -k "not allocates_and_wraps and not tvm_ffi_takes and not arrow_c_schema and not from_dlpack_columns and not unconsumed and not exchange]")
+    else
+      (cd "$ROOT/target" && "$venv/bin/python" -m pytest -q "$ROOT/python/tests")
+    fi
+    ran="$ran $version"
+  done
+  echo "the wheel was tested on CPython 3.11 (the test virtualenv) and:${ran:- none}"
 
   step "the GPU check script (scripts/gpu_check.py): every case skips without a GPU, none fails"
   (cd "$ROOT/target" && expect "(0 failed," python3 "$ROOT/scripts/gpu_check.py")

@@ -65,6 +65,8 @@ mod import;
 mod managed;
 mod options;
 mod owner;
+#[cfg(feature = "python")]
+mod python;
 mod stream;
 mod table;
 mod tensor;

@@ -6,10 +6,17 @@ never the source tree.
 """
 
 import ctypes
+import pathlib
+import sys
 
 import numpy as np
 import pyarrow as pa
 import pytest
+
+# The ctypes bindings of the bare C library (examples/python), for the
+# struct layouts and the tests that drive the library without the package.
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "python"
+sys.path.insert(0, str(EXAMPLES))
 
 _is_valid = ctypes.pythonapi.PyCapsule_IsValid
 _is_valid.argtypes = [ctypes.py_object, ctypes.c_char_p]

@@ -9,9 +9,14 @@ subprocesses that load the fake driver library (fake_gpu_driver.c).
 from __future__ import annotations
 
 import ctypes
+import pathlib
+import sys
 from typing import Any, Optional
 
-from arrow_dlpack import _ffi
+# The struct layouts of the ctypes bindings (examples/python); this module
+# is also imported by the tests' subprocesses, without conftest.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "examples" / "python"))
+import arrow_dlpack_ctypes as _ffi  # noqa: E402
 
 _get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
 _get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]

@@ -9,7 +9,7 @@ import subprocess
 import pyarrow as pa
 import pytest
 
-from arrow_dlpack import _ffi
+import arrow_dlpack_ctypes as _ffi
 from conftest import values_address
 
 cffi = pytest.importorskip("cffi")
@@ -29,7 +29,7 @@ def declarations() -> str:
 def test_cffi_reads_a_tensor_through_the_header():
     ffi = cffi.FFI()
     ffi.cdef(declarations())
-    lib = ffi.dlopen(_ffi._library_path())
+    lib = ffi.dlopen(_ffi.library_path())
     assert ffi.string(lib.arrow_dlpack_version()) == b"0.1.0"
 
     arr = pa.array([10, 20, 30, 40], pa.int32()).slice(1)

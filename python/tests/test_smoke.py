@@ -3,12 +3,15 @@ pyarrow exports with _export_to_c, the library makes the tensor, the real
 numpy.from_dlpack consumes it."""
 
 import ctypes
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
-from arrow_dlpack import _ffi
-from conftest import data_address, values_address
+import arrow_dlpack_ctypes as _ffi
+from conftest import EXAMPLES, data_address, values_address
 
 
 class _RawTensor:
@@ -61,3 +64,14 @@ def test_failure_leaves_the_c_array_to_the_caller():
     # Still intact: pyarrow imports it back.
     back = pa.Array._import_from_c(ctypes.addressof(c_array), ctypes.addressof(c_schema))
     assert back.to_pylist() == [1, None, 3]
+
+
+@pytest.mark.parametrize("example", ["ctypes_example.py", "cffi_example.py"])
+def test_the_bare_library_examples_run(example):
+    """examples/python: the C library from ctypes and from cffi, without the
+    package (the library is $ARROW_DLPACK_LIBRARY, as the tests' is)."""
+    if example == "cffi_example.py":
+        pytest.importorskip("cffi")
+    result = subprocess.run([sys.executable, str(EXAMPLES / example)], capture_output=True, text=True, timeout=60, cwd=EXAMPLES)
+    assert result.returncode == 0, result.stderr
+    assert "shared: yes" in result.stdout

@@ -1,15 +1,19 @@
-"""ctypes bindings to the arrow_dlpack C library: loading, struct layouts,
-prototypes and the DLPack capsule protocol.
+"""ctypes bindings to the arrow_dlpack C library (``libarrow_dlpack.so``),
+without the Python package: struct layouts, prototypes and the DLPack
+capsule protocol, for programs that load the bare library with ctypes.
 
 Everything here mirrors ``include/arrow_dlpack.h``; nothing is compiled.
+The library is loaded on first use of ``lib``: ``$ARROW_DLPACK_LIBRARY``,
+else ``libarrow_dlpack`` where the dynamic loader finds it (installed by
+CMake, or on ``LD_LIBRARY_PATH``). ``ctypes_example.py`` beside this file
+shows it at work; the package's tests use its struct layouts.
 """
 
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import os
-import sys
-from pathlib import Path
 
 c_void_p = ctypes.c_void_p
 
@@ -123,58 +127,71 @@ COPY_NEVER, COPY_IF_NEEDED, COPY_ALWAYS = 0, 1, 2
 STATUS_OUT_OF_MEMORY = 7
 
 
-def _library_path() -> str:
-    """The library: ``$ARROW_DLPACK_LIBRARY``, else the copy bundled in the package."""
+def library_path() -> str:
+    """``$ARROW_DLPACK_LIBRARY``, else the loader's ``libarrow_dlpack``."""
     explicit = os.environ.get("ARROW_DLPACK_LIBRARY")
     if explicit:
         return explicit
-    here = Path(__file__).resolve().parent
-    names = {"linux": "libarrow_dlpack*.so*", "darwin": "libarrow_dlpack*.dylib", "win32": "arrow_dlpack*.dll"}
-    for pattern in (names.get(sys.platform, "libarrow_dlpack*"), "_native*"):
-        found = sorted(here.glob(pattern))
-        if found:
-            return str(found[0])
-    raise ImportError(
-        f"arrow_dlpack: no bundled library in {here}; install the wheel (pip install ./python) "
-        "or set ARROW_DLPACK_LIBRARY to the path of libarrow_dlpack"
-    )
+    found = ctypes.util.find_library("arrow_dlpack")
+    if found is None:
+        raise ImportError(
+            "libarrow_dlpack not found: set ARROW_DLPACK_LIBRARY to its path "
+            "(cargo build --release writes target/release/libarrow_dlpack.so)"
+        )
+    return found
 
 
-# PyDLL: calls keep the GIL. Every function of the library returns in
-# nanoseconds, far less than releasing and re-taking the GIL would cost; and
-# the deleters it reaches may run Python code (a producer's release).
-lib = ctypes.PyDLL(_library_path())
+def _load() -> ctypes.PyDLL:
+    # PyDLL: calls keep the GIL. Every function of the library returns in
+    # nanoseconds, far less than releasing and re-taking the GIL would
+    # cost; and the deleters it reaches may run Python code (a producer's
+    # release).
+    lib = ctypes.PyDLL(library_path())
+    for name, restype in (
+        ("arrow_dlpack_export", c_void_p),
+        ("arrow_dlpack_export_versioned", c_void_p),
+    ):
+        f = getattr(lib, name)
+        f.argtypes = [c_void_p, c_void_p, c_void_p]
+        f.restype = restype
+    for name in (
+        "arrow_dlpack_export_device",
+        "arrow_dlpack_export_device_legacy",
+        "arrow_dlpack_export_with",
+        "arrow_dlpack_export_with_legacy",
+    ):
+        f = getattr(lib, name)
+        f.argtypes = [c_void_p, c_void_p, c_void_p, c_void_p]
+        f.restype = c_void_p
+    for name in ("arrow_dlpack_export_stream", "arrow_dlpack_export_stream_legacy"):
+        f = getattr(lib, name)
+        f.argtypes = [c_void_p, c_void_p, c_void_p]
+        f.restype = c_void_p
+    lib.arrow_dlpack_import_with.argtypes = [c_void_p, c_void_p, c_void_p, c_void_p, c_void_p]
+    lib.arrow_dlpack_import_with.restype = ctypes.c_int
+    for name in ("arrow_dlpack_import", "arrow_dlpack_import_versioned", "arrow_dlpack_import_device"):
+        f = getattr(lib, name)
+        f.argtypes = [c_void_p, c_void_p, c_void_p, c_void_p]
+        f.restype = ctypes.c_int
+    lib.arrow_dlpack_version.argtypes = []
+    lib.arrow_dlpack_version.restype = ctypes.c_char_p
+    lib.arrow_dlpack_status_string.argtypes = [ctypes.c_int]
+    lib.arrow_dlpack_status_string.restype = ctypes.c_char_p
+    return lib
 
-for _name, _restype in (
-    ("arrow_dlpack_export", c_void_p),
-    ("arrow_dlpack_export_versioned", c_void_p),
-):
-    _f = getattr(lib, _name)
-    _f.argtypes = [c_void_p, c_void_p, c_void_p]
-    _f.restype = _restype
-for _name in (
-    "arrow_dlpack_export_device",
-    "arrow_dlpack_export_device_legacy",
-    "arrow_dlpack_export_with",
-    "arrow_dlpack_export_with_legacy",
-):
-    _f = getattr(lib, _name)
-    _f.argtypes = [c_void_p, c_void_p, c_void_p, c_void_p]
-    _f.restype = c_void_p
-for _name in ("arrow_dlpack_export_stream", "arrow_dlpack_export_stream_legacy"):
-    _f = getattr(lib, _name)
-    _f.argtypes = [c_void_p, c_void_p, c_void_p]
-    _f.restype = c_void_p
-lib.arrow_dlpack_import_with.argtypes = [c_void_p, c_void_p, c_void_p, c_void_p, c_void_p]
-lib.arrow_dlpack_import_with.restype = ctypes.c_int
-for _name in ("arrow_dlpack_import", "arrow_dlpack_import_versioned", "arrow_dlpack_import_device"):
-    _f = getattr(lib, _name)
-    _f.argtypes = [c_void_p, c_void_p, c_void_p, c_void_p]
-    _f.restype = ctypes.c_int
-lib.arrow_dlpack_version.argtypes = []
-lib.arrow_dlpack_version.restype = ctypes.c_char_p
-lib.arrow_dlpack_status_string.argtypes = [ctypes.c_int]
-lib.arrow_dlpack_status_string.restype = ctypes.c_char_p
+
+_lib = None
+
+
+def __getattr__(name: str):
+    """``lib``, loaded on first use."""
+    global _lib
+    if name == "lib":
+        if _lib is None:
+            _lib = _load()
+        return _lib
+    raise AttributeError(name)
+
 
 # ---- the Python C API, for capsules ---------------------------------------
 
@@ -195,36 +212,6 @@ def capsule_pointer(capsule, name: bytes) -> int:
 capsule_new = _api.PyCapsule_New
 capsule_new.argtypes = [c_void_p, ctypes.c_char_p, c_void_p]
 capsule_new.restype = ctypes.py_object
-# The destructor of every tensor capsule: a C function of the library that
-# deletes the tensor unless a consumer renamed the capsule "used_...". (A
-# ctypes callback would cost microseconds on every capsule.)
-CAPSULE_DESTRUCTOR = ctypes.cast(lib.arrow_dlpack_capsule_destructor, c_void_p).value
-
-_is_valid = _api.PyCapsule_IsValid
-_is_valid.argtypes = [c_void_p, ctypes.c_char_p]
-_is_valid.restype = ctypes.c_int
-_set_name = _api.PyCapsule_SetName
-_set_name.argtypes = [c_void_p, ctypes.c_char_p]
-_set_name.restype = ctypes.c_int
-
-
-def capsule_is(capsule, name: bytes) -> bool:
-    return _is_valid(id(capsule), name) == 1
-
-
-def capsule_rename(capsule, name: bytes) -> None:
-    """Renames a capsule (``name`` must outlive it: pass a module constant)."""
-    if _set_name(id(capsule), name) != 0:
-        raise RuntimeError("PyCapsule_SetName failed")
-
-
-_libc = ctypes.CDLL(None)
-malloc = _libc.malloc
-malloc.argtypes = [ctypes.c_size_t]
-malloc.restype = c_void_p
-free = _libc.free
-free.argtypes = [c_void_p]
-free.restype = None
 
 # Capsule names must outlive their capsules: module-level constants.
 DLTENSOR = b"dltensor"
@@ -232,8 +219,6 @@ DLTENSOR_VERSIONED = b"dltensor_versioned"
 ARROW_SCHEMA = b"arrow_schema"
 ARROW_ARRAY = b"arrow_array"
 ARROW_DEVICE_ARRAY = b"arrow_device_array"
-USED_DLTENSOR = b"used_dltensor"
-USED_DLTENSOR_VERSIONED = b"used_dltensor_versioned"
 
 
 def tensor_capsule(tensor: int, versioned: bool):
@@ -242,7 +227,11 @@ def tensor_capsule(tensor: int, versioned: bool):
     The capsule owns the tensor: if no consumer takes it (renaming it
     ``used_dltensor[_versioned]``), its destructor calls the tensor's deleter.
     """
-    return capsule_new(tensor, DLTENSOR_VERSIONED if versioned else DLTENSOR, CAPSULE_DESTRUCTOR)
+    # The destructor: a C function of the library that deletes the tensor
+    # unless a consumer renamed the capsule "used_..." (a ctypes callback
+    # would cost microseconds on every capsule).
+    destructor = ctypes.cast(__getattr__("lib").arrow_dlpack_capsule_destructor, c_void_p).value
+    return capsule_new(tensor, DLTENSOR_VERSIONED if versioned else DLTENSOR, destructor)
 
 
 def last_error(error: ArrowDlpackError) -> str:

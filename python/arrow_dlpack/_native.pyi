@@ -1,0 +1,47 @@
+"""Type stubs of the compiled core, ``arrow_dlpack._native`` (PyO3)."""
+
+from typing import Any, Iterable, Literal, Optional, Tuple, Union
+
+__version__: str
+
+Device = Tuple[int, int]
+
+class DLPackExporter:
+    """An Arrow array on its way to a DLPack consumer (see ``to_dlpack``)."""
+
+    __dlpack_c_exchange_api__: Any  # a PyCapsule named "dlpack_exchange_api"
+    def __dlpack__(
+        self,
+        *,
+        stream: Optional[int] = None,
+        max_version: Optional[Tuple[int, int]] = None,
+        dl_device: Optional[Device] = None,
+        copy: Optional[bool] = None,
+    ) -> Any: ...
+    def __dlpack_device__(self) -> Device: ...
+
+class ArrowArrayFromDLPack:
+    """A DLPack tensor shared as an Arrow array (see ``from_dlpack``)."""
+
+    @property
+    def device(self) -> Device: ...
+    def __arrow_c_array__(self, requested_schema: Optional[Any] = None) -> Tuple[Any, Any]: ...
+    def __arrow_c_device_array__(self, requested_schema: Optional[Any] = None, **kwargs: Any) -> Tuple[Any, Any]: ...
+    def __arrow_c_schema__(self) -> Any: ...
+    def __len__(self) -> int: ...
+
+def to_dlpack(
+    obj: Any,
+    *,
+    order: Literal["any", "C", "F"] = "any",
+    null_value: Optional[float] = None,
+    dtype: Any = None,
+    temporal_as_int: bool = False,
+) -> DLPackExporter: ...
+def validity(obj: Any) -> DLPackExporter: ...
+def from_dlpack(
+    x: Any,
+    *,
+    columns: Union[None, bool, Iterable[Union[str, bytes]]] = None,
+    copy: Optional[bool] = None,
+) -> ArrowArrayFromDLPack: ...

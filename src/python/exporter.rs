@@ -1,0 +1,678 @@
+//! `to_dlpack`, `validity` and `DLPackExporter`: Arrow data on its way to a
+//! DLPack consumer.
+
+use std::ffi::c_void;
+use std::ptr::{self, NonNull};
+
+use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use pyo3::{ffi, intern};
+
+use super::{
+    ARROW_ARRAY, ARROW_DEVICE_ARRAY, ARROW_SCHEMA, ARROW_STREAM, CPU, DLTENSOR, DLTENSOR_VERSIONED,
+    Device, buffer_error, capsule_pointer, error_struct, new_capsule,
+};
+use crate::abi::{
+    ArrowArray, ArrowArrayStream, ArrowDeviceArray, ArrowSchema, DLDataType, DLManagedTensor,
+    DLManagedTensorVersioned, DLPACK_FLAG_BITMASK_IS_COPIED, K_DL_CPU,
+};
+use crate::capi;
+use crate::managed::{self, Managed};
+use crate::options::{ArrowDlpackCopy, ArrowDlpackExportOptions, ArrowDlpackOrder};
+
+/// What an exporter holds until a consumer takes it.
+enum Source {
+    /// A producer's array: the capsules (they keep the structs alive, and
+    /// release the array if it is never moved) and the structs in them.
+    /// `device` is the struct ArrowDeviceArray around `array`, or NULL for
+    /// a plain `__arrow_c_array__` export.
+    Array {
+        _capsules: (Py<PyAny>, Py<PyAny>),
+        schema: *const ArrowSchema,
+        array: *mut ArrowArray,
+        device: *mut ArrowDeviceArray,
+    },
+    /// A producer's stream, read to its end by the export.
+    Stream {
+        _capsule: Py<PyAny>,
+        stream: *mut ArrowArrayStream,
+    },
+    /// A finished DLPack 1.x tensor (a validity mask, or a tensor handed
+    /// over through the exchange API), owned here until taken.
+    Ready(NonNull<DLManagedTensorVersioned>),
+    Consumed,
+}
+
+// SAFETY: the pointers point into the capsules (or the tensor) the source
+// owns; none of it is tied to a thread, and the exporter is only touched
+// under PyO3's borrow flag (one `&mut` at a time).
+unsafe impl Send for Source {}
+// SAFETY: as above: shared access reads nothing through the pointers.
+unsafe impl Sync for Source {}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        if let Source::Ready(tensor) = *self {
+            // SAFETY: owned here and not handed out (taking it replaces
+            // the source with `Consumed`).
+            unsafe { managed::delete(tensor) };
+        }
+    }
+}
+
+/// The export options of one `to_dlpack` call.
+#[derive(Clone, Copy, Default)]
+struct Options {
+    order: i32,
+    fill: Option<f64>,
+    dtype: Option<DLDataType>,
+    temporal: bool,
+}
+
+impl Options {
+    fn is_default(&self) -> bool {
+        self.order == 0 && self.fill.is_none() && self.dtype.is_none() && !self.temporal
+    }
+
+    /// The C options for a consumer's `copy` (None, False, True).
+    fn to_c(self, copy: Option<bool>) -> ArrowDlpackExportOptions {
+        ArrowDlpackExportOptions {
+            copy: copy_policy(copy) as i32,
+            order: self.order,
+            fill_nulls: i32::from(self.fill.is_some()),
+            temporal_as_integer: i32::from(self.temporal),
+            fill_value: self.fill.unwrap_or(0.0),
+            dtype: self.dtype.unwrap_or(DLDataType {
+                code: 0,
+                bits: 0,
+                lanes: 0,
+            }),
+            validity: ptr::null_mut(),
+            reserved: [0; 4],
+        }
+    }
+}
+
+/// The array API's `copy` keyword as the library's copy policy.
+pub(super) fn copy_policy(copy: Option<bool>) -> ArrowDlpackCopy {
+    match copy {
+        None => ArrowDlpackCopy::ARROW_DLPACK_COPY_IF_NEEDED,
+        Some(false) => ArrowDlpackCopy::ARROW_DLPACK_COPY_NEVER,
+        Some(true) => ArrowDlpackCopy::ARROW_DLPACK_COPY_ALWAYS,
+    }
+}
+
+/// An Arrow array on its way to a DLPack consumer.
+///
+/// Ownership: the exporter holds the producer's Arrow structs (through
+/// their capsules), and so the Arrow data, until a consumer calls
+/// `__dlpack__` (or takes it through the DLPack C exchange API). That
+/// moves the array into a DLPack tensor owned by the returned capsule, and
+/// from there by the consumer, which frees it when done; a copy releases
+/// the Arrow data at once. An exporter that is never consumed frees the
+/// Arrow data when it is garbage collected. An exporter can be consumed
+/// once.
+#[pyclass(module = "arrow_dlpack", name = "DLPackExporter", subclass)]
+pub struct DLPackExporter {
+    source: Source,
+    options: Options,
+    /// `(device_type, device_id)`, DLPack numbering; kept after consumption.
+    device: Device,
+}
+
+impl DLPackExporter {
+    /// An exporter of a finished tensor (owned from here on).
+    pub(super) fn ready(tensor: NonNull<DLManagedTensorVersioned>) -> DLPackExporter {
+        // SAFETY: a live tensor (the caller's).
+        let device = unsafe { tensor.as_ref() }.dl_tensor().device;
+        DLPackExporter {
+            source: Source::Ready(tensor),
+            options: Options::default(),
+            device: dlpack_device(device.device_type, i64::from(device.device_id)),
+        }
+    }
+
+    /// The device of the data, DLPack numbering.
+    pub(super) fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Moves the data into a new tensor, DLPack 1.3 (`versioned`) or
+    /// legacy, following the array API's `stream`, `copy` and `dl_device`
+    /// rules; returns the tensor (a `DLManagedTensorVersioned` or a
+    /// `DLManagedTensor`, the caller's from here on).
+    pub(super) fn export(
+        &mut self,
+        py: Python<'_>,
+        versioned: bool,
+        stream: Option<&Bound<'_, PyAny>>,
+        copy: Option<bool>,
+        dl_device: Option<Device>,
+    ) -> PyResult<NonNull<c_void>> {
+        if let Some(wanted) = dl_device
+            && wanted != self.device
+        {
+            return Err(PyBufferError::new_err(format!(
+                "the data is on device {:?}; {wanted:?} would need a copy across devices, \
+                 which arrow_dlpack never makes: copy with the consumer's library",
+                self.device
+            )));
+        }
+        let mut error = error_struct();
+        let tensor: *mut c_void = match self.source {
+            Source::Consumed => {
+                return Err(PyBufferError::new_err(
+                    "this arrow_dlpack exporter was already consumed; call to_dlpack again",
+                ));
+            }
+            Source::Ready(tensor) => return self.take_ready(tensor, versioned, stream, copy),
+            Source::Stream { stream: s, .. } => {
+                cpu_stream(stream)?;
+                let options = self.options.to_c(copy);
+                // SAFETY: a live stream (its capsule is held); the library
+                // reads it to its end and never releases it.
+                let tensor = unsafe {
+                    if versioned {
+                        capi::arrow_dlpack_export_stream(s, &options, &mut error).cast()
+                    } else {
+                        capi::arrow_dlpack_export_stream_legacy(s, &options, &mut error).cast()
+                    }
+                };
+                self.source = Source::Consumed; // read, whatever happened
+                tensor
+            }
+            Source::Array {
+                schema,
+                array,
+                device,
+                ..
+            } => {
+                // SAFETY: NULL or the producer's live device struct.
+                let on_device = unsafe { device.as_ref() }.filter(|d| d.device_type != K_DL_CPU);
+                if let Some(struct_) = on_device {
+                    let event = struct_.sync_event;
+                    self.device_rules(py, stream, copy, event)?;
+                    // SAFETY: live structs (their capsules are held).
+                    unsafe {
+                        if versioned {
+                            capi::arrow_dlpack_export_device(
+                                device,
+                                schema,
+                                ptr::null_mut(),
+                                &mut error,
+                            )
+                            .cast()
+                        } else {
+                            capi::arrow_dlpack_export_device_legacy(
+                                device,
+                                schema,
+                                ptr::null_mut(),
+                                &mut error,
+                            )
+                            .cast()
+                        }
+                    }
+                } else {
+                    cpu_stream(stream)?;
+                    let options = self.options.to_c(copy);
+                    // SAFETY: live structs (their capsules are held); a
+                    // struct ArrowDeviceArray starts with its ArrowArray.
+                    unsafe {
+                        if versioned {
+                            capi::arrow_dlpack_export_with(array, schema, &options, &mut error)
+                                .cast()
+                        } else {
+                            capi::arrow_dlpack_export_with_legacy(
+                                array, schema, &options, &mut error,
+                            )
+                            .cast()
+                        }
+                    }
+                }
+            }
+        };
+        match NonNull::new(tensor) {
+            Some(tensor) => {
+                // The array moved into the tensor: the capsules go now.
+                self.source = Source::Consumed;
+                Ok(tensor)
+            }
+            // The array is untouched (the library's contract) and still ours.
+            None => Err(buffer_error(&error)),
+        }
+    }
+
+    /// The array API's rules for device data: no copies, no conversions,
+    /// and the consumer's stream made to wait on the producer's event.
+    fn device_rules(
+        &self,
+        py: Python<'_>,
+        stream: Option<&Bound<'_, PyAny>>,
+        copy: Option<bool>,
+        event: *mut c_void,
+    ) -> PyResult<()> {
+        if copy == Some(true) {
+            return Err(PyBufferError::new_err(format!(
+                "copy=True: arrow_dlpack shares memory and never copies device data (device {:?}); \
+                 copy it with the consumer's library (e.g. torch.from_dlpack(x).clone())",
+                self.device
+            )));
+        }
+        if !self.options.is_default() {
+            return Err(PyBufferError::new_err(format!(
+                "null_value, dtype and temporal_as_int need a copy or a host read, and the data is on device \
+                 {:?}: arrow_dlpack never copies device data",
+                self.device
+            )));
+        }
+        if event.is_null() && stream.is_none() {
+            return Ok(()); // nothing to wait on, nothing to check
+        }
+        let sync = py.import(intern!(py, "arrow_dlpack._sync"))?;
+        let (device_type, device_id) = self.device;
+        if event.is_null() {
+            sync.call_method1(intern!(py, "check_stream"), (device_type, stream))?;
+        } else {
+            sync.call_method1(
+                intern!(py, "wait"),
+                (device_type, device_id, event as usize, stream),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Hands over a finished tensor (DLPack 1.x only: it cannot be made
+    /// legacy).
+    fn take_ready(
+        &mut self,
+        tensor: NonNull<DLManagedTensorVersioned>,
+        versioned: bool,
+        stream: Option<&Bound<'_, PyAny>>,
+        copy: Option<bool>,
+    ) -> PyResult<NonNull<c_void>> {
+        if !versioned {
+            return Err(PyBufferError::new_err(
+                "this is a DLPack 1.x tensor: its consumer must pass max_version=(1, 0) or later",
+            ));
+        }
+        if self.device == CPU {
+            cpu_stream(stream)?;
+        }
+        // SAFETY: owned by this exporter, live.
+        let copied = unsafe { tensor.as_ref() }.flags & DLPACK_FLAG_BITMASK_IS_COPIED != 0;
+        if copy == Some(true) && !copied {
+            return Err(PyBufferError::new_err(
+                "copy=True: this tensor is shared, and arrow_dlpack does not copy it again; \
+                 copy it with the consumer's library",
+            ));
+        }
+        // Handed out: the old source must not delete it.
+        std::mem::forget(std::mem::replace(&mut self.source, Source::Consumed));
+        Ok(tensor.cast())
+    }
+}
+
+/// A tensor in a DLPack capsule, which deletes it if no consumer takes it.
+fn tensor_capsule<'py>(
+    py: Python<'py>,
+    tensor: NonNull<c_void>,
+    versioned: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let name = if versioned {
+        DLTENSOR_VERSIONED
+    } else {
+        DLTENSOR
+    };
+    new_capsule(py, tensor.as_ptr(), name, tensor_capsule_destructor).inspect_err(|_| {
+        // SAFETY: the tensor was never handed out: still ours to delete.
+        unsafe { delete_tensor(tensor, versioned) }
+    })
+}
+
+/// Deletes a tensor of either flavour.
+///
+/// # Safety
+/// `tensor` is live, owned by the caller, of the flavour `versioned` says.
+pub(super) unsafe fn delete_tensor(tensor: NonNull<c_void>, versioned: bool) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if versioned {
+            managed::delete(tensor.cast::<DLManagedTensorVersioned>());
+        } else {
+            managed::delete(tensor.cast::<DLManagedTensor>());
+        }
+    }
+}
+
+/// The destructor of every tensor capsule: deletes the tensor unless a
+/// consumer took it (renaming the capsule `"used_dltensor[_versioned]"`).
+unsafe extern "C" fn tensor_capsule_destructor(capsule: *mut ffi::PyObject) {
+    // SAFETY: Python calls this with the GIL held, on a capsule being
+    // destroyed; IsValid and GetPointer neither fail nor raise on a capsule
+    // of the name asked for. A capsule still named "dltensor[_versioned]"
+    // owns its tensor of that flavour (made by `tensor_capsule`).
+    unsafe {
+        for (name, versioned) in [(DLTENSOR_VERSIONED, true), (DLTENSOR, false)] {
+            if ffi::PyCapsule_IsValid(capsule, name.as_ptr()) == 1 {
+                let tensor = ffi::PyCapsule_GetPointer(capsule, name.as_ptr());
+                if let Some(tensor) = NonNull::new(tensor) {
+                    delete_tensor(tensor, versioned);
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// The array API: CPU data takes no stream.
+fn cpu_stream(stream: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    match stream {
+        None => Ok(()),
+        Some(s) => Err(PyBufferError::new_err(format!(
+            "stream must be None for CPU data, got {}",
+            s.repr()?
+        ))),
+    }
+}
+
+/// `(device_type, device_id)` as `__dlpack_device__` reports it: the CPU
+/// is `(1, 0)` whatever its id (Arrow's is -1).
+fn dlpack_device(device_type: i32, device_id: i64) -> Device {
+    if device_type == K_DL_CPU {
+        CPU
+    } else {
+        (device_type, device_id)
+    }
+}
+
+#[pymethods]
+impl DLPackExporter {
+    /// A ``"dltensor_versioned"`` capsule (DLPack 1.3) when
+    /// ``max_version >= (1, 0)``, else a legacy ``"dltensor"`` capsule
+    /// (JAX asks for no version). The capsule owns the tensor until a
+    /// consumer takes it.
+    ///
+    /// ``copy`` follows the array API: None shares when it can and copies
+    /// otherwise (booleans, nulls with ``null_value``, a ``dtype``, several
+    /// chunks); False never copies (``BufferError`` where a copy would be
+    /// needed); True always returns a private, writable copy. A shared
+    /// tensor is read-only (NumPy returns a non-writeable array).
+    ///
+    /// ``stream`` follows the array API: for CPU data it must be None; for
+    /// device data whose producer handed a ``sync_event``, the consumer's
+    /// stream is made to wait on it (see ``arrow_dlpack._sync``); -1 means
+    /// the consumer synchronizes itself.
+    ///
+    /// Raises ``BufferError`` when the request cannot be met (a copy that
+    /// ``copy=False`` forbids; ``dl_device`` other than the data's, or
+    /// ``copy=True`` for device data: copies across devices are the
+    /// consumer's library's job), for a stream the array API disallows,
+    /// when the array cannot be exported (nulls without ``null_value``,
+    /// non-numeric types: the message is the library's), or when the
+    /// exporter was already consumed.
+    #[pyo3(signature = (*, stream=None, max_version=None, dl_device=None, copy=None))]
+    fn __dlpack__<'py>(
+        &mut self,
+        py: Python<'py>,
+        stream: Option<Bound<'py, PyAny>>,
+        max_version: Option<(u32, u32)>,
+        dl_device: Option<Device>,
+        copy: Option<bool>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let versioned = matches!(max_version, Some((major, _)) if major >= 1);
+        let tensor = self.export(py, versioned, stream.as_ref(), copy, dl_device)?;
+        tensor_capsule(py, tensor, versioned)
+    }
+
+    /// ``(device_type, device_id)`` of the data, DLPack numbering (``(1,
+    /// 0)`` for the CPU); also after the exporter was consumed.
+    fn __dlpack_device__(&self) -> Device {
+        self.device
+    }
+
+    /// The DLPack C exchange API (DLPack 1.3), a capsule named
+    /// ``"dlpack_exchange_api"`` holding a static struct.
+    #[classattr]
+    fn __dlpack_c_exchange_api__(py: Python<'_>) -> PyResult<Py<PyAny>> {
+        super::exchange::api_capsule(py)
+    }
+
+    fn __repr__(&self) -> String {
+        let state = match self.source {
+            Source::Consumed => "consumed",
+            _ => "not consumed",
+        };
+        format!(
+            "<arrow_dlpack.DLPackExporter on device {:?}, {state}>",
+            self.device
+        )
+    }
+}
+
+/// What an Arrow PyCapsule producer hands over, and the data's device:
+/// the device protocol first (the only one that says where the data is),
+/// then the array protocol, then the stream.
+fn arrow_source(obj: &Bound<'_, PyAny>) -> PyResult<(Source, Device)> {
+    let py = obj.py();
+    let kind = obj.get_type();
+    if let Ok(export) = kind.getattr(intern!(py, "__arrow_c_device_array__")) {
+        let (schema, array) = capsule_pair(&export.call1((obj,))?)?;
+        let schema_ptr = capsule_pointer(&schema, ARROW_SCHEMA)?.cast::<ArrowSchema>();
+        let device = capsule_pointer(&array, ARROW_DEVICE_ARRAY)?.cast::<ArrowDeviceArray>();
+        // SAFETY: the producer's live struct, held by its capsule.
+        let (device_type, device_id) = unsafe { ((*device).device_type, (*device).device_id) };
+        let source = Source::Array {
+            _capsules: (schema.unbind(), array.unbind()),
+            schema: schema_ptr,
+            // SAFETY: a field of the live struct.
+            array: unsafe { &raw mut (*device).array },
+            device,
+        };
+        return Ok((source, dlpack_device(device_type, device_id)));
+    }
+    if let Ok(export) = kind.getattr(intern!(py, "__arrow_c_array__")) {
+        let (schema, array) = capsule_pair(&export.call1((obj,))?)?;
+        let source = Source::Array {
+            schema: capsule_pointer(&schema, ARROW_SCHEMA)?.cast(),
+            array: capsule_pointer(&array, ARROW_ARRAY)?.cast(),
+            device: ptr::null_mut(),
+            _capsules: (schema.unbind(), array.unbind()),
+        };
+        return Ok((source, CPU));
+    }
+    if kind.hasattr(intern!(py, "__arrow_c_stream__"))? {
+        // Read when a consumer asks: by the library, to its end.
+        let capsule = obj.call_method0(intern!(py, "__arrow_c_stream__"))?;
+        let stream = capsule_pointer(&capsule, ARROW_STREAM)?.cast();
+        let source = Source::Stream {
+            _capsule: capsule.unbind(),
+            stream,
+        };
+        return Ok((source, CPU));
+    }
+    Err(PyTypeError::new_err(format!(
+        "arrow_dlpack.to_dlpack needs an Arrow array: an object implementing __arrow_c_device_array__, \
+         __arrow_c_array__ or __arrow_c_stream__; got {}",
+        type_name(obj)?
+    )))
+}
+
+/// `module.qualname` of an object's type, for messages.
+pub(super) fn type_name(obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    let kind = obj.get_type();
+    Ok(format!("{}.{}", kind.module()?, kind.qualname()?))
+}
+
+/// The `(schema, array)` pair of the Arrow PyCapsule protocols.
+fn capsule_pair<'py>(pair: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let pair = pair.cast::<PyTuple>().map_err(|_| {
+        PyTypeError::new_err("an Arrow PyCapsule export must return a (schema, array) tuple")
+    })?;
+    if pair.len() != 2 {
+        return Err(PyTypeError::new_err(
+            "an Arrow PyCapsule export must return a (schema, array) tuple",
+        ));
+    }
+    Ok((pair.get_item(0)?, pair.get_item(1)?))
+}
+
+/// NumPy-style dtype names -> DLPack (code, bits).
+const DTYPES: [(&str, u8, u8); 18] = [
+    ("bool", 6, 8),
+    ("bool_", 6, 8),
+    ("double", 2, 64),
+    ("float", 2, 64),
+    ("float16", 2, 16),
+    ("float32", 2, 32),
+    ("float64", 2, 64),
+    ("half", 2, 16),
+    ("int", 0, 64),
+    ("int16", 0, 16),
+    ("int32", 0, 32),
+    ("int64", 0, 64),
+    ("int8", 0, 8),
+    ("single", 2, 32),
+    ("uint16", 1, 16),
+    ("uint32", 1, 32),
+    ("uint64", 1, 64),
+    ("uint8", 1, 8),
+];
+
+/// The DLPack dtype of a NumPy-style dtype: a name, a NumPy dtype or type.
+fn dtype_of(dtype: &Bound<'_, PyAny>) -> PyResult<DLDataType> {
+    let py = dtype.py();
+    let name = if let Ok(name) = dtype.extract::<String>() {
+        Some(name)
+    } else if let Ok(name) = dtype.getattr(intern!(py, "name")) {
+        name.extract::<String>().ok()
+    } else if let Ok(name) = dtype.getattr(intern!(py, "__name__")) {
+        name.extract::<String>().ok()
+    } else {
+        None
+    };
+    let found = name.and_then(|name| DTYPES.iter().find(|(n, _, _)| *n == name));
+    match found {
+        Some(&(_, code, bits)) => Ok(DLDataType {
+            code,
+            bits,
+            lanes: 1,
+        }),
+        None => {
+            let names: Vec<&str> = DTYPES.iter().map(|(n, _, _)| *n).collect();
+            Err(PyTypeError::new_err(format!(
+                "unsupported dtype {}: one of {}",
+                dtype.repr()?,
+                names.join(", ")
+            )))
+        }
+    }
+}
+
+/// Wraps an Arrow array so that DLPack consumers share its memory, or
+/// get one copy of it where sharing is impossible.
+///
+/// ``obj`` implements ``__arrow_c_device_array__`` (data on any device,
+/// the CPU included), ``__arrow_c_array__`` (CPU data), or
+/// ``__arrow_c_stream__`` (pyarrow ChunkedArray and Table, polars Series,
+/// RecordBatchReader...: one chunk is shared, several are concatenated by
+/// one copy). Raises ``TypeError`` for anything else.
+///
+/// ``null_value``: None, nulls raise ``BufferError``; a number, each null
+/// becomes it (a copy; it must be exact in the tensor's dtype).
+/// ``dtype``: a NumPy-style name (``"float32"``, ``"int64"``, ``"bool"``...)
+/// or NumPy dtype, converted as ``astype`` would (a copy); None keeps the
+/// array's own. ``temporal_as_int``: dates, times, timestamps and
+/// durations are shared as their int32/int64 storage. ``order`` ("any",
+/// "C", "F") is for tables (2-D tensors).
+///
+/// >>> import numpy as np, pyarrow as pa
+/// >>> np.from_dlpack(to_dlpack(pa.array([1, 2, 3], pa.int32())))
+/// array([1, 2, 3], dtype=int32)
+/// >>> np.from_dlpack(to_dlpack(pa.array([True, None, False]), null_value=0))
+/// array([ True, False, False])
+#[pyfunction]
+#[pyo3(signature = (obj, *, order=None, null_value=None, dtype=None, temporal_as_int=false))]
+pub fn to_dlpack(
+    obj: &Bound<'_, PyAny>,
+    order: Option<&Bound<'_, PyAny>>,
+    null_value: Option<f64>,
+    dtype: Option<&Bound<'_, PyAny>>,
+    temporal_as_int: bool,
+) -> PyResult<DLPackExporter> {
+    let order = match order {
+        None => ArrowDlpackOrder::ARROW_DLPACK_ORDER_ANY,
+        Some(order) => match order.extract::<String>().as_deref() {
+            Ok("any") => ArrowDlpackOrder::ARROW_DLPACK_ORDER_ANY,
+            Ok("C") => ArrowDlpackOrder::ARROW_DLPACK_ROW_MAJOR,
+            Ok("F") => ArrowDlpackOrder::ARROW_DLPACK_COLUMN_MAJOR,
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "order must be 'any', 'C' or 'F', got {}",
+                    order.repr()?
+                )));
+            }
+        },
+    };
+    let options = Options {
+        order: order as i32,
+        fill: null_value,
+        dtype: dtype.map(dtype_of).transpose()?,
+        temporal: temporal_as_int,
+    };
+    let (source, device) = arrow_source(obj)?;
+    Ok(DLPackExporter {
+        source,
+        options,
+        device,
+    })
+}
+
+/// The validity of an Arrow array as a DLPack exporter of a kDLBool
+/// tensor of the shape ``to_dlpack(obj)`` has: True where the value is
+/// valid (nulls at a list level cover their whole row). Always a fresh,
+/// writable copy; a DLPack 1.x tensor (its consumer passes
+/// ``max_version``, as NumPy and PyTorch do).
+///
+/// >>> import numpy as np, pyarrow as pa
+/// >>> np.from_dlpack(validity(pa.array([1, None, 3])))
+/// array([ True, False,  True])
+#[pyfunction]
+pub fn validity(obj: &Bound<'_, PyAny>) -> PyResult<DLPackExporter> {
+    let (source, device) = arrow_source(obj)?;
+    let mut mask: *mut DLManagedTensorVersioned = ptr::null_mut();
+    // Nulls filled (with 0, exact in any dtype) so that an array with nulls
+    // exports at all; the data tensor is then dropped.
+    let mut options = Options {
+        fill: Some(0.0),
+        ..Options::default()
+    }
+    .to_c(None);
+    options.validity = &mut mask;
+    let mut error = error_struct();
+    // SAFETY: live structs, held by `source`'s capsules; the library reads
+    // the array (moving it into the data tensor) and writes `mask`.
+    let tensor = unsafe {
+        match &source {
+            &Source::Stream { stream, .. } => {
+                capi::arrow_dlpack_export_stream(stream, &options, &mut error)
+            }
+            Source::Array { .. } if device != CPU => {
+                return Err(PyBufferError::new_err(
+                    "the validity of device data would need a host read: arrow_dlpack never reads device memory",
+                ));
+            }
+            &Source::Array { array, schema, .. } => {
+                capi::arrow_dlpack_export_with(array, schema, &options, &mut error)
+            }
+            Source::Ready(_) | Source::Consumed => unreachable!("a producer's source"),
+        }
+    };
+    let Some(tensor) = NonNull::new(tensor) else {
+        return Err(buffer_error(&error));
+    };
+    // SAFETY: the data tensor, ours, not wanted.
+    unsafe { managed::delete(tensor) };
+    let mask = NonNull::new(mask).expect("a successful export with validity writes the mask");
+    Ok(DLPackExporter::ready(mask))
+}

@@ -1,0 +1,111 @@
+//! `arrow_dlpack._native`: the compiled core of the Python package (feature
+//! `python`, built by maturin from `python/pyproject.toml`).
+//!
+//! A thin layer over the C entry points of [`crate::capi`], called
+//! directly (no foreign-call machinery): the exporter of Arrow data to
+//! DLPack consumers ([`exporter`]), the Arrow array made from a DLPack
+//! producer's tensor ([`imported`]), and the DLPack C exchange API, as a
+//! producer and as a consumer ([`exchange`]). Everything the Python
+//! protocols decide (which protocol a producer speaks, which stream a
+//! consumer names, which capsule names mean what) is here; everything
+//! about the data is the library's, with the library's messages.
+//!
+//! The package's Python part (`python/arrow_dlpack/`) re-exports these and
+//! keeps `_sync.py`, the stream waits for device data handed over with a
+//! `sync_event` (it loads the GPU driver with ctypes, on first use only).
+
+mod exchange;
+mod exporter;
+mod imported;
+
+use std::ffi::{CStr, c_void};
+
+use pyo3::exceptions::PyBufferError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+use crate::error::ArrowDlpackError;
+
+/// Capsule names. `PyCapsule_New` keeps the pointer it is given, so every
+/// name is a static.
+const DLTENSOR: &CStr = c"dltensor";
+const DLTENSOR_VERSIONED: &CStr = c"dltensor_versioned";
+const USED_DLTENSOR: &CStr = c"used_dltensor";
+const USED_DLTENSOR_VERSIONED: &CStr = c"used_dltensor_versioned";
+const ARROW_SCHEMA: &CStr = c"arrow_schema";
+const ARROW_ARRAY: &CStr = c"arrow_array";
+const ARROW_DEVICE_ARRAY: &CStr = c"arrow_device_array";
+const ARROW_STREAM: &CStr = c"arrow_array_stream";
+
+/// `(device_type, device_id)` in DLPack's numbering, as Python sees it.
+type Device = (i32, i64);
+
+/// The CPU, as `__dlpack_device__` reports it.
+const CPU: Device = (crate::abi::K_DL_CPU, 0);
+
+/// A fresh error struct for one call into the library.
+fn error_struct() -> ArrowDlpackError {
+    ArrowDlpackError {
+        status: crate::Status::ARROW_DLPACK_OK,
+        message: [0; 256],
+    }
+}
+
+/// `BufferError` with the library's message.
+fn buffer_error(error: &ArrowDlpackError) -> PyErr {
+    let bytes: Vec<u8> = error
+        .message
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    PyBufferError::new_err(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The pointer a capsule holds; the Python error of `PyCapsule_GetPointer`
+/// (`ValueError`) when it is not a capsule named `name`.
+fn capsule_pointer(capsule: &Bound<'_, PyAny>, name: &CStr) -> PyResult<*mut c_void> {
+    // SAFETY: a live object; a NUL-terminated name. GetPointer checks the
+    // object's type and name and sets an exception on a mismatch.
+    let pointer = unsafe { ffi::PyCapsule_GetPointer(capsule.as_ptr(), name.as_ptr()) };
+    if pointer.is_null() {
+        return Err(PyErr::fetch(capsule.py()));
+    }
+    Ok(pointer)
+}
+
+/// Whether `object` is a capsule named `name` (never raises).
+fn capsule_is(object: &Bound<'_, PyAny>, name: &CStr) -> bool {
+    // SAFETY: a live object; IsValid checks type and name, never raises.
+    unsafe { ffi::PyCapsule_IsValid(object.as_ptr(), name.as_ptr()) == 1 }
+}
+
+/// A new capsule holding `pointer`, named `name`, with `destructor`; on
+/// failure (out of memory) the caller still owns what `pointer` points at.
+fn new_capsule<'py>(
+    py: Python<'py>,
+    pointer: *mut c_void,
+    name: &'static CStr,
+    destructor: ffi::PyCapsule_Destructor,
+) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: a non-NULL pointer (every caller's), a static name; New
+    // returns a new reference or NULL with an exception set.
+    unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyCapsule_New(pointer, name.as_ptr(), Some(destructor)),
+        )
+    }
+}
+
+/// The Python module.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<exporter::DLPackExporter>()?;
+    m.add_class::<imported::ArrowArrayFromDLPack>()?;
+    m.add_function(wrap_pyfunction!(exporter::to_dlpack, m)?)?;
+    m.add_function(wrap_pyfunction!(exporter::validity, m)?)?;
+    m.add_function(wrap_pyfunction!(imported::from_dlpack, m)?)?;
+    Ok(())
+}
