@@ -234,5 +234,19 @@ def tensor_capsule(tensor: int, versioned: bool):
     return capsule_new(tensor, DLTENSOR_VERSIONED if versioned else DLTENSOR, destructor)
 
 
+class Tensor:
+    """Hands a tensor made by the library to one DLPack consumer
+    (``numpy.from_dlpack(Tensor(tensor))``), in the capsule above."""
+
+    def __init__(self, tensor: int, versioned: bool = True):
+        self._capsule = tensor_capsule(tensor, versioned)
+
+    def __dlpack__(self, **kwargs):
+        return self._capsule
+
+    def __dlpack_device__(self):
+        return (K_DL_CPU, 0)
+
+
 def last_error(error: ArrowDlpackError) -> str:
     return error.message.decode("utf-8", "replace")

@@ -13,19 +13,6 @@ import pyarrow as pa
 import arrow_dlpack_ctypes as c
 
 
-class Tensor:
-    """Hands a tensor made by the library to one DLPack consumer."""
-
-    def __init__(self, tensor: int):
-        self._capsule = c.tensor_capsule(tensor, versioned=True)
-
-    def __dlpack__(self, **kwargs):
-        return self._capsule
-
-    def __dlpack_device__(self):
-        return (1, 0)
-
-
 arr = pa.array([1.5, 2.5, 3.5, 4.5], pa.float64()).slice(1)
 c_array, c_schema = c.ArrowArray(), c.ArrowSchema()
 arr._export_to_c(ctypes.addressof(c_array), ctypes.addressof(c_schema))
@@ -33,7 +20,7 @@ error = c.ArrowDlpackError()
 tensor = c.lib.arrow_dlpack_export_versioned(ctypes.addressof(c_array), ctypes.addressof(c_schema), ctypes.byref(error))
 if not tensor:
     raise SystemExit(f"export failed: {c.last_error(error)}")
-x = np.from_dlpack(Tensor(tensor))
+x = np.from_dlpack(c.Tensor(tensor))
 pa.DataType._import_from_c(ctypes.addressof(c_schema))  # the schema is only borrowed: released here
 
 shared = x.__array_interface__["data"][0] == arr.buffers()[1].address + arr.offset * 8

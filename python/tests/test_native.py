@@ -13,8 +13,9 @@ import pyarrow as pa
 import pytest
 
 import arrow_dlpack
+import arrow_dlpack_ctypes as _ffi
 from arrow_dlpack import _native
-from conftest import data_address, values_address
+from conftest import capsule_is, data_address, values_address
 
 
 def test_the_package_is_one_stable_abi_extension():
@@ -30,37 +31,9 @@ def test_the_package_is_one_stable_abi_extension():
 # ---- the exchange API, from C (ctypes) ------------------------------------
 
 
-class DLDevice(ctypes.Structure):
-    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
-
-
-class DLDataType(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
-
-
-class DLTensor(ctypes.Structure):
-    _fields_ = [
-        ("data", ctypes.c_void_p),
-        ("device", DLDevice),
-        ("ndim", ctypes.c_int32),
-        ("dtype", DLDataType),
-        ("shape", ctypes.POINTER(ctypes.c_int64)),
-        ("strides", ctypes.POINTER(ctypes.c_int64)),
-        ("byte_offset", ctypes.c_uint64),
-    ]
-
-
-class DLManagedTensorVersioned(ctypes.Structure):
-    _fields_ = [
-        ("major", ctypes.c_uint32),
-        ("minor", ctypes.c_uint32),
-        ("manager_ctx", ctypes.c_void_p),
-        ("deleter", ctypes.CFUNCTYPE(None, ctypes.c_void_p)),
-        ("flags", ctypes.c_uint64),
-        ("dl_tensor", DLTensor),
-    ]
-
-
+# The DLPack structs of the ctypes bindings (examples/python).
+DLDevice, DLDataType, DLTensor = _ffi.DLDevice, _ffi.DLDataType, _ffi.DLTensor
+DLManagedTensorVersioned = _ffi.DLManagedTensorVersioned
 _TensorOut = ctypes.POINTER(ctypes.POINTER(DLManagedTensorVersioned))
 SetError = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p)
 
@@ -326,3 +299,23 @@ def test_no_leak_over_100k_cycles(path, pool_unchanged):
     assert pool_growth == 0
     # A leak of one 64-byte struct per cycle would be 6,250 KiB.
     assert growth < 1024, f"RSS grew by {growth} KiB over 100,000 cycles"
+
+
+def test_dlpack_keywords_are_checked_whatever_the_calling_convention():
+    """On Python >= 3.10 `__dlpack__` is a vectorcall method (keyword names
+    matched by pointer, else by value); on 3.9 PyO3's. Both accept exactly
+    the array API's keywords."""
+    arr = pa.array([1.0, 2.0])
+    exporter = arrow_dlpack.to_dlpack(arr)
+    with pytest.raises(TypeError, match="unexpected keyword argument"):
+        exporter.__dlpack__(max_version=(1, 3), order="C")
+    with pytest.raises(TypeError):
+        exporter.__dlpack__((1, 3))
+    with pytest.raises(TypeError):
+        exporter.__dlpack__(max_version="1.3")
+    assert "not consumed" in repr(exporter)
+    # A keyword name that is not the interned string: matched by value.
+    name = "".join(["max_", "version"])
+    capsule = exporter.__dlpack__(**{name: (1, 3)}, stream=None, dl_device=(1, 0), copy=False)
+    assert capsule_is(capsule, b"dltensor_versioned")
+    np.testing.assert_array_equal(np.from_dlpack(arrow_dlpack.to_dlpack(arr)), [1.0, 2.0])

@@ -14,19 +14,6 @@ import arrow_dlpack_ctypes as _ffi
 from conftest import EXAMPLES, data_address, values_address
 
 
-class _RawTensor:
-    """Hands a tensor made by the C library straight to a consumer."""
-
-    def __init__(self, tensor: int):
-        self._capsule = _ffi.tensor_capsule(tensor, versioned=True)
-
-    def __dlpack__(self, **kwargs):
-        return self._capsule
-
-    def __dlpack_device__(self):
-        return (1, 0)
-
-
 def test_pyarrow_array_reaches_numpy_through_the_c_abi():
     arr = pa.array([1.5, 2.5, 3.5, 4.5], pa.float64()).slice(1)
     c_array, c_schema = _ffi.ArrowArray(), _ffi.ArrowSchema()
@@ -41,7 +28,7 @@ def test_pyarrow_array_reaches_numpy_through_the_c_abi():
     assert (managed.major, managed.minor) == (1, 3)
     assert managed.flags == _ffi.DLPACK_FLAG_BITMASK_READ_ONLY
 
-    x = np.from_dlpack(_RawTensor(tensor))
+    x = np.from_dlpack(_ffi.Tensor(tensor))
     np.testing.assert_array_equal(x, [2.5, 3.5, 4.5])
     assert not x.flags.writeable
     assert data_address(x) == values_address(arr)

@@ -111,9 +111,14 @@ pub(super) fn api_capsule(py: Python<'_>) -> PyResult<Py<PyAny>> {
 /// Runs one API function on behalf of a Python caller: 0, or -1 with the
 /// error set as the Python exception. Never unwinds.
 fn python_call(body: impl FnOnce(Python<'_>) -> PyResult<()>) -> c_int {
-    // SAFETY: the functions that take or make Python objects are called
-    // with the GIL held (the API's contract: they set Python exceptions).
-    let py = unsafe { Python::assume_attached() };
+    // The functions that take or make Python objects are called with the
+    // GIL held (the API's contract: they set Python exceptions); `attach`
+    // finds it held, and lets PyO3 release references at once.
+    Python::attach(|py| python_call_attached(py, body))
+}
+
+/// [`python_call`], attached.
+fn python_call_attached(py: Python<'_>, body: impl FnOnce(Python<'_>) -> PyResult<()>) -> c_int {
     match catch_unwind(AssertUnwindSafe(|| body(py))) {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {

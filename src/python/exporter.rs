@@ -21,6 +21,18 @@ use crate::capi;
 use crate::managed::{self, Managed};
 use crate::options::{ArrowDlpackCopy, ArrowDlpackExportOptions, ArrowDlpackOrder};
 
+/// `$versioned($args)` or `$legacy($args)`: an export entry point of the
+/// flavour asked for, its tensor as an untyped pointer.
+macro_rules! by_flavour {
+    ($is_versioned:expr, $versioned:path, $legacy:path, ($($arg:expr),*)) => {
+        if $is_versioned {
+            $versioned($($arg),*).cast::<c_void>()
+        } else {
+            $legacy($($arg),*).cast::<c_void>()
+        }
+    };
+}
+
 /// What an exporter holds until a consumer takes it.
 enum Source {
     /// A producer's array: the capsules (they keep the structs alive, and
@@ -173,11 +185,12 @@ impl DLPackExporter {
                 // SAFETY: a live stream (its capsule is held); the library
                 // reads it to its end and never releases it.
                 let tensor = unsafe {
-                    if versioned {
-                        capi::arrow_dlpack_export_stream(s, &options, &mut error).cast()
-                    } else {
-                        capi::arrow_dlpack_export_stream_legacy(s, &options, &mut error).cast()
-                    }
+                    by_flavour!(
+                        versioned,
+                        capi::arrow_dlpack_export_stream,
+                        capi::arrow_dlpack_export_stream_legacy,
+                        (s, &options, &mut error)
+                    )
                 };
                 self.source = Source::Consumed; // read, whatever happened
                 tensor
@@ -195,23 +208,12 @@ impl DLPackExporter {
                     self.device_rules(py, stream, copy, event)?;
                     // SAFETY: live structs (their capsules are held).
                     unsafe {
-                        if versioned {
-                            capi::arrow_dlpack_export_device(
-                                device,
-                                schema,
-                                ptr::null_mut(),
-                                &mut error,
-                            )
-                            .cast()
-                        } else {
-                            capi::arrow_dlpack_export_device_legacy(
-                                device,
-                                schema,
-                                ptr::null_mut(),
-                                &mut error,
-                            )
-                            .cast()
-                        }
+                        by_flavour!(
+                            versioned,
+                            capi::arrow_dlpack_export_device,
+                            capi::arrow_dlpack_export_device_legacy,
+                            (device, schema, ptr::null_mut(), &mut error)
+                        )
                     }
                 } else {
                     cpu_stream(stream)?;
@@ -219,15 +221,12 @@ impl DLPackExporter {
                     // SAFETY: live structs (their capsules are held); a
                     // struct ArrowDeviceArray starts with its ArrowArray.
                     unsafe {
-                        if versioned {
-                            capi::arrow_dlpack_export_with(array, schema, &options, &mut error)
-                                .cast()
-                        } else {
-                            capi::arrow_dlpack_export_with_legacy(
-                                array, schema, &options, &mut error,
-                            )
-                            .cast()
-                        }
+                        by_flavour!(
+                            versioned,
+                            capi::arrow_dlpack_export_with,
+                            capi::arrow_dlpack_export_with_legacy,
+                            (array, schema, &options, &mut error)
+                        )
                     }
                 }
             }
@@ -241,6 +240,21 @@ impl DLPackExporter {
             // The array is untouched (the library's contract) and still ours.
             None => Err(buffer_error(&error)),
         }
+    }
+
+    /// `__dlpack__`, its arguments parsed (by the PyO3 method on Python
+    /// 3.9, by the vectorcall one of `fastcall` on later versions).
+    pub(super) fn dlpack<'py>(
+        &mut self,
+        py: Python<'py>,
+        stream: Option<Bound<'py, PyAny>>,
+        max_version: Option<(u32, u32)>,
+        dl_device: Option<Device>,
+        copy: Option<bool>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let versioned = matches!(max_version, Some((major, _)) if major >= 1);
+        let tensor = self.export(py, versioned, stream.as_ref(), copy, dl_device)?;
+        tensor_capsule(py, tensor, versioned)
     }
 
     /// The array API's rules for device data: no copies, no conversions,
@@ -420,9 +434,7 @@ impl DLPackExporter {
         dl_device: Option<Device>,
         copy: Option<bool>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let versioned = matches!(max_version, Some((major, _)) if major >= 1);
-        let tensor = self.export(py, versioned, stream.as_ref(), copy, dl_device)?;
-        tensor_capsule(py, tensor, versioned)
+        self.dlpack(py, stream, max_version, dl_device, copy)
     }
 
     /// ``(device_type, device_id)`` of the data, DLPack numbering (``(1,
@@ -457,7 +469,7 @@ fn arrow_source(obj: &Bound<'_, PyAny>) -> PyResult<(Source, Device)> {
     let py = obj.py();
     let kind = obj.get_type();
     if let Ok(export) = kind.getattr(intern!(py, "__arrow_c_device_array__")) {
-        let (schema, array) = capsule_pair(&export.call1((obj,))?)?;
+        let (schema, array) = capsule_pair(&call_with(&export, obj)?)?;
         let schema_ptr = capsule_pointer(&schema, ARROW_SCHEMA)?.cast::<ArrowSchema>();
         let device = capsule_pointer(&array, ARROW_DEVICE_ARRAY)?.cast::<ArrowDeviceArray>();
         // SAFETY: the producer's live struct, held by its capsule.
@@ -472,7 +484,7 @@ fn arrow_source(obj: &Bound<'_, PyAny>) -> PyResult<(Source, Device)> {
         return Ok((source, dlpack_device(device_type, device_id)));
     }
     if let Ok(export) = kind.getattr(intern!(py, "__arrow_c_array__")) {
-        let (schema, array) = capsule_pair(&export.call1((obj,))?)?;
+        let (schema, array) = capsule_pair(&call_with(&export, obj)?)?;
         let source = Source::Array {
             schema: capsule_pointer(&schema, ARROW_SCHEMA)?.cast(),
             array: capsule_pointer(&array, ARROW_ARRAY)?.cast(),
@@ -496,6 +508,26 @@ fn arrow_source(obj: &Bound<'_, PyAny>) -> PyResult<(Source, Device)> {
          __arrow_c_array__ or __arrow_c_stream__; got {}",
         type_name(obj)?
     )))
+}
+
+/// `method(obj)`, the unbound method of `obj`'s type called on it, without
+/// an argument tuple (CPython passes `obj` on the stack).
+fn call_with<'py>(
+    method: &Bound<'py, PyAny>,
+    obj: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: live objects; the argument list ends with NULL; the call
+    // returns a new reference or NULL with an exception set.
+    unsafe {
+        Bound::from_owned_ptr_or_err(
+            obj.py(),
+            ffi::PyObject_CallFunctionObjArgs(
+                method.as_ptr(),
+                obj.as_ptr(),
+                ptr::null_mut::<ffi::PyObject>(),
+            ),
+        )
+    }
 }
 
 /// `module.qualname` of an object's type, for messages.

@@ -16,6 +16,7 @@
 
 mod exchange;
 mod exporter;
+mod fastcall;
 mod imported;
 
 use std::ffi::{CStr, c_void};
@@ -107,5 +108,5 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(exporter::to_dlpack, m)?)?;
     m.add_function(wrap_pyfunction!(exporter::validity, m)?)?;
     m.add_function(wrap_pyfunction!(imported::from_dlpack, m)?)?;
-    Ok(())
+    fastcall::install(m.py(), m)
 }
