@@ -4,6 +4,7 @@ schema protocol, reference counts and leaks."""
 
 import ctypes
 import gc
+import inspect
 import resource
 import sys
 import weakref
@@ -23,6 +24,12 @@ def test_the_package_is_one_stable_abi_extension():
     assert arrow_dlpack.__version__ == "0.1.0"
     for kind in (arrow_dlpack.DLPackExporter, arrow_dlpack.ArrowArrayFromDLPack):
         assert kind.__module__ == "arrow_dlpack"
+    # Signatures and documentation survive the vectorcall replacements
+    # (Python >= 3.10) as they are on 3.9's PyO3 functions.
+    assert list(inspect.signature(arrow_dlpack.to_dlpack).parameters) == ["obj", "order", "null_value", "dtype", "temporal_as_int"]
+    assert list(inspect.signature(arrow_dlpack.DLPackExporter.__dlpack__).parameters)[1:] == ["stream", "max_version", "dl_device", "copy"]
+    assert "``copy`` follows the array API" in arrow_dlpack.DLPackExporter.__dlpack__.__doc__
+    assert "null_value" in arrow_dlpack.to_dlpack.__doc__
     # Not constructible from Python: made by to_dlpack / from_dlpack only.
     with pytest.raises(TypeError):
         arrow_dlpack.DLPackExporter()

@@ -242,21 +242,6 @@ impl DLPackExporter {
         }
     }
 
-    /// `__dlpack__`, its arguments parsed (by the PyO3 method on Python
-    /// 3.9, by the vectorcall one of `fastcall` on later versions).
-    pub(super) fn dlpack<'py>(
-        &mut self,
-        py: Python<'py>,
-        stream: Option<Bound<'py, PyAny>>,
-        max_version: Option<(u32, u32)>,
-        dl_device: Option<Device>,
-        copy: Option<bool>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let versioned = matches!(max_version, Some((major, _)) if major >= 1);
-        let tensor = self.export(py, versioned, stream.as_ref(), copy, dl_device)?;
-        tensor_capsule(py, tensor, versioned)
-    }
-
     /// The array API's rules for device data: no copies, no conversions,
     /// and the consumer's stream made to wait on the producer's event.
     fn device_rules(
@@ -426,7 +411,7 @@ impl DLPackExporter {
     /// non-numeric types: the message is the library's), or when the
     /// exporter was already consumed.
     #[pyo3(signature = (*, stream=None, max_version=None, dl_device=None, copy=None))]
-    fn __dlpack__<'py>(
+    pub(super) fn __dlpack__<'py>(
         &mut self,
         py: Python<'py>,
         stream: Option<Bound<'py, PyAny>>,
@@ -434,7 +419,11 @@ impl DLPackExporter {
         dl_device: Option<Device>,
         copy: Option<bool>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.dlpack(py, stream, max_version, dl_device, copy)
+        // (Also the body of the vectorcall method of `fastcall`, on Python
+        // 3.10 and later.)
+        let versioned = matches!(max_version, Some((major, _)) if major >= 1);
+        let tensor = self.export(py, versioned, stream.as_ref(), copy, dl_device)?;
+        tensor_capsule(py, tensor, versioned)
     }
 
     /// ``(device_type, device_id)`` of the data, DLPack numbering (``(1,

@@ -71,8 +71,19 @@ fn method_def(
     function: FastWithKeywords,
     replaced: &Bound<'_, PyAny>,
 ) -> PyResult<*mut ffi::PyMethodDef> {
+    // CPython reads a signature from a docstring that starts with
+    // `name(...)` and a `--` line: the replaced function's, kept.
     let doc: Option<String> = replaced.getattr("__doc__")?.extract()?;
-    let doc = doc.and_then(|d| std::ffi::CString::new(d).ok());
+    let signature: Option<String> = replaced.getattr("__text_signature__")?.extract()?;
+    let doc = match signature {
+        Some(signature) => format!(
+            "{}{signature}\n--\n\n{}",
+            name.to_string_lossy(),
+            doc.unwrap_or_default()
+        ),
+        None => doc.unwrap_or_default(),
+    };
+    let doc = std::ffi::CString::new(doc).ok();
     // SAFETY: a function pointer reinterpreted as the field's type; CPython
     // calls it with the signature the flags name, which is its own.
     let function = unsafe { std::mem::transmute::<FastWithKeywords, ffi::PyCFunction>(function) };
@@ -182,7 +193,7 @@ unsafe extern "C" fn fast_dlpack(
         // subclass: the descriptor checks), borrowed for the call.
         let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
         let mut exporter = slf.cast::<DLPackExporter>()?.try_borrow_mut()?;
-        exporter.dlpack(py, stream, max_version, dl_device, copy)
+        exporter.__dlpack__(py, stream, max_version, dl_device, copy)
     })
 }
 
