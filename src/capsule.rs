@@ -10,14 +10,16 @@
 //!
 //! The Python C API is looked up at run time in the process (`dlsym`), so
 //! the library has no link-time dependency on libpython and C programs
-//! that never call this function never need Python.
+//! that never call this function never need Python. What a capsule's
+//! contents need to be destroyed, by its name, is [`destroy_contents`]:
+//! the Python extension's capsules (`src/python/`) use it too.
 
 use std::ffi::{CStr, c_char, c_void};
 use std::sync::OnceLock;
 
 use std::ptr::NonNull;
 
-use crate::abi::{DLManagedTensor, DLManagedTensorVersioned};
+use crate::abi::{ArrowArray, ArrowSchema, DLManagedTensor, DLManagedTensorVersioned};
 use crate::managed;
 
 type GetName = unsafe extern "C" fn(*mut c_void) -> *const c_char;
@@ -85,64 +87,72 @@ pub unsafe extern "C" fn arrow_dlpack_capsule_destructor(capsule: *mut c_void) {
         if name.is_null() {
             return;
         }
-        // SAFETY: a capsule name is a NUL-terminated string.
-        let name_bytes = unsafe { CStr::from_ptr(name) }.to_bytes();
         // SAFETY: the capsule's own name, so GetPointer succeeds.
         let pointer = unsafe { (api.get_pointer)(capsule, name) };
-        if pointer.is_null() {
-            return;
-        }
-        // SAFETY: the capsule holds a tensor of the kind its name says, not
-        // yet deleted (the capsule owned it until now); Arrow capsules made
-        // by our bindings hold a malloc'd struct (contract of this function).
-        unsafe {
-            match name_bytes {
-                b"dltensor" => {
-                    managed::delete(NonNull::new_unchecked(pointer.cast::<DLManagedTensor>()))
-                }
-                b"dltensor_versioned" => managed::delete(NonNull::new_unchecked(
-                    pointer.cast::<DLManagedTensorVersioned>(),
-                )),
-                _ => free_arrow_struct(name_bytes, pointer),
-            }
-        }
+        // SAFETY: a capsule name is a NUL-terminated string; the capsule
+        // holds what its name says, not yet destroyed (this function's
+        // contract).
+        unsafe { destroy_contents(CStr::from_ptr(name), pointer) };
     });
 }
 
-/// Releases (unless moved out) and frees a malloc'd Arrow struct.
+/// What a capsule of the DLPack or Arrow PyCapsule protocols made by our
+/// bindings holds, destroyed by the capsule's name: a `"dltensor"` or
+/// `"dltensor_versioned"` tensor is deleted; a malloc'd `"arrow_schema"`,
+/// `"arrow_array"` or `"arrow_device_array"` struct is released (unless a
+/// consumer moved it out) and freed; anything else (a `"used_..."` tensor a
+/// consumer took) is left alone. The one destructor of the C ABI's
+/// capsules and of the Python extension's.
 ///
 /// # Safety
-/// `pointer` is a `malloc`'d struct of the kind `name` says.
-#[cfg(unix)]
-unsafe fn free_arrow_struct(name: &[u8], pointer: *mut c_void) {
-    use crate::abi::{ArrowArray, ArrowDeviceArray, ArrowSchema};
-    // SAFETY: the struct named by the capsule (caller's contract); each
-    // release callback is called at most once, then the memory is freed.
+/// `pointer` is NULL or what a capsule named `name` holds, owned by the
+/// caller and not yet destroyed.
+pub(crate) unsafe fn destroy_contents(name: &CStr, pointer: *mut c_void) {
+    let Some(pointer) = NonNull::new(pointer) else {
+        return;
+    };
+    // SAFETY: the caller's contract: a live tensor of the flavour the name
+    // says, or a malloc'd Arrow struct of the kind it says.
     unsafe {
-        match name {
-            b"arrow_schema" => {
-                let s = pointer.cast::<ArrowSchema>();
-                if let Some(release) = (*s).release {
-                    release(s);
-                }
-            }
-            b"arrow_array" => {
-                let a = pointer.cast::<ArrowArray>();
-                if let Some(release) = (*a).release {
-                    release(a);
-                }
-            }
-            b"arrow_device_array" => {
-                let a = pointer.cast::<ArrowDeviceArray>();
-                if let Some(release) = (*a).array.release {
-                    release(&raw mut (*a).array);
-                }
-            }
-            _ => return, // not ours
+        match name.to_bytes() {
+            b"dltensor" => managed::delete(pointer.cast::<DLManagedTensor>()),
+            b"dltensor_versioned" => managed::delete(pointer.cast::<DLManagedTensorVersioned>()),
+            b"arrow_schema" => free_schema(pointer.cast()),
+            b"arrow_array" | b"arrow_device_array" => free_device_array(pointer.cast()),
+            _ => {} // not ours to destroy
         }
-        libc::free(pointer);
     }
 }
 
-#[cfg(not(unix))]
-unsafe fn free_arrow_struct(_name: &[u8], _pointer: *mut c_void) {}
+/// Releases (unless moved out) and frees a malloc'd struct ArrowSchema.
+///
+/// # Safety
+/// `schema` was allocated with `malloc`, is owned by the caller and not yet
+/// freed.
+pub(crate) unsafe fn free_schema(schema: NonNull<ArrowSchema>) {
+    let s = schema.as_ptr();
+    // SAFETY: live (the caller's contract); its release callback is called
+    // at most once, then the memory is freed.
+    unsafe {
+        if let Some(release) = (*s).release {
+            release(s);
+        }
+        libc::free(s.cast());
+    }
+}
+
+/// Releases (unless moved out) and frees a malloc'd struct ArrowArray or
+/// ArrowDeviceArray (which starts with its ArrowArray).
+///
+/// # Safety
+/// As [`free_schema`].
+pub(crate) unsafe fn free_device_array(array: NonNull<ArrowArray>) {
+    let a = array.as_ptr();
+    // SAFETY: as in `free_schema`.
+    unsafe {
+        if let Some(release) = (*a).release {
+            release(a);
+        }
+        libc::free(a.cast());
+    }
+}

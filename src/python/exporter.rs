@@ -10,11 +10,11 @@ use pyo3::types::PyTuple;
 use pyo3::{ffi, intern};
 
 use super::{
-    ARROW_ARRAY, ARROW_DEVICE_ARRAY, ARROW_SCHEMA, ARROW_STREAM, CPU, DLTENSOR, DLTENSOR_VERSIONED,
-    Device, buffer_error, capsule_pointer, error_struct, new_capsule,
+    ARROW_ARRAY, ARROW_DEVICE_ARRAY, ARROW_SCHEMA, ARROW_STREAM, CPU, Device, buffer_error,
+    capsule_pointer, error_struct, new_capsule, tensor_name,
 };
 use crate::abi::{
-    ArrowArray, ArrowArrayStream, ArrowDeviceArray, ArrowSchema, DLDataType, DLManagedTensor,
+    ArrowArray, ArrowArrayStream, ArrowDeviceArray, ArrowSchema, DLDataType,
     DLManagedTensorVersioned, DLPACK_FLAG_BITMASK_IS_COPIED, K_DL_CPU,
 };
 use crate::capi;
@@ -312,21 +312,15 @@ impl DLPackExporter {
     }
 }
 
-/// A tensor in a DLPack capsule, which deletes it if no consumer takes it.
+/// A tensor (ours, handed over) in a DLPack capsule, which deletes it if
+/// no consumer takes it.
 fn tensor_capsule<'py>(
     py: Python<'py>,
     tensor: NonNull<c_void>,
     versioned: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let name = if versioned {
-        DLTENSOR_VERSIONED
-    } else {
-        DLTENSOR
-    };
-    new_capsule(py, tensor.as_ptr(), name, tensor_capsule_destructor).inspect_err(|_| {
-        // SAFETY: the tensor was never handed out: still ours to delete.
-        unsafe { delete_tensor(tensor, versioned) }
-    })
+    // SAFETY: a live tensor of that flavour, the caller's to hand over.
+    unsafe { new_capsule(py, tensor, tensor_name(versioned)) }
 }
 
 /// Deletes a tensor of either flavour.
@@ -334,34 +328,8 @@ fn tensor_capsule<'py>(
 /// # Safety
 /// `tensor` is live, owned by the caller, of the flavour `versioned` says.
 pub(super) unsafe fn delete_tensor(tensor: NonNull<c_void>, versioned: bool) {
-    // SAFETY: the caller's contract.
-    unsafe {
-        if versioned {
-            managed::delete(tensor.cast::<DLManagedTensorVersioned>());
-        } else {
-            managed::delete(tensor.cast::<DLManagedTensor>());
-        }
-    }
-}
-
-/// The destructor of every tensor capsule: deletes the tensor unless a
-/// consumer took it (renaming the capsule `"used_dltensor[_versioned]"`).
-unsafe extern "C" fn tensor_capsule_destructor(capsule: *mut ffi::PyObject) {
-    // SAFETY: Python calls this with the GIL held, on a capsule being
-    // destroyed; IsValid and GetPointer neither fail nor raise on a capsule
-    // of the name asked for. A capsule still named "dltensor[_versioned]"
-    // owns its tensor of that flavour (made by `tensor_capsule`).
-    unsafe {
-        for (name, versioned) in [(DLTENSOR_VERSIONED, true), (DLTENSOR, false)] {
-            if ffi::PyCapsule_IsValid(capsule, name.as_ptr()) == 1 {
-                let tensor = ffi::PyCapsule_GetPointer(capsule, name.as_ptr());
-                if let Some(tensor) = NonNull::new(tensor) {
-                    delete_tensor(tensor, versioned);
-                }
-                return;
-            }
-        }
-    }
+    // SAFETY: the caller's contract: what a capsule of that name holds.
+    unsafe { crate::capsule::destroy_contents(tensor_name(versioned), tensor.as_ptr()) }
 }
 
 /// The array API: CPU data takes no stream.

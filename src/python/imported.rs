@@ -13,91 +13,76 @@ use pyo3::{ffi, intern};
 
 use super::exporter::{DLPackExporter, copy_policy, delete_tensor, type_name};
 use super::{
-    ARROW_ARRAY, ARROW_DEVICE_ARRAY, ARROW_SCHEMA, DLTENSOR, DLTENSOR_VERSIONED, Device,
-    USED_DLTENSOR, USED_DLTENSOR_VERSIONED, buffer_error, capsule_is, capsule_pointer,
-    error_struct, exchange, new_capsule,
+    ARROW_ARRAY, ARROW_DEVICE_ARRAY, ARROW_SCHEMA, DLTENSOR_VERSIONED, Device, USED_DLTENSOR,
+    USED_DLTENSOR_VERSIONED, buffer_error, capsule_is, capsule_pointer, error_struct, exchange,
+    new_capsule, tensor_name,
 };
 use crate::abi::{
     ArrowArray, ArrowDeviceArray, ArrowSchema, DLManagedTensor, DLManagedTensorVersioned,
 };
 use crate::capi;
+use crate::capsule::{free_device_array, free_schema};
 use crate::device::is_host_readable;
 use crate::managed::Managed;
 use crate::options::ArrowDlpackImportOptions;
 
-/// A schema this module allocated (`Box`), released when dropped unless a
-/// consumer moved it out. `repr(transparent)`: a pointer to it is a
-/// pointer to the struct, as the capsules hand it out.
-#[repr(transparent)]
-struct OwnedSchema(ArrowSchema);
-
-/// A device array this module allocated, as [`OwnedSchema`]; its first
-/// member is the struct ArrowArray that `__arrow_c_array__` hands out.
-#[repr(transparent)]
-struct OwnedArray(ArrowDeviceArray);
-
-impl Drop for OwnedSchema {
-    fn drop(&mut self) {
-        if let Some(release) = self.0.release {
-            // SAFETY: a live schema, released once (its release is the
-            // library's, which sets it to NULL).
-            unsafe { release(&mut self.0) };
-        }
-    }
+/// The structs of an imported array, malloc'd (the C ABI's capsule
+/// destructor frees them with `free`: see `crate::capsule`): released and
+/// freed when dropped, unless handed to capsules first.
+struct Structs {
+    schema: NonNull<ArrowSchema>,
+    /// A struct ArrowDeviceArray; its first member is the struct ArrowArray
+    /// that `__arrow_c_array__` hands out.
+    array: NonNull<ArrowDeviceArray>,
 }
 
-impl Drop for OwnedArray {
-    fn drop(&mut self) {
-        if let Some(release) = self.0.array.release {
-            // SAFETY: as for the schema.
-            unsafe { release(&mut self.0.array) };
-        }
-    }
-}
+// SAFETY: owned here alone; their release callbacks are the library's,
+// callable from any thread; access goes through PyO3's borrow flag.
+unsafe impl Send for Structs {}
+// SAFETY: shared access reads plain fields only.
+unsafe impl Sync for Structs {}
 
-/// Empty structs for the library to write.
-fn empty_structs() -> (Box<OwnedSchema>, Box<OwnedArray>) {
-    // SAFETY: every field of these C structs is an integer, a raw pointer or
-    // an `Option` of a function pointer: all zero is a valid value of each
-    // (released structs, NULL pointers).
-    unsafe { (Box::new(std::mem::zeroed()), Box::new(std::mem::zeroed())) }
-}
-
-/// The destructor of the Arrow capsules this module makes: frees the
-/// struct, releasing it first unless a consumer moved it out.
-unsafe extern "C" fn arrow_capsule_destructor(capsule: *mut ffi::PyObject) {
-    // SAFETY: Python calls this with the GIL held on a capsule being
-    // destroyed, made by `take`/`__arrow_c_schema__` below: named
-    // "arrow_schema" (an `OwnedSchema`) or "arrow_[device_]array" (an
-    // `OwnedArray`), each a `Box` leaked into the capsule.
-    unsafe {
-        if ffi::PyCapsule_IsValid(capsule, ARROW_SCHEMA.as_ptr()) == 1 {
-            let pointer = ffi::PyCapsule_GetPointer(capsule, ARROW_SCHEMA.as_ptr());
-            drop(Box::from_raw(pointer.cast::<OwnedSchema>()));
-            return;
-        }
-        for name in [ARROW_ARRAY, ARROW_DEVICE_ARRAY] {
-            if ffi::PyCapsule_IsValid(capsule, name.as_ptr()) == 1 {
-                let pointer = ffi::PyCapsule_GetPointer(capsule, name.as_ptr());
-                drop(Box::from_raw(pointer.cast::<OwnedArray>()));
-                return;
+impl Structs {
+    /// Zeroed structs (released, NULL pointers: a valid value of every
+    /// field) for the library to write; MemoryError if malloc fails.
+    fn new() -> PyResult<Structs> {
+        let allocate = |size| NonNull::new(calloc(size));
+        match (
+            allocate(std::mem::size_of::<ArrowSchema>()),
+            allocate(std::mem::size_of::<ArrowDeviceArray>()),
+        ) {
+            (Some(schema), Some(array)) => Ok(Structs {
+                schema: schema.cast(),
+                array: array.cast(),
+            }),
+            (schema, array) => {
+                // SAFETY: NULL or allocated just above, unused.
+                unsafe {
+                    libc::free(schema.map_or(std::ptr::null_mut(), NonNull::as_ptr));
+                    libc::free(array.map_or(std::ptr::null_mut(), NonNull::as_ptr));
+                }
+                Err(PyMemoryError::new_err(
+                    "allocating the Arrow structs failed",
+                ))
             }
         }
     }
 }
 
-/// A Box leaked into a new capsule (or dropped, if the capsule cannot be
-/// made).
-fn boxed_capsule<'py, T>(
-    py: Python<'py>,
-    value: Box<T>,
-    name: &'static std::ffi::CStr,
-) -> PyResult<Bound<'py, PyAny>> {
-    let pointer = Box::into_raw(value);
-    new_capsule(py, pointer.cast(), name, arrow_capsule_destructor).inspect_err(|_| {
-        // SAFETY: the Box leaked just above, not handed out.
-        drop(unsafe { Box::from_raw(pointer) });
-    })
+/// `calloc(1, size)`: zeroed memory, or NULL.
+fn calloc(size: usize) -> *mut c_void {
+    // SAFETY: calloc has no preconditions; NULL on failure.
+    unsafe { libc::calloc(1, size) }
+}
+
+impl Drop for Structs {
+    fn drop(&mut self) {
+        // SAFETY: malloc'd, owned here, not freed yet.
+        unsafe {
+            free_schema(self.schema);
+            free_device_array(self.array.cast());
+        }
+    }
 }
 
 /// A DLPack tensor shared as an Arrow array (see `from_dlpack`).
@@ -110,23 +95,12 @@ fn boxed_capsule<'py, T>(
 #[pyclass(module = "arrow_dlpack", name = "ArrowArrayFromDLPack")]
 pub struct ArrowArrayFromDLPack {
     /// None once a consumer took them.
-    structs: Option<(Box<OwnedSchema>, Box<OwnedArray>)>,
+    structs: Option<Structs>,
     /// `(device_type, device_id)` of the data, DLPack numbering.
     #[pyo3(get)]
     device: Device,
     length: i64,
 }
-
-// SAFETY: the structs are owned here (Boxes); their release callbacks are
-// the library's, callable from any thread; access goes through PyO3's
-// borrow flag.
-unsafe impl Send for OwnedSchema {}
-// SAFETY: as above.
-unsafe impl Send for OwnedArray {}
-// SAFETY: shared access reads plain fields only.
-unsafe impl Sync for OwnedSchema {}
-// SAFETY: as above.
-unsafe impl Sync for OwnedArray {}
 
 impl ArrowArrayFromDLPack {
     fn take<'py>(
@@ -134,16 +108,16 @@ impl ArrowArrayFromDLPack {
         py: Python<'py>,
         array_name: &'static std::ffi::CStr,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-        let (schema, array) = self.structs.take().ok_or_else(|| {
-            PyBufferError::new_err(
-                "this arrow_dlpack array was already consumed; call from_dlpack again",
-            )
-        })?;
+        let structs = self.structs.take().ok_or_else(consumed)?;
         // From here the capsules own the structs (and, through the array,
         // the tensor); their destructor releases whatever a consumer leaves.
-        let schema = boxed_capsule(py, schema, ARROW_SCHEMA)?;
-        let array = boxed_capsule(py, array, array_name)?;
-        Ok((schema, array))
+        let (schema, array) = (structs.schema, structs.array);
+        std::mem::forget(structs);
+        // SAFETY: malloc'd structs of those kinds, handed over.
+        let schema = unsafe { new_capsule(py, schema.cast(), ARROW_SCHEMA) };
+        // SAFETY: as above.
+        let array = unsafe { new_capsule(py, array.cast(), array_name) };
+        Ok((schema?, array?))
     }
 }
 
@@ -182,23 +156,26 @@ impl ArrowArrayFromDLPack {
     /// A schema capsule of the array's type (a copy: the array is not
     /// consumed), until the array is consumed.
     fn __arrow_c_schema__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let Some((schema, _)) = &self.structs else {
-            return Err(PyBufferError::new_err(
-                "this arrow_dlpack array was already consumed; call from_dlpack again",
-            ));
-        };
+        let structs = self.structs.as_ref().ok_or_else(consumed)?;
         // SAFETY: `ArrowSchema` and arrow-rs's `FFI_ArrowSchema` are the
         // same `repr(C)` struct of the C Data Interface; the schema is live
         // and only read.
-        let ffi_schema = unsafe { &*(&raw const schema.0).cast::<FFI_ArrowSchema>() };
+        let ffi_schema = unsafe { structs.schema.cast::<FFI_ArrowSchema>().as_ref() };
         let copy = Field::try_from(ffi_schema)
             .and_then(|field| FFI_ArrowSchema::try_from(&field))
             .map_err(|e| PyBufferError::new_err(format!("copying the schema: {e}")))?;
-        // SAFETY: the same struct (as above), moved whole: its release
-        // callback now belongs to the `OwnedSchema`.
-        let owned =
-            OwnedSchema(unsafe { std::mem::transmute::<FFI_ArrowSchema, ArrowSchema>(copy) });
-        boxed_capsule(py, Box::new(owned), ARROW_SCHEMA)
+        let pointer = NonNull::new(calloc(std::mem::size_of::<ArrowSchema>()))
+            .ok_or_else(|| PyMemoryError::new_err("allocating an Arrow schema failed"))?
+            .cast::<ArrowSchema>();
+        // SAFETY: the same struct (as above), moved whole into fresh
+        // malloc'd memory: its release callback now belongs to the capsule.
+        unsafe {
+            pointer
+                .as_ptr()
+                .write(std::mem::transmute::<FFI_ArrowSchema, ArrowSchema>(copy))
+        };
+        // SAFETY: a malloc'd schema, handed over.
+        unsafe { new_capsule(py, pointer.cast(), ARROW_SCHEMA) }
     }
 
     /// The number of elements (rows, for N-D tensors).
@@ -217,6 +194,11 @@ impl ArrowArrayFromDLPack {
             self.device
         )
     }
+}
+
+/// The error of an array already handed to a consumer.
+fn consumed() -> PyErr {
+    PyBufferError::new_err("this arrow_dlpack array was already consumed; call from_dlpack again")
 }
 
 /// The stream `from_dlpack` passes to `__dlpack__` for device data (the
@@ -412,11 +394,7 @@ fn dunder_dlpack<'py>(x: &Bound<'py, PyAny>) -> PyResult<(Taken<'py>, Device)> {
         Err(e) => return Err(e),
     };
     let versioned = capsule_is(&capsule, DLTENSOR_VERSIONED);
-    let name = if versioned {
-        DLTENSOR_VERSIONED
-    } else {
-        DLTENSOR
-    };
+    let name = tensor_name(versioned);
     let tensor = NonNull::new(capsule_pointer(&capsule, name)?)
         .ok_or_else(|| PyValueError::new_err("the producer's capsule holds NULL"))?;
     Ok((
@@ -513,10 +491,11 @@ fn import_tensor(
         }
     }
     let pointers: Vec<*const std::ffi::c_char> = names.iter().map(|n| n.as_ptr()).collect();
-    let (mut schema, mut array) = empty_structs();
+    let structs = Structs::new()?;
     let mut error = error_struct();
-    let schema_ptr: *mut ArrowSchema = &mut schema.0;
-    let array_ptr: *mut ArrowArray = &mut array.0.array;
+    let schema_ptr: *mut ArrowSchema = structs.schema.as_ptr();
+    let device_ptr: *mut ArrowDeviceArray = structs.array.as_ptr();
+    let array_ptr: *mut ArrowArray = device_ptr.cast();
     // SAFETY: a live tensor of the flavour `versioned` says, moved on
     // success only; writable out structs; the names outlive the call.
     let status = unsafe {
@@ -541,7 +520,7 @@ fn import_tensor(
         } else if versioned {
             capi::arrow_dlpack_import_device(
                 tensor.cast().as_ptr(),
-                &mut array.0,
+                device_ptr,
                 schema_ptr,
                 &mut error,
             )
@@ -555,16 +534,12 @@ fn import_tensor(
         }
     };
     if status != crate::Status::ARROW_DLPACK_OK {
-        if status == crate::Status::ARROW_DLPACK_OUT_OF_MEMORY && error.message[0] == 0 {
-            return Err(PyMemoryError::new_err(
-                "allocating the Arrow structs failed",
-            ));
-        }
         return Err(buffer_error(&error));
     }
+    // SAFETY: malloc'd above, written by the import; ours alone.
+    let struct_ = unsafe { &mut *device_ptr };
     if host {
         // The plain imports write host arrays: the device fields are ours.
-        let struct_ = &mut array.0;
         struct_.device_type = device.0;
         struct_.device_id = if device.0 == crate::abi::K_DL_CPU {
             -1
@@ -574,9 +549,9 @@ fn import_tensor(
         struct_.sync_event = std::ptr::null_mut();
         struct_.reserved = [0; 3];
     }
-    let length = array.0.array.length;
+    let length = struct_.array.length;
     Ok(ArrowArrayFromDLPack {
-        structs: Some((schema, array)),
+        structs: Some(structs),
         device,
         length,
     })

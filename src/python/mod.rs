@@ -20,6 +20,7 @@ mod fastcall;
 mod imported;
 
 use std::ffi::{CStr, c_void};
+use std::ptr::NonNull;
 
 use pyo3::exceptions::PyBufferError;
 use pyo3::ffi;
@@ -81,21 +82,59 @@ fn capsule_is(object: &Bound<'_, PyAny>, name: &CStr) -> bool {
     unsafe { ffi::PyCapsule_IsValid(object.as_ptr(), name.as_ptr()) == 1 }
 }
 
-/// A new capsule holding `pointer`, named `name`, with `destructor`; on
-/// failure (out of memory) the caller still owns what `pointer` points at.
-fn new_capsule<'py>(
+/// The capsule name of a tensor of either flavour.
+fn tensor_name(versioned: bool) -> &'static CStr {
+    if versioned {
+        DLTENSOR_VERSIONED
+    } else {
+        DLTENSOR
+    }
+}
+
+/// A new capsule owning `pointer`, named `name`: a tensor, or a malloc'd
+/// Arrow struct, destroyed by [`capsule_destructor`] unless a consumer
+/// takes it. If the capsule cannot be made (out of memory), what it would
+/// have owned is destroyed at once.
+///
+/// # Safety
+/// `pointer` is what a capsule named `name` holds (see
+/// `crate::capsule::destroy_contents`), owned by the caller, who hands it
+/// over.
+unsafe fn new_capsule<'py>(
     py: Python<'py>,
-    pointer: *mut c_void,
+    pointer: NonNull<c_void>,
     name: &'static CStr,
-    destructor: ffi::PyCapsule_Destructor,
 ) -> PyResult<Bound<'py, PyAny>> {
-    // SAFETY: a non-NULL pointer (every caller's), a static name; New
-    // returns a new reference or NULL with an exception set.
-    unsafe {
+    // SAFETY: a static name; New returns a new reference or NULL with an
+    // exception set.
+    let capsule = unsafe {
         Bound::from_owned_ptr_or_err(
             py,
-            ffi::PyCapsule_New(pointer, name.as_ptr(), Some(destructor)),
+            ffi::PyCapsule_New(pointer.as_ptr(), name.as_ptr(), Some(capsule_destructor)),
         )
+    };
+    capsule.inspect_err(|_| {
+        // SAFETY: never handed out: still the caller's (this function's
+        // contract), of the kind `name` says.
+        unsafe { crate::capsule::destroy_contents(name, pointer.as_ptr()) }
+    })
+}
+
+/// The destructor of every capsule this module makes: the C ABI's
+/// (`crate::capsule`), reached through PyO3's Python C API rather than
+/// `dlsym`.
+unsafe extern "C" fn capsule_destructor(capsule: *mut ffi::PyObject) {
+    // SAFETY: Python calls this with the GIL held, on a capsule being
+    // destroyed, made by `new_capsule`: its name is a static string and it
+    // holds what the name says (a consumer that took a tensor renamed it
+    // "used_..."); GetName and GetPointer do not fail on it.
+    unsafe {
+        let name = ffi::PyCapsule_GetName(capsule);
+        if name.is_null() {
+            return;
+        }
+        let pointer = ffi::PyCapsule_GetPointer(capsule, name);
+        crate::capsule::destroy_contents(CStr::from_ptr(name), pointer);
     }
 }
 
