@@ -343,17 +343,9 @@ fn copies(c: &mut Criterion) {
     let values = memcpy_baselines(&mut group, "_", n);
     let o = |fill: bool| ArrowDlpackExportOptions {
         copy: ArrowDlpackCopy::ARROW_DLPACK_COPY_IF_NEEDED as i32,
-        order: 0,
         fill_nulls: fill as i32,
-        temporal_as_integer: 0,
         fill_value: -1.0,
-        dtype: DLDataType {
-            code: 0,
-            bits: 0,
-            lanes: 0,
-        },
-        validity: ptr::null_mut(),
-        reserved: [0; 4],
+        ..Default::default()
     };
     // Eight chunks of 1M, concatenated.
     let per = n / 8;
@@ -464,16 +456,7 @@ fn tables(c: &mut Criterion) {
     let order = |order: i32, copy: ArrowDlpackCopy| ArrowDlpackExportOptions {
         copy: copy as i32,
         order,
-        fill_nulls: 0,
-        temporal_as_integer: 0,
-        fill_value: 0.0,
-        dtype: DLDataType {
-            code: 0,
-            bits: 0,
-            lanes: 0,
-        },
-        validity: ptr::null_mut(),
-        reserved: [0; 4],
+        ..Default::default()
     };
     let if_needed = ArrowDlpackCopy::ARROW_DLPACK_COPY_IF_NEEDED;
     // 8 columns x 1M rows (64 MiB), then 1 to 1,000 columns of 64 MiB in all.

@@ -83,6 +83,38 @@ pub struct ArrowDlpackImportOptions {
     pub reserved: [i64; 4],
 }
 
+impl Default for ArrowDlpackExportOptions {
+    /// All zero: share, never copy (what a NULL pointer means).
+    fn default() -> Self {
+        ArrowDlpackExportOptions {
+            copy: 0,
+            order: 0,
+            fill_nulls: 0,
+            temporal_as_integer: 0,
+            fill_value: 0.0,
+            dtype: DLDataType {
+                code: 0,
+                bits: 0,
+                lanes: 0,
+            },
+            validity: std::ptr::null_mut(),
+            reserved: [0; 4],
+        }
+    }
+}
+
+impl Default for ArrowDlpackImportOptions {
+    /// All zero: share, never copy (what a NULL pointer means).
+    fn default() -> Self {
+        ArrowDlpackImportOptions {
+            copy: 0,
+            as_columns: 0,
+            column_names: std::ptr::null(),
+            reserved: [0; 4],
+        }
+    }
+}
+
 /// Validated export options.
 #[derive(Debug, Clone, Copy)]
 pub struct ExportOptions {

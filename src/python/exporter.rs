@@ -89,20 +89,18 @@ impl Options {
 
     /// The C options for a consumer's `copy` (None, False, True).
     fn to_c(self, copy: Option<bool>) -> ArrowDlpackExportOptions {
-        ArrowDlpackExportOptions {
+        let mut options = ArrowDlpackExportOptions {
             copy: copy_policy(copy) as i32,
             order: self.order,
             fill_nulls: i32::from(self.fill.is_some()),
             temporal_as_integer: i32::from(self.temporal),
             fill_value: self.fill.unwrap_or(0.0),
-            dtype: self.dtype.unwrap_or(DLDataType {
-                code: 0,
-                bits: 0,
-                lanes: 0,
-            }),
-            validity: ptr::null_mut(),
-            reserved: [0; 4],
+            ..Default::default()
+        };
+        if let Some(dtype) = self.dtype {
+            options.dtype = dtype;
         }
+        options
     }
 }
 

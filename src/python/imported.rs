@@ -508,7 +508,7 @@ fn import_tensor(
                 } else {
                     pointers.as_ptr()
                 },
-                reserved: [0; 4],
+                ..Default::default()
             };
             capi::arrow_dlpack_import_with(
                 tensor.cast().as_ptr(),

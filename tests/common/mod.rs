@@ -341,17 +341,7 @@ pub fn run_stream(
 pub fn export_options(copy: i32) -> arrow_dlpack::capi::ArrowDlpackExportOptions {
     arrow_dlpack::capi::ArrowDlpackExportOptions {
         copy,
-        order: 0,
-        fill_nulls: 0,
-        temporal_as_integer: 0,
-        fill_value: 0.0,
-        dtype: arrow_dlpack::abi::DLDataType {
-            code: 0,
-            bits: 0,
-            lanes: 0,
-        },
-        validity: ptr::null_mut(),
-        reserved: [0; 4],
+        ..Default::default()
     }
 }
 
@@ -365,7 +355,7 @@ pub fn import_options(
         copy,
         as_columns,
         column_names,
-        reserved: [0; 4],
+        ..Default::default()
     }
 }
 
