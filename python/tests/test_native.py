@@ -261,6 +261,39 @@ def test_to_dlpack_holds_the_arrow_data_exactly_as_long_as_needed(pool_unchanged
     assert size >= 8000 and before >= 2
 
 
+class _KeepsCapsules:
+    """A producer that keeps a reference to the capsules it hands out, so
+    that the test can count the consumer's."""
+
+    def __init__(self, arr):
+        self.arr = arr
+        self.capsules = ()
+
+    def __arrow_c_device_array__(self, requested_schema=None, **kwargs):
+        self.capsules = self.arr.__arrow_c_device_array__()
+        return self.capsules
+
+
+@pytest.mark.parametrize("consume", ["numpy", "unconsumed", "refused"])
+def test_producer_capsules_are_released_at_once(consume):
+    # The vectorcall functions run unknown to PyO3's attach count, where a
+    # `Py<T>` dropped would be queued for PyO3's pool instead of released:
+    # the exporter's references must go the moment it is done with them.
+    producer = _KeepsCapsules(pa.array([1.0, None] if consume == "refused" else [1.0, 2.0]))
+    exporter = arrow_dlpack.to_dlpack(producer)
+    held = [sys.getrefcount(c) for c in producer.capsules]
+    if consume == "numpy":
+        x = np.from_dlpack(exporter)  # the array moved: the capsules are done
+        assert [sys.getrefcount(c) for c in producer.capsules] == [n - 1 for n in held]
+        assert x.tolist() == [1.0, 2.0]
+    elif consume == "refused":
+        with pytest.raises(BufferError, match="null"):
+            np.from_dlpack(exporter)  # nothing moved: still held
+        assert [sys.getrefcount(c) for c in producer.capsules] == held
+    del exporter
+    assert [sys.getrefcount(c) for c in producer.capsules] == [n - 1 for n in held]
+
+
 def _rss_kib() -> int:
     with open("/proc/self/status") as f:
         for line in f:

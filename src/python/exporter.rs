@@ -10,8 +10,8 @@ use pyo3::types::PyTuple;
 use pyo3::{ffi, intern};
 
 use super::{
-    ARROW_ARRAY, ARROW_DEVICE_ARRAY, ARROW_SCHEMA, ARROW_STREAM, CPU, Device, buffer_error,
-    capsule_pointer, error_struct, new_capsule, tensor_name,
+    ARROW_ARRAY, ARROW_DEVICE_ARRAY, ARROW_SCHEMA, ARROW_STREAM, CPU, Device, Held, buffer_error,
+    capsule_pointer, error_struct, new_capsule, tensor_name, type_attribute,
 };
 use crate::abi::{
     ArrowArray, ArrowArrayStream, ArrowDeviceArray, ArrowSchema, DLDataType,
@@ -40,14 +40,14 @@ enum Source {
     /// `device` is the struct ArrowDeviceArray around `array`, or NULL for
     /// a plain `__arrow_c_array__` export.
     Array {
-        _capsules: (Py<PyAny>, Py<PyAny>),
+        _capsules: (Held, Held),
         schema: *const ArrowSchema,
         array: *mut ArrowArray,
         device: *mut ArrowDeviceArray,
     },
     /// A producer's stream, read to its end by the export.
     Stream {
-        _capsule: Py<PyAny>,
+        _capsule: Held,
         stream: *mut ArrowArrayStream,
     },
     /// A finished DLPack 1.x tensor (a validity mask, or a tensor handed
@@ -423,14 +423,14 @@ impl DLPackExporter {
 fn arrow_source(obj: &Bound<'_, PyAny>) -> PyResult<(Source, Device)> {
     let py = obj.py();
     let kind = obj.get_type();
-    if let Ok(export) = kind.getattr(intern!(py, "__arrow_c_device_array__")) {
+    if let Some(export) = type_attribute(&kind, intern!(py, "__arrow_c_device_array__")) {
         let (schema, array) = capsule_pair(&call_with(&export, obj)?)?;
         let schema_ptr = capsule_pointer(&schema, ARROW_SCHEMA)?.cast::<ArrowSchema>();
         let device = capsule_pointer(&array, ARROW_DEVICE_ARRAY)?.cast::<ArrowDeviceArray>();
         // SAFETY: the producer's live struct, held by its capsule.
         let (device_type, device_id) = unsafe { ((*device).device_type, (*device).device_id) };
         let source = Source::Array {
-            _capsules: (schema.unbind(), array.unbind()),
+            _capsules: (Held::new(schema), Held::new(array)),
             schema: schema_ptr,
             // SAFETY: a field of the live struct.
             array: unsafe { &raw mut (*device).array },
@@ -438,22 +438,22 @@ fn arrow_source(obj: &Bound<'_, PyAny>) -> PyResult<(Source, Device)> {
         };
         return Ok((source, dlpack_device(device_type, device_id)));
     }
-    if let Ok(export) = kind.getattr(intern!(py, "__arrow_c_array__")) {
+    if let Some(export) = type_attribute(&kind, intern!(py, "__arrow_c_array__")) {
         let (schema, array) = capsule_pair(&call_with(&export, obj)?)?;
         let source = Source::Array {
             schema: capsule_pointer(&schema, ARROW_SCHEMA)?.cast(),
             array: capsule_pointer(&array, ARROW_ARRAY)?.cast(),
             device: ptr::null_mut(),
-            _capsules: (schema.unbind(), array.unbind()),
+            _capsules: (Held::new(schema), Held::new(array)),
         };
         return Ok((source, CPU));
     }
-    if kind.hasattr(intern!(py, "__arrow_c_stream__"))? {
+    if type_attribute(&kind, intern!(py, "__arrow_c_stream__")).is_some() {
         // Read when a consumer asks: by the library, to its end.
         let capsule = obj.call_method0(intern!(py, "__arrow_c_stream__"))?;
         let stream = capsule_pointer(&capsule, ARROW_STREAM)?.cast();
         let source = Source::Stream {
-            _capsule: capsule.unbind(),
+            _capsule: Held::new(capsule),
             stream,
         };
         return Ok((source, CPU));

@@ -17,11 +17,12 @@
 use std::ffi::{CStr, c_int};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use pyo3::Borrowed;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyString, PyTuple};
+use pyo3::types::PyString;
 
 use super::exporter::{DLPackExporter, to_dlpack};
 
@@ -99,15 +100,25 @@ fn method_def(
     })))
 }
 
-/// Runs a vectorcall function's body: attached (CPython calls with the
-/// GIL held; `attach` tells PyO3 so: on a thread holding the GIL,
-/// `PyGILState_Ensure` only counts, and references dropped in the body are
-/// released at once, not deferred), its error restored as the Python
+/// Runs a vectorcall function's body: its error restored as the Python
 /// exception, a panic caught.
+///
+/// CPython calls these functions with the thread attached (holding the
+/// GIL), so the body runs on `Python::assume_attached` rather than
+/// `Python::attach`: PyO3 was not told (its attach, from a function PyO3
+/// did not wrap, is a `PyGILState_Ensure`/`Release` pair, a tenth of the
+/// exporter's own time). The cost of not telling it: a `Py<T>` dropped in
+/// the body would be queued for PyO3's pool rather than released, so the
+/// bodies drop none on their common paths (the exporter holds [`Held`]
+/// references; protocol probes make no `PyErr`).
+///
+/// [`Held`]: super::Held
 fn vectorcall(
     body: impl for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyAny>>,
 ) -> *mut ffi::PyObject {
-    Python::attach(|py| match catch_unwind(AssertUnwindSafe(|| body(py))) {
+    // SAFETY: called by CPython (a METH_FASTCALL function), attached.
+    let py = unsafe { Python::assume_attached() };
+    match catch_unwind(AssertUnwindSafe(|| body(py))) {
         Ok(Ok(result)) => result.into_ptr(),
         Ok(Err(e)) => {
             e.restore(py);
@@ -117,35 +128,38 @@ fn vectorcall(
             PyRuntimeError::new_err("panic in arrow_dlpack; please report this bug").restore(py);
             std::ptr::null_mut()
         }
-    })
+    }
 }
 
 /// The keyword arguments of a vectorcall, by position in `names`: `None`
-/// for those not given (or given None).
+/// for those not given (or given None); borrowed from the call.
 ///
 /// # Safety
 /// `args` holds `nargs` positional values followed by one value per name
 /// in `kwnames` (NULL or a tuple of str), as vectorcall passes them.
-unsafe fn keywords<'py, const N: usize>(
+unsafe fn keywords<'a, 'py, const N: usize>(
     py: Python<'py>,
     function: &str,
     names: [&Bound<'py, PyString>; N],
     args: *const *mut ffi::PyObject,
     nargs: usize,
     kwnames: *mut ffi::PyObject,
-) -> PyResult<[Option<Bound<'py, PyAny>>; N]> {
-    let mut values = [const { None }; N];
+) -> PyResult<[Option<Borrowed<'a, 'py, PyAny>>; N]> {
+    let mut values = [None; N];
     if kwnames.is_null() {
         return Ok(values);
     }
     // SAFETY: the keyword names, a tuple CPython holds for the call.
-    let kwnames = unsafe { Bound::from_borrowed_ptr(py, kwnames) };
-    for (i, name) in kwnames.cast::<PyTuple>()?.iter().enumerate() {
+    let count = unsafe { ffi::PyTuple_Size(kwnames) };
+    for i in 0..count.max(0) {
+        // SAFETY: an index in range of a live tuple: a borrowed item.
+        let name = unsafe { Borrowed::from_ptr(py, ffi::PyTuple_GetItem(kwnames, i)) };
         // By pointer for the interned names callers pass, else by value.
         let found = match names.iter().position(|n| n.as_ptr() == name.as_ptr()) {
             Some(found) => Some(found),
             None => {
-                let text = name.cast::<PyString>()?.to_cow()?;
+                let name = name.cast::<PyString>()?;
+                let text = name.to_cow()?;
                 names
                     .iter()
                     .position(|n| n.to_cow().is_ok_and(|n| n == text))
@@ -157,8 +171,9 @@ unsafe fn keywords<'py, const N: usize>(
                 name.repr()?
             )));
         };
-        // SAFETY: the value of keyword `i` (the caller's contract).
-        let value = unsafe { Bound::from_borrowed_ptr(py, *args.add(nargs + i)) };
+        // SAFETY: the value of keyword `i` (the caller's contract),
+        // borrowed for the call.
+        let value = unsafe { Borrowed::from_ptr(py, *args.add(nargs + i as usize)) };
         values[found] = (!value.is_none()).then_some(value);
     }
     Ok(values)
@@ -191,8 +206,9 @@ unsafe extern "C" fn fast_dlpack(
         let copy = copy.map(|v| v.extract::<bool>()).transpose()?;
         // SAFETY: `self`, a live object of the method's type (or a
         // subclass: the descriptor checks), borrowed for the call.
-        let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
+        let slf = unsafe { Borrowed::from_ptr(py, slf) };
         let mut exporter = slf.cast::<DLPackExporter>()?.try_borrow_mut()?;
+        let stream = stream.map(|s| s.to_owned());
         exporter.__dlpack__(py, stream, max_version, dl_device, copy)
     })
 }
@@ -220,13 +236,19 @@ unsafe extern "C" fn fast_to_dlpack(
         let [order, null_value, dtype, temporal] =
             unsafe { keywords(py, "to_dlpack", names, args, 1, kwnames) }?;
         // SAFETY: the one positional argument, borrowed for the call.
-        let obj = unsafe { Bound::from_borrowed_ptr(py, *args) };
+        let obj = unsafe { Borrowed::from_ptr(py, *args) };
         let null_value = null_value.map(|v| v.extract::<f64>()).transpose()?;
         let temporal = temporal
             .map(|v| v.extract::<bool>())
             .transpose()?
             .unwrap_or(false);
-        let exporter = to_dlpack(&obj, order.as_ref(), null_value, dtype.as_ref(), temporal)?;
+        let exporter = to_dlpack(
+            &obj,
+            order.as_deref(),
+            null_value,
+            dtype.as_deref(),
+            temporal,
+        )?;
         Ok(Bound::new(py, exporter)?.into_any())
     })
 }

@@ -138,6 +138,49 @@ unsafe extern "C" fn capsule_destructor(capsule: *mut ffi::PyObject) {
     }
 }
 
+/// A strong reference, released the moment it is dropped.
+///
+/// `Py<T>` releases at once only where PyO3 knows the thread attached; the
+/// vectorcall functions of `fastcall` run attached but unknown to PyO3
+/// (they skip its attach for speed), and a `Py<T>` dropped there would be
+/// queued for PyO3's pool instead (a mutex, and the object kept until the
+/// next PyO3 call). What the exporter holds is therefore `Held`: dropped
+/// only with the thread attached (by the exporter's `tp_dealloc`, or in a
+/// call from Python).
+struct Held(NonNull<ffi::PyObject>);
+
+impl Held {
+    fn new(object: Bound<'_, PyAny>) -> Held {
+        Held(NonNull::new(object.into_ptr()).expect("a live object"))
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // SAFETY: a strong reference owned here, released once; dropped
+        // only with the thread attached (the type's contract).
+        unsafe { ffi::Py_DecRef(self.0.as_ptr()) }
+    }
+}
+
+/// `kind.name`, or None when the type has no such attribute (whatever the
+/// lookup raised is cleared: the protocols are probed, not required).
+/// Raw, so that no `PyErr` (holding `Py<T>`s) is made and dropped.
+fn type_attribute<'py>(
+    kind: &Bound<'py, pyo3::types::PyType>,
+    name: &Bound<'py, pyo3::types::PyString>,
+) -> Option<Bound<'py, PyAny>> {
+    // SAFETY: live objects; GetAttr returns a new reference or NULL with
+    // an exception set, which is cleared.
+    unsafe {
+        let found = ffi::PyObject_GetAttr(kind.as_ptr(), name.as_ptr());
+        if found.is_null() {
+            ffi::PyErr_Clear();
+        }
+        Bound::from_owned_ptr_or_opt(kind.py(), found)
+    }
+}
+
 /// The Python module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
