@@ -11,13 +11,18 @@ Prints a Markdown table for the README: the two paths for n = 1 and
 n = 1e6, their ratio, and where the time of ours goes, step by step.
 """
 
+import os
 import timeit
 
-import numpy as np
-import pyarrow as pa
+# NumPy's OpenBLAS threads spin between calls; on a small machine they take
+# the core the other side of a pair would run on. Nothing here uses BLAS.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import arrow_dlpack
-from arrow_dlpack import from_dlpack, to_dlpack
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+
+import arrow_dlpack  # noqa: E402
+from arrow_dlpack import from_dlpack, to_dlpack  # noqa: E402
 
 NUMBER = 20_000
 ROUNDS = 15
@@ -62,6 +67,9 @@ def main() -> None:
         ("`to_dlpack(a).__dlpack__(max_version=(1, 3))`: and the export, the capsule (and its deletion)",
          "to_dlpack(a).__dlpack__(max_version=(1, 3))"),
         ("`np.from_dlpack(to_dlpack(a))`: and NumPy's side", "np.from_dlpack(to_dlpack(a))"),
+        ("floor, for reference: NumPy's own C exporter, `x.__dlpack__(...)` as NumPy calls it (capsule and "
+         "deleter included)", "x.__dlpack__(dl_device=None, copy=None, max_version=(1, 0))"),
+        ("floor, for reference: `np.from_dlpack(x)` (NumPy's exporter and NumPy's side)", "np.from_dlpack(x)"),
         ("reverse: `from_dlpack(x)` (NumPy's `__dlpack__`, the import, the object)", "from_dlpack(x)"),
         ("reverse: `from_dlpack(x).__arrow_c_array__()` (and two capsules)", "from_dlpack(x).__arrow_c_array__()"),
     ]
