@@ -345,11 +345,11 @@ pub(super) fn api_of(kind: &Bound<'_, PyType>) -> PyResult<Option<&'static DLPac
 /// The address of a type's usable exchange API table, 0 if none.
 fn lookup(kind: &Bound<'_, PyType>) -> PyResult<usize> {
     let py = kind.py();
-    let Ok(capsule) = kind.getattr(intern!(py, "__dlpack_c_exchange_api__")) else {
+    let Some(capsule) = super::type_attribute(kind, intern!(py, "__dlpack_c_exchange_api__"))
+    else {
         return Ok(0);
     };
-    // SAFETY: a live object; IsValid never raises.
-    if unsafe { ffi::PyCapsule_IsValid(capsule.as_ptr(), CAPSULE_NAME.as_ptr()) } != 1 {
+    if !super::capsule_is(&capsule, CAPSULE_NAME) {
         return Ok(0); // not the API: ignored, `__dlpack__` it is
     }
     let mut header =

@@ -15,7 +15,7 @@ use super::exporter::{DLPackExporter, copy_policy, delete_tensor, type_name};
 use super::{
     ARROW_ARRAY, ARROW_DEVICE_ARRAY, ARROW_SCHEMA, DLTENSOR_VERSIONED, Device, USED_DLTENSOR,
     USED_DLTENSOR_VERSIONED, buffer_error, capsule_is, capsule_pointer, error_struct, exchange,
-    new_capsule, tensor_name,
+    new_capsule, tensor_name, type_attribute,
 };
 use crate::abi::{
     ArrowArray, ArrowDeviceArray, ArrowSchema, DLManagedTensor, DLManagedTensorVersioned,
@@ -322,7 +322,7 @@ pub fn from_dlpack<'py>(
 ) -> PyResult<ArrowArrayFromDLPack> {
     let kind = x.get_type();
     let api = exchange::api_of(&kind)?;
-    if api.is_none() && kind.getattr(intern!(py, "__dlpack__")).is_err() {
+    if api.is_none() && type_attribute(&kind, intern!(py, "__dlpack__")).is_none() {
         return Err(PyTypeError::new_err(format!(
             "arrow_dlpack.from_dlpack needs an object with __dlpack__, got {}",
             type_name(x)?
