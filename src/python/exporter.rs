@@ -9,26 +9,29 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use pyo3::{ffi, intern};
 
+use super::pyarrow::Structs;
 use super::{
-    ARROW_ARRAY, ARROW_DEVICE_ARRAY, ARROW_SCHEMA, ARROW_STREAM, CPU, Device, Held, buffer_error,
-    capsule_pointer, error_struct, new_capsule, tensor_name, type_attribute,
+    ARROW_ARRAY, ARROW_DEVICE_ARRAY, ARROW_SCHEMA, ARROW_STREAM, CPU, Device, Held,
+    capsule_pointer, new_capsule, tensor_name, type_attribute,
 };
 use crate::abi::{
-    ArrowArray, ArrowArrayStream, ArrowDeviceArray, ArrowSchema, DLDataType,
+    ArrowArray, ArrowArrayStream, ArrowDeviceArray, ArrowSchema, DLDataType, DLManagedTensor,
     DLManagedTensorVersioned, DLPACK_FLAG_BITMASK_IS_COPIED, K_DL_CPU,
 };
-use crate::capi;
+use crate::dtype::DType;
+use crate::error::Error;
+use crate::export;
 use crate::managed::{self, Managed};
-use crate::options::{ArrowDlpackCopy, ArrowDlpackExportOptions, ArrowDlpackOrder};
+use crate::options::{ArrowDlpackCopy, ArrowDlpackOrder, ExportOptions};
 
-/// `$versioned($args)` or `$legacy($args)`: an export entry point of the
-/// flavour asked for, its tensor as an untyped pointer.
-macro_rules! by_flavour {
-    ($is_versioned:expr, $versioned:path, $legacy:path, ($($arg:expr),*)) => {
+/// `$function::<M>($args)` for the tensor flavour asked for (DLPack 1.x
+/// or legacy): one of the library's exports, its tensor untyped.
+macro_rules! in_flavour {
+    ($is_versioned:expr, $($function:ident)::+, ($($arg:expr),*)) => {
         if $is_versioned {
-            $versioned($($arg),*).cast::<c_void>()
+            $($function)::+::<DLManagedTensorVersioned>($($arg),*).map(NonNull::cast::<c_void>)
         } else {
-            $legacy($($arg),*).cast::<c_void>()
+            $($function)::+::<DLManagedTensor>($($arg),*).map(NonNull::cast::<c_void>)
         }
     };
 }
@@ -45,6 +48,9 @@ enum Source {
         array: *mut ArrowArray,
         device: *mut ArrowDeviceArray,
     },
+    /// A pyarrow array, exported by pyarrow's pointer export into structs
+    /// the exporter holds (see `super::pyarrow`); released unless moved.
+    Structs(Structs),
     /// A producer's stream, read to its end by the export.
     Stream {
         _capsule: Held,
@@ -63,6 +69,28 @@ unsafe impl Send for Source {}
 // SAFETY: as above: shared access reads nothing through the pointers.
 unsafe impl Sync for Source {}
 
+impl Source {
+    /// An array source's structs: the schema, the array, and the
+    /// `ArrowDeviceArray` around the array (NULL for a plain
+    /// `__arrow_c_array__` export); live while the source is.
+    fn arrays(&mut self) -> Option<(*const ArrowSchema, *mut ArrowArray, *mut ArrowDeviceArray)> {
+        match self {
+            Source::Array {
+                schema,
+                array,
+                device,
+                ..
+            } => Some((*schema, *array, *device)),
+            Source::Structs(structs) => Some((
+                &raw const structs.schema,
+                &raw mut structs.device.array,
+                &raw mut structs.device,
+            )),
+            Source::Stream { .. } | Source::Ready(_) | Source::Consumed => None,
+        }
+    }
+}
+
 impl Drop for Source {
     fn drop(&mut self) {
         if let Source::Ready(tensor) = *self {
@@ -76,31 +104,32 @@ impl Drop for Source {
 /// The export options of one `to_dlpack` call.
 #[derive(Clone, Copy, Default)]
 struct Options {
-    order: i32,
+    order: ArrowDlpackOrder,
     fill: Option<f64>,
-    dtype: Option<DLDataType>,
+    dtype: Option<&'static DType>,
     temporal: bool,
 }
 
 impl Options {
     fn is_default(&self) -> bool {
-        self.order == 0 && self.fill.is_none() && self.dtype.is_none() && !self.temporal
+        self.order == ArrowDlpackOrder::ARROW_DLPACK_ORDER_ANY
+            && self.fill.is_none()
+            && self.dtype.is_none()
+            && !self.temporal
     }
 
-    /// The C options for a consumer's `copy` (None, False, True).
-    fn to_c(self, copy: Option<bool>) -> ArrowDlpackExportOptions {
-        let mut options = ArrowDlpackExportOptions {
-            copy: copy_policy(copy) as i32,
+    /// The library's options for a consumer's `copy` (None, False, True).
+    /// Built here, valid by construction: the library's own functions are
+    /// called directly, not through the C ABI's checks of C options.
+    fn for_copy(self, copy: Option<bool>) -> ExportOptions {
+        ExportOptions {
+            copy: copy_policy(copy),
             order: self.order,
-            fill_nulls: i32::from(self.fill.is_some()),
-            temporal_as_integer: i32::from(self.temporal),
-            fill_value: self.fill.unwrap_or(0.0),
-            ..Default::default()
-        };
-        if let Some(dtype) = self.dtype {
-            options.dtype = dtype;
+            fill: self.fill,
+            temporal_as_integer: self.temporal,
+            dtype: self.dtype,
+            validity: ptr::null_mut(),
         }
-        options
     }
 }
 
@@ -129,6 +158,8 @@ pub struct DLPackExporter {
     options: Options,
     /// `(device_type, device_id)`, DLPack numbering; kept after consumption.
     device: Device,
+    /// How the data came: the producer's method, for `repr`.
+    via: &'static str,
 }
 
 impl DLPackExporter {
@@ -140,6 +171,7 @@ impl DLPackExporter {
             source: Source::Ready(tensor),
             options: Options::default(),
             device: dlpack_device(device.device_type, i64::from(device.device_id)),
+            via: "a finished tensor",
         }
     }
 
@@ -169,8 +201,8 @@ impl DLPackExporter {
                 self.device
             )));
         }
-        let mut error = error_struct();
-        let tensor: *mut c_void = match self.source {
+        let arrays = self.source.arrays();
+        let tensor = match self.source {
             Source::Consumed => {
                 return Err(PyBufferError::new_err(
                     "this arrow_dlpack exporter was already consumed; call to_dlpack again",
@@ -179,65 +211,43 @@ impl DLPackExporter {
             Source::Ready(tensor) => return self.take_ready(tensor, versioned, stream, copy),
             Source::Stream { stream: s, .. } => {
                 cpu_stream(stream)?;
-                let options = self.options.to_c(copy);
+                let options = self.options.for_copy(copy);
                 // SAFETY: a live stream (its capsule is held); the library
                 // reads it to its end and never releases it.
-                let tensor = unsafe {
-                    by_flavour!(
-                        versioned,
-                        capi::arrow_dlpack_export_stream,
-                        capi::arrow_dlpack_export_stream_legacy,
-                        (s, &options, &mut error)
-                    )
-                };
+                let tensor =
+                    unsafe { in_flavour!(versioned, export::export_stream, (&mut *s, &options)) };
                 self.source = Source::Consumed; // read, whatever happened
                 tensor
             }
-            Source::Array {
-                schema,
-                array,
-                device,
-                ..
-            } => {
+            Source::Array { .. } | Source::Structs(_) => {
+                let (schema, array, device) = arrays.expect("an array source");
                 // SAFETY: NULL or the producer's live device struct.
-                let on_device = unsafe { device.as_ref() }.filter(|d| d.device_type != K_DL_CPU);
+                let on_device = unsafe { device.as_mut() }.filter(|d| d.device_type != K_DL_CPU);
                 if let Some(struct_) = on_device {
-                    let event = struct_.sync_event;
-                    self.device_rules(py, stream, copy, event)?;
-                    // SAFETY: live structs (their capsules are held).
-                    unsafe {
-                        by_flavour!(
-                            versioned,
-                            capi::arrow_dlpack_export_device,
-                            capi::arrow_dlpack_export_device_legacy,
-                            (device, schema, ptr::null_mut(), &mut error)
-                        )
-                    }
+                    self.device_rules(py, stream, copy, struct_.sync_event)?;
+                    // SAFETY: live structs (held by the source).
+                    unsafe { in_flavour!(versioned, export_device_tensor, (struct_, &*schema)) }
                 } else {
                     cpu_stream(stream)?;
-                    let options = self.options.to_c(copy);
-                    // SAFETY: live structs (their capsules are held); a
-                    // struct ArrowDeviceArray starts with its ArrowArray.
+                    let options = self.options.for_copy(copy);
+                    // SAFETY: live structs (held by the source); a struct
+                    // ArrowDeviceArray starts with its ArrowArray.
                     unsafe {
-                        by_flavour!(
+                        in_flavour!(
                             versioned,
-                            capi::arrow_dlpack_export_with,
-                            capi::arrow_dlpack_export_with_legacy,
-                            (array, schema, &options, &mut error)
+                            export::export_with,
+                            (&mut *array, &*schema, &options)
                         )
                     }
                 }
             }
         };
-        match NonNull::new(tensor) {
-            Some(tensor) => {
-                // The array moved into the tensor: the capsules go now.
-                self.source = Source::Consumed;
-                Ok(tensor)
-            }
-            // The array is untouched (the library's contract) and still ours.
-            None => Err(buffer_error(&error)),
-        }
+        // On failure the array is untouched (the library's contract) and
+        // still ours.
+        let tensor = tensor.map_err(library_error)?;
+        // The array moved into the tensor: the structs (or capsules) go now.
+        self.source = Source::Consumed;
+        Ok(tensor)
     }
 
     /// The array API's rules for device data: no copies, no conversions,
@@ -330,6 +340,24 @@ pub(super) unsafe fn delete_tensor(tensor: NonNull<c_void>, versioned: bool) {
     unsafe { crate::capsule::destroy_contents(tensor_name(versioned), tensor.as_ptr()) }
 }
 
+/// The library's export of device data (the tensor; the `sync_event`,
+/// already waited on by `device_rules`, is not needed again).
+///
+/// # Safety
+/// As `export::export_device`.
+unsafe fn export_device_tensor<M: Managed>(
+    array: &mut ArrowDeviceArray,
+    schema: &ArrowSchema,
+) -> Result<NonNull<M>, Error> {
+    // SAFETY: forwarded from the caller.
+    unsafe { export::export_device::<M>(array, schema) }.map(|(tensor, _event)| tensor)
+}
+
+/// `BufferError` with the library's message.
+fn library_error(error: Error) -> PyErr {
+    PyBufferError::new_err(error.message().to_owned())
+}
+
 /// The array API: CPU data takes no stream.
 fn cpu_stream(stream: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
     match stream {
@@ -411,16 +439,28 @@ impl DLPackExporter {
             _ => "not consumed",
         };
         format!(
-            "<arrow_dlpack.DLPackExporter on device {:?}, {state}>",
-            self.device
+            "<arrow_dlpack.DLPackExporter of {}, on device {:?}, {state}>",
+            self.via, self.device
         )
     }
 }
 
-/// What an Arrow PyCapsule producer hands over, and the data's device:
-/// the device protocol first (the only one that says where the data is),
-/// then the array protocol, then the stream.
-fn arrow_source(obj: &Bound<'_, PyAny>) -> PyResult<(Source, Device)> {
+/// What an Arrow producer hands over, written to `slot` (in place: a
+/// pyarrow array's structs are exported into it), the data's device, and
+/// the method it came by:
+/// pyarrow's arrays by pyarrow's pointer export (see `super::pyarrow`),
+/// else the device protocol first (the only one that says where the data
+/// is), then the array protocol, then the stream.
+fn arrow_source(obj: &Bound<'_, PyAny>, slot: &mut Source) -> PyResult<(Device, &'static str)> {
+    if let Some(pyarrow) = super::pyarrow::exporter_of(obj) {
+        *slot = Source::Structs(Structs::empty());
+        let Source::Structs(structs) = slot else {
+            unreachable!("just written")
+        };
+        super::pyarrow::export_into(obj, pyarrow, structs)?;
+        let device = dlpack_device(structs.device.device_type, structs.device.device_id);
+        return Ok((device, "pyarrow's Array._export_to_c_device"));
+    }
     let py = obj.py();
     let kind = obj.get_type();
     if let Some(export) = type_attribute(&kind, intern!(py, "__arrow_c_device_array__")) {
@@ -429,34 +469,37 @@ fn arrow_source(obj: &Bound<'_, PyAny>) -> PyResult<(Source, Device)> {
         let device = capsule_pointer(&array, ARROW_DEVICE_ARRAY)?.cast::<ArrowDeviceArray>();
         // SAFETY: the producer's live struct, held by its capsule.
         let (device_type, device_id) = unsafe { ((*device).device_type, (*device).device_id) };
-        let source = Source::Array {
+        *slot = Source::Array {
             _capsules: (Held::new(schema), Held::new(array)),
             schema: schema_ptr,
             // SAFETY: a field of the live struct.
             array: unsafe { &raw mut (*device).array },
             device,
         };
-        return Ok((source, dlpack_device(device_type, device_id)));
+        return Ok((
+            dlpack_device(device_type, device_id),
+            "__arrow_c_device_array__",
+        ));
     }
     if let Some(export) = type_attribute(&kind, intern!(py, "__arrow_c_array__")) {
         let (schema, array) = capsule_pair(&call_with(&export, obj)?)?;
-        let source = Source::Array {
+        *slot = Source::Array {
             schema: capsule_pointer(&schema, ARROW_SCHEMA)?.cast(),
             array: capsule_pointer(&array, ARROW_ARRAY)?.cast(),
             device: ptr::null_mut(),
             _capsules: (Held::new(schema), Held::new(array)),
         };
-        return Ok((source, CPU));
+        return Ok((CPU, "__arrow_c_array__"));
     }
     if type_attribute(&kind, intern!(py, "__arrow_c_stream__")).is_some() {
         // Read when a consumer asks: by the library, to its end.
         let capsule = obj.call_method0(intern!(py, "__arrow_c_stream__"))?;
         let stream = capsule_pointer(&capsule, ARROW_STREAM)?.cast();
-        let source = Source::Stream {
+        *slot = Source::Stream {
             _capsule: Held::new(capsule),
             stream,
         };
-        return Ok((source, CPU));
+        return Ok((CPU, "__arrow_c_stream__"));
     }
     Err(PyTypeError::new_err(format!(
         "arrow_dlpack.to_dlpack needs an Arrow array: an object implementing __arrow_c_device_array__, \
@@ -526,8 +569,9 @@ const DTYPES: [(&str, u8, u8); 18] = [
     ("uint8", 1, 8),
 ];
 
-/// The DLPack dtype of a NumPy-style dtype: a name, a NumPy dtype or type.
-fn dtype_of(dtype: &Bound<'_, PyAny>) -> PyResult<DLDataType> {
+/// The library's dtype of a NumPy-style dtype: a name, a NumPy dtype or
+/// type.
+fn dtype_of(dtype: &Bound<'_, PyAny>) -> PyResult<&'static DType> {
     let py = dtype.py();
     let name = if let Ok(name) = dtype.extract::<String>() {
         Some(name)
@@ -538,13 +582,17 @@ fn dtype_of(dtype: &Bound<'_, PyAny>) -> PyResult<DLDataType> {
     } else {
         None
     };
-    let found = name.and_then(|name| DTYPES.iter().find(|(n, _, _)| *n == name));
+    let found = name
+        .and_then(|name| DTYPES.iter().find(|(n, _, _)| *n == name))
+        .and_then(|&(_, code, bits)| {
+            crate::dtype::from_dlpack_or_bool(DLDataType {
+                code,
+                bits,
+                lanes: 1,
+            })
+        });
     match found {
-        Some(&(_, code, bits)) => Ok(DLDataType {
-            code,
-            bits,
-            lanes: 1,
-        }),
+        Some(dtype) => Ok(dtype),
         None => {
             let names: Vec<&str> = DTYPES.iter().map(|(n, _, _)| *n).collect();
             Err(PyTypeError::new_err(format!(
@@ -580,13 +628,13 @@ fn dtype_of(dtype: &Bound<'_, PyAny>) -> PyResult<DLDataType> {
 /// array([ True, False, False])
 #[pyfunction]
 #[pyo3(signature = (obj, *, order=None, null_value=None, dtype=None, temporal_as_int=false))]
-pub fn to_dlpack(
-    obj: &Bound<'_, PyAny>,
-    order: Option<&Bound<'_, PyAny>>,
+pub fn to_dlpack<'py>(
+    obj: &Bound<'py, PyAny>,
+    order: Option<&Bound<'py, PyAny>>,
     null_value: Option<f64>,
-    dtype: Option<&Bound<'_, PyAny>>,
+    dtype: Option<&Bound<'py, PyAny>>,
     temporal_as_int: bool,
-) -> PyResult<DLPackExporter> {
+) -> PyResult<Bound<'py, DLPackExporter>> {
     let order = match order {
         None => ArrowDlpackOrder::ARROW_DLPACK_ORDER_ANY,
         Some(order) => match order.extract::<String>().as_deref() {
@@ -602,17 +650,25 @@ pub fn to_dlpack(
         },
     };
     let options = Options {
-        order: order as i32,
+        order,
         fill: null_value,
         dtype: dtype.map(dtype_of).transpose()?,
         temporal: temporal_as_int,
     };
-    let (source, device) = arrow_source(obj)?;
-    Ok(DLPackExporter {
-        source,
-        options,
-        device,
-    })
+    let exporter = Bound::new(
+        obj.py(),
+        DLPackExporter {
+            source: Source::Consumed,
+            options,
+            device: CPU,
+            via: "",
+        },
+    )?;
+    // Filled in place: pyarrow exports into the object's own memory.
+    let mut filling = exporter.borrow_mut();
+    (filling.device, filling.via) = arrow_source(obj, &mut filling.source)?;
+    drop(filling);
+    Ok(exporter)
 }
 
 /// The validity of an Arrow array as a DLPack exporter of a kDLBool
@@ -626,7 +682,8 @@ pub fn to_dlpack(
 /// array([ True, False,  True])
 #[pyfunction]
 pub fn validity(obj: &Bound<'_, PyAny>) -> PyResult<DLPackExporter> {
-    let (source, device) = arrow_source(obj)?;
+    let mut source = Source::Consumed;
+    let (device, _) = arrow_source(obj, &mut source)?;
     let mut mask: *mut DLManagedTensorVersioned = ptr::null_mut();
     // Nulls filled (with 0, exact in any dtype) so that an array with nulls
     // exports at all; the data tensor is then dropped.
@@ -634,30 +691,28 @@ pub fn validity(obj: &Bound<'_, PyAny>) -> PyResult<DLPackExporter> {
         fill: Some(0.0),
         ..Options::default()
     }
-    .to_c(None);
+    .for_copy(None);
     options.validity = &mut mask;
-    let mut error = error_struct();
-    // SAFETY: live structs, held by `source`'s capsules; the library reads
-    // the array (moving it into the data tensor) and writes `mask`.
-    let tensor = unsafe {
-        match &source {
-            &Source::Stream { stream, .. } => {
-                capi::arrow_dlpack_export_stream(stream, &options, &mut error)
-            }
-            Source::Array { .. } if device != CPU => {
-                return Err(PyBufferError::new_err(
-                    "the validity of device data would need a host read: arrow_dlpack never reads device memory",
-                ));
-            }
-            &Source::Array { array, schema, .. } => {
-                capi::arrow_dlpack_export_with(array, schema, &options, &mut error)
-            }
-            Source::Ready(_) | Source::Consumed => unreachable!("a producer's source"),
+    let tensor = match source.arrays() {
+        Some(_) if device != CPU => {
+            return Err(PyBufferError::new_err(
+                "the validity of device data would need a host read: arrow_dlpack never reads device memory",
+            ));
         }
+        // SAFETY: live structs, held by `source`; the library reads the
+        // array (moving it into the data tensor) and writes `mask`.
+        Some((schema, array, _)) => unsafe {
+            export::export_with::<DLManagedTensorVersioned>(&mut *array, &*schema, &options)
+        },
+        None => match source {
+            // SAFETY: a live stream, held by `source`'s capsule.
+            Source::Stream { stream, .. } => unsafe {
+                export::export_stream::<DLManagedTensorVersioned>(&mut *stream, &options)
+            },
+            _ => unreachable!("a producer's source"),
+        },
     };
-    let Some(tensor) = NonNull::new(tensor) else {
-        return Err(buffer_error(&error));
-    };
+    let tensor = tensor.map_err(library_error)?;
     // SAFETY: the data tensor, ours, not wanted.
     unsafe { managed::delete(tensor) };
     let mask = NonNull::new(mask).expect("a successful export with validity writes the mask");

@@ -179,6 +179,40 @@ unsafe fn keywords<'a, 'py, const N: usize>(
     Ok(values)
 }
 
+/// `max_version` as `(major, minor)`: a tuple of two small ints, what
+/// every consumer passes, read directly; anything else through PyO3's
+/// extraction, with its errors.
+fn version(value: Borrowed<'_, '_, PyAny>) -> PyResult<(u32, u32)> {
+    let small = |item: *mut ffi::PyObject| {
+        // SAFETY: a live object (a tuple item); CheckExact reads its type,
+        // AsLong cannot fail on an exact int (overflow: -1 with an error,
+        // cleared, and the value refused).
+        unsafe {
+            if ffi::PyLong_CheckExact(item) == 0 {
+                return None;
+            }
+            let n = ffi::PyLong_AsLong(item);
+            if n == -1 && !ffi::PyErr_Occurred().is_null() {
+                ffi::PyErr_Clear();
+            }
+            u32::try_from(n).ok()
+        }
+    };
+    let tuple = value.as_ptr();
+    // SAFETY: a live object; the items of a 2-tuple are borrowed from it.
+    let fast = unsafe {
+        if ffi::PyTuple_CheckExact(tuple) != 0 && ffi::PyTuple_Size(tuple) == 2 {
+            small(ffi::PyTuple_GetItem(tuple, 0)).zip(small(ffi::PyTuple_GetItem(tuple, 1)))
+        } else {
+            None
+        }
+    };
+    match fast {
+        Some(version) => Ok(version),
+        None => value.extract(),
+    }
+}
+
 /// The vectorcall `DLPackExporter.__dlpack__`.
 unsafe extern "C" fn fast_dlpack(
     slf: *mut ffi::PyObject,
@@ -201,7 +235,7 @@ unsafe extern "C" fn fast_dlpack(
         // SAFETY: vectorcall's arguments, as CPython passes them.
         let [stream, max_version, dl_device, copy] =
             unsafe { keywords(py, "__dlpack__", names, args, 0, kwnames) }?;
-        let max_version = max_version.map(|v| v.extract::<(u32, u32)>()).transpose()?;
+        let max_version = max_version.map(version).transpose()?;
         let dl_device = dl_device.map(|v| v.extract()).transpose()?;
         let copy = copy.map(|v| v.extract::<bool>()).transpose()?;
         // SAFETY: `self`, a live object of the method's type (or a
@@ -249,6 +283,6 @@ unsafe extern "C" fn fast_to_dlpack(
             dtype.as_deref(),
             temporal,
         )?;
-        Ok(Bound::new(py, exporter)?.into_any())
+        Ok(exporter.into_any())
     })
 }

@@ -1,14 +1,18 @@
 //! `arrow_dlpack._native`: the compiled core of the Python package (feature
 //! `python`, built by maturin from `python/pyproject.toml`).
 //!
-//! A thin layer over the C entry points of [`crate::capi`], called
-//! directly (no foreign-call machinery): the exporter of Arrow data to
-//! DLPack consumers ([`exporter`]), the Arrow array made from a DLPack
-//! producer's tensor ([`imported`]), and the DLPack C exchange API, as a
-//! producer and as a consumer ([`exchange`]). Everything the Python
-//! protocols decide (which protocol a producer speaks, which stream a
-//! consumer names, which capsule names mean what) is here; everything
-//! about the data is the library's, with the library's messages.
+//! A thin layer over the library, called directly (no foreign-call
+//! machinery): the exporter of Arrow data to DLPack consumers
+//! ([`exporter`], which calls the library's Rust functions, `crate::export`,
+//! with options it builds valid: the C ABI's checks of C options are for C
+//! callers), pyarrow's arrays exported by pyarrow's pointer export
+//! ([`pyarrow`]), the Arrow array made from a DLPack producer's tensor
+//! ([`imported`], over the C entry points of [`crate::capi`]), and the
+//! DLPack C exchange API, as a producer and as a consumer ([`exchange`]).
+//! Everything the Python protocols decide (which protocol a producer
+//! speaks, which stream a consumer names, which capsule names mean what) is
+//! here; everything about the data is the library's, with the library's
+//! messages.
 //!
 //! The package's Python part (`python/arrow_dlpack/`) re-exports these and
 //! keeps `_sync.py`, the stream waits for device data handed over with a
@@ -18,6 +22,7 @@ mod exchange;
 mod exporter;
 mod fastcall;
 mod imported;
+mod pyarrow;
 
 use std::ffi::{CStr, c_void};
 use std::ptr::NonNull;
@@ -165,19 +170,27 @@ impl Drop for Held {
 
 /// `kind.name`, or None when the type has no such attribute (whatever the
 /// lookup raised is cleared: the protocols are probed, not required).
-/// Raw, so that no `PyErr` (holding `Py<T>`s) is made and dropped.
 fn type_attribute<'py>(
     kind: &Bound<'py, pyo3::types::PyType>,
+    name: &Bound<'py, pyo3::types::PyString>,
+) -> Option<Bound<'py, PyAny>> {
+    attribute(kind.as_any(), name)
+}
+
+/// `object.name`, or None when the lookup raises (the error cleared).
+/// Raw, so that no `PyErr` (holding `Py<T>`s) is made and dropped.
+fn attribute<'py>(
+    object: &Bound<'py, PyAny>,
     name: &Bound<'py, pyo3::types::PyString>,
 ) -> Option<Bound<'py, PyAny>> {
     // SAFETY: live objects; GetAttr returns a new reference or NULL with
     // an exception set, which is cleared.
     unsafe {
-        let found = ffi::PyObject_GetAttr(kind.as_ptr(), name.as_ptr());
+        let found = ffi::PyObject_GetAttr(object.as_ptr(), name.as_ptr());
         if found.is_null() {
             ffi::PyErr_Clear();
         }
-        Bound::from_owned_ptr_or_opt(kind.py(), found)
+        Bound::from_owned_ptr_or_opt(object.py(), found)
     }
 }
 
