@@ -7,7 +7,7 @@
 //! and a capsule object each, made by pyarrow and destroyed when the
 //! exporter is done), a result tuple and a `**kwargs` dict. Measured
 //! (callgrind, `np.from_dlpack(to_dlpack(a))` of a 1-element pyarrow
-//! array): about 1,300 of the path's 9,400 instructions; see the README's
+//! array): about 1,000 of the path's 9,400 instructions; see the README's
 //! step table. The pointer export is documented pyarrow API ("a low-level
 //! function intended for expert users"; the way Arrow libraries exchanged
 //! arrays before the capsules).
@@ -247,7 +247,8 @@ fn address<'py>(py: Python<'py>, address: *mut c_void) -> PyResult<Bound<'py, Py
 
 /// The format of `obj`'s type when it is one of the parameter-free types
 /// of [`PRIMITIVE`], by `obj`'s class (a pointer comparison; reading
-/// `obj.type.id` costs a quarter of what it saves); None for any other.
+/// `obj.type.id` cost a third of what writing the schema saves); None for
+/// any other.
 fn primitive_format(obj: &Bound<'_, PyAny>, pyarrow: &Pyarrow) -> Option<&'static CStr> {
     // SAFETY: a live object.
     let class = unsafe { ffi::Py_TYPE(obj.as_ptr()) };
