@@ -145,7 +145,8 @@ pub(super) fn copy_policy(copy: Option<bool>) -> ArrowDlpackCopy {
 /// An Arrow array on its way to a DLPack consumer.
 ///
 /// Ownership: the exporter holds the producer's Arrow structs (through
-/// their capsules), and so the Arrow data, until a consumer calls
+/// their capsules; a pyarrow array's in its own memory), and so the Arrow
+/// data, until a consumer calls
 /// `__dlpack__` (or takes it through the DLPack C exchange API). That
 /// moves the array into a DLPack tensor owned by the returned capsule, and
 /// from there by the consumer, which frees it when done; a copy releases
