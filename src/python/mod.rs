@@ -170,27 +170,19 @@ impl Drop for Held {
 
 /// `kind.name`, or None when the type has no such attribute (whatever the
 /// lookup raised is cleared: the protocols are probed, not required).
+/// Raw, so that no `PyErr` (holding `Py<T>`s) is made and dropped.
 fn type_attribute<'py>(
     kind: &Bound<'py, pyo3::types::PyType>,
-    name: &Bound<'py, pyo3::types::PyString>,
-) -> Option<Bound<'py, PyAny>> {
-    attribute(kind.as_any(), name)
-}
-
-/// `object.name`, or None when the lookup raises (the error cleared).
-/// Raw, so that no `PyErr` (holding `Py<T>`s) is made and dropped.
-fn attribute<'py>(
-    object: &Bound<'py, PyAny>,
     name: &Bound<'py, pyo3::types::PyString>,
 ) -> Option<Bound<'py, PyAny>> {
     // SAFETY: live objects; GetAttr returns a new reference or NULL with
     // an exception set, which is cleared.
     unsafe {
-        let found = ffi::PyObject_GetAttr(object.as_ptr(), name.as_ptr());
+        let found = ffi::PyObject_GetAttr(kind.as_ptr(), name.as_ptr());
         if found.is_null() {
             ffi::PyErr_Clear();
         }
-        Bound::from_owned_ptr_or_opt(object.py(), found)
+        Bound::from_owned_ptr_or_opt(kind.py(), found)
     }
 }
 
