@@ -31,35 +31,6 @@ impl Drop for Chunks {
     }
 }
 
-fn empty_schema() -> ArrowSchema {
-    ArrowSchema {
-        format: ptr::null(),
-        name: ptr::null(),
-        metadata: ptr::null(),
-        flags: 0,
-        n_children: 0,
-        children: ptr::null_mut(),
-        dictionary: ptr::null_mut(),
-        release: None,
-        private_data: ptr::null_mut(),
-    }
-}
-
-fn empty_array() -> ArrowArray {
-    ArrowArray {
-        length: 0,
-        null_count: 0,
-        offset: 0,
-        n_buffers: 0,
-        n_children: 0,
-        buffers: ptr::null_mut(),
-        children: ptr::null_mut(),
-        dictionary: ptr::null_mut(),
-        release: None,
-        private_data: ptr::null_mut(),
-    }
-}
-
 impl Chunks {
     /// Reads `stream` to its end.
     ///
@@ -80,7 +51,7 @@ impl Chunks {
             ));
         };
         let mut chunks = Chunks {
-            schema: empty_schema(),
+            schema: ArrowSchema::released(),
             arrays: Vec::new(),
         };
         // SAFETY: the producer's callback, writing a schema we then own.
@@ -91,7 +62,7 @@ impl Chunks {
             return Err(unsafe { failure(stream, "get_schema", code) });
         }
         loop {
-            let mut array = empty_array();
+            let mut array = ArrowArray::released();
             // SAFETY: the producer's callback, writing an array we then own.
             let code = unsafe { get_next(stream, &mut array) };
             if code != 0 {
@@ -177,7 +148,7 @@ impl EmptyArray {
                 && unsafe { CStr::from_ptr(level.format) }
                     .to_bytes()
                     .starts_with(b"+w:");
-            let mut array = empty_array();
+            let mut array = ArrowArray::released();
             array.buffers = empty.buffers.cast();
             array.n_buffers = if list { 1 } else { 2 };
             array.release = Some(release_nothing);

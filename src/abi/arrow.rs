@@ -2,6 +2,7 @@
 //! <https://arrow.apache.org/docs/format/CDataInterface.html>
 
 use std::ffi::{c_char, c_void};
+use std::ptr;
 
 /// `struct ArrowSchema`: the type of an array. Producer-owned; released by
 /// calling `release`, after which `release` is NULL.
@@ -78,6 +79,56 @@ pub struct ArrowDeviceArray {
     pub device_type: ArrowDeviceType,
     pub sync_event: *mut c_void,
     pub reserved: [i64; 3],
+}
+
+impl ArrowSchema {
+    /// A released schema (`release` NULL, every field empty): what a
+    /// producer's callback writes into, and what needs no release.
+    pub const fn released() -> ArrowSchema {
+        ArrowSchema {
+            format: ptr::null(),
+            name: ptr::null(),
+            metadata: ptr::null(),
+            flags: 0,
+            n_children: 0,
+            children: ptr::null_mut(),
+            dictionary: ptr::null_mut(),
+            release: None,
+            private_data: ptr::null_mut(),
+        }
+    }
+}
+
+impl ArrowArray {
+    /// A released array (`release` NULL, every field empty): what a
+    /// producer's callback writes into, and what needs no release.
+    pub const fn released() -> ArrowArray {
+        ArrowArray {
+            length: 0,
+            null_count: 0,
+            offset: 0,
+            n_buffers: 0,
+            n_children: 0,
+            buffers: ptr::null_mut(),
+            children: ptr::null_mut(),
+            dictionary: ptr::null_mut(),
+            release: None,
+            private_data: ptr::null_mut(),
+        }
+    }
+}
+
+impl ArrowDeviceArray {
+    /// A released device array: its array released, no device, no event.
+    pub const fn released() -> ArrowDeviceArray {
+        ArrowDeviceArray {
+            array: ArrowArray::released(),
+            device_id: 0,
+            device_type: 0,
+            sync_event: ptr::null_mut(),
+            reserved: [0; 3],
+        }
+    }
 }
 
 #[cfg(target_pointer_width = "64")]

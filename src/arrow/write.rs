@@ -126,8 +126,15 @@ struct SchemaPrivate {
 /// The schema of a primitive type: static strings, nothing allocated
 /// (`private_data` NULL).
 pub fn primitive_schema(dtype: &'static DType, name: &'static CStr) -> ArrowSchema {
+    static_schema(dtype.c_format, name)
+}
+
+/// A childless schema of static strings, nothing allocated (`private_data`
+/// NULL): `release` only marks it released. Also for formats the type
+/// table has no entry for (dates: the Python package's pyarrow path).
+pub fn static_schema(format: &'static CStr, name: &'static CStr) -> ArrowSchema {
     ArrowSchema {
-        format: dtype.c_format.as_ptr(),
+        format: format.as_ptr(),
         name: name.as_ptr(),
         metadata: ptr::null(),
         flags: 0,

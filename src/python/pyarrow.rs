@@ -33,7 +33,8 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 
-use crate::abi::{ArrowArray, ArrowDeviceArray, ArrowSchema};
+use crate::abi::{ArrowDeviceArray, ArrowSchema};
+use crate::arrow::write::static_schema;
 
 /// pyarrow's array type and its pointer export, found once the program
 /// imported pyarrow.
@@ -89,35 +90,8 @@ impl Structs {
     /// and what `Drop` leaves alone.
     pub(super) fn empty() -> Structs {
         Structs {
-            device: ArrowDeviceArray {
-                array: ArrowArray {
-                    length: 0,
-                    null_count: 0,
-                    offset: 0,
-                    n_buffers: 0,
-                    n_children: 0,
-                    buffers: ptr::null_mut(),
-                    children: ptr::null_mut(),
-                    dictionary: ptr::null_mut(),
-                    release: None,
-                    private_data: ptr::null_mut(),
-                },
-                device_id: 0,
-                device_type: 0,
-                sync_event: ptr::null_mut(),
-                reserved: [0; 3],
-            },
-            schema: ArrowSchema {
-                format: ptr::null(),
-                name: ptr::null(),
-                metadata: ptr::null(),
-                flags: 0,
-                n_children: 0,
-                children: ptr::null_mut(),
-                dictionary: ptr::null_mut(),
-                release: None,
-                private_data: ptr::null_mut(),
-            },
+            device: ArrowDeviceArray::released(),
+            schema: ArrowSchema::released(),
         }
     }
 }
@@ -228,7 +202,10 @@ pub(super) fn export_into(
     };
     result?;
     if let Some(format) = format {
-        structs.schema = primitive_schema(format); // the empty one: nothing to release
+        // The schema pyarrow would export: the format, an empty name,
+        // nullable. (Written over the empty one: nothing to release.)
+        structs.schema = static_schema(format, c"");
+        structs.schema.flags = ARROW_FLAG_NULLABLE;
     }
     if structs.device.array.release.is_none() || structs.schema.release.is_none() {
         return Err(pyo3::exceptions::PyRuntimeError::new_err(
@@ -259,28 +236,6 @@ fn primitive_format(obj: &Bound<'_, PyAny>, pyarrow: &Pyarrow) -> Option<&'stati
     Some(format)
 }
 
-/// The schema of a primitive type as pyarrow exports it: the format, an
-/// empty name, nullable, nothing else; static, released by forgetting.
-fn primitive_schema(format: &'static CStr) -> ArrowSchema {
-    ArrowSchema {
-        format: format.as_ptr(),
-        name: c"".as_ptr(),
-        metadata: ptr::null(),
-        flags: ARROW_FLAG_NULLABLE,
-        n_children: 0,
-        children: ptr::null_mut(),
-        dictionary: ptr::null_mut(),
-        release: Some(release_static),
-        private_data: ptr::null_mut(),
-    }
-}
-
 /// `ARROW_FLAG_NULLABLE` of the C Data Interface: the field may hold nulls
 /// (pyarrow sets it on every exported type).
 const ARROW_FLAG_NULLABLE: i64 = 2;
-
-/// The release callback of [`primitive_schema`]: nothing was allocated.
-unsafe extern "C" fn release_static(schema: *mut ArrowSchema) {
-    // SAFETY: the caller's live schema (the C Data Interface's contract).
-    unsafe { (*schema).release = None };
-}
