@@ -116,18 +116,20 @@ def pyarrow_arrays(draw):
     return arr.slice(start, draw(st.integers(0, len(arr) - start)))
 
 
-def _outcome(obj, copy, options):
+def _attempt(consume):
+    """What a consumer gets: the array, or the error's type and message."""
     try:
-        return np.from_dlpack(arrow_dlpack.to_dlpack(obj, **options), copy=copy)
+        return consume()
     except (BufferError, TypeError, ValueError) as e:
         return type(e), str(e)
+
+
+def _outcome(obj, copy, options):
+    return _attempt(lambda: np.from_dlpack(arrow_dlpack.to_dlpack(obj, **options), copy=copy))
 
 
 def _validity(obj):
-    try:
-        return np.from_dlpack(arrow_dlpack.validity(obj))
-    except (BufferError, TypeError, ValueError) as e:
-        return type(e), str(e)
+    return _attempt(lambda: np.from_dlpack(arrow_dlpack.validity(obj)))
 
 
 def _assert_same(fast, protocol):
