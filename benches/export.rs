@@ -1,6 +1,9 @@
 //! Export costs, each against a baseline measured in the same run:
 //!
-//! - `export_cycle/*`: export + delete of one tensor, against allocating a
+//! - `export_cycle/*`: export + delete of one tensor, against a minimal
+//!   hand-written export (`minimal_export`: the format and null count
+//!   checked, a context allocated and filled, the array moved, as a C
+//!   library would do it with no other checks) and against allocating a
 //!   context of the same size, calling the array's release and freeing it
 //!   (the least any owning export could do).
 //! - `import_cycle/*`: import + release of the array and schema, against
@@ -13,23 +16,29 @@
 //! - `tables/*`: record batches of float64 columns (1 to 1,000 of them,
 //!   64 MiB in all) copied into row-major and column-major matrices,
 //!   against `memcpy` of 64 MiB; columns laid end to end, shared.
+//! - `jagged/*`: the jagged export of an unsliced `list<int32>` column of
+//!   1,000 and 1,000,000 rows (shared: O(1) in rows) against the plain
+//!   export of its values array; the padded copy of 50,000 token rows
+//!   (5-127 ids) against `memcpy` of the bytes it writes.
 //!
 //! `python3 benches/report.py` turns the results into the README's table.
 
 use std::alloc::{Layout, alloc, dealloc};
-use std::ffi::{c_int, c_void};
+use std::ffi::c_void;
 use std::hint::black_box;
 use std::ptr;
 
 use arrow_dlpack::__internal::count_set_bits;
 use arrow_dlpack::abi::{
-    ArrowArray, ArrowArrayStream, ArrowSchema, DLDataType, DLDevice, DLManagedTensorVersioned,
-    DLPackVersion, DLTensor, K_DL_CPU, K_DL_FLOAT,
+    ArrowArray, ArrowSchema, DLDataType, DLDevice, DLManagedTensorVersioned, DLPackVersion,
+    DLTensor, K_DL_CPU, K_DL_FLOAT,
 };
 use arrow_dlpack::capi::{
-    ArrowDlpackCopy, ArrowDlpackExportOptions, arrow_dlpack_export_stream,
+    ArrowDlpackCopy, ArrowDlpackExportOptions, ArrowDlpackJagged, ArrowDlpackPadding,
+    arrow_dlpack_export_jagged, arrow_dlpack_export_padded, arrow_dlpack_export_stream,
     arrow_dlpack_export_versioned, arrow_dlpack_export_with, arrow_dlpack_import_versioned,
 };
+use arrow_dlpack_testkit::Stream;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 unsafe extern "C" fn release_array(array: *mut ArrowArray) {
@@ -101,6 +110,101 @@ fn baseline(template: &ArrowArray, ndim: usize) {
     unsafe { dealloc(ctx, layout) };
 }
 
+/// What a minimal C export allocates: the tensor, the moved array and a
+/// 1-D shape and stride.
+#[repr(C)]
+struct Minimal {
+    tensor: DLManagedTensorVersioned,
+    array: ArrowArray,
+    shape: i64,
+    stride: i64,
+}
+
+unsafe extern "C" fn minimal_delete(tensor: *mut DLManagedTensorVersioned) {
+    let ctx = tensor.cast::<Minimal>();
+    // SAFETY: a context made by `minimal_export`, deleted once.
+    unsafe {
+        if let Some(release) = (*ctx).array.release {
+            release(&mut (*ctx).array);
+        }
+        libc::free(ctx.cast());
+    }
+}
+
+/// The export a hand-written C library would make of a primitive array:
+/// the format and null count checked, one `malloc`, the tensor filled, the
+/// array moved.
+///
+/// # Safety
+/// Valid structs.
+unsafe fn minimal_export(a: &mut ArrowArray, s: &ArrowSchema) -> *mut DLManagedTensorVersioned {
+    // SAFETY: valid structs (caller's contract): a C string format, a
+    // values buffer.
+    unsafe {
+        let f = s.format.cast::<u8>();
+        if f.is_null() || *f == 0 || *f.add(1) != 0 {
+            return ptr::null_mut();
+        }
+        let (code, bits) = match *f {
+            b'l' => (0u8, 64u8),
+            b'g' => (K_DL_FLOAT, 64),
+            b'i' => (0, 32),
+            b'f' => (K_DL_FLOAT, 32),
+            _ => return ptr::null_mut(),
+        };
+        if a.release.is_none() || a.null_count != 0 || a.n_buffers != 2 {
+            return ptr::null_mut();
+        }
+        let ctx = libc::malloc(size_of::<Minimal>()).cast::<Minimal>();
+        if ctx.is_null() {
+            return ptr::null_mut();
+        }
+        let data = (*a.buffers.add(1))
+            .cast::<u8>()
+            .wrapping_add(a.offset as usize * bits as usize / 8);
+        ctx.write(Minimal {
+            tensor: DLManagedTensorVersioned {
+                version: DLPackVersion { major: 1, minor: 3 },
+                manager_ctx: ctx.cast(),
+                deleter: Some(minimal_delete),
+                flags: 1,
+                dl_tensor: DLTensor {
+                    data: data.cast_mut().cast(),
+                    device: DLDevice {
+                        device_type: K_DL_CPU,
+                        device_id: 0,
+                    },
+                    ndim: 1,
+                    dtype: DLDataType {
+                        code,
+                        bits,
+                        lanes: 1,
+                    },
+                    shape: &raw mut (*ctx).shape,
+                    strides: &raw mut (*ctx).stride,
+                    byte_offset: 0,
+                },
+            },
+            array: ptr::read(a),
+            shape: a.length,
+            stride: 1,
+        });
+        a.release = None;
+        &raw mut (*ctx).tensor
+    }
+}
+
+/// One minimal export + delete.
+fn minimal_cycle(template: &ArrowArray, schema: &ArrowSchema) {
+    // SAFETY: a bitwise copy of a template whose release only clears itself.
+    let mut a = unsafe { ptr::read(template) };
+    // SAFETY: valid structs.
+    let t = unsafe { minimal_export(&mut a, schema) };
+    assert!(!t.is_null());
+    // SAFETY: a live tensor, deleted once.
+    unsafe { ((*t).deleter.unwrap())(black_box(t)) };
+}
+
 fn export_cycle(c: &mut Criterion) {
     let values = vec![0u64; 1024];
     let mut group = c.benchmark_group("export_cycle");
@@ -108,8 +212,13 @@ fn export_cycle(c: &mut Criterion) {
     let mut buffers = [ptr::null(), values.as_ptr().cast::<c_void>()];
     let one_d = array(1024, &mut buffers, ptr::null_mut());
     let one_d_schema = schema(c"l", ptr::null_mut());
+    // The three alternate within the group, so that load changes hit them
+    // alike.
     group.bench_function("1d/arrow_dlpack", |b| {
         b.iter(|| cycle(&one_d, &one_d_schema))
+    });
+    group.bench_function("1d/minimal_export", |b| {
+        b.iter(|| minimal_cycle(&one_d, &one_d_schema))
     });
     group.bench_function("1d/baseline", |b| b.iter(|| baseline(&one_d, 1)));
 
@@ -234,18 +343,11 @@ fn copy_export(
         message: [0; 256],
     };
     let t = if stream {
-        let mut chunks = Chunks {
-            schema,
-            arrays,
-            next: 0,
-        };
-        let mut s = ArrowArrayStream {
-            get_schema: Some(chunks_schema),
-            get_next: Some(chunks_next),
-            get_last_error: None,
-            release: Some(release_stream),
-            private_data: (&raw mut chunks).cast(),
-        };
+        // SAFETY: bitwise copies of the arrays (re-armed above); the
+        // schema's release only marks it released.
+        let mut producer =
+            unsafe { Stream::new(schema, arrays.iter_mut().map(|a| ptr::read(a)).collect()) };
+        let mut s = producer.c_stream();
         // SAFETY: a valid stream over valid chunks.
         unsafe { arrow_dlpack_export_stream(&mut s, o, &mut error) }
     } else {
@@ -255,39 +357,6 @@ fn copy_export(
     assert!(!t.is_null(), "status {:?}", error.status);
     // SAFETY: a live tensor, deleted once.
     unsafe { ((*t).deleter.unwrap())(t) };
-}
-
-unsafe extern "C" fn release_stream(s: *mut ArrowArrayStream) {
-    // SAFETY: the bench's own stream.
-    unsafe { (*s).release = None };
-}
-
-struct Chunks<'a> {
-    schema: &'a ArrowSchema,
-    arrays: &'a mut [ArrowArray],
-    next: usize,
-}
-
-unsafe extern "C" fn chunks_schema(s: *mut ArrowArrayStream, out: *mut ArrowSchema) -> c_int {
-    // SAFETY: the bench's stream; a copy of a schema that owns nothing.
-    unsafe { out.write(ptr::read((*(*s).private_data.cast::<Chunks>()).schema)) };
-    0
-}
-
-unsafe extern "C" fn chunks_next(s: *mut ArrowArrayStream, out: *mut ArrowArray) -> c_int {
-    // SAFETY: as above; each chunk is moved out once per export.
-    unsafe {
-        let me = &mut *(*s).private_data.cast::<Chunks>();
-        match me.arrays.get_mut(me.next) {
-            Some(a) => {
-                out.write(ptr::read(a));
-                a.release = None;
-                me.next += 1;
-            }
-            None => (*out).release = None,
-        }
-    }
-    0
 }
 
 /// `n` float64 values `0, 1, ...`, backed by transparent huge pages where
@@ -459,7 +528,9 @@ fn tables(c: &mut Criterion) {
         ..Default::default()
     };
     let if_needed = ArrowDlpackCopy::ARROW_DLPACK_COPY_IF_NEEDED;
-    // 8 columns x 1M rows (64 MiB), then 1 to 1,000 columns of 64 MiB in all.
+    // 8 columns x 1M rows (64 MiB), then 1 to 1,000 columns of 64 MiB in
+    // all; on 1 and 2 threads and the default (0: the machine's cores, at
+    // most 8).
     for columns in [8usize, 1, 2, 100, 1000] {
         let rows = (8 << 20) / columns;
         let bytes = (rows * columns * 8) as u64;
@@ -467,11 +538,40 @@ fn tables(c: &mut Criterion) {
         let mut table = Table::new(rows, columns, false);
         let (parent, s) = table.parent(rows);
         let mut arrays = [parent];
-        for (name, o) in [("row_major", 1), ("column_major", 2)] {
-            group.bench_function(format!("{name}_copy/{columns}x{rows}"), |b| {
-                b.iter(|| copy_export(&mut arrays, &s, &order(o, if_needed), false))
-            });
+        let counts: &[i32] = match columns {
+            8 | 100 | 1000 => &[1, 2, 0],
+            _ => &[0],
+        };
+        for &threads in counts {
+            for (name, o) in [("row_major", 1), ("column_major", 2)] {
+                let options = ArrowDlpackExportOptions {
+                    threads,
+                    ..order(o, if_needed)
+                };
+                group.bench_function(format!("{name}_copy_t{threads}/{columns}x{rows}"), |b| {
+                    b.iter(|| copy_export(&mut arrays, &s, &options, false))
+                });
+            }
         }
+    }
+    // memcpy of 64 MiB split over N threads (scoped, spawned each time: a
+    // few microseconds of a copy of milliseconds): what N threads can move.
+    let n = 8 << 20;
+    let (source, mut out) = (warm_buffer(n), warm_buffer(n));
+    let default = arrow_dlpack::threads();
+    let mut counts = vec![2usize, default];
+    counts.dedup();
+    for threads in counts {
+        group.bench_function(format!("memcpy_64MiB_t{threads}"), |b| {
+            b.iter(|| {
+                let part = n.div_ceil(threads);
+                std::thread::scope(|scope| {
+                    for (dst, src) in out.chunks_mut(part).zip(source.chunks(part)) {
+                        scope.spawn(move || dst.copy_from_slice(black_box(src)));
+                    }
+                });
+            })
+        });
     }
     memcpy_baselines(&mut group, "/", 8 << 20);
     // Shared: O(1) whatever the size.
@@ -494,5 +594,116 @@ fn tables(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, export_cycle, import, null_scan, copies, tables);
+criterion_group!(
+    benches,
+    export_cycle,
+    import,
+    null_scan,
+    copies,
+    tables,
+    jagged
+);
 criterion_main!(benches);
+
+/// A `list<int32>` column: `rows` rows of 5 to 127 ids (a fixed
+/// pseudo-random sequence), its offsets and values.
+fn token_lists(rows: usize) -> (Vec<i32>, Vec<i32>) {
+    let mut offsets = Vec::with_capacity(rows + 1);
+    offsets.push(0i32);
+    let mut state = 0x2545_f491_u32;
+    for _ in 0..rows {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        offsets.push(offsets.last().unwrap() + 5 + (state % 123) as i32);
+    }
+    let values = (0..*offsets.last().unwrap()).map(|i| i % 50_000).collect();
+    (offsets, values)
+}
+
+fn jagged(c: &mut Criterion) {
+    let mut group = c.benchmark_group("jagged");
+    let item = schema(c"i", ptr::null_mut());
+    for rows in [1_000usize, 1_000_000] {
+        let (offsets, values) = token_lists(rows);
+        let mut child_buffers = [ptr::null(), values.as_ptr().cast::<c_void>()];
+        let mut child = array(values.len() as i64, &mut child_buffers, ptr::null_mut());
+        let mut child_ptr: *mut ArrowArray = &mut child;
+        let mut buffers = [ptr::null(), offsets.as_ptr().cast::<c_void>()];
+        let list = array(rows as i64, &mut buffers, &mut child_ptr);
+        let mut item_ptr = &item as *const ArrowSchema as *mut ArrowSchema;
+        let list_schema = schema(c"+l", &mut item_ptr);
+        group.bench_function(BenchmarkId::new("export_jagged", rows), |b| {
+            b.iter(|| {
+                // SAFETY: bitwise copies of templates whose release only
+                // clears themselves.
+                let mut a = unsafe { ptr::read(&list) };
+                let mut out = ArrowDlpackJagged {
+                    values: ptr::null_mut(),
+                    offsets: ptr::null_mut(),
+                };
+                // SAFETY: valid structs.
+                let status = unsafe {
+                    arrow_dlpack_export_jagged(
+                        &mut a,
+                        &list_schema,
+                        ptr::null(),
+                        &mut out,
+                        ptr::null_mut(),
+                    )
+                };
+                assert_eq!(status, arrow_dlpack::Status::ARROW_DLPACK_OK);
+                // SAFETY: live tensors, each deleted once.
+                unsafe {
+                    ((*out.values).deleter.unwrap())(black_box(out.values));
+                    ((*out.offsets).deleter.unwrap())(black_box(out.offsets));
+                }
+            })
+        });
+        group.bench_function(BenchmarkId::new("export_values", rows), |b| {
+            b.iter(|| cycle(&child, &item))
+        });
+    }
+    // The padded copy of 50,000 rows, right-padded to the longest.
+    let rows = 50_000;
+    let (offsets, values) = token_lists(rows);
+    let mut child_buffers = [ptr::null(), values.as_ptr().cast::<c_void>()];
+    let mut child = array(values.len() as i64, &mut child_buffers, ptr::null_mut());
+    let mut child_ptr: *mut ArrowArray = &mut child;
+    let mut buffers = [ptr::null(), offsets.as_ptr().cast::<c_void>()];
+    let list = array(rows as i64, &mut buffers, &mut child_ptr);
+    let mut item_ptr = &item as *const ArrowSchema as *mut ArrowSchema;
+    let list_schema = schema(c"+l", &mut item_ptr);
+    let longest = offsets.windows(2).map(|w| w[1] - w[0]).max().unwrap() as usize;
+    // Values and mask.
+    let written = rows * longest * (4 + 1);
+    let source = vec![1u8; written];
+    let mut out = vec![0u8; written];
+    group.throughput(Throughput::Bytes(written as u64));
+    group.bench_function("memcpy_padded_bytes", |b| {
+        b.iter(|| out.copy_from_slice(black_box(&source)))
+    });
+    group.bench_function("padded_50000", |b| {
+        b.iter(|| {
+            // SAFETY: as above.
+            let mut a = unsafe { ptr::read(&list) };
+            let mut mask: *mut DLManagedTensorVersioned = ptr::null_mut();
+            let o = ArrowDlpackExportOptions {
+                validity: &mut mask,
+                ..Default::default()
+            };
+            let padding = ArrowDlpackPadding::default();
+            // SAFETY: valid structs.
+            let t = unsafe {
+                arrow_dlpack_export_padded(&mut a, &list_schema, &o, &padding, ptr::null_mut())
+            };
+            assert!(!t.is_null());
+            // SAFETY: live tensors, each deleted once.
+            unsafe {
+                ((*t).deleter.unwrap())(black_box(t));
+                ((*mask).deleter.unwrap())(black_box(mask));
+            }
+        })
+    });
+    group.finish();
+}

@@ -7,11 +7,14 @@ tables against pyarrow's own.
 
     python benches/python_bench.py      (with the package installed)
 
-Prints a Markdown table for the README: the two paths for n = 1 and
-n = 1e6, their ratio, and where the time of ours goes, step by step.
+Writes the sections "calls", "copies" and "tables" of docs/benchmarks.md:
+the two paths for n = 1 and n = 1e6, their ratio, where the time of ours
+goes, step by step; the copies against pyarrow's; tables against pyarrow,
+polars and NumPy at 1, 2 and the default thread count.
 """
 
 import os
+import sys
 import timeit
 
 # NumPy's OpenBLAS threads spin between calls; on a small machine they take
@@ -24,8 +27,11 @@ import pyarrow as pa  # noqa: E402
 import arrow_dlpack  # noqa: E402
 from arrow_dlpack import from_dlpack, to_dlpack  # noqa: E402
 
-NUMBER = 20_000
-ROUNDS = 15
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from page import SMOKE, publish, rounds  # noqa: E402
+
+NUMBER = 200 if SMOKE else 20_000
+ROUNDS = rounds(15)
 
 
 def per_call_ns(stmt, setup_globals) -> float:
@@ -42,7 +48,9 @@ def paired_ns(native_stmt, our_stmt, g):
     return min(native) / NUMBER * 1e9, min(ours) / NUMBER * 1e9
 
 
-def main() -> None:
+def calls() -> list:
+    lines = []
+    print = lines.append  # noqa: A001 (the section's lines)
     # Both directions against pyarrow's own, paired round by round.
     rows = []
     for n in (1, 1_000_000):
@@ -80,29 +88,30 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for label, theirs, native, ours, target in rows:
         print(f"| {label} | {theirs} | {native:.0f} ns | {ours:.0f} ns | {ours / native:.2f}x | <= {target} |")
-    print()
+    print("")
     print("| step (n = 1) | cost |")
     print("|---|---|")
     for label, stmt in steps:
         print(f"| {label} | {per_call_ns(stmt, g):.0f} ns |")
-    exchange()
+    return lines + exchange()
 
 
-def exchange() -> None:
+def exchange() -> list:
     """The DLPack C exchange API beside `__dlpack__`, with apache-tvm-ffi
     (whose `from_dlpack` tries the API first, and whose test wrapper type
     offers it)."""
+    lines = []
+    print = lines.append  # noqa: A001
     try:
         import tvm_ffi
     except ImportError:
-        print("\n(apache-tvm-ffi not installed: no exchange API figures)")
-        return
+        return ["", "(apache-tvm-ffi not installed: no exchange API figures)"]
     a = pa.array([1.0])
     t = tvm_ffi.from_dlpack(np.arange(1.0))
     g = {"np": np, "a": a, "t": t, "w": tvm_ffi.core.DLTensorTestWrapper(t), "to_dlpack": to_dlpack,
          "from_dlpack": from_dlpack, "tvm_from_dlpack": tvm_ffi.from_dlpack}
     dunder, api = paired_ns("from_dlpack(t)", "from_dlpack(w)", g)
-    print()
+    print("")
     print("| exchange API (n = 1) | `__dlpack__` | exchange API | saved |")
     print("|---|---|---|---|")
     print(f"| consumer: `from_dlpack` of a tvm-ffi tensor (its `__dlpack__`) / of the same tensor in tvm-ffi's "
@@ -110,9 +119,10 @@ def exchange() -> None:
     dunder, api = paired_ns("np.from_dlpack(to_dlpack(a))", "tvm_from_dlpack(to_dlpack(a))", g)
     print(f"| producer: `np.from_dlpack(to_dlpack(a))` (NumPy calls `__dlpack__`) / `tvm_ffi.from_dlpack(to_dlpack(a))` "
           f"(tvm-ffi calls the API) | {dunder:.0f} ns | {api:.0f} ns | {dunder - api:.0f} ns |")
+    return lines
 
 
-def copies() -> None:
+def copies() -> list:
     """The one-copy paths against pyarrow's own, 64 MiB out, same run."""
     import pyarrow.compute as pc
 
@@ -129,17 +139,21 @@ def copies() -> None:
         ("unpack 64M booleans", "booleans.to_numpy(zero_copy_only=False)", "np.from_dlpack(to_dlpack(booleans))", n * 8),
     ]
     g = {"np": np, "pc": pc, "chunked": chunked, "with_nulls": with_nulls, "booleans": booleans, "to_dlpack": to_dlpack}
-    print()
+    lines = []
+    print = lines.append  # noqa: A001
+    print(f"On the default thread count ({arrow_dlpack.threads()}).")
+    print("")
     print("| copy (64 MiB out) | pyarrow | arrow_dlpack | speed-up |")
     print("|---|---|---|---|")
     for label, theirs, ours, out_bytes in cases:
-        t_theirs = min(timeit.repeat(theirs, globals=g, number=3, repeat=5)) / 3
-        t_ours = min(timeit.repeat(ours, globals=g, number=3, repeat=5)) / 3
+        t_theirs = min(timeit.repeat(theirs, globals=g, number=3, repeat=rounds(5))) / 3
+        t_ours = min(timeit.repeat(ours, globals=g, number=3, repeat=rounds(5))) / 3
         rate = (lambda t: f"{out_bytes / t / 1e9:.1f} GB/s") if "booleans" not in label else (lambda t: f"{n * 8 / t / 1e9:.2f} G elements/s")
         print(f"| {label} | {rate(t_theirs)} | {rate(t_ours)} | {t_theirs / t_ours:.2f}x |")
+    return lines
 
 
-def tables() -> None:
+def tables() -> list:
     """Record batches as matrices against pyarrow's to_tensor, polars'
     to_numpy and NumPy's column_stack, same run; memcpy of the same bytes
     (the columns' own, into warm memory) as the floor."""
@@ -151,11 +165,20 @@ def tables() -> None:
     rng = np.random.default_rng(0)
 
     def best(stmt, g, number=3, repeat=7):
-        return min(timeit.repeat(stmt, globals=g, number=number, repeat=repeat)) / number
+        return min(timeit.repeat(stmt, globals=g, number=number, repeat=rounds(repeat))) / number
 
-    print()
-    print("| table (float64) | layout | pyarrow `to_tensor` | polars `to_numpy` | `np.column_stack` | arrow_dlpack | memcpy of the columns | vs pyarrow | vs memcpy |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    lines = []
+    print = lines.append  # noqa: A001
+    default = arrow_dlpack.threads()
+    counts = sorted({1, 2, default})
+    heads = " | ".join(f"arrow_dlpack, {t} thread{'s' if t > 1 else ''}" for t in counts)
+    print(f"polars copies on all {os.cpu_count()} cores; arrow_dlpack's default here is {default} threads. "
+          "memcpy: the columns' bytes copied into warm memory on one thread (NumPy).")
+    print("")
+    print(f"| table (float64) | layout | pyarrow `to_tensor` | polars `to_numpy` | `np.column_stack` | {heads} | "
+          "memcpy, 1 thread | default vs polars | default vs memcpy |")
+    print("|---|---|---|---|---|" + "---|" * len(counts) + "---|---|---|")
+    before = arrow_dlpack.threads()
     for cols, rows in ((8, 1 << 20), (2, 1 << 22), (100, 83_886), (1000, 8_388)):
         batch = pa.record_batch({f"c{j}": rng.random(rows) for j in range(cols)})
         df = pl.from_arrow(batch) if pl is not None else None
@@ -167,24 +190,31 @@ def tables() -> None:
         mb = rows * cols * 8
         for layout, row_major, order, polars_order in (("row-major (C)", True, "C", "c"), ("column-major (F)", False, "F", "fortran")):
             theirs = best(f"b.to_tensor(row_major={row_major})", g)
-            ours = best(f"np.from_dlpack(to_dlpack(b, order={order!r}))", g)
+            ours = {}
+            for t in counts:
+                arrow_dlpack.set_threads(t)
+                ours[t] = best(f"np.from_dlpack(to_dlpack(b, order={order!r}))", g)
+            arrow_dlpack.set_threads(before)
             pol = best(f"df.to_numpy(order={polars_order!r})", g) if df is not None else None
             rate = lambda t: "-" if t is None else f"{mb / t / 1e9:.1f} GB/s"
+            mine = " | ".join(rate(ours[t]) for t in counts)
+            vs_polars = "-" if pol is None else f"{pol / ours[default]:.2f}x"
             print(f"| {cols} x {rows:,} | {layout} | {rate(theirs)} | {rate(pol)} | {rate(stack if row_major else None)} | "
-                  f"{rate(ours)} | {rate(memcpy)} | {theirs / ours:.2f}x | {memcpy / ours:.2f}x |")
+                  f"{mine} | {rate(memcpy)} | {vs_polars} | {memcpy / ours[default]:.2f}x |")
     # Shared: columns laid end to end (a Fortran matrix's), any size.
-    print()
+    print("")
     print("| shared, 8 columns laid end to end | arrow_dlpack (`np.from_dlpack(to_dlpack(b))`) |")
     print("|---|---|")
     for rows in (1_000, 1_000_000):
         m = np.asfortranarray(rng.random((rows, 8)))
         b = pa.record_batch(arrow_dlpack.from_dlpack(m, columns=True))
         g = {"np": np, "b": b, "to_dlpack": to_dlpack}
-        t = best("np.from_dlpack(to_dlpack(b, order='F'))", g, number=2000, repeat=5)
+        t = best("np.from_dlpack(to_dlpack(b, order='F'))", g, number=2000 if not SMOKE else 20, repeat=5)
         print(f"| {rows:,} rows | {t * 1e6:.1f} us |")
+    return lines
 
 
 if __name__ == "__main__":
-    main()
-    copies()
-    tables()
+    publish("calls", "\n".join(calls()))
+    publish("copies", "\n".join(copies()))
+    publish("tables", "\n".join(tables()))

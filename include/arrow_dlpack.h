@@ -437,10 +437,72 @@ typedef struct ArrowDlpackExportOptions {
    */
   DLManagedTensorVersioned **validity;
   /**
+   * 1: a dictionary-encoded array exports its indices (an integer
+   * tensor, shared like any primitive array); 0: dictionaries are
+   * `ARROW_DLPACK_UNSUPPORTED_TYPE`.
+   */
+  int32_t dictionary_as_indices;
+  /**
+   * Threads a copy may run on: 0, the default (`ARROW_DLPACK_THREADS`,
+   * else the machine's cores, at most 8); 1, the calling thread only.
+   * The bytes are the same whatever the count; zero-copy exports start
+   * no thread. (Took the place of `reserved0`.)
+   */
+  int32_t threads;
+  /**
    * Must be zero.
    */
-  int64_t reserved[4];
+  int64_t reserved[3];
 } ArrowDlpackExportOptions;
+
+/**
+ * A variable-length column as two DLPack 1.3 tensors: every row's
+ * elements end to end, and where each row starts.
+ */
+typedef struct ArrowDlpackJagged {
+  /**
+   * Every row's elements end to end: `[total]` or `[total, ...]` (the
+   * elements of a list of fixed-size lists or tensors are N-D; the
+   * values of a string or binary are its bytes, kDLUInt 8).
+   */
+  DLManagedTensorVersioned *values;
+  /**
+   * int32 or int64 `[length + 1]`, `offsets[0] == 0`: row `i` is
+   * `values[offsets[i] : offsets[i + 1]]` (torch's
+   * `nested_tensor_from_jagged`, `EmbeddingBag(include_last_offset=True)`,
+   * flash-attention's `cu_seqlens`).
+   */
+  DLManagedTensorVersioned *offsets;
+} ArrowDlpackJagged;
+
+/**
+ * How `arrow_dlpack_export_padded` pads: all zero (or a NULL pointer)
+ * pads with 0, on the right, to the longest row.
+ */
+typedef struct ArrowDlpackPadding {
+  /**
+   * 0: the longest row; > 0: every row cut or padded to it.
+   */
+  int64_t length;
+  /**
+   * 0: pad and cut at the end (right padding); 1: at the start (left
+   * padding: each row's last element in the last column).
+   */
+  int32_t side;
+  /**
+   * Must be zero.
+   */
+  int32_t reserved0;
+  /**
+   * The padding, converted to the tensor's dtype, which must hold it
+   * exactly.
+   */
+  double value;
+  /**
+   * Must be zero.
+   */
+  int64_t reserved[2];
+} ArrowDlpackPadding;
 
 /**
  * Options of `arrow_dlpack_import_with`; all zero (or a NULL pointer) is
@@ -461,9 +523,18 @@ typedef struct ArrowDlpackImportOptions {
    */
   const char *const *column_names;
   /**
+   * Threads a copy may run on, as in `ArrowDlpackExportOptions`. (It
+   * and `reserved0` took the place of `reserved[0]`.)
+   */
+  int32_t threads;
+  /**
    * Must be zero.
    */
-  int64_t reserved[4];
+  int32_t reserved0;
+  /**
+   * Must be zero.
+   */
+  int64_t reserved[3];
 } ArrowDlpackImportOptions;
 
 #ifdef __cplusplus
@@ -647,6 +718,141 @@ DLManagedTensor *arrow_dlpack_export_stream_legacy(struct ArrowArrayStream *stre
                                                    struct ArrowDlpackError *error);
 
 /**
+ * The validity mask of the tensor `arrow_dlpack_export_with` would make
+ * of `array` under `options`, without making that tensor: a kDLBool
+ * tensor of the same shape and order, 1 where the value is valid (a null
+ * at a list level clears its whole row; a struct's null row, its row).
+ * One pass over the validity bits; the values are not copied.
+ *
+ * `array` is only read: it stays the caller's, intact, whatever happens.
+ * `options` (NULL: the defaults) apply as in `arrow_dlpack_export_with`,
+ * except that nulls need no `fill_nulls` and no copy is refused (none is
+ * made); `options->validity` is ignored. Returns a fresh, writable
+ * DLPack 1.3 tensor (IS_COPIED) that the caller deletes, or NULL on
+ * failure. Statuses: as `arrow_dlpack_export_with`, except `HAS_NULLS`
+ * and `NEEDS_COPY`.
+ *
+ * # Safety
+ * Pointers are NULL or valid; the structs follow the C Data Interface.
+ */
+DLManagedTensorVersioned *arrow_dlpack_export_validity(const struct ArrowArray *array,
+                                                       const struct ArrowSchema *schema,
+                                                       const struct ArrowDlpackExportOptions *options,
+                                                       struct ArrowDlpackError *error);
+
+/**
+ * The validity mask of the tensor `arrow_dlpack_export_stream` would make
+ * of `stream` under `options`, without making that tensor (as
+ * `arrow_dlpack_export_validity`). The stream is borrowed: read to its
+ * end (or to the failure) and never released; the chunks read are
+ * released by the library.
+ *
+ * # Safety
+ * Pointers are NULL or valid; the stream follows the C Stream Interface.
+ */
+DLManagedTensorVersioned *arrow_dlpack_export_validity_stream(struct ArrowArrayStream *stream,
+                                                              const struct ArrowDlpackExportOptions *options,
+                                                              struct ArrowDlpackError *error);
+
+/**
+ * Shares a list (`+l`, `+L`), string or binary (`u` `z` `U` `Z`) array as
+ * a jagged pair, or copies once where sharing is impossible and `options`
+ * allow a copy; list views (`+vl` `+vL`) and string and binary views
+ * (`vu` `vz`) are gathered (a copy).
+ *
+ * Shared (READ_ONLY) where the array's first offset is 0: `out->offsets`
+ * points into the Arrow offsets buffer, `out->values` at the child's first
+ * element; both tensors share the one moved array, released once after
+ * the second of them is deleted, in either order. A slice whose first
+ * offset is not 0 has its offsets rebased into a fresh tensor (IS_COPIED;
+ * the values still shared): a copy in the policy's sense. Several chunks,
+ * views, another `options->dtype`, booleans and filled nulls copy the
+ * values; the offsets are then rebuilt, from 0.
+ *
+ * Nulls: null elements are `HAS_NULLS` unless `options->fill_nulls`
+ * (each written as `fill_value`). Null rows are `HAS_NULLS` unless
+ * `options->fill_nulls`; then each null row is an empty row (its elements
+ * dropped when its segment is not empty: a copy), and `options->validity`
+ * (if set) receives the `[length]` kDLBool row mask, 1 where the row is
+ * valid. `options->order` is ignored.
+ *
+ * On success returns `ARROW_DLPACK_OK`, writes `*out` (the caller deletes
+ * both tensors) and moves the array (its `release` becomes NULL). On
+ * failure the array and `*out` are untouched. Statuses: as
+ * `arrow_dlpack_export_with`; `UNSUPPORTED_TYPE` for an array whose rows
+ * are all one shape (export it with `arrow_dlpack_export_with`);
+ * `INVALID_ARROW` for offsets that decrease or leave the child, naming
+ * the row, where a copy follows them (a share checks the first and the
+ * last, as Arrow's own minimal validation does).
+ *
+ * # Safety
+ * Pointers are NULL or valid; the structs follow the C Data Interface.
+ */
+enum ArrowDlpackStatus arrow_dlpack_export_jagged(struct ArrowArray *array,
+                                                  const struct ArrowSchema *schema,
+                                                  const struct ArrowDlpackExportOptions *options,
+                                                  struct ArrowDlpackJagged *out,
+                                                  struct ArrowDlpackError *error);
+
+/**
+ * Reads a C stream of list, string or binary arrays to its end and
+ * returns one jagged pair of them all: the values appended, the offsets
+ * rebased (one copy; one chunk is shared as `arrow_dlpack_export_jagged`
+ * shares it; no chunk: `[0]` values and offsets `[0]`). The stream is
+ * borrowed (read to its end or to the failure, never released); the
+ * chunks read are the library's. Otherwise as `arrow_dlpack_export_jagged`.
+ *
+ * # Safety
+ * Pointers are NULL or valid; the stream follows the C Stream Interface.
+ */
+enum ArrowDlpackStatus arrow_dlpack_export_jagged_stream(struct ArrowArrayStream *stream,
+                                                         const struct ArrowDlpackExportOptions *options,
+                                                         struct ArrowDlpackJagged *out,
+                                                         struct ArrowDlpackError *error);
+
+/**
+ * Copies a list (`+l`, `+L`, `+vl`, `+vL`), string or binary array into
+ * one padded DLPack 1.3 tensor `[length, L, ...]` (IS_COPIED, writable;
+ * always a copy: `options->copy` is not consulted), `L` being
+ * `padding->length`, or the longest row (0 rows or all empty: `[length,
+ * 0]`). Right padding (`padding->side` 0) keeps each row's first `L`
+ * elements, left padding (1) its last `L`, its last element in the last
+ * column; the rest of a row is `padding->value`, which the dtype must
+ * hold exactly. `padding` NULL: all zero (0, right, the longest row).
+ * `options->dtype` converts in the same pass; `options->validity` (if
+ * set) receives the `[length, L]` kDLBool mask, 1 at each real element
+ * that is not null (the attention mask). Nulls: as
+ * `arrow_dlpack_export_jagged` (a null row, filled, is all padding).
+ *
+ * On success the array is moved and released (copied); on failure it is
+ * untouched. Statuses: as `arrow_dlpack_export_jagged`, and
+ * `INVALID_ARGUMENT` for bad padding; `OUT_OF_MEMORY` for a tensor of
+ * `length * L` elements that overflows or cannot be allocated.
+ *
+ * # Safety
+ * Pointers are NULL or valid; the structs follow the C Data Interface.
+ */
+DLManagedTensorVersioned *arrow_dlpack_export_padded(struct ArrowArray *array,
+                                                     const struct ArrowSchema *schema,
+                                                     const struct ArrowDlpackExportOptions *options,
+                                                     const struct ArrowDlpackPadding *padding,
+                                                     struct ArrowDlpackError *error);
+
+/**
+ * Reads a C stream of list, string or binary arrays to its end and
+ * returns one padded tensor of all their rows (as
+ * `arrow_dlpack_export_padded`; the stream borrowed, the chunks read
+ * released).
+ *
+ * # Safety
+ * Pointers are NULL or valid; the stream follows the C Stream Interface.
+ */
+DLManagedTensorVersioned *arrow_dlpack_export_padded_stream(struct ArrowArrayStream *stream,
+                                                            const struct ArrowDlpackExportOptions *options,
+                                                            const struct ArrowDlpackPadding *padding,
+                                                            struct ArrowDlpackError *error);
+
+/**
  * Shares a legacy DLPack tensor as an Arrow array, without copying.
  *
  * `tensor` must be a live tensor in host-readable memory (`kDLCPU`,
@@ -715,8 +921,10 @@ enum ArrowDlpackStatus arrow_dlpack_import_device(DLManagedTensorVersioned *tens
  * Fortran-ordered N-D), gathered row-major. The copy is owned by the
  * Arrow array (64-byte aligned), and the tensor is deleted right after
  * it; success moves the tensor either way. Host memory only (device
- * memory is never copied: `UNSUPPORTED_DEVICE`). `options->as_columns` is
- * not supported by this version (`INVALID_ARGUMENT`).
+ * memory is never copied: `UNSUPPORTED_DEVICE`). With
+ * `options->as_columns`, a 2-D tensor `[rows, columns]` becomes a struct
+ * array of its columns: shared when each column is dense (column-major),
+ * otherwise the columns copied out; not 2-D: `INVALID_ARGUMENT`.
  *
  * # Safety
  * Pointers are NULL or valid; the tensor follows DLPack.
@@ -726,6 +934,36 @@ enum ArrowDlpackStatus arrow_dlpack_import_with(DLManagedTensorVersioned *tensor
                                                 struct ArrowArray *out_array,
                                                 struct ArrowSchema *out_schema,
                                                 struct ArrowDlpackError *error);
+
+/**
+ * Shares a values tensor and an offsets tensor (int32 or int64, 1-D,
+ * `length + 1` entries) as an Arrow list array: int32 offsets -> `+l`,
+ * int64 -> `+L`; values 1-D become a primitive child, N-D an
+ * `arrow.fixed_shape_tensor` child (a list of tensors). Host memory only.
+ *
+ * The offsets are checked before anything changes hands (non-decreasing,
+ * the first >= 0, the last <= the values' first dimension): Arrow
+ * consumers trust them. On success returns `ARROW_DLPACK_OK` and writes
+ * the out structs: the array owns both tensors and deletes each once,
+ * when the last array sharing them is released. Values or offsets that
+ * need a copy (kDLBool values, strides Arrow cannot share) are copied
+ * once where `options->copy` allows it, the tensor then deleted at once.
+ * On failure both tensors are untouched and the caller's.
+ *
+ * Statuses: as `arrow_dlpack_import_with`; `INVALID_ARGUMENT` for offsets
+ * that decrease, start below 0 or end beyond the values, are not 1-D, or
+ * with `options->as_columns`; `UNSUPPORTED_TYPE` for offsets that are not
+ * int32 or int64.
+ *
+ * # Safety
+ * Pointers are NULL or valid; the tensors follow DLPack.
+ */
+enum ArrowDlpackStatus arrow_dlpack_import_jagged(DLManagedTensorVersioned *values,
+                                                  DLManagedTensorVersioned *offsets,
+                                                  const struct ArrowDlpackImportOptions *options,
+                                                  struct ArrowArray *out_array,
+                                                  struct ArrowSchema *out_schema,
+                                                  struct ArrowDlpackError *error);
 
 /**
  * The library's version, `"MAJOR.MINOR.PATCH"`: a static string.

@@ -30,8 +30,27 @@ import arrow_dlpack_ctypes as _ffi  # noqa: E402
 RESULTS: List[Tuple[str, str]] = []
 
 
+def _gpus() -> int:
+    """CUDA devices the driver sees (0 without a driver or a GPU)."""
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return 0
+    count = ctypes.c_int(0)
+    if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return 0
+    return count.value
+
+
+GPUS = _gpus()
+
+
 def case(name: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
     def run(fn: Callable[[], Any]) -> Callable[[], Any]:
+        if GPUS == 0:
+            RESULTS.append(("SKIP", f"{name}: no CUDA GPU on this machine"))
+            print(*RESULTS[-1], flush=True)
+            return fn
         try:
             detail = fn()
             RESULTS.append(("PASS", f"{name}{': ' + detail if detail else ''}"))
@@ -198,6 +217,27 @@ def _():
             continue
         raise AssertionError(f"{kwargs} accepted")
     assert torch.equal(torch.from_dlpack(exporter).cpu(), torch.arange(4))
+
+
+@case("a pinned batch goes to CUDA with non_blocking=True")
+def _():
+    import numpy as np
+    import pyarrow as pa
+    import torch
+
+    import arrow_dlpack.torch as adt
+
+    n = 1 << 16
+    table = pa.table({"a": np.arange(n, dtype=np.float32), "b": np.ones(n, np.float32)})
+    on_gpu = []
+    for batch in adt.batches(table, 1 << 14, stack={"x": ["a", "b"]}, pin_memory=True):
+        x = batch["x"]
+        assert x.is_pinned(), "not in pinned memory"
+        on_gpu.append(x.to("cuda", non_blocking=True))
+    torch.cuda.synchronize()
+    got = torch.cat(on_gpu).cpu()
+    assert torch.equal(got, torch.stack([torch.arange(n, dtype=torch.float32), torch.ones(n)], dim=1))
+    return f"{len(on_gpu)} batches, pinned, copied asynchronously, equal"
 
 
 def main() -> int:

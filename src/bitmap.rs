@@ -23,6 +23,16 @@ pub fn count_set_bits(bitmap: &[u8], offset: usize, len: usize) -> usize {
     head + tail + count_ones(&bitmap[first + 1..last])
 }
 
+/// Whether bit `i` (LSB-first) of `bitmap` is set.
+///
+/// # Safety
+/// `bitmap` holds at least `i + 1` bits.
+#[inline]
+pub unsafe fn bit(bitmap: *const u8, i: usize) -> bool {
+    // SAFETY: byte `i / 8` is inside the bitmap (caller's contract).
+    unsafe { (*bitmap.add(i / 8) >> (i % 8)) & 1 == 1 }
+}
+
 /// Set bits in whole bytes, with the fastest code this CPU runs.
 fn count_ones(bytes: &[u8]) -> usize {
     #[cfg(all(target_arch = "x86_64", not(miri)))]

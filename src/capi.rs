@@ -14,13 +14,15 @@ use crate::abi::{
 };
 use crate::dlpack::read::Memory;
 use crate::error::{ArrowDlpackError, ArrowDlpackStatus, Error, Status, err};
+use crate::export::Exported;
 use crate::managed::Managed;
-use crate::options::{ExportOptions, ImportOptions};
-use crate::{device, export, import};
+use crate::options::{ExportOptions, ImportOptions, Padding};
+use crate::{export, import};
 
 pub use crate::capsule::arrow_dlpack_capsule_destructor;
 pub use crate::options::{
     ArrowDlpackCopy, ArrowDlpackExportOptions, ArrowDlpackImportOptions, ArrowDlpackOrder,
+    ArrowDlpackPadding,
 };
 
 /// Runs `$body` (a `Result`) behind a panic guard, reports the outcome into
@@ -344,10 +346,26 @@ unsafe fn export_with<M: Managed>(
     ffi_boundary!(name, error, |_| ptr::null_mut(), {
         let (array, schema) = (non_null!(array, as_mut)?, non_null!(schema, as_ref)?);
         // SAFETY: NULL or valid (the caller's contract).
-        let options = ExportOptions::from_c(unsafe { options.as_ref() })?;
+        let c_options = unsafe { options.as_ref() };
+        let options = ExportOptions::from_c(c_options)?;
         // SAFETY: valid structs, per the caller's contract.
-        unsafe { export::export_with::<M>(array, schema, &options) }.map(NonNull::as_ptr)
+        let made = unsafe { export::export_with::<M>(array, schema, &options) }?;
+        // SAFETY: as above.
+        Ok(unsafe { hand_out(made, c_options) })
     })
+}
+
+/// The tensor of an export under options, its mask written to
+/// `*options->validity` (asked for, so made).
+///
+/// # Safety
+/// `options->validity`, when the mask was asked for, is valid for writes.
+unsafe fn hand_out<M>(made: Exported<M>, options: Option<&ArrowDlpackExportOptions>) -> *mut M {
+    if let (Some(mask), Some(o)) = (made.mask, options) {
+        // SAFETY: non-NULL (the mask was asked for by it), writable.
+        unsafe { o.validity.write(mask.as_ptr()) };
+    }
+    made.tensor.as_ptr()
 }
 
 /// Reads a C stream of arrays to its end and returns one DLPack 1.3
@@ -405,10 +423,280 @@ unsafe fn export_stream<M: Managed>(
     ffi_boundary!(name, error, |_| ptr::null_mut(), {
         let stream = non_null!(stream, as_mut)?;
         // SAFETY: NULL or valid (the caller's contract).
-        let options = ExportOptions::from_c(unsafe { options.as_ref() })?;
+        let c_options = unsafe { options.as_ref() };
+        let options = ExportOptions::from_c(c_options)?;
         // SAFETY: a live stream, per the caller's contract.
-        unsafe { export::export_stream::<M>(stream, &options) }.map(NonNull::as_ptr)
+        let made = unsafe { export::export_stream::<M>(stream, &options) }?;
+        // SAFETY: as above.
+        Ok(unsafe { hand_out(made, c_options) })
     })
+}
+
+/// The validity mask of the tensor `arrow_dlpack_export_with` would make
+/// of `array` under `options`, without making that tensor: a kDLBool
+/// tensor of the same shape and order, 1 where the value is valid (a null
+/// at a list level clears its whole row; a struct's null row, its row).
+/// One pass over the validity bits; the values are not copied.
+///
+/// `array` is only read: it stays the caller's, intact, whatever happens.
+/// `options` (NULL: the defaults) apply as in `arrow_dlpack_export_with`,
+/// except that nulls need no `fill_nulls` and no copy is refused (none is
+/// made); `options->validity` is ignored. Returns a fresh, writable
+/// DLPack 1.3 tensor (IS_COPIED) that the caller deletes, or NULL on
+/// failure. Statuses: as `arrow_dlpack_export_with`, except `HAS_NULLS`
+/// and `NEEDS_COPY`.
+///
+/// # Safety
+/// Pointers are NULL or valid; the structs follow the C Data Interface.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_export_validity(
+    array: *const ArrowArray,
+    schema: *const ArrowSchema,
+    options: *const ArrowDlpackExportOptions,
+    error: *mut ArrowDlpackError,
+) -> *mut DLManagedTensorVersioned {
+    ffi_boundary!(
+        "arrow_dlpack_export_validity",
+        error,
+        |_| ptr::null_mut(),
+        {
+            let (array, schema) = (non_null!(array, as_ref)?, non_null!(schema, as_ref)?);
+            // SAFETY: NULL or valid (the caller's contract).
+            let options = ExportOptions::from_c(unsafe { options.as_ref() })?;
+            // SAFETY: valid structs, per the caller's contract.
+            unsafe { export::validity(array, schema, &options) }.map(NonNull::as_ptr)
+        }
+    )
+}
+
+/// The validity mask of the tensor `arrow_dlpack_export_stream` would make
+/// of `stream` under `options`, without making that tensor (as
+/// `arrow_dlpack_export_validity`). The stream is borrowed: read to its
+/// end (or to the failure) and never released; the chunks read are
+/// released by the library.
+///
+/// # Safety
+/// Pointers are NULL or valid; the stream follows the C Stream Interface.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_export_validity_stream(
+    stream: *mut ArrowArrayStream,
+    options: *const ArrowDlpackExportOptions,
+    error: *mut ArrowDlpackError,
+) -> *mut DLManagedTensorVersioned {
+    ffi_boundary!(
+        "arrow_dlpack_export_validity_stream",
+        error,
+        |_| ptr::null_mut(),
+        {
+            let stream = non_null!(stream, as_mut)?;
+            // SAFETY: NULL or valid (the caller's contract).
+            let options = ExportOptions::from_c(unsafe { options.as_ref() })?;
+            // SAFETY: a live stream, per the caller's contract.
+            unsafe { export::validity_stream(stream, &options) }.map(NonNull::as_ptr)
+        }
+    )
+}
+
+// ---- variable-length columns ------------------------------------------------
+
+/// A variable-length column as two DLPack 1.3 tensors: every row's
+/// elements end to end, and where each row starts.
+#[repr(C)]
+#[derive(Debug)]
+pub struct ArrowDlpackJagged {
+    /// Every row's elements end to end: `[total]` or `[total, ...]` (the
+    /// elements of a list of fixed-size lists or tensors are N-D; the
+    /// values of a string or binary are its bytes, kDLUInt 8).
+    pub values: *mut DLManagedTensorVersioned,
+    /// int32 or int64 `[length + 1]`, `offsets[0] == 0`: row `i` is
+    /// `values[offsets[i] : offsets[i + 1]]` (torch's
+    /// `nested_tensor_from_jagged`, `EmbeddingBag(include_last_offset=True)`,
+    /// flash-attention's `cu_seqlens`).
+    pub offsets: *mut DLManagedTensorVersioned,
+}
+
+/// Shares a list (`+l`, `+L`), string or binary (`u` `z` `U` `Z`) array as
+/// a jagged pair, or copies once where sharing is impossible and `options`
+/// allow a copy; list views (`+vl` `+vL`) and string and binary views
+/// (`vu` `vz`) are gathered (a copy).
+///
+/// Shared (READ_ONLY) where the array's first offset is 0: `out->offsets`
+/// points into the Arrow offsets buffer, `out->values` at the child's first
+/// element; both tensors share the one moved array, released once after
+/// the second of them is deleted, in either order. A slice whose first
+/// offset is not 0 has its offsets rebased into a fresh tensor (IS_COPIED;
+/// the values still shared): a copy in the policy's sense. Several chunks,
+/// views, another `options->dtype`, booleans and filled nulls copy the
+/// values; the offsets are then rebuilt, from 0.
+///
+/// Nulls: null elements are `HAS_NULLS` unless `options->fill_nulls`
+/// (each written as `fill_value`). Null rows are `HAS_NULLS` unless
+/// `options->fill_nulls`; then each null row is an empty row (its elements
+/// dropped when its segment is not empty: a copy), and `options->validity`
+/// (if set) receives the `[length]` kDLBool row mask, 1 where the row is
+/// valid. `options->order` is ignored.
+///
+/// On success returns `ARROW_DLPACK_OK`, writes `*out` (the caller deletes
+/// both tensors) and moves the array (its `release` becomes NULL). On
+/// failure the array and `*out` are untouched. Statuses: as
+/// `arrow_dlpack_export_with`; `UNSUPPORTED_TYPE` for an array whose rows
+/// are all one shape (export it with `arrow_dlpack_export_with`);
+/// `INVALID_ARROW` for offsets that decrease or leave the child, naming
+/// the row, where a copy follows them (a share checks the first and the
+/// last, as Arrow's own minimal validation does).
+///
+/// # Safety
+/// Pointers are NULL or valid; the structs follow the C Data Interface.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_export_jagged(
+    array: *mut ArrowArray,
+    schema: *const ArrowSchema,
+    options: *const ArrowDlpackExportOptions,
+    out: *mut ArrowDlpackJagged,
+    error: *mut ArrowDlpackError,
+) -> ArrowDlpackStatus {
+    ffi_boundary!("arrow_dlpack_export_jagged", error, |status| status, {
+        let (array, schema) = (non_null!(array, as_mut)?, non_null!(schema, as_ref)?);
+        let out = non_null!(out, as_mut)?;
+        // SAFETY: NULL or valid (the caller's contract).
+        let c_options = unsafe { options.as_ref() };
+        let options = ExportOptions::from_c(c_options)?;
+        // SAFETY: valid structs, per the caller's contract.
+        let made =
+            unsafe { export::export_jagged::<DLManagedTensorVersioned>(array, schema, &options) }?;
+        // SAFETY: as above.
+        Ok(unsafe { hand_out_jagged(made, out, c_options) })
+    })
+}
+
+/// Reads a C stream of list, string or binary arrays to its end and
+/// returns one jagged pair of them all: the values appended, the offsets
+/// rebased (one copy; one chunk is shared as `arrow_dlpack_export_jagged`
+/// shares it; no chunk: `[0]` values and offsets `[0]`). The stream is
+/// borrowed (read to its end or to the failure, never released); the
+/// chunks read are the library's. Otherwise as `arrow_dlpack_export_jagged`.
+///
+/// # Safety
+/// Pointers are NULL or valid; the stream follows the C Stream Interface.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_export_jagged_stream(
+    stream: *mut ArrowArrayStream,
+    options: *const ArrowDlpackExportOptions,
+    out: *mut ArrowDlpackJagged,
+    error: *mut ArrowDlpackError,
+) -> ArrowDlpackStatus {
+    ffi_boundary!(
+        "arrow_dlpack_export_jagged_stream",
+        error,
+        |status| status,
+        {
+            let stream = non_null!(stream, as_mut)?;
+            let out = non_null!(out, as_mut)?;
+            // SAFETY: NULL or valid (the caller's contract).
+            let c_options = unsafe { options.as_ref() };
+            let options = ExportOptions::from_c(c_options)?;
+            // SAFETY: a live stream, per the caller's contract.
+            let made = unsafe {
+                export::export_jagged_stream::<DLManagedTensorVersioned>(stream, &options)
+            }?;
+            // SAFETY: as above.
+            Ok(unsafe { hand_out_jagged(made, out, c_options) })
+        }
+    )
+}
+
+/// The jagged pair written to `*out`, its mask to `*options->validity`.
+///
+/// # Safety
+/// `out` is writable; `options->validity`, when the mask was asked for,
+/// is valid for writes.
+unsafe fn hand_out_jagged(
+    made: export::Jagged<DLManagedTensorVersioned>,
+    out: &mut ArrowDlpackJagged,
+    options: Option<&ArrowDlpackExportOptions>,
+) -> Status {
+    out.values = made.values.as_ptr();
+    out.offsets = made.offsets.as_ptr();
+    if let (Some(mask), Some(o)) = (made.mask, options) {
+        // SAFETY: non-NULL (the mask was asked for by it), writable.
+        unsafe { o.validity.write(mask.as_ptr()) };
+    }
+    Status::ARROW_DLPACK_OK
+}
+
+/// Copies a list (`+l`, `+L`, `+vl`, `+vL`), string or binary array into
+/// one padded DLPack 1.3 tensor `[length, L, ...]` (IS_COPIED, writable;
+/// always a copy: `options->copy` is not consulted), `L` being
+/// `padding->length`, or the longest row (0 rows or all empty: `[length,
+/// 0]`). Right padding (`padding->side` 0) keeps each row's first `L`
+/// elements, left padding (1) its last `L`, its last element in the last
+/// column; the rest of a row is `padding->value`, which the dtype must
+/// hold exactly. `padding` NULL: all zero (0, right, the longest row).
+/// `options->dtype` converts in the same pass; `options->validity` (if
+/// set) receives the `[length, L]` kDLBool mask, 1 at each real element
+/// that is not null (the attention mask). Nulls: as
+/// `arrow_dlpack_export_jagged` (a null row, filled, is all padding).
+///
+/// On success the array is moved and released (copied); on failure it is
+/// untouched. Statuses: as `arrow_dlpack_export_jagged`, and
+/// `INVALID_ARGUMENT` for bad padding; `OUT_OF_MEMORY` for a tensor of
+/// `length * L` elements that overflows or cannot be allocated.
+///
+/// # Safety
+/// Pointers are NULL or valid; the structs follow the C Data Interface.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_export_padded(
+    array: *mut ArrowArray,
+    schema: *const ArrowSchema,
+    options: *const ArrowDlpackExportOptions,
+    padding: *const ArrowDlpackPadding,
+    error: *mut ArrowDlpackError,
+) -> *mut DLManagedTensorVersioned {
+    ffi_boundary!("arrow_dlpack_export_padded", error, |_| ptr::null_mut(), {
+        let (array, schema) = (non_null!(array, as_mut)?, non_null!(schema, as_ref)?);
+        // SAFETY: NULL or valid (the caller's contract).
+        let c_options = unsafe { options.as_ref() };
+        let options = ExportOptions::from_c(c_options)?;
+        // SAFETY: as above.
+        let padding = Padding::from_c(unsafe { padding.as_ref() })?;
+        // SAFETY: valid structs, per the caller's contract.
+        let made = unsafe { export::export_padded(array, schema, &options, &padding) }?;
+        // SAFETY: as above.
+        Ok(unsafe { hand_out(made, c_options) })
+    })
+}
+
+/// Reads a C stream of list, string or binary arrays to its end and
+/// returns one padded tensor of all their rows (as
+/// `arrow_dlpack_export_padded`; the stream borrowed, the chunks read
+/// released).
+///
+/// # Safety
+/// Pointers are NULL or valid; the stream follows the C Stream Interface.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_export_padded_stream(
+    stream: *mut ArrowArrayStream,
+    options: *const ArrowDlpackExportOptions,
+    padding: *const ArrowDlpackPadding,
+    error: *mut ArrowDlpackError,
+) -> *mut DLManagedTensorVersioned {
+    ffi_boundary!(
+        "arrow_dlpack_export_padded_stream",
+        error,
+        |_| ptr::null_mut(),
+        {
+            let stream = non_null!(stream, as_mut)?;
+            // SAFETY: NULL or valid (the caller's contract).
+            let c_options = unsafe { options.as_ref() };
+            let options = ExportOptions::from_c(c_options)?;
+            // SAFETY: as above.
+            let padding = Padding::from_c(unsafe { padding.as_ref() })?;
+            // SAFETY: a live stream, per the caller's contract.
+            let made = unsafe { export::export_padded_stream(stream, &options, &padding) }?;
+            // SAFETY: as above.
+            Ok(unsafe { hand_out(made, c_options) })
+        }
+    )
 }
 
 // ---- import ----------------------------------------------------------------
@@ -499,19 +787,10 @@ pub unsafe extern "C" fn arrow_dlpack_import_device(
 ) -> ArrowDlpackStatus {
     ffi_boundary!("arrow_dlpack_import_device", error, |status| status, {
         let out_array = non_null!(out_array, as_mut)?;
+        let out_schema = non_null!(out_schema, as_mut)?;
         // SAFETY: as `arrow_dlpack_import`.
-        let device = unsafe {
-            import_into(
-                import::versioned(tensor),
-                Memory::AnyDevice,
-                &mut out_array.array,
-                out_schema,
-            )
-        }?;
-        (out_array.device_type, out_array.device_id) = device::to_arrow(device);
-        out_array.sync_event = ptr::null_mut();
-        out_array.reserved = [0; 3];
-        Ok(Status::ARROW_DLPACK_OK)
+        unsafe { import::import_device(import::versioned(tensor)?, out_array, out_schema) }
+            .map(|_| Status::ARROW_DLPACK_OK)
     })
 }
 
@@ -525,8 +804,10 @@ pub unsafe extern "C" fn arrow_dlpack_import_device(
 /// Fortran-ordered N-D), gathered row-major. The copy is owned by the
 /// Arrow array (64-byte aligned), and the tensor is deleted right after
 /// it; success moves the tensor either way. Host memory only (device
-/// memory is never copied: `UNSUPPORTED_DEVICE`). `options->as_columns` is
-/// not supported by this version (`INVALID_ARGUMENT`).
+/// memory is never copied: `UNSUPPORTED_DEVICE`). With
+/// `options->as_columns`, a 2-D tensor `[rows, columns]` becomes a struct
+/// array of its columns: shared when each column is dense (column-major),
+/// otherwise the columns copied out; not 2-D: `INVALID_ARGUMENT`.
 ///
 /// # Safety
 /// Pointers are NULL or valid; the tensor follows DLPack.
@@ -548,6 +829,51 @@ pub unsafe extern "C" fn arrow_dlpack_import_with(
         // SAFETY: a live tensor the caller hands over on success; writable
         // out structs (the caller's contract).
         unsafe { import::import_with(tensor, &options, out_array, out_schema) }
+            .map(|_| Status::ARROW_DLPACK_OK)
+    })
+}
+
+/// Shares a values tensor and an offsets tensor (int32 or int64, 1-D,
+/// `length + 1` entries) as an Arrow list array: int32 offsets -> `+l`,
+/// int64 -> `+L`; values 1-D become a primitive child, N-D an
+/// `arrow.fixed_shape_tensor` child (a list of tensors). Host memory only.
+///
+/// The offsets are checked before anything changes hands (non-decreasing,
+/// the first >= 0, the last <= the values' first dimension): Arrow
+/// consumers trust them. On success returns `ARROW_DLPACK_OK` and writes
+/// the out structs: the array owns both tensors and deletes each once,
+/// when the last array sharing them is released. Values or offsets that
+/// need a copy (kDLBool values, strides Arrow cannot share) are copied
+/// once where `options->copy` allows it, the tensor then deleted at once.
+/// On failure both tensors are untouched and the caller's.
+///
+/// Statuses: as `arrow_dlpack_import_with`; `INVALID_ARGUMENT` for offsets
+/// that decrease, start below 0 or end beyond the values, are not 1-D, or
+/// with `options->as_columns`; `UNSUPPORTED_TYPE` for offsets that are not
+/// int32 or int64.
+///
+/// # Safety
+/// Pointers are NULL or valid; the tensors follow DLPack.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_import_jagged(
+    values: *mut DLManagedTensorVersioned,
+    offsets: *mut DLManagedTensorVersioned,
+    options: *const ArrowDlpackImportOptions,
+    out_array: *mut ArrowArray,
+    out_schema: *mut ArrowSchema,
+    error: *mut ArrowDlpackError,
+) -> ArrowDlpackStatus {
+    ffi_boundary!("arrow_dlpack_import_jagged", error, |status| status, {
+        let out_array = non_null!(out_array, as_mut)?;
+        let out_schema = non_null!(out_schema, as_mut)?;
+        // SAFETY: NULL or valid (the caller's contract).
+        let options = ImportOptions::from_c(unsafe { options.as_ref() })?;
+        // SAFETY: as `arrow_dlpack_import`.
+        let (values, offsets) =
+            unsafe { (import::versioned(values)?, import::versioned(offsets)?) };
+        // SAFETY: live tensors the caller hands over on success; writable
+        // out structs (the caller's contract).
+        unsafe { import::import_jagged(values, offsets, &options, out_array, out_schema) }
             .map(|_| Status::ARROW_DLPACK_OK)
     })
 }

@@ -1,6 +1,7 @@
-//! The one type table: Arrow format <-> DLPack dtype, and the names and
-//! hints used in error messages for every other Arrow format and DLPack
-//! dtype. Adding a type both sides share is one row of [`TABLE`].
+//! The one type table: Arrow format <-> DLPack dtype, the names NumPy and
+//! PyTorch give each type, and the names and hints used in error messages
+//! for every other Arrow format and DLPack dtype. Adding a type both sides
+//! share is one named row below and its place in [`SHARED`].
 
 use std::ffi::CStr;
 use std::fmt;
@@ -9,98 +10,187 @@ use crate::abi::{
     DLDataType, K_DL_BFLOAT, K_DL_BOOL, K_DL_COMPLEX, K_DL_FLOAT, K_DL_INT, K_DL_OPAQUE_HANDLE,
     K_DL_UINT,
 };
-use crate::error::{Error, err};
+use crate::error::{Error, Term, err};
 
-/// A type that both Arrow and DLPack represent identically in memory.
+/// How the copy kernels read and write one element of a type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Elem {
+    I8,
+    U8,
+    I16,
+    U16,
+    I32,
+    U32,
+    I64,
+    U64,
+    F16,
+    F32,
+    F64,
+    /// Arrow's boolean: one bit an element in Arrow, one byte (0 or 1) as
+    /// DLPack's `kDLBool`.
+    Bool,
+    /// bfloat16: a DLPack dtype (kDLBfloat) without an Arrow twin, made by
+    /// conversion only.
+    BF16,
+}
+
+/// A type of the table: its Arrow format (where Arrow has it), its DLPack
+/// dtype and its names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DType {
-    /// The Arrow format string (one character), as written in schemas.
+    /// The Arrow format string, as written in schemas (empty for bfloat16).
     pub c_format: &'static CStr,
-    /// Its one character.
+    /// Its one character (0 for bfloat16).
     pub format: u8,
+    pub elem: Elem,
     /// The DLPack dtype, lanes 1.
     pub dl: DLDataType,
-    /// Arrow's name for the type.
+    /// Arrow's name for the type (NumPy's for bfloat16).
     pub name: &'static str,
+    /// NumPy's (and PyTorch's, after `torch.`) name.
+    pub numpy: &'static str,
 }
 
 impl DType {
-    /// Bytes per element.
+    /// Bytes per element (of the DLPack tensor: a boolean is a byte).
     pub const fn width(&self) -> usize {
         self.dl.bits as usize / 8
     }
+
+    /// Whether Arrow stores it one bit per element (boolean).
+    pub fn is_bit_packed(&self) -> bool {
+        self.elem == Elem::Bool
+    }
+
+    /// Whether it is an integer type (the indices of a dictionary, the
+    /// offsets of a list are).
+    pub fn is_integer(&self) -> bool {
+        matches!(self.dl.code, K_DL_INT | K_DL_UINT)
+    }
 }
 
-const fn dtype(c_format: &'static CStr, code: u8, bits: u8, name: &'static str) -> DType {
+const fn row(
+    c_format: &'static CStr,
+    elem: Elem,
+    code: u8,
+    bits: u8,
+    name: &'static str,
+    numpy: &'static str,
+) -> DType {
+    let bytes = c_format.to_bytes();
     DType {
         c_format,
-        format: c_format.to_bytes()[0],
+        format: if bytes.is_empty() { 0 } else { bytes[0] },
+        elem,
         dl: DLDataType {
             code,
             bits,
             lanes: 1,
         },
         name,
+        numpy,
     }
 }
+
+pub static INT8: DType = row(c"c", Elem::I8, K_DL_INT, 8, "int8", "int8");
+pub static UINT8: DType = row(c"C", Elem::U8, K_DL_UINT, 8, "uint8", "uint8");
+pub static INT16: DType = row(c"s", Elem::I16, K_DL_INT, 16, "int16", "int16");
+pub static UINT16: DType = row(c"S", Elem::U16, K_DL_UINT, 16, "uint16", "uint16");
+pub static INT32: DType = row(c"i", Elem::I32, K_DL_INT, 32, "int32", "int32");
+pub static UINT32: DType = row(c"I", Elem::U32, K_DL_UINT, 32, "uint32", "uint32");
+pub static INT64: DType = row(c"l", Elem::I64, K_DL_INT, 64, "int64", "int64");
+pub static UINT64: DType = row(c"L", Elem::U64, K_DL_UINT, 64, "uint64", "uint64");
+pub static FLOAT16: DType = row(c"e", Elem::F16, K_DL_FLOAT, 16, "float16", "float16");
+pub static FLOAT32: DType = row(c"f", Elem::F32, K_DL_FLOAT, 32, "float32", "float32");
+pub static FLOAT64: DType = row(c"g", Elem::F64, K_DL_FLOAT, 64, "float64", "float64");
+/// Arrow's boolean: bits in Arrow, bytes 0/1 as kDLBool. Never shared:
+/// unpacked (export) or packed (import) by a copy.
+pub static BOOLEAN: DType = row(c"b", Elem::Bool, K_DL_BOOL, 8, "boolean", "bool");
+/// DLPack's bfloat16 (kDLBfloat 16): Arrow has no such type, so it is only
+/// a conversion target of export (round to nearest even).
+pub static BFLOAT16: DType = row(c"", Elem::BF16, K_DL_BFLOAT, 16, "bfloat16", "bfloat16");
 
 /// Every type shared without a copy, both directions.
-pub const TABLE: [DType; 11] = [
-    dtype(c"c", K_DL_INT, 8, "int8"),
-    dtype(c"C", K_DL_UINT, 8, "uint8"),
-    dtype(c"s", K_DL_INT, 16, "int16"),
-    dtype(c"S", K_DL_UINT, 16, "uint16"),
-    dtype(c"i", K_DL_INT, 32, "int32"),
-    dtype(c"I", K_DL_UINT, 32, "uint32"),
-    dtype(c"l", K_DL_INT, 64, "int64"),
-    dtype(c"L", K_DL_UINT, 64, "uint64"),
-    dtype(c"e", K_DL_FLOAT, 16, "float16"),
-    dtype(c"f", K_DL_FLOAT, 32, "float32"),
-    dtype(c"g", K_DL_FLOAT, 64, "float64"),
+pub static SHARED: [&DType; 11] = [
+    &INT8, &UINT8, &INT16, &UINT16, &INT32, &UINT32, &INT64, &UINT64, &FLOAT16, &FLOAT32, &FLOAT64,
 ];
 
-/// Arrow's boolean: one bit per element in Arrow, one byte (0 or 1) per
-/// element as DLPack's `kDLBool`. Never shared: unpacked (export) or packed
-/// (import) by a copy, and not in `TABLE`, which lists what is shared.
-pub const BOOLEAN: DType = dtype(c"b", K_DL_BOOL, 8, "boolean");
+/// Every dtype an export can convert to: the shared ones, kDLBool and
+/// bfloat16.
+pub static TARGETS: [&DType; 13] = [
+    &INT8, &UINT8, &INT16, &UINT16, &INT32, &UINT32, &INT64, &UINT64, &FLOAT16, &FLOAT32, &FLOAT64,
+    &BOOLEAN, &BFLOAT16,
+];
 
-/// The shared types' integer storage of Arrow's temporal types.
-pub const INT32: &DType = &TABLE[4];
-pub const INT64: &DType = &TABLE[6];
+/// The dtype of a table without columns (NumPy's default, as
+/// `numpy.empty((n, 0))` has it).
+pub static NO_COLUMNS: &DType = &FLOAT64;
 
-impl DType {
-    /// Whether Arrow stores it one bit per element (boolean).
-    pub fn is_bit_packed(&self) -> bool {
-        self.format == b'b'
-    }
-}
+/// Other names NumPy and PyTorch accept for the targets.
+#[cfg_attr(not(feature = "python"), allow(dead_code))] // the Python face's
+const ALIASES: [(&str, &DType); 9] = [
+    ("bool_", &BOOLEAN),
+    ("half", &FLOAT16),
+    ("single", &FLOAT32),
+    ("double", &FLOAT64),
+    ("float", &FLOAT64),
+    ("int", &INT64),
+    ("long", &INT64),
+    ("short", &INT16),
+    ("byte", &INT8),
+];
 
-/// `TABLE`'s row for each format character (`u8::MAX`: none), built from
-/// the table at compile time: a load, not a scan, on every export's path.
-const BY_FORMAT: [u8; 256] = {
-    let mut index = [u8::MAX; 256];
-    let mut row = 0;
-    while row < TABLE.len() {
-        index[TABLE[row].format as usize] = row as u8;
-        row += 1;
-    }
-    index
-};
-
-/// The table entry for a one-character format.
-fn primitive(format: u8) -> Option<&'static DType> {
-    TABLE.get(BY_FORMAT[format as usize] as usize)
+/// The table row of a one-character primitive format.
+#[inline]
+pub fn primitive(format: u8) -> Option<&'static DType> {
+    Some(match format {
+        b'c' => &INT8,
+        b'C' => &UINT8,
+        b's' => &INT16,
+        b'S' => &UINT16,
+        b'i' => &INT32,
+        b'I' => &UINT32,
+        b'l' => &INT64,
+        b'L' => &UINT64,
+        b'e' => &FLOAT16,
+        b'f' => &FLOAT32,
+        b'g' => &FLOAT64,
+        _ => return None,
+    })
 }
 
 /// The table entry for a DLPack dtype, if Arrow has the same type.
 pub fn from_dlpack(dl: DLDataType) -> Option<&'static DType> {
-    TABLE.iter().find(|t| t.dl == dl)
+    SHARED.iter().copied().find(|t| t.dl == dl)
+}
+
+/// The type of a DLPack dtype that an import can take with a copy: a
+/// shared type, or kDLBool (packed into Arrow's bits).
+pub fn from_dlpack_or_bool(dl: DLDataType) -> Option<&'static DType> {
+    from_dlpack(dl).or((dl == BOOLEAN.dl).then_some(&BOOLEAN))
 }
 
 /// The type of a DLPack dtype that a copy can convert to or from: a shared
-/// type, or `kDLBool` (8 bits, lanes 1).
-pub fn from_dlpack_or_bool(dl: DLDataType) -> Option<&'static DType> {
-    from_dlpack(dl).or((dl == BOOLEAN.dl).then_some(&BOOLEAN))
+/// type, kDLBool (8 bits, lanes 1) or bfloat16 (export only).
+pub fn target(dl: DLDataType) -> Option<&'static DType> {
+    TARGETS.iter().copied().find(|t| t.dl == dl)
+}
+
+/// The target named `name` as NumPy or PyTorch name it (`"float32"`,
+/// `"bool"`, `"double"`, `"bfloat16"`...).
+#[cfg_attr(not(feature = "python"), allow(dead_code))] // the Python face's
+pub fn by_name(name: &str) -> Option<&'static DType> {
+    TARGETS
+        .iter()
+        .copied()
+        .find(|t| t.numpy == name)
+        .or_else(|| ALIASES.iter().find(|(n, _)| *n == name).map(|(_, t)| *t))
+}
+
+/// The names [`by_name`] takes, for messages.
+#[cfg_attr(not(feature = "python"), allow(dead_code))] // the Python face's
+pub fn names() -> impl Iterator<Item = &'static str> {
+    TARGETS.iter().map(|t| t.numpy)
 }
 
 /// The dtype NumPy's `result_type` gives two columns' dtypes: the
@@ -144,9 +234,16 @@ pub fn promote(a: &'static DType, b: &'static DType) -> &'static DType {
 
 /// `UNSUPPORTED_TYPE` for a DLPack dtype without an Arrow twin, naming it.
 pub fn unsupported_dlpack(t: DLDataType) -> Error {
+    if t.code == K_DL_BFLOAT && t.bits == 16 && t.lanes == 1 {
+        return err!(
+            ARROW_DLPACK_UNSUPPORTED_TYPE,
+            "unsupported dtype {{code {}, bits 16, lanes 1}} (bfloat16): Arrow has no bfloat16 type; convert the tensor to float32 first",
+            t.code
+        );
+    }
     let name = match t.code {
         K_DL_BOOL => "bool",
-        K_DL_BFLOAT => "bfloat16",
+        K_DL_BFLOAT => "bfloat",
         K_DL_COMPLEX => "complex",
         K_DL_OPAQUE_HANDLE => "opaque handle",
         7..=17 => "a float8/6/4 format",
@@ -163,8 +260,9 @@ pub fn unsupported_dlpack(t: DLDataType) -> Error {
     )
 }
 
-/// The formats a reader accepts beyond the shared types, each of which
-/// some copy option allows.
+/// The input shapes a reader accepts beyond the shared primitives and
+/// fixed-size lists of them, each for a copy or share that the caller
+/// offers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Accept {
     /// `b` (boolean), for an unpacking copy.
@@ -172,31 +270,61 @@ pub struct Accept {
     /// Dates, times, timestamps and durations, as their integer storage
     /// (shared, never copied).
     pub temporal: bool,
+    /// A struct (`+s`) at the top: a record batch, as a 2-D tensor.
+    pub table: bool,
+    /// Lists, list views, strings and binaries at the top: jagged or
+    /// padded tensors.
+    pub variable: bool,
+    /// A dictionary-encoded array, as its indices.
+    pub dictionary: bool,
+}
+
+impl Accept {
+    /// Every shape a reader can read.
+    #[cfg_attr(not(feature = "python"), allow(dead_code))] // the Python face's
+    pub const ALL: Accept = Accept {
+        boolean: true,
+        temporal: true,
+        table: true,
+        variable: true,
+        dictionary: true,
+    };
 }
 
 /// Temporal formats and their integer storage (a timestamp's zone, after
 /// the colon, does not matter).
 const TEMPORAL: &[(&[u8], &DType)] = &[
-    (b"tdD", INT32),
-    (b"tts", INT32),
-    (b"ttm", INT32),
-    (b"tdm", INT64),
-    (b"ttu", INT64),
-    (b"ttn", INT64),
-    (b"tDs", INT64),
-    (b"tDm", INT64),
-    (b"tDu", INT64),
-    (b"tDn", INT64),
+    (b"tdD", &INT32),
+    (b"tts", &INT32),
+    (b"ttm", &INT32),
+    (b"tdm", &INT64),
+    (b"ttu", &INT64),
+    (b"ttn", &INT64),
+    (b"tDs", &INT64),
+    (b"tDm", &INT64),
+    (b"tDu", &INT64),
+    (b"tDn", &INT64),
 ];
 const TIMESTAMPS: [&[u8]; 4] = [b"tss:", b"tsm:", b"tsu:", b"tsn:"];
 
 /// What a format string describes, as far as export is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// A fixed-width number: shared as is.
+    /// A fixed-width number (or, accepted, a boolean or a temporal type's
+    /// storage).
     Primitive(&'static DType),
     /// `+w:N`: rows of `N` child elements.
     FixedSizeList(i64),
+    /// `+s`.
+    Struct,
+    /// `+l` / `+L` (`large`: int64 offsets).
+    List { large: bool },
+    /// `+vl` / `+vL`.
+    ListView { large: bool },
+    /// `u` `z` / `U` `Z`: bytes with int32 / int64 offsets.
+    Binary { large: bool },
+    /// `vu` `vz`: 16-byte views.
+    BinaryView,
 }
 
 /// Formats that are valid Arrow but have no DLPack equivalent, with a name
@@ -204,12 +332,6 @@ pub enum Format {
 const UNSUPPORTED: &[(&[u8], &str)] = &[
     (b"n", "null"),
     (b"b", "boolean: bit-packed, needs a copy"),
-    (b"z", "binary"),
-    (b"Z", "large binary"),
-    (b"vz", "binary view"),
-    (b"u", "utf8"),
-    (b"U", "large utf8"),
-    (b"vu", "utf8 view"),
     (b"tdD", "date32: cast to its integer storage"),
     (b"tdm", "date64: cast to its integer storage"),
     (b"tts", "time32[s]: cast to its integer storage"),
@@ -223,13 +345,25 @@ const UNSUPPORTED: &[(&[u8], &str)] = &[
     (b"tiM", "interval[months]: cast to its integer storage"),
     (b"tiD", "interval[day_time]"),
     (b"tin", "interval[month_day_nano]"),
-    (b"+l", "list"),
-    (b"+L", "large list"),
-    (b"+vl", "list view"),
-    (b"+vL", "large list view"),
     (b"+s", "struct"),
     (b"+m", "map"),
     (b"+r", "run-end encoded"),
+];
+
+/// Variable-length formats: valid where [`Accept::variable`] is, with
+/// their name (the hint, where they are not, names the functions that
+/// take them).
+const VARIABLE: &[(&[u8], &str, Format)] = &[
+    (b"z", "binary", Format::Binary { large: false }),
+    (b"Z", "large binary", Format::Binary { large: true }),
+    (b"vz", "binary view", Format::BinaryView),
+    (b"u", "utf8", Format::Binary { large: false }),
+    (b"U", "large utf8", Format::Binary { large: true }),
+    (b"vu", "utf8 view", Format::BinaryView),
+    (b"+l", "list", Format::List { large: false }),
+    (b"+L", "large list", Format::List { large: true }),
+    (b"+vl", "list view", Format::ListView { large: false }),
+    (b"+vL", "large list view", Format::ListView { large: true }),
 ];
 
 /// Formats that take a parameter after the prefix (`tss:UTC`, `w:16`, ...):
@@ -251,8 +385,8 @@ const FIXED_SIZE_LIST: &[u8] = b"+w:";
 /// Classifies a format string: a supported type, or an error that names it.
 ///
 /// Unknown formats and strict prefixes of a known format (`"t"`, `"+w"`)
-/// are `INVALID_ARROW`; valid formats without a DLPack equivalent are
-/// `UNSUPPORTED_TYPE` with a hint.
+/// are `INVALID_ARROW`; valid formats without a DLPack equivalent (or not
+/// accepted here) are `UNSUPPORTED_TYPE` with a hint.
 #[inline]
 pub fn classify(format: &[u8], accept: Accept) -> Result<Format, Error> {
     if let [c] = format {
@@ -260,10 +394,14 @@ pub fn classify(format: &[u8], accept: Accept) -> Result<Format, Error> {
             return Ok(Format::Primitive(t));
         }
     }
+    if let Some(n) = format.strip_prefix(FIXED_SIZE_LIST).and_then(parse_count) {
+        return Ok(Format::FixedSizeList(n));
+    }
     classify_other(format, accept)
 }
 
 /// Everything but the one-character primitives, out of the hot path.
+#[inline(never)]
 fn classify_other(format: &[u8], accept: Accept) -> Result<Format, Error> {
     if accept.boolean && format == b"b" {
         return Ok(Format::Primitive(&BOOLEAN));
@@ -273,8 +411,11 @@ fn classify_other(format: &[u8], accept: Accept) -> Result<Format, Error> {
             return Ok(Format::Primitive(storage));
         }
         if TIMESTAMPS.iter().any(|p| format.starts_with(p)) {
-            return Ok(Format::Primitive(INT64));
+            return Ok(Format::Primitive(&INT64));
         }
+    }
+    if format == b"+s" && accept.table {
+        return Ok(Format::Struct);
     }
     if let Some(size) = format.strip_prefix(FIXED_SIZE_LIST) {
         return match parse_count(size) {
@@ -283,6 +424,17 @@ fn classify_other(format: &[u8], accept: Accept) -> Result<Format, Error> {
                 ARROW_DLPACK_INVALID_ARROW,
                 "malformed format '{}': the list size must be a non-negative integer",
                 Shown(format)
+            )),
+        };
+    }
+    if let Some((_, what, parsed)) = VARIABLE.iter().find(|(f, _, _)| *f == format) {
+        return match accept.variable {
+            true => Ok(*parsed),
+            false => Err(err!(
+                ARROW_DLPACK_UNSUPPORTED_TYPE,
+                "unsupported format '{}' ({what}); a variable-length type: export it with {}",
+                Shown(format),
+                Term::JaggedOrPadded
             )),
         };
     }
@@ -297,6 +449,7 @@ fn classify_other(format: &[u8], accept: Accept) -> Result<Format, Error> {
     let is_truncated = UNSUPPORTED
         .iter()
         .map(|(f, _)| *f)
+        .chain(VARIABLE.iter().map(|(f, _, _)| *f))
         .chain(UNSUPPORTED_PREFIXED.iter().map(|(p, _, _)| *p))
         .chain([FIXED_SIZE_LIST])
         .any(|f| f.len() >= format.len() && f.starts_with(format));
@@ -327,7 +480,8 @@ fn unsupported(format: &[u8], what: &str) -> Error {
 }
 
 /// A decimal integer without sign or leading garbage, as `i64`.
-fn parse_count(digits: &[u8]) -> Option<i64> {
+#[inline]
+pub fn parse_count(digits: &[u8]) -> Option<i64> {
     if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -338,8 +492,8 @@ fn parse_count(digits: &[u8]) -> Option<i64> {
     )
 }
 
-/// Displays untrusted bytes (a format string) safely: printable ASCII as
-/// is, anything else escaped, at most 32 bytes.
+/// Displays untrusted bytes (a format string, a name) safely: printable
+/// ASCII as is, anything else escaped, at most 32 bytes.
 pub struct Shown<'a>(pub &'a [u8]);
 
 impl fmt::Display for Shown<'_> {
@@ -366,13 +520,7 @@ mod tests {
 
     #[test]
     fn promotion_is_numpys_result_type() {
-        let t = |name: &str| {
-            TABLE
-                .iter()
-                .chain([&BOOLEAN])
-                .find(|t| t.name == name)
-                .unwrap()
-        };
+        let t = |name: &str| by_name(name).unwrap();
         // Read off `numpy.result_type` (NumPy 2).
         for (a, b, want) in [
             ("int64", "uint64", "float64"),
@@ -386,25 +534,33 @@ mod tests {
             ("int64", "float16", "float64"),
             ("float32", "float64", "float64"),
             ("uint8", "uint32", "uint32"),
-            ("boolean", "int8", "int8"),
-            ("boolean", "boolean", "boolean"),
+            ("bool", "int8", "int8"),
+            ("bool", "bool", "bool"),
         ] {
-            assert_eq!(promote(t(a), t(b)).name, want, "{a} + {b}");
-            assert_eq!(promote(t(b), t(a)).name, want, "{b} + {a}");
+            assert_eq!(promote(t(a), t(b)).numpy, want, "{a} + {b}");
+            assert_eq!(promote(t(b), t(a)).numpy, want, "{b} + {a}");
         }
     }
 
     #[test]
-    fn every_table_entry_round_trips() {
-        for t in &TABLE {
+    fn every_shared_row_round_trips() {
+        for &t in &SHARED {
             assert_eq!(
                 classify(&[t.format], Accept::default()).unwrap(),
                 Format::Primitive(t)
             );
             assert_eq!(from_dlpack(t.dl), Some(t));
+            assert_eq!(target(t.dl), Some(t));
+            assert_eq!(by_name(t.numpy), Some(t));
             assert_eq!(t.width() * 8, t.dl.bits as usize);
             assert_eq!(t.c_format.to_bytes(), &[t.format]);
         }
+        assert_eq!(by_name("bfloat16"), Some(&BFLOAT16));
+        assert_eq!(by_name("double"), Some(&FLOAT64));
+        assert_eq!(by_name("bool"), Some(&BOOLEAN));
+        assert_eq!(from_dlpack(BFLOAT16.dl), None, "Arrow has no bfloat16");
+        assert_eq!(target(BFLOAT16.dl), Some(&BFLOAT16));
+        assert!(by_name("complex64").is_none());
     }
 
     #[test]
@@ -423,12 +579,12 @@ mod tests {
         );
         let e = classify(b"tss:", Accept::default()).unwrap_err();
         assert_eq!(e.status(), Status::ARROW_DLPACK_UNSUPPORTED_TYPE, "{e}");
+        let e = classify(b"u", Accept::default()).unwrap_err();
         assert!(
-            classify(b"u", Accept::default())
-                .unwrap_err()
-                .message()
-                .contains("(utf8)")
+            e.message().contains("unsupported format 'u' (utf8);"),
+            "{e}"
         );
+        assert!(e.message().contains("arrow_dlpack_export_jagged"), "{e}");
         assert!(
             classify(b"d:10,2", Accept::default())
                 .unwrap_err()
@@ -438,30 +594,46 @@ mod tests {
     }
 
     #[test]
-    fn booleans_and_temporal_types_only_where_a_copy_option_accepts_them() {
+    fn each_shape_only_where_accepted() {
         let all = Accept {
             boolean: true,
             temporal: true,
+            table: true,
+            variable: true,
+            dictionary: true,
         };
         assert_eq!(classify(b"b", all).unwrap(), Format::Primitive(&BOOLEAN));
         for (format, storage) in [
-            (&b"tdD"[..], INT32),
-            (b"tts", INT32),
-            (b"ttm", INT32),
-            (b"tdm", INT64),
-            (b"ttu", INT64),
-            (b"ttn", INT64),
-            (b"tDs", INT64),
-            (b"tDn", INT64),
-            (b"tsu:", INT64),
-            (b"tsn:Europe/Paris", INT64),
+            (&b"tdD"[..], &INT32),
+            (b"tts", &INT32),
+            (b"ttm", &INT32),
+            (b"tdm", &INT64),
+            (b"ttu", &INT64),
+            (b"ttn", &INT64),
+            (b"tDs", &INT64),
+            (b"tDn", &INT64),
+            (b"tsu:", &INT64),
+            (b"tsn:Europe/Paris", &INT64),
         ] {
             assert_eq!(classify(format, all).unwrap(), Format::Primitive(storage));
             let e = classify(format, Accept::default()).unwrap_err();
             assert_eq!(e.status(), Status::ARROW_DLPACK_UNSUPPORTED_TYPE);
         }
-        // Intervals are not integers one by one; strings never are.
-        for format in [&b"tiD"[..], b"tin", b"u", b"ts"] {
+        for (format, parsed) in [
+            (&b"+s"[..], Format::Struct),
+            (b"+l", Format::List { large: false }),
+            (b"+L", Format::List { large: true }),
+            (b"+vL", Format::ListView { large: true }),
+            (b"u", Format::Binary { large: false }),
+            (b"Z", Format::Binary { large: true }),
+            (b"vu", Format::BinaryView),
+        ] {
+            assert_eq!(classify(format, all).unwrap(), parsed);
+            let e = classify(format, Accept::default()).unwrap_err();
+            assert_eq!(e.status(), Status::ARROW_DLPACK_UNSUPPORTED_TYPE);
+        }
+        // Intervals are not integers one by one.
+        for format in [&b"tiD"[..], b"tin", b"ts"] {
             assert!(classify(format, all).is_err(), "{format:?}");
         }
     }
@@ -474,6 +646,7 @@ mod tests {
             (b"tss", "truncated"),
             (b"+", "truncated"),
             (b"+w", "truncated"),
+            (b"+v", "truncated"),
             (b"w:", "truncated"),
             (b"x", "unknown"),
             (b"ii", "unknown"),

@@ -2,7 +2,11 @@
 //!
 //! An [`Error`] carries a status and a message formatted into a fixed
 //! 256-byte buffer, the size of `ArrowDlpackError::message`: reporting an
-//! error never allocates, and the message is copied to the caller as is.
+//! error never allocates. A message names what is wrong and where in one
+//! text; where it speaks of what the caller wrote (an option, a function to
+//! call instead), it holds a [`Term`], which each face renders in its own
+//! words: the C ABI says `options.fill_value`, the Python package
+//! `null_value=`.
 
 use std::ffi::{CStr, c_char, c_int};
 use std::fmt;
@@ -99,6 +103,119 @@ pub struct Error {
     buf: [u8; MESSAGE_CAPACITY - 1],
 }
 
+/// Who reads a message: the words a [`Term`] becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Face {
+    /// The C ABI (and the Rust API): option fields and function names.
+    C,
+    /// The Python package: keyword arguments and its functions.
+    Python,
+}
+
+/// What the caller wrote or can write, in a message: rendered in the words
+/// of the face that reports it (see [`Face`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Term {
+    /// How to fill nulls.
+    FillAdvice,
+    /// The fill value, written before the value.
+    FillValue,
+    /// The copy option that forbids copies.
+    CopyNever,
+    /// How to allow a copy.
+    CopyAllow,
+    /// The option asking for a row-major tensor.
+    RowMajor,
+    /// The option asking for a dtype.
+    Dtype,
+    /// How to export a dictionary's indices.
+    DictionaryAdvice,
+    /// The functions that export variable-length columns.
+    JaggedOrPadded,
+    /// The option that makes a 2-D tensor columns.
+    AsColumns,
+    /// The padding's length, written before the value.
+    PadLength,
+    /// The padding's value, written before the value.
+    PadValue,
+    /// The padding's side, written before the value.
+    PadSide,
+}
+
+/// The byte that starts a term in a message buffer (the next byte is
+/// `TERM_BASE` plus the term's number). Both are ASCII, so a raw message
+/// stays UTF-8.
+const TERM_MARK: u8 = 0x01;
+const TERM_BASE: u8 = b'A';
+
+const TERMS: [Term; 12] = [
+    Term::FillAdvice,
+    Term::FillValue,
+    Term::CopyNever,
+    Term::CopyAllow,
+    Term::RowMajor,
+    Term::Dtype,
+    Term::DictionaryAdvice,
+    Term::JaggedOrPadded,
+    Term::AsColumns,
+    Term::PadLength,
+    Term::PadValue,
+    Term::PadSide,
+];
+
+impl Term {
+    /// The term in `face`'s words.
+    pub fn words(self, face: Face) -> &'static str {
+        match (self, face) {
+            (Term::FillAdvice, Face::C) => {
+                "set options.fill_nulls to write them as options.fill_value (a copy)"
+            }
+            (Term::FillAdvice, Face::Python) => {
+                "pass null_value=<a number> to write them as that number (a copy)"
+            }
+            (Term::FillValue, Face::C) => "options.fill_value ",
+            (Term::FillValue, Face::Python) => "null_value=",
+            (Term::CopyNever, Face::C) => "options.copy = ARROW_DLPACK_COPY_NEVER",
+            (Term::CopyNever, Face::Python) => "copy=False",
+            (Term::CopyAllow, Face::C) => "ARROW_DLPACK_COPY_IF_NEEDED",
+            (Term::CopyAllow, Face::Python) => "copy=None (the default) or copy=True",
+            (Term::RowMajor, Face::C) => "options.order",
+            (Term::RowMajor, Face::Python) => "order='C'",
+            (Term::Dtype, Face::C) => "options.dtype",
+            (Term::Dtype, Face::Python) => "dtype=",
+            (Term::DictionaryAdvice, Face::C) => {
+                "set options.dictionary_as_indices to export its indices, or decode it first"
+            }
+            (Term::DictionaryAdvice, Face::Python) => {
+                "pass dictionary_as_indices=True to export its indices, or decode it first"
+            }
+            (Term::JaggedOrPadded, Face::C) => {
+                "arrow_dlpack_export_jagged or arrow_dlpack_export_padded"
+            }
+            (Term::JaggedOrPadded, Face::Python) => {
+                "arrow_dlpack.to_jagged or arrow_dlpack.to_padded"
+            }
+            (Term::AsColumns, Face::C) => "options.as_columns",
+            (Term::AsColumns, Face::Python) => "columns=",
+            (Term::PadLength, Face::C) => "padding->length ",
+            (Term::PadLength, Face::Python) => "the padding length ",
+            (Term::PadValue, Face::C) => "padding->value ",
+            (Term::PadValue, Face::Python) => "the padding value ",
+            (Term::PadSide, Face::C) => "padding->side ",
+            (Term::PadSide, Face::Python) => "the padding side ",
+        }
+    }
+}
+
+impl fmt::Display for Term {
+    /// Writes the term's mark, rendered when the message is reported.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let code = TERM_BASE + *self as u8;
+        f.write_str(std::str::from_utf8(&[TERM_MARK, code]).expect("ASCII"))
+    }
+}
+
 impl Error {
     /// Formats a new error; a message longer than 255 bytes is cut at a
     /// character boundary. Cold and out of line: it keeps the formatting
@@ -120,7 +237,37 @@ impl Error {
         self.status
     }
 
-    pub fn message(&self) -> &str {
+    /// The message as the C ABI reports it.
+    pub fn message(&self) -> String {
+        self.message_for(Face::C)
+    }
+
+    /// The message in `face`'s words.
+    pub fn message_for(&self, face: Face) -> String {
+        let mut out = String::new();
+        let _ = self.render(face, &mut out);
+        out
+    }
+
+    /// The message with its terms in `face`'s words.
+    fn render(&self, face: Face, out: &mut impl fmt::Write) -> fmt::Result {
+        let raw = self.raw();
+        let mut rest = raw;
+        while let Some(at) = rest.find(TERM_MARK as char) {
+            out.write_str(&rest[..at])?;
+            let Some(&code) = rest.as_bytes().get(at + 1) else {
+                break; // a mark cut off by the buffer's end
+            };
+            if let Some(term) = TERMS.get(code.wrapping_sub(TERM_BASE) as usize) {
+                out.write_str(term.words(face))?;
+            }
+            rest = rest.get(at + 2..).unwrap_or("");
+        }
+        out.write_str(rest)
+    }
+
+    /// The message as stored (terms as marks).
+    fn raw(&self) -> &str {
         // The buffer only ever receives whole UTF-8 characters.
         std::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or("")
     }
@@ -130,18 +277,46 @@ impl Error {
     pub fn context(self, args: fmt::Arguments<'_>) -> Error {
         let mut e = Error::new(self.status, args);
         let _ = fmt::Write::write_str(&mut e, ": ");
-        let _ = fmt::Write::write_str(&mut e, self.message());
+        let _ = fmt::Write::write_str(&mut e, self.raw());
         e
     }
 
-    /// Copies the error into a caller's report.
+    /// Copies the error, in C words, into a caller's report.
     pub fn write_to(&self, out: &mut ArrowDlpackError) {
         out.status = self.status;
-        let n = self.len as usize;
-        for (dst, src) in out.message.iter_mut().zip(&self.buf[..n]) {
+        let mut text = Capped::default();
+        let _ = self.render(Face::C, &mut text);
+        for (dst, src) in out.message.iter_mut().zip(&text.buf[..text.len]) {
             *dst = *src as c_char;
         }
-        out.message[n] = 0;
+        out.message[text.len] = 0;
+    }
+}
+
+/// A message rendered into 255 bytes, cut at a character boundary.
+struct Capped {
+    buf: [u8; MESSAGE_CAPACITY - 1],
+    len: usize,
+}
+
+impl Default for Capped {
+    fn default() -> Capped {
+        Capped {
+            buf: [0; MESSAGE_CAPACITY - 1],
+            len: 0,
+        }
+    }
+}
+
+impl fmt::Write for Capped {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut take = s.len().min(self.buf.len() - self.len);
+        while !s.is_char_boundary(take) {
+            take -= 1;
+        }
+        self.buf[self.len..self.len + take].copy_from_slice(&s.as_bytes()[..take]);
+        self.len += take;
+        Ok(())
     }
 }
 
@@ -150,6 +325,10 @@ impl fmt::Write for Error {
         let room = self.buf.len() - self.len as usize;
         let mut take = s.len().min(room);
         while !s.is_char_boundary(take) {
+            take -= 1;
+        }
+        // A term is two bytes: never keep the first without the second.
+        if take > 0 && take < s.len() && s.as_bytes()[take - 1] == TERM_MARK {
             take -= 1;
         }
         let start = self.len as usize;
@@ -161,13 +340,14 @@ impl fmt::Write for Error {
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}: {}", self.status, self.message())
+        write!(f, "{:?}: ", self.status)?;
+        self.render(Face::C, f)
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.message())
+        self.render(Face::C, f)
     }
 }
 
@@ -205,6 +385,48 @@ mod tests {
             .context(format_args!("child {}", 0));
         assert_eq!(e.message(), "child 0: array has 3 nulls");
         assert_eq!(e.status(), Status::ARROW_DLPACK_HAS_NULLS);
+    }
+
+    #[test]
+    fn terms_are_written_in_each_faces_words() {
+        let e = err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "{}{} cannot be held exactly",
+            Term::FillValue,
+            f64::NAN
+        )
+        .context(format_args!("chunk {}", 2));
+        assert_eq!(
+            e.message(),
+            "chunk 2: options.fill_value NaN cannot be held exactly"
+        );
+        assert_eq!(
+            e.message_for(Face::Python),
+            "chunk 2: null_value=NaN cannot be held exactly"
+        );
+        let mut out = ArrowDlpackError {
+            status: Status::ARROW_DLPACK_OK,
+            message: [1; 256],
+        };
+        e.write_to(&mut out);
+        // SAFETY: NUL-terminated by `write_to`.
+        let text = unsafe { CStr::from_ptr(out.message.as_ptr()) };
+        assert_eq!(text.to_str().unwrap(), e.message());
+        // A rendering longer than the buffer is cut.
+        let long = err!(
+            ARROW_DLPACK_HAS_NULLS,
+            "{}",
+            format!("{}", Term::FillAdvice).repeat(60)
+        );
+        long.write_to(&mut out);
+        // SAFETY: as above.
+        let text = unsafe { CStr::from_ptr(out.message.as_ptr()) };
+        assert_eq!(text.to_bytes().len(), MESSAGE_CAPACITY - 1);
+        assert!(
+            text.to_str()
+                .unwrap()
+                .starts_with(Term::FillAdvice.words(Face::C))
+        );
     }
 
     #[test]

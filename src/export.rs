@@ -1,36 +1,46 @@
-//! Arrow array -> DLPack tensor: the validated view of the array becomes
-//! the tensor's dtype, data, shape and strides, in an owner that holds the
-//! moved array (see `owner`). The plain exports never copy; under options
-//! (`export_with`, `export_stream`), what cannot be shared is copied once
-//! by the kernels of `copy` into the owner's own bytes.
+//! Arrow -> DLPack, in one straight line for every input: read
+//! (`arrow::read`: types, then pieces), plan (`plan`), make (`owner`, with
+//! the kernels of `copy` writing a copy's own bytes). The core returns what
+//! it made, the tensor and, when asked, its validity mask, as Rust values:
+//! only the C and Python faces write out-parameters.
 
 use std::ffi::c_void;
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use crate::abi::{
-    ArrowArray, ArrowArrayStream, ArrowDeviceArray, ArrowSchema, DLManagedTensorVersioned,
+    ArrowArray, ArrowArrayStream, ArrowDeviceArray, ArrowSchema, DLDevice, DLManagedTensorVersioned,
 };
-use crate::arrow::read::{self, Location, NullMap, Nulls, ReadMode, TensorView};
-use crate::dims::Dims;
-use crate::dtype::{self, Accept, BOOLEAN, DType};
+use crate::arrow::read::{self, Accept, Batch, ColumnType, Location, Mode, Piece, TableType, Type};
+use crate::arrow::stream::Reader;
+use crate::copy::layout::{Layout, Out};
+use crate::copy::threads;
+use crate::dtype;
 use crate::error::{Error, err};
 use crate::managed::{self, Managed};
-use crate::options::{self, ArrowDlpackCopy, ExportOptions};
-use crate::{copy, owner, stream, table};
+use crate::options::{ArrowDlpackCopy, ExportOptions, Padding};
+use crate::owner;
+use crate::plan::{self, Make, Plan};
 
-/// Exports a host array (`arrow_dlpack_export`, `_versioned`).
+/// A tensor made under options, and its validity mask when asked for.
+#[derive(Debug)]
+pub struct Exported<M> {
+    pub tensor: NonNull<M>,
+    pub mask: Option<NonNull<DLManagedTensorVersioned>>,
+}
+
+/// Exports a host array as it is (`arrow_dlpack_export`, `_versioned`):
+/// shared, or refused.
 ///
 /// # Safety
 /// `array` and `schema` are valid (the C Data Interface's guarantees).
+#[inline(always)]
 pub unsafe fn export<M: Managed>(
     array: &mut ArrowArray,
     schema: &ArrowSchema,
 ) -> Result<NonNull<M>, Error> {
-    let mut dims = Dims::new();
     // SAFETY: forwarded from the caller.
-    let view = unsafe { read::read(array, schema, Location::CPU, &mut dims) }?;
-    // SAFETY: as above; the view's data is the array's memory.
-    unsafe { owner::share(array, view.data, view.dtype.dl, view.device, &dims) }
+    unsafe { share(array, schema, Location::CPU) }
 }
 
 /// Exports an array from any device, as either flavour; returns the tensor
@@ -42,299 +52,103 @@ pub unsafe fn export_device<M: Managed>(
     array: &mut ArrowDeviceArray,
     schema: &ArrowSchema,
 ) -> Result<(NonNull<M>, *mut c_void), Error> {
-    let device = crate::device::from_arrow(array.device_type, array.device_id)?;
-    let mut dims = Dims::new();
+    let device = read::device_of(array)?;
     // SAFETY: forwarded from the caller.
-    let view = unsafe { read::read(&array.array, schema, Location { device }, &mut dims) }?;
-    // SAFETY: as above.
-    let tensor =
-        unsafe { owner::share(&mut array.array, view.data, view.dtype.dl, device, &dims) }?;
+    let tensor = unsafe { share(&mut array.array, schema, Location { device }) }?;
     Ok((tensor, array.sync_event))
 }
 
-// ---- with options: copies -------------------------------------------------
-
-/// What one array (or stream chunk) contributes: its view and the validity
-/// bitmaps of its covered ranges.
-pub struct Piece {
-    pub view: TensorView,
-    pub maps: Vec<NullMap>,
-    pub nulls: usize,
-    /// The outermost level with nulls.
-    pub null_depth: usize,
+/// Where the memory a share points into stays alive.
+pub enum Hold<'a, 'b> {
+    /// The pieces' own arrays (chunk `i` for piece `i`): the one shared is
+    /// moved into the tensor (or kept by the tensors of a pair), the rest
+    /// released once everything is made; on failure all are untouched.
+    Move(&'a mut [&'b mut ArrowArray]),
+    /// Arrays already kept (piece `i` in `kept[i]`): a share takes a share
+    /// of the keep; nothing is released (the batches of one chunk).
+    Kept(&'a [Arc<owner::Kept>]),
 }
 
-/// Reads an array for a copy-capable export.
+impl Hold<'_, '_> {
+    /// Releases the arrays not moved (`Move`), once everything is made.
+    ///
+    /// # Safety
+    /// The arrays are live.
+    unsafe fn finish(self) {
+        if let Hold::Move(arrays) = self {
+            // SAFETY: forwarded from the caller.
+            unsafe { release_rest(arrays) };
+        }
+    }
+}
+
+/// The plain share: read with nothing beyond shared types accepted, nulls
+/// refused, and the array moved into the tensor.
 ///
 /// # Safety
 /// As [`export`].
-pub unsafe fn read_piece(
-    array: &ArrowArray,
+#[inline(always)]
+unsafe fn share<M: Managed>(
+    array: &mut ArrowArray,
     schema: &ArrowSchema,
-    options: &ExportOptions,
-    dims: &mut Dims,
-) -> Result<Piece, Error> {
-    let mode = ReadMode {
-        accept: Accept {
-            boolean: true,
-            temporal: options.temporal_as_integer,
-        },
-        keep_nulls: true,
-    };
-    let mut nulls = Nulls::new();
+    location: Location,
+) -> Result<NonNull<M>, Error> {
     // SAFETY: forwarded from the caller.
-    let view = unsafe { read::read_with(array, schema, Location::CPU, mode, dims, &mut nulls) }?;
-    Ok(Piece {
-        view,
-        maps: nulls.maps().to_vec(),
-        nulls: nulls.count,
-        null_depth: nulls.depth,
-    })
-}
-
-/// How the tensor is made, decided from what was read and the options.
-struct Decision {
-    target: &'static DType,
-    copy: bool,
-    /// The fill value's bytes, as an element of `target`.
-    fill: Option<[u8; 8]>,
-}
-
-/// The fill value's bytes as an element of `target`, if nulls are filled;
-/// `INVALID_ARGUMENT` where `target` cannot hold it exactly.
-pub fn fill_bytes(options: &ExportOptions, target: &DType) -> Result<Option<[u8; 8]>, Error> {
-    let Some(value) = options.fill else {
-        return Ok(None);
-    };
-    copy::convert::exact(value, target)
-        .map(Some)
-        .ok_or_else(|| {
-            err!(
-                ARROW_DLPACK_INVALID_ARGUMENT,
-                "options.fill_value {value} cannot be held exactly by the tensor's dtype {}",
-                target.name
-            )
-        })
-}
-
-/// `HAS_NULLS` for nulls (`what` they are) that no fill value was given
-/// for.
-#[cold]
-pub fn has_nulls(what: std::fmt::Arguments<'_>) -> Error {
-    err!(
-        ARROW_DLPACK_HAS_NULLS,
-        "{what}; DLPack cannot represent missing values: set options.fill_nulls to write them as options.fill_value (a copy)"
-    )
-}
-
-/// Whether to copy, given why a copy is `needed` (if it is) and the
-/// policy: `NEEDS_COPY` where it is needed and forbidden.
-pub fn must_copy(
-    needed: Option<impl FnOnce() -> Error>,
-    policy: ArrowDlpackCopy,
-) -> Result<bool, Error> {
-    match (needed, policy) {
-        (Some(refusal), ArrowDlpackCopy::ARROW_DLPACK_COPY_NEVER) => Err(refusal()),
-        (Some(_), _) => Ok(true),
-        (None, policy) => Ok(policy == ArrowDlpackCopy::ARROW_DLPACK_COPY_ALWAYS),
+    if let Some(flat) = unsafe { read::read_flat(array, schema, location) }? {
+        // SAFETY: the data is the array's memory.
+        return unsafe { share_flat(array, &flat, location) };
     }
-}
-
-/// Decides share or copy; `NEEDS_COPY` where a copy is needed and
-/// forbidden, `HAS_NULLS` where nulls have no fill value.
-fn decide(
-    source: &'static DType,
-    (nulls, null_depth): (usize, usize),
-    chunks: usize,
-    options: &ExportOptions,
-) -> Result<Decision, Error> {
-    let target = options.dtype.unwrap_or(source);
-    let fill = fill_bytes(options, target)?;
-    if nulls > 0 && fill.is_none() {
-        return Err(read::locate(
-            null_depth,
-            has_nulls(format_args!("array has {nulls} nulls")),
-        ));
-    }
-    let needed = if source.is_bit_packed() {
-        Some(format_args!("unpacking boolean bits to kDLBool bytes"))
-    } else if target != source {
-        Some(format_args!("converting to another dtype"))
-    } else if nulls > 0 {
-        Some(format_args!("filling nulls"))
-    } else if chunks > 1 {
-        Some(format_args!("concatenating the chunks of a stream"))
-    } else {
-        None
-    };
-    let converts = source.is_bit_packed() || target != source;
-    let copy = must_copy(
-        needed.map(|what| {
-            move || {
-                let e = options::needs_copy(what);
-                match converts {
-                    true => e.context(format_args!("{} to {}", source.name, target.name)),
-                    false => e,
-                }
-            }
-        }),
-        options.copy,
-    )?;
-    Ok(Decision { target, copy, fill })
-}
-
-/// A new tensor of `dims` with the pieces' elements converted to `target`
-/// (nulls filled), one after another along the first dimension.
-///
-/// # Safety
-/// The pieces' views address live memory (their arrays are alive).
-unsafe fn copy_pieces<M: Managed>(
-    pieces: &[Piece],
-    dims: &Dims,
-    target: &'static DType,
-    fill: Option<&[u8; 8]>,
-) -> Result<NonNull<M>, Error> {
-    let width = target.width();
-    let elements = elements(pieces);
-    let bytes = elements.checked_mul(width).ok_or_else(|| {
-        err!(
-            ARROW_DLPACK_OUT_OF_MEMORY,
-            "{elements} elements of {width} bytes overflow"
-        )
-    })?;
-    let (tensor, dst) = owner::own::<M>(target.dl, dims, bytes)?;
-    for (at, piece) in placed(pieces) {
-        let v = &piece.view;
-        if v.elements == 0 {
-            continue;
-        }
-        // SAFETY: the owner's bytes hold `elements` elements of `target`;
-        // this piece's go at `at`; its source is live (caller's contract).
-        unsafe {
-            let out = dst.add(at * width);
-            copy::convert::convert(
-                v.dtype,
-                v.data.cast(),
-                v.bit_offset,
-                target,
-                out,
-                v.elements,
-            );
-            if let Some(value) = fill {
-                copy::nulls::fill(out, width, value, &piece.maps);
-            }
-        }
-    }
-    Ok(tensor)
-}
-
-/// The kDLBool validity mask of the pieces, of the tensor's shape.
-///
-/// # Safety
-/// As [`copy_pieces`].
-unsafe fn mask(pieces: &[Piece], dims: &Dims) -> Result<NonNull<DLManagedTensorVersioned>, Error> {
-    let (tensor, dst) = owner::own::<DLManagedTensorVersioned>(BOOLEAN.dl, dims, elements(pieces))?;
-    for (at, piece) in placed(pieces) {
-        // SAFETY: a byte per element; this piece's go at `at`.
-        unsafe { copy::nulls::mask(dst.add(at), piece.view.elements, &piece.maps) };
-    }
-    Ok(tensor)
-}
-
-/// Elements of all the pieces.
-fn elements(pieces: &[Piece]) -> usize {
-    pieces.iter().map(|p| p.view.elements).sum()
-}
-
-/// Each piece with the element it starts at, one after another.
-fn placed(pieces: &[Piece]) -> impl Iterator<Item = (usize, &Piece)> {
-    pieces.iter().scan(0, |at, piece| {
-        let start = *at;
-        *at += piece.view.elements;
-        Some((start, piece))
-    })
-}
-
-/// The tensor of `pieces` (and the validity mask when asked for): the one
-/// piece shared, or a copy of them all. On success the arrays are the
-/// tensor's (moved in) or released (copied); on failure untouched.
-///
-/// # Safety
-/// `arrays[i]` is the live array `pieces[i]` was read from.
-unsafe fn finish<M: Managed>(
-    arrays: &mut [&mut ArrowArray],
-    pieces: &[Piece],
-    dims: &Dims,
-    options: &ExportOptions,
-) -> Result<NonNull<M>, Error> {
-    let source = pieces.first().map_or(&dtype::TABLE[0], |p| p.view.dtype);
-    let nulls = pieces.iter().map(|p| p.nulls).sum();
-    let null_depth = pieces
-        .iter()
-        .find(|p| p.nulls > 0)
-        .map_or(0, |p| p.null_depth);
-    let non_empty = pieces.iter().filter(|p| p.view.elements > 0).count();
-    let decision = decide(source, (nulls, null_depth), non_empty, options)?;
-    let validity = match options.validity.is_null() {
-        true => None,
-        // SAFETY: live arrays (caller's contract).
-        false => Some(unsafe { mask(pieces, dims) }?),
-    };
-    let made = match (decision.copy, arrays.len()) {
-        // SAFETY: as above.
-        (true, _) | (_, 0) => unsafe {
-            copy_pieces(pieces, dims, decision.target, decision.fill.as_ref())
-        },
-        (false, _) => {
-            // One piece with elements (or none at all): share it.
-            let i = pieces.iter().position(|p| p.view.elements > 0).unwrap_or(0);
-            let v = &pieces[i].view;
-            // SAFETY: `arrays[i]` is the array `v` was read from.
-            unsafe { owner::share(arrays[i], v.data, v.dtype.dl, v.device, dims) }
-        }
-    };
     // SAFETY: forwarded from the caller.
-    unsafe { complete(made, arrays, validity, options) }
+    let column = unsafe { read::column_type(schema, Accept::default()) }?;
+    // SAFETY: as above.
+    let mut piece = unsafe { read::read_piece(array, &column, None, location, Mode::default()) }?;
+    // SAFETY: the piece passed layers 1 and 2.
+    unsafe { piece.count_nulls(false) }?;
+    let dtype = column.values.dtype;
+    let dims = plan::shared_dims(column.values, &piece);
+    // SAFETY: the piece's data is the array's memory.
+    unsafe {
+        let dims = (dims.shape(), dims.strides());
+        owner::share(array, piece.data, dtype.dl, location.device, dims)
+    }
 }
 
-/// Completes an export with what was `made`: on success the arrays not
-/// moved into the tensor (copied) are released and the validity mask is
-/// handed out; on failure the mask is deleted and the arrays untouched.
+/// Moves `array`, read flat, into a tensor sharing its memory.
 ///
 /// # Safety
-/// `arrays` are live; `validity` is a fresh mask, not handed out.
-pub unsafe fn complete<M: Managed>(
-    made: Result<NonNull<M>, Error>,
-    arrays: &mut [&mut ArrowArray],
-    validity: Option<NonNull<DLManagedTensorVersioned>>,
-    options: &ExportOptions,
+/// `flat` was read from `array`, live.
+#[inline(always)]
+unsafe fn share_flat<M: Managed>(
+    array: &mut ArrowArray,
+    flat: &read::Flat,
+    location: Location,
 ) -> Result<NonNull<M>, Error> {
-    let tensor = match made {
-        Ok(t) => t,
-        Err(e) => {
-            if let Some(v) = validity {
-                // SAFETY: made above, not handed out.
-                unsafe { managed::delete(v) };
+    let dl = flat.dtype.dl;
+    // SAFETY: the data is the array's memory (caller's contract).
+    unsafe {
+        match flat.size {
+            None => owner::share(array, flat.data, dl, location.device, (&[flat.rows], &[1])),
+            Some(n) => {
+                let dims = ([flat.rows, n], [n, 1]);
+                owner::share(array, flat.data, dl, location.device, (&dims.0, &dims.1))
             }
-            return Err(e);
-        }
-    };
-    // The arrays not moved into the tensor: copied, released now.
-    for array in arrays.iter_mut() {
-        if let Some(release) = array.release {
-            // SAFETY: the producer's callback, once, on its live array.
-            unsafe { release(&mut **array) };
-            array.release = None;
         }
     }
-    if let Some(v) = validity {
-        // SAFETY: non-NULL out-parameter (checked by the C layer's contract).
-        unsafe { options.validity.write(v.as_ptr()) };
-    }
-    Ok(tensor)
 }
 
-/// `arrow_dlpack_export_with[_legacy]`: one array, under `options`.
+/// What a read under `options` accepts.
+fn accept(options: &ExportOptions) -> Accept {
+    Accept {
+        boolean: true,
+        temporal: options.temporal_as_integer,
+        table: true,
+        variable: false,
+        dictionary: options.dictionary_as_indices,
+    }
+}
+
+/// `arrow_dlpack_export_with[_legacy]`: one array under `options` (a
+/// struct array: a record batch as a matrix).
 ///
 /// # Safety
 /// As [`export`].
@@ -342,66 +156,916 @@ pub unsafe fn export_with<M: Managed>(
     array: &mut ArrowArray,
     schema: &ArrowSchema,
     options: &ExportOptions,
-) -> Result<NonNull<M>, Error> {
-    // SAFETY: forwarded from the caller.
-    if unsafe { table::is_struct(schema) } {
-        // SAFETY: as above.
-        return unsafe { table::export_with(array, schema, options) };
+) -> Result<Exported<M>, Error> {
+    // A primitive array these options leave as it is (the most common
+    // export from Python) is shared as the plain export shares it; any
+    // other input, and any failure, takes the path below, which decides
+    // and reports with every option in view.
+    if options.copy != ArrowDlpackCopy::ARROW_DLPACK_COPY_ALWAYS && !options.mask {
+        // SAFETY: forwarded from the caller.
+        if let Ok(Some(flat)) = unsafe { read::read_flat(array, schema, Location::CPU) } {
+            if options.dtype.is_none_or(|t| t == flat.dtype) {
+                // SAFETY: the data is the array's memory.
+                let tensor = unsafe { share_flat(array, &flat, Location::CPU) }?;
+                return Ok(Exported { tensor, mask: None });
+            }
+        }
     }
-    let mut dims = Dims::new();
     // SAFETY: forwarded from the caller.
-    let piece = unsafe { read_piece(array, schema, options, &mut dims) }?;
-    // SAFETY: `piece` was read from `array`.
-    unsafe { finish(&mut [array], &[piece], &dims, options) }
+    let ty = unsafe { read::read_type(schema, accept(options)) }?;
+    // SAFETY: as above: a chunk of one.
+    unsafe { export_chunks(&ty, &mut [array], options) }
 }
 
-/// `arrow_dlpack_export_stream[_legacy]`: every chunk of a stream, concatenated
-/// along the first dimension (one chunk is shared as [`export_with`]
-/// would). The stream is read to its end (or to the failure) and never
-/// released; the chunks read are the library's, released once copied.
+/// `arrow_dlpack_export_stream[_legacy]`: every chunk of a stream,
+/// concatenated along the first dimension (one chunk is shared as
+/// [`export_with`] would share it). The stream is read to its end (or to
+/// the failure) and never released; the chunks read are the library's,
+/// released once copied.
 ///
 /// # Safety
 /// `stream` is a live C stream.
 pub unsafe fn export_stream<M: Managed>(
     stream: &mut ArrowArrayStream,
     options: &ExportOptions,
-) -> Result<NonNull<M>, Error> {
+) -> Result<Exported<M>, Error> {
     // SAFETY: forwarded from the caller.
-    let mut chunks = unsafe { stream::Chunks::read(stream) }?;
-    // SAFETY: the stream's schema, ours now.
-    if unsafe { table::is_struct(&chunks.schema) } {
-        // SAFETY: the stream's chunks, of its schema.
-        return unsafe { table::export_stream(&mut chunks, options) };
+    let reader = unsafe { Reader::open(stream) }?;
+    // SAFETY: the stream's schema, live while the reader is.
+    let ty = unsafe { read::read_type(&reader.schema, accept(options)) }?;
+    // SAFETY: the stream is live.
+    let mut chunks = unsafe { reader.rest() }?;
+    let mut arrays = crate::arrow::stream::arrays(&mut chunks);
+    // SAFETY: chunks the stream gave with its schema.
+    unsafe { export_chunks(&ty, &mut arrays, options) }
+}
+
+/// The tensor of `chunks`, arrays of type `ty`, stacked along the first
+/// dimension: the one with elements shared, or one copy of them all. On
+/// success each array is moved into the tensor or released; on failure
+/// each is untouched.
+///
+/// # Safety
+/// `chunks` are live arrays of the schema `ty` was read from.
+pub unsafe fn export_chunks<M: Managed>(
+    ty: &Type<'_>,
+    chunks: &mut [&mut ArrowArray],
+    options: &ExportOptions,
+) -> Result<Exported<M>, Error> {
+    match ty {
+        Type::Column(column) => {
+            // SAFETY: forwarded from the caller.
+            let (pieces, rows) = unsafe { column_pieces(column, chunks) }?;
+            let plan = plan::tensor(column, &pieces, rows, options)?;
+            let layout = || Layout::tensor(&column.values, &pieces);
+            // SAFETY: the pieces were read from `chunks`, in order.
+            unsafe { make(&plan, layout, Hold::Move(chunks), Location::CPU.device) }
+        }
+        Type::Table(table) => {
+            // SAFETY: forwarded from the caller.
+            let (batches, rows) = unsafe { table_batches(table, chunks) }?;
+            let plan = plan::matrix(table, &batches, rows, options)?;
+            let order = match plan.make {
+                Make::Copy(order) => order,
+                Make::Share { .. } => plan::Order::Columns,
+            };
+            let layout = || Layout::matrix(table, &batches, order);
+            // SAFETY: as above.
+            unsafe { make(&plan, layout, Hold::Move(chunks), Location::CPU.device) }
+        }
     }
-    let mut dims = Dims::new();
-    let mut pieces = Vec::with_capacity(chunks.arrays.len());
-    let mut length = 0i64;
-    for (i, array) in chunks.arrays.iter().enumerate() {
-        let mut chunk_dims = Dims::new();
-        // SAFETY: a chunk of the stream, of its schema (checked structurally).
-        let piece = unsafe { read_piece(array, &chunks.schema, options, &mut chunk_dims) }
-            .map_err(|e| e.context(format_args!("chunk {i}")))?;
-        length = length.checked_add(chunk_dims.shape()[0]).ok_or_else(|| {
+}
+
+/// Reads each chunk of a column (nulls kept and counted); their rows in all.
+///
+/// # Safety
+/// As [`export_chunks`].
+unsafe fn column_pieces(
+    column: &ColumnType<'_>,
+    chunks: &[&mut ArrowArray],
+) -> Result<(Vec<Piece>, i64), Error> {
+    let many = chunks.len() > 1;
+    let mut pieces = Vec::with_capacity(chunks.len());
+    let mut rows = 0i64;
+    for (i, array) in chunks.iter().enumerate() {
+        let at = |e: Error| match many {
+            true => e.context(format_args!("chunk {i}")),
+            false => e,
+        };
+        let keep = Mode { keep_nulls: true };
+        // SAFETY: a live array of the column's schema (caller's contract).
+        let mut piece =
+            unsafe { read::read_piece(array, column, None, Location::CPU, keep) }.map_err(at)?;
+        // SAFETY: the piece passed layers 1 and 2.
+        unsafe { piece.count_nulls(true) }.map_err(at)?;
+        rows = rows.checked_add(piece.rows as i64).ok_or_else(|| {
             err!(
                 ARROW_DLPACK_INVALID_ARROW,
                 "chunk {i}: the stream's length overflows"
             )
         })?;
-        if i == 0 {
-            dims = chunk_dims;
-        }
         pieces.push(piece);
     }
-    if pieces.is_empty() {
-        // No chunk: the schema's shape with no row, read from an empty
-        // array of the schema's structure.
-        // SAFETY: the schema is the stream's, live.
-        let empty = unsafe { stream::EmptyArray::of(&chunks.schema) };
-        // SAFETY: a valid zero-length array of that schema's structure.
-        pieces.push(unsafe { read_piece(empty.root(), &chunks.schema, options, &mut dims) }?);
+    Ok((pieces, rows))
+}
+
+/// Reads each chunk of a table (nulls kept and counted); their rows in all.
+///
+/// # Safety
+/// As [`export_chunks`].
+unsafe fn table_batches(
+    table: &TableType<'_>,
+    chunks: &[&mut ArrowArray],
+) -> Result<(Vec<Batch>, usize), Error> {
+    let many = chunks.len() > 1;
+    let mut batches = Vec::with_capacity(chunks.len());
+    let mut rows = 0usize;
+    for (i, array) in chunks.iter().enumerate() {
+        // SAFETY: a live struct array of the table's schema (caller's
+        // contract).
+        let batch = unsafe { read::read_batch(array, table) }.map_err(|e| match many {
+            true => e.context(format_args!("chunk {i}")),
+            false => e,
+        })?;
+        // The total is a tensor extent: an i64.
+        rows = rows
+            .checked_add(batch.rows)
+            .filter(|&r| i64::try_from(r).is_ok())
+            .ok_or_else(|| {
+                err!(
+                    ARROW_DLPACK_INVALID_ARROW,
+                    "chunk {i}: the stream's rows overflow"
+                )
+            })?;
+        batches.push(batch);
     }
-    dims.set_length(length);
-    let mut arrays: Vec<&mut ArrowArray> = chunks.arrays.iter_mut().collect();
-    // SAFETY: each array is the chunk its piece was read from.
-    unsafe { finish(&mut arrays, &pieces, &dims, options) }
+    Ok((batches, rows))
+}
+
+/// Makes what `plan` says from the pieces `layout()` lays out (made only
+/// for a copy or a mask): the mask first (if asked), then the tensor,
+/// shared (the chunk's array moved in) or copied. On success the arrays
+/// not moved are released; on failure nothing of the caller's has changed.
+///
+/// # Safety
+/// `arrays[i]` is the live array chunk `i` of the layout was read from.
+pub unsafe fn make<'p, M: Managed>(
+    plan: &Plan,
+    layout: impl FnOnce() -> Layout<'p>,
+    hold: Hold<'_, '_>,
+    device: DLDevice,
+) -> Result<Exported<M>, Error> {
+    let layout = (plan.mask || matches!(plan.make, Make::Copy(_))).then(layout);
+    let mask = match &layout {
+        // SAFETY: the pieces address live memory (caller's contract).
+        Some(layout) if plan.mask => Some(unsafe { mask(plan, layout) }?),
+        _ => None,
+    };
+    let (made, hold) = match (plan.make, hold) {
+        // SAFETY: `arrays[chunk]` is the array `data` was read from.
+        (Make::Share { chunk, data }, Hold::Move(arrays)) => unsafe {
+            let dims = (plan.dims.shape(), plan.dims.strides());
+            let made = owner::share(arrays[chunk], data, plan.dtype.dl, device, dims);
+            (made, Hold::Move(arrays))
+        },
+        // SAFETY: `kept[chunk]` holds the array `data` was read from.
+        (Make::Share { chunk, data }, Hold::Kept(kept)) => unsafe {
+            let dims = (plan.dims.shape(), plan.dims.strides());
+            let made = owner::share_kept(&kept[chunk], data, plan.dtype.dl, device, dims);
+            (made, Hold::Kept(kept))
+        },
+        // SAFETY: as above; a copy's layout was made.
+        (Make::Copy(_), hold) => (
+            unsafe { copy(plan, layout.as_ref().expect("a copy has a layout")) },
+            hold,
+        ),
+    };
+    let tensor = match made {
+        Ok(t) => t,
+        Err(e) => {
+            if let Some(m) = mask {
+                // SAFETY: made above, not handed out.
+                unsafe { managed::delete(m) };
+            }
+            return Err(e);
+        }
+    };
+    // The arrays not moved into the tensor: copied (or empty), released now.
+    // SAFETY: live arrays (caller's contract).
+    unsafe { hold.finish() };
+    Ok(Exported { tensor, mask })
+}
+
+/// Bytes of the layout's tensor of `width`-byte elements, checked.
+fn bytes(layout: &Layout<'_>, width: usize) -> Result<usize, Error> {
+    let rows = layout.rows();
+    layout.row_bytes(width).checked_mul(rows).ok_or_else(|| {
+        err!(
+            ARROW_DLPACK_OUT_OF_MEMORY,
+            "a tensor of {rows} rows of {} bytes overflows",
+            layout.row_bytes(width)
+        )
+    })
+}
+
+/// A new tensor of the layout's values, converted to the plan's dtype
+/// (nulls filled), in its order.
+///
+/// # Safety
+/// The layout's pieces address live memory.
+unsafe fn copy<M: Managed>(plan: &Plan, layout: &Layout<'_>) -> Result<NonNull<M>, Error> {
+    let len = bytes(layout, plan.dtype.width())?;
+    let (tensor, dst) = owner::own::<M>(plan.dtype.dl, &plan.dims, len, plan.copying.pinned)?;
+    if len > 0 {
+        let out = Out::Values {
+            dst,
+            target: plan.dtype,
+            fill: plan.fill,
+        };
+        // SAFETY: the tensor's own bytes hold every row, each range
+        // written by one thread.
+        let write = |r| unsafe { layout.write(out, r) };
+        threads::split(
+            layout.rows(),
+            layout.row_bytes(plan.dtype.width()),
+            plan.copying.threads,
+            write,
+        );
+    }
+    Ok(tensor)
+}
+
+/// The layout's validity mask: kDLBool, the tensor's shape and order.
+///
+/// # Safety
+/// As [`copy`].
+unsafe fn mask(
+    plan: &Plan,
+    layout: &Layout<'_>,
+) -> Result<NonNull<DLManagedTensorVersioned>, Error> {
+    let len = bytes(layout, 1)?;
+    let (tensor, dst) = owner::own::<DLManagedTensorVersioned>(
+        dtype::BOOLEAN.dl,
+        &plan.dims,
+        len,
+        plan.copying.pinned,
+    )?;
+    if len > 0 {
+        let out = Out::Mask { dst };
+        // SAFETY: a byte per element, every row, each range written by
+        // one thread.
+        let write = |r| unsafe { layout.write(out, r) };
+        threads::split(
+            layout.rows(),
+            layout.row_bytes(1),
+            plan.copying.threads,
+            write,
+        );
+    }
+    Ok(tensor)
+}
+
+/// The options under which the mask of what `options` would make is
+/// planned: nulls as if filled (with 0, which every dtype holds) and a copy
+/// allowed (none is made: only the mask is).
+fn for_mask(options: &ExportOptions) -> ExportOptions {
+    ExportOptions {
+        fill: Some(options.fill.unwrap_or(0.0)),
+        copy: match options.copy {
+            ArrowDlpackCopy::ARROW_DLPACK_COPY_NEVER => {
+                ArrowDlpackCopy::ARROW_DLPACK_COPY_IF_NEEDED
+            }
+            other => other,
+        },
+        mask: true,
+        ..*options
+    }
+}
+
+/// `arrow_dlpack_export_validity`: the validity mask of the tensor
+/// [`export_with`] would make of `array` under `options`, without making
+/// the tensor: one pass over the validity bits. The array is only read.
+///
+/// # Safety
+/// As [`export`].
+pub unsafe fn validity(
+    array: &ArrowArray,
+    schema: &ArrowSchema,
+    options: &ExportOptions,
+) -> Result<NonNull<DLManagedTensorVersioned>, Error> {
+    // SAFETY: forwarded from the caller.
+    let ty = unsafe { read::read_type(schema, accept(options)) }?;
+    // SAFETY: the array is only read; a shallow copy, never released.
+    let mut borrowed = unsafe { std::ptr::read(array) };
+    // SAFETY: as above.
+    unsafe { validity_of(&ty, &mut [&mut borrowed], options) }
+}
+
+/// `arrow_dlpack_export_validity_stream`: the validity mask of the tensor
+/// [`export_stream`] would make. The stream is read to its end and never
+/// released; its chunks are released.
+///
+/// # Safety
+/// As [`export_stream`].
+pub unsafe fn validity_stream(
+    stream: &mut ArrowArrayStream,
+    options: &ExportOptions,
+) -> Result<NonNull<DLManagedTensorVersioned>, Error> {
+    // SAFETY: forwarded from the caller.
+    let reader = unsafe { Reader::open(stream) }?;
+    // SAFETY: the stream's schema, live while the reader is.
+    let ty = unsafe { read::read_type(&reader.schema, accept(options)) }?;
+    // SAFETY: the stream is live.
+    let mut chunks = unsafe { reader.rest() }?;
+    let mut arrays = crate::arrow::stream::arrays(&mut chunks);
+    // SAFETY: chunks of the schema; released when dropped.
+    unsafe { validity_of(&ty, &mut arrays, options) }
+}
+
+/// The mask of the chunks' tensor, which is planned but not made.
+///
+/// # Safety
+/// As [`export_chunks`]; the arrays are only read.
+unsafe fn validity_of(
+    ty: &Type<'_>,
+    chunks: &mut [&mut ArrowArray],
+    options: &ExportOptions,
+) -> Result<NonNull<DLManagedTensorVersioned>, Error> {
+    let options = for_mask(options);
+    match ty {
+        Type::Column(column) => {
+            // SAFETY: forwarded from the caller.
+            let (pieces, rows) = unsafe { column_pieces(column, chunks) }?;
+            let plan = plan::tensor(column, &pieces, rows, &options)?;
+            // SAFETY: the pieces address the live arrays.
+            unsafe { mask(&plan, &Layout::tensor(&column.values, &pieces)) }
+        }
+        Type::Table(table) => {
+            // SAFETY: forwarded from the caller.
+            let (batches, rows) = unsafe { table_batches(table, chunks) }?;
+            let plan = plan::matrix(table, &batches, rows, &options)?;
+            let order = match plan.make {
+                Make::Copy(order) => order,
+                Make::Share { .. } => plan::Order::Columns,
+            };
+            // SAFETY: as above.
+            unsafe { mask(&plan, &Layout::matrix(table, &batches, order)) }
+        }
+    }
+}
+
+// ---- variable-length columns ------------------------------------------------
+
+/// A jagged tensor pair, and the rows' validity mask when asked for.
+#[derive(Debug)]
+pub struct Jagged<M> {
+    pub values: NonNull<M>,
+    pub offsets: NonNull<M>,
+    pub mask: Option<NonNull<DLManagedTensorVersioned>>,
+    /// Null rows found (made empty).
+    pub null_rows: usize,
+}
+
+/// What a read of a variable-length column accepts under `options`.
+fn accept_variable(options: &ExportOptions) -> Accept {
+    Accept {
+        boolean: true,
+        temporal: options.temporal_as_integer,
+        table: false,
+        variable: true,
+        dictionary: false,
+    }
+}
+
+/// The type of a variable-length column: a list, list view, string or
+/// binary (and their large and view forms); `UNSUPPORTED_TYPE` for
+/// anything else.
+///
+/// # Safety
+/// `schema` is valid.
+unsafe fn variable_type<'s>(
+    schema: &'s ArrowSchema,
+    options: &ExportOptions,
+) -> Result<ColumnType<'s>, Error> {
+    // SAFETY: forwarded from the caller.
+    let column = unsafe { read::column_type(schema, accept_variable(options)) }?;
+    match column.rows.is_variable() {
+        true => Ok(column),
+        false => Err(err!(
+            ARROW_DLPACK_UNSUPPORTED_TYPE,
+            "format '{}' has rows of one shape: jagged and padded tensors are made of lists, strings and binaries (export it as one tensor)",
+            crate::dtype::Shown(column.format)
+        )),
+    }
+}
+
+/// `arrow_dlpack_export_jagged`: a list, string or binary array as its
+/// values and offsets.
+///
+/// # Safety
+/// As [`export`].
+pub unsafe fn export_jagged<M: Managed>(
+    array: &mut ArrowArray,
+    schema: &ArrowSchema,
+    options: &ExportOptions,
+) -> Result<Jagged<M>, Error> {
+    let plain = options.dtype.is_none()
+        && !options.mask
+        && options.copy != ArrowDlpackCopy::ARROW_DLPACK_COPY_ALWAYS;
+    if plain {
+        // SAFETY: forwarded from the caller.
+        if let Some(flat) = unsafe { read::read_flat_list(array, schema, Location::CPU) }? {
+            // SAFETY: read from `array`, live.
+            return unsafe { share_flat_list(array, &flat) };
+        }
+    }
+    // SAFETY: forwarded from the caller: a chunk of one.
+    unsafe { export_jagged_chunks(schema, &mut [array], options) }
+}
+
+/// The jagged pair of a list read flat: both tensors share the array, in
+/// one allocation.
+///
+/// # Safety
+/// `flat` was read from `array`, live.
+unsafe fn share_flat_list<M: Managed>(
+    array: &mut ArrowArray,
+    flat: &read::FlatList,
+) -> Result<Jagged<M>, Error> {
+    let cpu = Location::CPU.device;
+    let offsets_dtype = match flat.large {
+        true => &dtype::INT64,
+        false => &dtype::INT32,
+    };
+    let parts = [
+        owner::Part {
+            data: flat.offsets.cast_mut(),
+            dtype: offsets_dtype.dl,
+            length: flat.rows + 1,
+        },
+        owner::Part {
+            data: flat.values,
+            dtype: flat.dtype.dl,
+            length: flat.elements,
+        },
+    ];
+    // SAFETY: both parts lie in the array's memory (caller's contract).
+    let [offsets, values] = unsafe { owner::share_pair::<M>(array, parts, cpu) }?;
+    Ok(Jagged {
+        values,
+        offsets,
+        mask: None,
+        null_rows: 0,
+    })
+}
+
+/// The jagged pair of `chunks`, arrays of `schema` (a variable-length
+/// column), concatenated (the Rust API's chunks, and a stream's).
+///
+/// # Safety
+/// `schema` is valid; `chunks` are live arrays of it.
+pub unsafe fn export_jagged_chunks<M: Managed>(
+    schema: &ArrowSchema,
+    chunks: &mut [&mut ArrowArray],
+    options: &ExportOptions,
+) -> Result<Jagged<M>, Error> {
+    // SAFETY: forwarded from the caller.
+    let column = unsafe { variable_type(schema, options) }?;
+    // SAFETY: as above.
+    unsafe { jagged_chunks(&column, chunks, options) }
+}
+
+/// `arrow_dlpack_export_jagged_stream`: the chunks of a stream of lists
+/// or strings as one jagged pair (values appended, offsets rebased).
+///
+/// # Safety
+/// As [`export_stream`].
+pub unsafe fn export_jagged_stream<M: Managed>(
+    stream: &mut ArrowArrayStream,
+    options: &ExportOptions,
+) -> Result<Jagged<M>, Error> {
+    // SAFETY: forwarded from the caller.
+    let reader = unsafe { Reader::open(stream) }?;
+    // SAFETY: the stream's schema, live while the reader is.
+    let column = unsafe { variable_type(&reader.schema, options) }?;
+    // SAFETY: the stream is live.
+    let mut chunks = unsafe { reader.rest() }?;
+    let mut arrays = crate::arrow::stream::arrays(&mut chunks);
+    // SAFETY: chunks of the schema.
+    unsafe { jagged_chunks(&column, &mut arrays, options) }
+}
+
+/// Reads each chunk of a variable-length column (nulls kept, counted).
+///
+/// # Safety
+/// As [`export_chunks`].
+unsafe fn variable_pieces(
+    column: &ColumnType<'_>,
+    chunks: &[&mut ArrowArray],
+) -> Result<Vec<Piece>, Error> {
+    // The same reading as a dense column's, rows counted the same way.
+    // SAFETY: forwarded from the caller.
+    unsafe { column_pieces(column, chunks) }.map(|(pieces, _)| pieces)
+}
+
+/// Checks every piece's rows (layer 3), naming the chunk.
+///
+/// # Safety
+/// The pieces were read from live arrays of `column`.
+unsafe fn row_facts(
+    column: &ColumnType<'_>,
+    pieces: &[Piece],
+) -> Result<Vec<read::RowFacts>, Error> {
+    let many = pieces.len() > 1;
+    pieces
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            // SAFETY: forwarded from the caller.
+            unsafe { p.check_rows(column) }.map_err(|e| match many {
+                true => e.context(format_args!("chunk {i}")),
+                false => e,
+            })
+        })
+        .collect()
+}
+
+/// The jagged pair of `chunks` of a variable-length column.
+///
+/// # Safety
+/// As [`export_chunks`].
+unsafe fn jagged_chunks<M: Managed>(
+    column: &ColumnType<'_>,
+    chunks: &mut [&mut ArrowArray],
+    options: &ExportOptions,
+) -> Result<Jagged<M>, Error> {
+    // SAFETY: forwarded from the caller.
+    let pieces = unsafe { variable_pieces(column, chunks) }?;
+    // SAFETY: the pieces were read from `chunks`, in order.
+    unsafe { jagged_of(column, &pieces, Hold::Move(chunks), options) }
+}
+
+/// The jagged pair of a variable-length column's `pieces`, held by `hold`.
+///
+/// # Safety
+/// The pieces were read from the live arrays `hold` holds, in order.
+pub unsafe fn jagged_of<M: Managed>(
+    column: &ColumnType<'_>,
+    pieces: &[Piece],
+    hold: Hold<'_, '_>,
+    options: &ExportOptions,
+) -> Result<Jagged<M>, Error> {
+    let facts = match plan::jagged_follows_rows(column, pieces, options) {
+        // SAFETY: pieces of live arrays.
+        true => Some(unsafe { row_facts(column, pieces) }?),
+        false => None,
+    };
+    let plan = plan::jagged(column, pieces, facts.as_deref(), options)?;
+    // SAFETY: forwarded; the rows checked where the plan follows them.
+    unsafe { make_jagged(&plan, column, pieces, hold) }
+}
+
+/// Makes the jagged pair `plan` says: the offsets first (the values of a
+/// row copy are placed by them), then the values, then the mask. A part
+/// shared holds a share of the one chunk's array, moved in only once every
+/// tensor was made; the chunks not shared are released. On failure nothing
+/// of the caller's has changed.
+///
+/// # Safety
+/// As [`make`].
+unsafe fn make_jagged<M: Managed>(
+    plan: &plan::JaggedPlan,
+    column: &ColumnType<'_>,
+    pieces: &[Piece],
+    hold: Hold<'_, '_>,
+) -> Result<Jagged<M>, Error> {
+    use crate::copy::jagged::{self, Rows};
+    use plan::Part;
+    let rows = Rows::new(column, pieces);
+    let count = rows.len();
+    let cpu = Location::CPU.device;
+    let (offsets_dtype, offset_width) = match plan.large {
+        true => (&dtype::INT64, 8),
+        false => (&dtype::INT32, 4),
+    };
+    // The offsets and the values, once made (no `Vec`: see `Rows`).
+    let mut made: [Option<NonNull<DLManagedTensorVersioned>>; 2] = [None, None];
+    // A shared part's keep: a keeper of the moved array (committed once
+    // everything is made), or the kept array's own.
+    let mut hold = hold;
+    let (keeper, kept) = match (&mut hold, plan.shared) {
+        // SAFETY: the live array the piece was read from; the keeper is
+        // committed (before the other arrays are released) or dropped
+        // below, while it lives.
+        (Hold::Move(chunks), Some(chunk)) => (
+            Some(unsafe { owner::Keeper::new(&mut *chunks[chunk]) }),
+            None,
+        ),
+        (Hold::Kept(kept), Some(chunk)) => (None, Some(kept[chunk].clone())),
+        (_, None) => (None, None),
+    };
+    let share = kept.as_ref().or(keeper.as_ref().map(owner::Keeper::kept));
+    let result = (|keeper: Option<&Arc<owner::Kept>>| -> Result<Jagged<M>, Error> {
+        let offsets_dims = crate::dims::Dims::matrix(count as i64 + 1, 1, true);
+        let mut offsets_dims = offsets_dims;
+        offsets_dims.truncate(1);
+        let (offsets, offsets_at) = match plan.offsets {
+            Part::Share => {
+                let o = pieces[plan.shared.unwrap_or(0)]
+                    .offsets
+                    .expect("a shared list has offsets");
+                let keeper = keeper.expect("a shared part has a keeper");
+                // SAFETY: the offsets lie in the kept array.
+                let t = unsafe {
+                    owner::share_kept::<M>(
+                        keeper,
+                        o.data.cast_mut().cast(),
+                        offsets_dtype.dl,
+                        cpu,
+                        (offsets_dims.shape(), offsets_dims.strides()),
+                    )
+                }?;
+                (t, o.data)
+            }
+            _ => {
+                let (t, dst) = owner::own::<M>(
+                    offsets_dtype.dl,
+                    &offsets_dims,
+                    (count + 1) * offset_width,
+                    plan.copying.pinned,
+                )?;
+                // SAFETY: room for `count + 1` entries; the rows checked.
+                unsafe { jagged::offsets(&rows, plan.compact, plan.large, dst) };
+                (t, dst.cast_const())
+            }
+        };
+        made[0] = Some(offsets.cast());
+        let element = column.values.row_elements() * plan.dtype.width();
+        let total = plan.dims.shape()[0] as usize;
+        let values = match plan.values {
+            Part::Share => {
+                let keeper = keeper.expect("a shared part has a keeper");
+                let data = pieces[plan.shared.unwrap_or(0)].data;
+                // SAFETY: the values lie in the kept array.
+                unsafe {
+                    owner::share_kept::<M>(
+                        keeper,
+                        data,
+                        plan.dtype.dl,
+                        cpu,
+                        (plan.dims.shape(), plan.dims.strides()),
+                    )
+                }?
+            }
+            Part::Range => {
+                let len = total.checked_mul(element).ok_or_else(|| {
+                    err!(
+                        ARROW_DLPACK_OUT_OF_MEMORY,
+                        "{total} list elements of {element} bytes overflow"
+                    )
+                })?;
+                let (t, dst) =
+                    owner::own::<M>(plan.dtype.dl, &plan.dims, len, plan.copying.pinned)?;
+                // Each chunk's covered values, a dense run of value rows.
+                let runs: Vec<Piece> = pieces
+                    .iter()
+                    .map(|p| Piece {
+                        rows: p.offsets.map_or(0, |o| (o.last - o.first) as usize),
+                        maps: p.maps.iter().filter(|m| !m.rows).copied().collect(),
+                        offsets: None,
+                        ..p.clone()
+                    })
+                    .collect();
+                let layout = Layout::tensor(&column.values, &runs);
+                if len > 0 {
+                    let out = Out::Values {
+                        dst,
+                        target: plan.dtype,
+                        fill: plan.fill,
+                    };
+                    // SAFETY: the tensor's own bytes hold every value row,
+                    // each range written by one thread.
+                    let write = |r| unsafe { layout.write(out, r) };
+                    threads::split(layout.rows(), element, plan.copying.threads, write);
+                }
+                t
+            }
+            Part::Rows => {
+                let len = total.checked_mul(element).ok_or_else(|| {
+                    err!(
+                        ARROW_DLPACK_OUT_OF_MEMORY,
+                        "{total} list elements of {element} bytes overflow"
+                    )
+                })?;
+                let (t, dst) =
+                    owner::own::<M>(plan.dtype.dl, &plan.dims, len, plan.copying.pinned)?;
+                let out = jagged::Values {
+                    dst,
+                    target: plan.dtype,
+                    fill: plan.fill,
+                };
+                let at = threads::Src(offsets_at);
+                // SAFETY: the offsets just written place every row; the
+                // rows checked; each range written by one thread.
+                let write = |r| unsafe {
+                    jagged::values(&rows, r, plan.compact, (at.get(), plan.large), &out)
+                };
+                // Bytes a row, on average: what the split weighs.
+                let per_row = len / count.max(1);
+                threads::split(count, per_row, plan.copying.threads, write);
+                t
+            }
+        };
+        made[1] = Some(values.cast());
+        let mask = match plan.mask {
+            true => {
+                let dims = crate::dims::Dims::matrix(count as i64, 1, true);
+                let mut dims = dims;
+                dims.truncate(1);
+                let (m, dst) = owner::own::<DLManagedTensorVersioned>(
+                    dtype::BOOLEAN.dl,
+                    &dims,
+                    count,
+                    plan.copying.pinned,
+                )?;
+                // SAFETY: a byte a row.
+                unsafe { jagged::row_mask(&rows, 0..count, dst) };
+                Some(m)
+            }
+            false => None,
+        };
+        Ok(Jagged {
+            values,
+            offsets,
+            mask,
+            null_rows: pieces.iter().map(|p| p.null_rows).sum(),
+        })
+    })(share);
+    match result {
+        Ok(jagged) => {
+            if let Some(keeper) = keeper {
+                keeper.commit();
+            }
+            // SAFETY: forwarded from the caller.
+            unsafe { hold.finish() };
+            Ok(jagged)
+        }
+        Err(e) => {
+            for t in made.into_iter().flatten() {
+                // SAFETY: made above, not handed out.
+                unsafe { managed::delete(t.cast::<M>()) };
+            }
+            drop(keeper); // not committed: the caller's array untouched
+            Err(e)
+        }
+    }
+}
+
+/// Releases the arrays not moved into a tensor.
+///
+/// # Safety
+/// The arrays are live.
+unsafe fn release_rest(arrays: &mut [&mut ArrowArray]) {
+    for array in arrays.iter_mut() {
+        if let Some(release) = array.release {
+            // SAFETY: the producer's callback, once, on its live array.
+            unsafe { release(&mut **array) };
+            array.release = None;
+        }
+    }
+}
+
+/// `arrow_dlpack_export_padded`: a list, string or binary array as one
+/// padded tensor `[rows, length, ...]` (always a copy), and its mask when
+/// asked for.
+///
+/// # Safety
+/// As [`export`].
+pub unsafe fn export_padded<M: Managed>(
+    array: &mut ArrowArray,
+    schema: &ArrowSchema,
+    options: &ExportOptions,
+    padding: &Padding,
+) -> Result<Exported<M>, Error> {
+    // SAFETY: forwarded from the caller: a chunk of one.
+    unsafe { export_padded_chunks(schema, &mut [array], options, padding) }
+}
+
+/// The padded tensor of `chunks`, arrays of `schema` (a variable-length
+/// column), row after row.
+///
+/// # Safety
+/// `schema` is valid; `chunks` are live arrays of it.
+pub unsafe fn export_padded_chunks<M: Managed>(
+    schema: &ArrowSchema,
+    chunks: &mut [&mut ArrowArray],
+    options: &ExportOptions,
+    padding: &Padding,
+) -> Result<Exported<M>, Error> {
+    // SAFETY: forwarded from the caller.
+    let column = unsafe { variable_type(schema, options) }?;
+    // SAFETY: as above.
+    unsafe { padded_chunks(&column, chunks, options, padding) }
+}
+
+/// `arrow_dlpack_export_padded_stream`: the chunks of a stream of lists
+/// or strings as one padded tensor.
+///
+/// # Safety
+/// As [`export_stream`].
+pub unsafe fn export_padded_stream<M: Managed>(
+    stream: &mut ArrowArrayStream,
+    options: &ExportOptions,
+    padding: &Padding,
+) -> Result<Exported<M>, Error> {
+    // SAFETY: forwarded from the caller.
+    let reader = unsafe { Reader::open(stream) }?;
+    // SAFETY: the stream's schema, live while the reader is.
+    let column = unsafe { variable_type(&reader.schema, options) }?;
+    // SAFETY: the stream is live.
+    let mut chunks = unsafe { reader.rest() }?;
+    let mut arrays = crate::arrow::stream::arrays(&mut chunks);
+    // SAFETY: chunks of the schema.
+    unsafe { padded_chunks(&column, &mut arrays, options, padding) }
+}
+
+/// The padded tensor of `chunks` of a variable-length column.
+///
+/// # Safety
+/// As [`export_chunks`].
+unsafe fn padded_chunks<M: Managed>(
+    column: &ColumnType<'_>,
+    chunks: &mut [&mut ArrowArray],
+    options: &ExportOptions,
+    padding: &Padding,
+) -> Result<Exported<M>, Error> {
+    // SAFETY: forwarded from the caller.
+    let pieces = unsafe { variable_pieces(column, chunks) }?;
+    // SAFETY: pieces of live arrays.
+    let made = unsafe { padded_of(column, &pieces, options, padding) }?;
+    // SAFETY: forwarded from the caller: copied, released now.
+    unsafe { release_rest(chunks) };
+    Ok(made)
+}
+
+/// The padded tensor (and mask) of a variable-length column's `pieces`.
+///
+/// # Safety
+/// The pieces address live memory.
+pub unsafe fn padded_of<M: Managed>(
+    column: &ColumnType<'_>,
+    pieces: &[Piece],
+    options: &ExportOptions,
+    padding: &Padding,
+) -> Result<Exported<M>, Error> {
+    use crate::copy::jagged::{self, Rows};
+    // SAFETY: pieces of live arrays.
+    let facts = unsafe { row_facts(column, pieces) }?;
+    let plan = plan::padded(column, pieces, &facts, padding, options)?;
+    let rows = Rows::new(column, pieces);
+    let count = rows.len();
+    let mask = match plan.mask {
+        true => {
+            let dims = crate::dims::Dims::matrix(count as i64, plan.length as i64, true);
+            let (m, dst) = owner::own::<DLManagedTensorVersioned>(
+                dtype::BOOLEAN.dl,
+                &dims,
+                count * plan.length,
+                plan.copying.pinned,
+            )?;
+            let dst = threads::Dst(dst);
+            // SAFETY: a byte an element; the rows checked; each range
+            // written by one thread.
+            let write =
+                |r| unsafe { jagged::padded_mask(&rows, r, plan.length, plan.side, dst.get()) };
+            threads::split(count, plan.length, plan.copying.threads, write);
+            Some(m)
+        }
+        false => None,
+    };
+    let bytes = count * plan.length * column.values.row_elements() * plan.dtype.width();
+    let made = owner::own::<M>(plan.dtype.dl, &plan.dims, bytes, plan.copying.pinned);
+    let tensor = match made {
+        Ok((t, dst)) => {
+            let out = jagged::Values {
+                dst,
+                target: plan.dtype,
+                fill: plan.fill,
+            };
+            // SAFETY: the tensor's bytes hold every padded row; checked
+            // rows; each range written by one thread.
+            let write =
+                |r| unsafe { jagged::padded(&rows, r, plan.length, plan.side, plan.pad, &out) };
+            threads::split(count, bytes / count.max(1), plan.copying.threads, write);
+            t
+        }
+        Err(e) => {
+            if let Some(m) = mask {
+                // SAFETY: made above, not handed out.
+                unsafe { managed::delete(m) };
+            }
+            return Err(e);
+        }
+    };
+    Ok(Exported { tensor, mask })
 }

@@ -10,12 +10,14 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use crate::abi::{
-    ArrowArray, ArrowSchema, DLDevice, DLManagedTensorVersioned, DLPACK_MAJOR_VERSION,
+    ArrowArray, ArrowDeviceArray, ArrowSchema, DLDevice, DLManagedTensorVersioned,
+    DLPACK_MAJOR_VERSION,
 };
 use crate::arrow::write::{self, Keeper};
 use crate::copy::{self, Bytes, bits, gather};
 use crate::dlpack::read::{self, Memory, Plan, Rows};
-use crate::error::{Error, err};
+use crate::dtype::Elem;
+use crate::error::{Error, Term, err};
 use crate::extension;
 use crate::managed::{self, Managed};
 use crate::options::{self, ArrowDlpackCopy, ImportOptions};
@@ -63,6 +65,26 @@ pub unsafe fn import_to_c<M: Managed + 'static>(
         std::ptr::write(out_schema, schema);
     }
     Ok(plan.device)
+}
+
+/// [`import_to_c`] of a tensor on any device Arrow can name into an
+/// `ArrowDeviceArray`: the device kept (`device_id` -1 for the CPU), no
+/// `sync_event`; the memory never dereferenced.
+///
+/// # Safety
+/// As [`import_to_c`].
+pub unsafe fn import_device<M: Managed + 'static>(
+    tensor: NonNull<M>,
+    out_array: &mut ArrowDeviceArray,
+    out_schema: &mut ArrowSchema,
+) -> Result<DLDevice, Error> {
+    // SAFETY: forwarded from the caller.
+    let device =
+        unsafe { import_to_c(tensor, Memory::AnyDevice, &mut out_array.array, out_schema) }?;
+    (out_array.device_type, out_array.device_id) = crate::device::to_arrow(device);
+    out_array.sync_event = std::ptr::null_mut();
+    out_array.reserved = [0; 3];
+    Ok(device)
 }
 
 /// The schema of what `plan` describes.
@@ -144,6 +166,7 @@ pub unsafe fn import_with(
     };
     let elements = plan.elements as usize;
     let width = plan.dtype.width();
+    let threads = copy::threads::resolve(options.threads);
     let bytes = match plan.dtype.is_bit_packed() {
         true => elements.div_ceil(8),
         false => elements * width, // the plan checked that the size fits
@@ -154,14 +177,14 @@ pub unsafe fn import_with(
     unsafe {
         if plan.dtype.is_bit_packed() && row_major {
             // Row-major bools: packed straight from the tensor.
-            bits::pack(plan.data, values.as_ptr(), elements);
+            bits::pack_on(plan.data, values.as_ptr(), elements, threads);
         } else if plan.dtype.is_bit_packed() {
             // Strided bools: gathered to one byte each first, then packed.
             let staged = Bytes::new(elements)?;
-            gather::gather(plan.data, &shape, &strides, 1, staged.as_ptr());
-            bits::pack(staged.as_ptr(), values.as_ptr(), elements);
+            gather::gather_on(plan.data, &shape, &strides, 1, staged.as_ptr(), threads);
+            bits::pack_on(staged.as_ptr(), values.as_ptr(), elements, threads);
         } else {
-            gather::gather(plan.data, &shape, &strides, width, values.as_ptr());
+            gather::gather_on(plan.data, &shape, &strides, width, values.as_ptr(), threads);
         }
     }
     // Copied: the tensor is no longer needed.
@@ -177,6 +200,168 @@ pub unsafe fn import_with(
     }
     Ok(plan.device)
 }
+
+/// `arrow_dlpack_import_jagged`: a values tensor and an offsets tensor
+/// (1-D int32 or int64, `length + 1` entries) as a list array (`+l` for
+/// int32 offsets, `+L` for int64) of the values: shared, the array owning
+/// both tensors, each deleted once; the offsets checked first
+/// (non-decreasing, the first >= 0, the last <= the values' rows),
+/// because Arrow consumers trust them. Values that need a copy (kDLBool,
+/// strides) and offsets with strides are copied where `options.copy`
+/// allows it. On failure both tensors are untouched and the caller's.
+///
+/// # Safety
+/// Both tensors are live and owned by the caller; the out structs are
+/// valid for writes.
+pub unsafe fn import_jagged(
+    values: NonNull<DLManagedTensorVersioned>,
+    offsets: NonNull<DLManagedTensorVersioned>,
+    options: &ImportOptions,
+    out_array: &mut ArrowArray,
+    out_schema: &mut ArrowSchema,
+) -> Result<DLDevice, Error> {
+    if options.as_columns {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "{} makes a 2-D tensor's columns; a jagged import makes one list array",
+            Term::AsColumns
+        ));
+    }
+    let at = |what: &str, e: Error| e.context(format_args!("{what}"));
+    // SAFETY: live (caller's contract); only read.
+    let o = unsafe { offsets.as_ref() }.dl_tensor();
+    // SAFETY: as above.
+    let plan =
+        unsafe { read::plan_for_copy(o, Memory::HostReadable) }.map_err(|e| at("offsets", e))?;
+    let large = match plan.dtype.elem {
+        Elem::I32 => false,
+        Elem::I64 => true,
+        _ => {
+            return Err(err!(
+                ARROW_DLPACK_UNSUPPORTED_TYPE,
+                "offsets: dtype {} is not int32 or int64",
+                plan.dtype.name
+            ));
+        }
+    };
+    if plan.rows.is_some() || plan.elements < 1 || o.ndim > 1 {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "offsets: a 1-D tensor of length + 1 entries expected, not ndim {} with {} elements",
+            o.ndim,
+            plan.elements
+        ));
+    }
+    // SAFETY: live (caller's contract); only read.
+    let v = unsafe { values.as_ref() }.dl_tensor();
+    // SAFETY: as above.
+    let values_plan =
+        unsafe { read::plan_for_copy(v, Memory::HostReadable) }.map_err(|e| at("values", e))?;
+    // The offsets, where the list will read them: shared, or gathered
+    // (`copied` empty: shared). Not an `Option<Bytes>`: optimized code
+    // tests a `None`'s unwritten length on the error paths below, which
+    // is harmless but what valgrind rightly reports as a read of
+    // uninitialized memory; an empty `Bytes` has every field written.
+    let count = plan.elements as usize;
+    let width = plan.dtype.width();
+    let copied = match &plan.unshareable {
+        None if options.copy != ArrowDlpackCopy::ARROW_DLPACK_COPY_ALWAYS => Bytes::new(0)?,
+        None => Bytes::new(count * width)?,
+        Some(why) if options.copy == ArrowDlpackCopy::ARROW_DLPACK_COPY_NEVER => {
+            return Err(options::needs_copy(format_args!(
+                "offsets {}:",
+                why.message()
+            )));
+        }
+        Some(_) => Bytes::new(count * width)?,
+    };
+    let shared = copied.is_empty();
+    if !shared {
+        // SAFETY: the plan accepted the tensor.
+        let (shape, strides) = unsafe { read::shape_strides(o) };
+        // SAFETY: the tensor's elements lie where its strides say; room
+        // for all of them.
+        unsafe { gather::gather(plan.data, &shape, &strides, width, copied.as_ptr()) };
+    }
+    let entries = match shared {
+        true => plan.data,
+        false => copied.as_ptr(),
+    }
+    .cast_const();
+    let entry = |i: usize| -> i64 {
+        // SAFETY: `count` contiguous entries (shared: a stride-1 tensor;
+        // copied: gathered above), host memory (the plan's device check).
+        unsafe {
+            match large {
+                true => entries.cast::<i64>().add(i).read_unaligned(),
+                false => i64::from(entries.cast::<i32>().add(i).read_unaligned()),
+            }
+        }
+    };
+    let limit = values_plan.length;
+    let mut previous = entry(0);
+    if previous < 0 {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "offsets[0] is {previous}: offsets start at 0 or later"
+        ));
+    }
+    for i in 1..count {
+        let next = entry(i);
+        if next < previous {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "offsets[{i}] is {next}, after {previous}: offsets never decrease"
+            ));
+        }
+        previous = next;
+    }
+    if previous > limit {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "offsets end at {previous}, beyond the values' {limit} rows"
+        ));
+    }
+    // The values, as the list's child: the only step that consumes a
+    // tensor, and the last that can fail.
+    let mut child = ArrowArray::released();
+    let mut child_schema = ArrowSchema::released();
+    let values_options = ImportOptions {
+        copy: options.copy,
+        as_columns: false,
+        column_names: std::ptr::null(),
+        threads: options.threads,
+    };
+    // SAFETY: forwarded from the caller; fresh out structs.
+    let device = unsafe { import_with(values, &values_options, &mut child, &mut child_schema) }
+        .map_err(|e| at("values", e))?;
+    // Named and flagged as Arrow's lists name and flag their child (a
+    // nullable "item": `list<item: float>`, the type users compare with).
+    child_schema.name = c"item".as_ptr();
+    child_schema.flags |= ARROW_FLAG_NULLABLE;
+    let keeper: Keeper = match shared {
+        true => Arc::new(TensorOwner(offsets)),
+        false => {
+            // The offsets were copied: the tensor is no longer needed.
+            // SAFETY: live and owned (caller's contract); not used again.
+            unsafe { managed::delete(offsets) };
+            Arc::new(copied)
+        }
+    };
+    // SAFETY: the out structs are the caller's storage, written without
+    // being read.
+    unsafe {
+        std::ptr::write(
+            out_array,
+            write::list_array(count as i64 - 1, entries.cast(), child, keeper),
+        );
+        std::ptr::write(out_schema, write::list_schema(large, child_schema));
+    }
+    Ok(device)
+}
+
+/// `ARROW_FLAG_NULLABLE` of the C Data Interface.
+const ARROW_FLAG_NULLABLE: i64 = 2;
 
 /// The names of `columns` columns: the caller's (`column_names`, each a C
 /// string), else "0", "1", ...
@@ -320,17 +505,30 @@ unsafe fn import_columns(
     let column_major = staged.as_ref().map_or(values.as_ptr(), Bytes::as_ptr);
     // SAFETY: the tensor is live and its elements lie where its shape and
     // strides say (DLPack's guarantee); the destination holds them all.
-    unsafe {
-        copy::transpose::columns(
-            plan.data,
-            (rows as usize, columns),
-            (strides[0] as isize, strides[1] as isize),
-            width as usize,
-            column_major,
-        );
-        if staged.is_some() {
-            bits::pack(column_major, values.as_ptr(), elements);
-        }
+    let threads = copy::threads::resolve(options.threads);
+    let (src, dst) = (
+        copy::threads::Src(plan.data),
+        copy::threads::Dst(column_major),
+    );
+    let strides = (strides[0] as isize, strides[1] as isize);
+    let element = width as usize;
+    copy::threads::split(rows as usize, columns * element, threads, |r| {
+        // SAFETY: rows `r` of the tensor, read where its strides say; their
+        // part of each column, `rows` elements apart.
+        unsafe {
+            copy::transpose::columns(
+                src.get()
+                    .wrapping_offset((r.start as isize).wrapping_mul(strides.0 * width as isize)),
+                (r.len(), columns),
+                strides,
+                element,
+                (dst.get().add(r.start * element), rows as usize),
+            )
+        };
+    });
+    if staged.is_some() {
+        // SAFETY: the staged bools, one a byte, all written above.
+        unsafe { bits::pack_on(column_major, values.as_ptr(), elements, threads) };
     }
     drop(staged);
     // Copied: the tensor is no longer needed.

@@ -11,36 +11,46 @@
 //! interface. This crate's Rust API:
 //!
 //! - [`to_dlpack`], [`to_dlpack_with_field`] and [`from_dlpack`], for
-//!   arrow-rs arrays, with [`Tensor`] owning a DLPack tensor safely;
+//!   arrow-rs arrays, with [`Tensor`] owning a DLPack tensor safely; the
+//!   copies under [`ExportOptions`]; record batches as matrices;
+//!   variable-length columns as [`Jagged`] pairs ([`to_jagged`],
+//!   [`from_jagged`]) and padded tensors ([`to_padded`]);
 //! - [`Error`] and [`Status`], what every call reports;
 //! - [`abi`], the `#[repr(C)]` Arrow and DLPack structs, and [`capi`], the
 //!   C entry points themselves, for Rust programs that pass tensors to or
 //!   from C.
 //!
-//! Nothing else is public; `ARCHITECTURE.md` walks through the modules.
+//! Nothing else is public; `docs/design.md` walks through the modules.
 //!
-//! Module map, in the order data flows:
+//! Module map, in the order data flows (every arrow points down):
 //!
 //! - `abi`: the C structs, nothing else.
-//! - `dtype`: the one type table (Arrow format <-> DLPack dtype, names).
+//! - `error`: status codes, and messages whose terms each face words.
+//! - `dtype`: the one type table (Arrow format <-> DLPack dtype, NumPy and
+//!   PyTorch names, conversion targets).
 //! - `dims`: shapes, strides, the dimension limit, checked strides.
 //! - `device`: which devices exist and which the host may read.
 //! - `managed`: the two managed-tensor flavours behind one trait.
-//! - `arrow::read`: the only reader of untrusted Arrow structs (layered:
-//!   structure, ranges, data), producing a validated view.
+//! - `options`: the C option structs, validated into plain values.
 //! - `extension`: `arrow.fixed_shape_tensor`, read, applied and written.
-//! - `bitmap`: counting validity bits for unknown null counts.
+//! - `bitmap`: counting validity bits.
+//! - `arrow::read`: the only reader of untrusted Arrow structs: every input
+//!   shape (arrays, nested lists, structs, lists, strings, dictionaries)
+//!   to column types and pieces, in layers (structure, ranges, data);
+//!   `arrow::stream`: a C stream's chunks, one at a time.
+//! - `plan`: share or copy, dtype and promotion, order, fill, mask.
+//! - `copy`: the kernels that write a copy's bytes (conversions, bits,
+//!   nulls, gathers, transposes, the layout of pieces in a tensor).
 //! - `owner`: the one allocation behind a tensor (a moved array or its own
 //!   bytes) and its deleter.
-//! - `export`: view -> tensor.
+//! - `export`: read -> plan -> owner, returning the tensor and its mask.
 //! - `dlpack::read`: the only reader of untrusted DLPack tensors, producing
-//!   a plan.
-//! - `arrow::write`: the Arrow C arrays and schemas imports hand out.
-//! - `import`: plan -> Arrow C structs owning the tensor.
-//! - `tensor`: the safe Rust API, on the same code.
-//! - `error`: status codes and messages.
-//! - `capi`: the `extern "C"` entry points, thin; `capsule`: a C PyCapsule
-//!   destructor for ctypes/cffi bindings.
+//!   a plan; `arrow::write`: the Arrow C arrays and schemas imports hand
+//!   out; `import`: plan -> Arrow C structs owning the tensor.
+//! - Faces, each writing out-parameters and nothing else: `capi` (the
+//!   `extern "C"` entry points, thin), `capsule` (a C PyCapsule destructor
+//!   for ctypes/cffi bindings), `tensor` (the safe Rust API), `python`
+//!   (feature `python`: the extension module).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
@@ -50,6 +60,7 @@
 
 pub mod abi;
 mod arrow;
+mod batches;
 mod bitmap;
 pub mod capi;
 mod capsule;
@@ -65,24 +76,42 @@ mod import;
 mod managed;
 mod options;
 mod owner;
+mod pinned;
+mod plan;
 #[cfg(feature = "python")]
 mod python;
-mod stream;
-mod table;
 mod tensor;
 
 pub use dims::MAX_NDIM;
+
+/// Sets how many threads a copy runs on when its options give none
+/// (`threads: 0`); 0 goes back to the default: `ARROW_DLPACK_THREADS`,
+/// else the machine's cores, at most 8. The bytes are the same whatever
+/// the count; zero-copy exports never start a thread.
+pub fn set_threads(n: usize) {
+    copy::threads::set_default(n);
+}
+
+/// How many threads a copy runs on when its options give none.
+pub fn threads() -> usize {
+    copy::threads::default_count()
+}
 pub use error::{ArrowDlpackError, ArrowDlpackStatus, Error, Status};
 pub use tensor::{
-    CopyPolicy, ExportOptions, Exported, ImportOptions, Order, Tensor, chunks_to_dlpack,
-    from_dlpack, from_dlpack_with_options, record_batch_from_dlpack, record_batch_to_dlpack,
-    record_batches_to_dlpack, to_dlpack, to_dlpack_with_field, to_dlpack_with_options,
+    CopyPolicy, ExportOptions, Exported, ImportOptions, Jagged, Order, Padding, Side, Tensor,
+    chunks_to_dlpack, chunks_to_jagged, chunks_to_padded, from_dlpack, from_dlpack_with_options,
+    from_jagged, record_batch_from_dlpack, record_batch_to_dlpack, record_batches_to_dlpack,
+    to_dlpack, to_dlpack_with_field, to_dlpack_with_options, to_jagged, to_padded,
 };
 
 /// Internals that the crate's own benches and property tests measure and
 /// check directly. Not part of the API: they change without notice.
 #[doc(hidden)]
 pub mod __internal {
+    // The batcher behind `arrow_dlpack.batches`, for the Rust tests (Miri,
+    // ASan) and benches; not a stable API.
+    pub use crate::batches::{BatchOptions, Batches, Output, Source};
     pub use crate::bitmap::count_set_bits;
     pub use crate::extension::parse_tensor_type;
+    pub use crate::options::{Padding, Side};
 }

@@ -28,6 +28,8 @@ pub trait Managed: Sized {
 
     fn dl_tensor(&self) -> &DLTensor;
 
+    fn manager_ctx(&self) -> *mut c_void;
+
     fn deleter(&self) -> Option<Deleter<Self>>;
 }
 
@@ -42,6 +44,10 @@ impl Managed for DLManagedTensor {
 
     fn dl_tensor(&self) -> &DLTensor {
         &self.dl_tensor
+    }
+
+    fn manager_ctx(&self) -> *mut c_void {
+        self.manager_ctx
     }
 
     fn deleter(&self) -> Option<Deleter<Self>> {
@@ -70,6 +76,10 @@ impl Managed for DLManagedTensorVersioned {
 
     fn dl_tensor(&self) -> &DLTensor {
         &self.dl_tensor
+    }
+
+    fn manager_ctx(&self) -> *mut c_void {
+        self.manager_ctx
     }
 
     fn deleter(&self) -> Option<Deleter<Self>> {

@@ -10,7 +10,7 @@ use std::ffi::c_char;
 
 use crate::abi::{DLDataType, DLManagedTensorVersioned};
 use crate::dtype::{self, DType};
-use crate::error::{Error, err};
+use crate::error::{Error, Term, err};
 
 /// When a copy is allowed. (C: `int32_t` fields hold these values.)
 #[repr(C)]
@@ -63,8 +63,17 @@ pub struct ArrowDlpackExportOptions {
     /// NULL, or receives a kDLBool tensor of the same shape, 1 where the
     /// value is valid (always a copy, writable; the caller deletes it).
     pub validity: *mut *mut DLManagedTensorVersioned,
+    /// 1: a dictionary-encoded array exports its indices (an integer
+    /// tensor, shared like any primitive array); 0: dictionaries are
+    /// `ARROW_DLPACK_UNSUPPORTED_TYPE`.
+    pub dictionary_as_indices: i32,
+    /// Threads a copy may run on: 0, the default (`ARROW_DLPACK_THREADS`,
+    /// else the machine's cores, at most 8); 1, the calling thread only.
+    /// The bytes are the same whatever the count; zero-copy exports start
+    /// no thread. (Took the place of `reserved0`.)
+    pub threads: i32,
     /// Must be zero.
-    pub reserved: [i64; 4],
+    pub reserved: [i64; 3],
 }
 
 /// Options of `arrow_dlpack_import_with`; all zero (or a NULL pointer) is
@@ -79,8 +88,13 @@ pub struct ArrowDlpackImportOptions {
     pub as_columns: i32,
     /// With `as_columns`: NULL (names "0", "1", ...) or one name per column.
     pub column_names: *const *const c_char,
+    /// Threads a copy may run on, as in `ArrowDlpackExportOptions`. (It
+    /// and `reserved0` took the place of `reserved[0]`.)
+    pub threads: i32,
     /// Must be zero.
-    pub reserved: [i64; 4],
+    pub reserved0: i32,
+    /// Must be zero.
+    pub reserved: [i64; 3],
 }
 
 impl Default for ArrowDlpackExportOptions {
@@ -98,7 +112,9 @@ impl Default for ArrowDlpackExportOptions {
                 lanes: 0,
             },
             validity: std::ptr::null_mut(),
-            reserved: [0; 4],
+            dictionary_as_indices: 0,
+            threads: 0,
+            reserved: [0; 3],
         }
     }
 }
@@ -110,7 +126,9 @@ impl Default for ArrowDlpackImportOptions {
             copy: 0,
             as_columns: 0,
             column_names: std::ptr::null(),
-            reserved: [0; 4],
+            threads: 0,
+            reserved0: 0,
+            reserved: [0; 3],
         }
     }
 }
@@ -126,19 +144,32 @@ pub struct ExportOptions {
     pub temporal_as_integer: bool,
     /// `Some(t)`: the tensor's dtype, converted to.
     pub dtype: Option<&'static DType>,
-    /// Where the validity tensor goes, if asked for.
-    pub validity: *mut *mut DLManagedTensorVersioned,
+    /// Dictionary-encoded arrays export their indices.
+    pub dictionary_as_indices: bool,
+    /// Also make the validity mask.
+    pub mask: bool,
+    /// Threads a copy may run on (0: the default).
+    pub threads: usize,
+    /// Copies are written into page-locked memory (`batches(pin_memory=
+    /// True)`; not a C option).
+    pub pinned: bool,
 }
 
 impl ExportOptions {
     /// The defaults: share, never copy.
+    // Not C: cbindgen would walk this struct literal's fields in no fixed
+    // order, and the header's enums would come out in a random order.
+    /// cbindgen:ignore
     pub const SHARE: ExportOptions = ExportOptions {
         copy: ArrowDlpackCopy::ARROW_DLPACK_COPY_NEVER,
         order: ArrowDlpackOrder::ARROW_DLPACK_ORDER_ANY,
         fill: None,
         temporal_as_integer: false,
         dtype: None,
-        validity: std::ptr::null_mut(),
+        dictionary_as_indices: false,
+        mask: false,
+        threads: 0,
+        pinned: false,
     };
 
     /// Validates the C options (`None`: the defaults).
@@ -146,7 +177,8 @@ impl ExportOptions {
         let Some(o) = options else {
             return Ok(ExportOptions::SHARE);
         };
-        reserved_zero(&o.reserved)?;
+        reserved_zero(&o.reserved, "options.")?;
+        let threads = thread_count(o.threads)?;
         let copy = copy_policy(o.copy)?;
         let order = match o.order {
             0 => ArrowDlpackOrder::ARROW_DLPACK_ORDER_ANY,
@@ -169,16 +201,8 @@ impl ExportOptions {
                 ));
             }
         };
-        let temporal_as_integer = match o.temporal_as_integer {
-            0 => false,
-            1 => true,
-            n => {
-                return Err(err!(
-                    ARROW_DLPACK_INVALID_ARGUMENT,
-                    "options.temporal_as_integer is {n}; it must be 0 or 1"
-                ));
-            }
-        };
+        let temporal_as_integer = flag(o.temporal_as_integer, "temporal_as_integer")?;
+        let dictionary_as_indices = flag(o.dictionary_as_indices, "dictionary_as_indices")?;
         let natural = DLDataType {
             code: 0,
             bits: 0,
@@ -186,8 +210,8 @@ impl ExportOptions {
         };
         let dtype = match o.dtype {
             t if t == natural => None,
-            t => Some(dtype::from_dlpack_or_bool(t).ok_or_else(|| {
-                dtype::unsupported_dlpack(t).context(format_args!("options.dtype"))
+            t => Some(dtype::target(t).ok_or_else(|| {
+                dtype::unsupported_dlpack(t).context(format_args!("{}", Term::Dtype))
             })?),
         };
         Ok(ExportOptions {
@@ -196,7 +220,92 @@ impl ExportOptions {
             fill,
             temporal_as_integer,
             dtype,
-            validity: o.validity,
+            dictionary_as_indices,
+            mask: !o.validity.is_null(),
+            threads,
+            pinned: false,
+        })
+    }
+}
+
+/// How `arrow_dlpack_export_padded` pads: all zero (or a NULL pointer)
+/// pads with 0, on the right, to the longest row.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ArrowDlpackPadding {
+    /// 0: the longest row; > 0: every row cut or padded to it.
+    pub length: i64,
+    /// 0: pad and cut at the end (right padding); 1: at the start (left
+    /// padding: each row's last element in the last column).
+    pub side: i32,
+    /// Must be zero.
+    pub reserved0: i32,
+    /// The padding, converted to the tensor's dtype, which must hold it
+    /// exactly.
+    pub value: f64,
+    /// Must be zero.
+    pub reserved: [i64; 2],
+}
+
+/// Which end of a row padding goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Side {
+    /// Pad (and cut) at the end.
+    #[default]
+    Right,
+    /// Pad (and cut) at the start.
+    Left,
+}
+
+/// Validated padding.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Padding {
+    /// `None`: the longest row.
+    pub length: Option<usize>,
+    pub side: Side,
+    pub value: f64,
+}
+
+impl Padding {
+    /// Validates the C padding (`None`: the defaults).
+    pub fn from_c(padding: Option<&ArrowDlpackPadding>) -> Result<Padding, Error> {
+        let Some(p) = padding else {
+            return Ok(Padding::default());
+        };
+        reserved_zero(&p.reserved, "padding->")?;
+        if p.reserved0 != 0 {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "padding->reserved0 is {}; it must be zero",
+                p.reserved0
+            ));
+        }
+        let length = match p.length {
+            0 => None,
+            n if n > 0 => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            n => {
+                return Err(err!(
+                    ARROW_DLPACK_INVALID_ARGUMENT,
+                    "{}{n} is negative: 0 pads to the longest row",
+                    Term::PadLength
+                ));
+            }
+        };
+        let side = match p.side {
+            0 => Side::Right,
+            1 => Side::Left,
+            n => {
+                return Err(err!(
+                    ARROW_DLPACK_INVALID_ARGUMENT,
+                    "{}{n} is unknown: 0 pads at the end, 1 at the start",
+                    Term::PadSide
+                ));
+            }
+        };
+        Ok(Padding {
+            length,
+            side,
+            value: p.value,
         })
     }
 }
@@ -210,14 +319,19 @@ pub struct ImportOptions {
     /// With `as_columns`: NULL, or one C string per column (checked when
     /// the number of columns is known).
     pub column_names: *const *const c_char,
+    /// Threads a copy may run on (0: the default).
+    pub threads: usize,
 }
 
 impl ImportOptions {
     /// The defaults: share, never copy, one array.
+    // As `ExportOptions::SHARE`.
+    /// cbindgen:ignore
     pub const SHARE: ImportOptions = ImportOptions {
         copy: ArrowDlpackCopy::ARROW_DLPACK_COPY_NEVER,
         as_columns: false,
         column_names: std::ptr::null(),
+        threads: 0,
     };
 
     /// Validates the C options (`None`: the defaults).
@@ -225,7 +339,15 @@ impl ImportOptions {
         let Some(o) = options else {
             return Ok(ImportOptions::SHARE);
         };
-        reserved_zero(&o.reserved)?;
+        reserved_zero(&o.reserved, "options.")?;
+        if o.reserved0 != 0 {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "options.reserved0 is {}; it must be zero",
+                o.reserved0
+            ));
+        }
+        let threads = thread_count(o.threads)?;
         let copy = copy_policy(o.copy)?;
         let as_columns = match o.as_columns {
             0 => false,
@@ -247,7 +369,31 @@ impl ImportOptions {
             copy,
             as_columns,
             column_names: o.column_names,
+            threads,
         })
+    }
+}
+
+/// `options.threads`: 0 (the default) or a positive count.
+fn thread_count(raw: i32) -> Result<usize, Error> {
+    match usize::try_from(raw) {
+        Ok(n) => Ok(n),
+        Err(_) => Err(err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "options.threads is {raw}; it must be 0 (the default) or a positive count"
+        )),
+    }
+}
+
+/// A 0/1 field.
+fn flag(raw: i32, name: &str) -> Result<bool, Error> {
+    match raw {
+        0 => Ok(false),
+        1 => Ok(true),
+        n => Err(err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "options.{name} is {n}; it must be 0 or 1"
+        )),
     }
 }
 
@@ -263,12 +409,14 @@ fn copy_policy(raw: i32) -> Result<ArrowDlpackCopy, Error> {
     }
 }
 
-fn reserved_zero(reserved: &[i64; 4]) -> Result<(), Error> {
+/// `INVALID_ARGUMENT` unless every reserved field of `owner` (how its
+/// fields are named: `options.`, `padding->`) is zero.
+fn reserved_zero(reserved: &[i64], owner: &str) -> Result<(), Error> {
     match reserved.iter().position(|&r| r != 0) {
         None => Ok(()),
         Some(i) => Err(err!(
             ARROW_DLPACK_INVALID_ARGUMENT,
-            "options.reserved[{i}] is {}; it must be zero",
+            "{owner}reserved[{i}] is {}; it must be zero",
             reserved[i]
         )),
     }
@@ -280,6 +428,19 @@ fn reserved_zero(reserved: &[i64; 4]) -> Result<(), Error> {
 pub fn needs_copy(what: std::fmt::Arguments<'_>) -> Error {
     err!(
         ARROW_DLPACK_NEEDS_COPY,
-        "{what} needs a copy, which options.copy = ARROW_DLPACK_COPY_NEVER forbids: allow it with ARROW_DLPACK_COPY_IF_NEEDED"
+        "{what} needs a copy, which {} forbids: allow it with {}",
+        Term::CopyNever,
+        Term::CopyAllow
+    )
+}
+
+/// `HAS_NULLS` for nulls (`what` they are) that no fill value was given
+/// for.
+#[cold]
+pub fn has_nulls(what: std::fmt::Arguments<'_>) -> Error {
+    err!(
+        ARROW_DLPACK_HAS_NULLS,
+        "{what}; DLPack cannot represent missing values: {}",
+        Term::FillAdvice
     )
 }

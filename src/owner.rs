@@ -8,9 +8,15 @@
 //! allocation, 64-byte aligned, written once by a copy kernel ([`own`]: the
 //! tensor is marked copied and writable). The deleter releases the array,
 //! if there is one, and frees the allocation, once.
+//!
+//! A [`Pair`] is the one allocation behind two 1-D tensors sharing one
+//! moved array (a list's offsets and values): the array is released and
+//! the allocation freed by whichever deleter runs second.
 
-use std::alloc::{self, Layout};
+use std::alloc::Layout;
 use std::ptr::{self, NonNull};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::abi::{
     ArrowArray, DLDataType, DLDevice, DLPACK_FLAG_BITMASK_IS_COPIED, DLPACK_FLAG_BITMASK_READ_ONLY,
@@ -28,9 +34,103 @@ pub const DATA_ALIGN: usize = 64;
 enum Data {
     /// The producer's Arrow array, released by the deleter.
     Shared(ArrowArray),
+    /// A share of one producer's array that several tensors point into
+    /// (a list's values and offsets; the batches of one chunk), released
+    /// when the last of them is deleted.
+    Kept(Arc<Kept>),
     /// `len` bytes of the owner's own allocation, which is `alloc` bytes
     /// long (more than the layout needs when it was recycled).
     Owned { len: usize, alloc: usize },
+    /// Page-locked memory of the CUDA driver ([`crate::pinned`]), freed
+    /// by the deleter.
+    Pinned(*mut u8),
+}
+
+/// An Arrow array moved out of its producer's struct, shared by the
+/// tensors that point into it; released once, when the last share goes.
+pub struct Kept(ArrowArray);
+
+// SAFETY: the C Data Interface lets any thread release an array; the
+// struct is only read (to release it) by whoever drops the last share.
+unsafe impl Send for Kept {}
+// SAFETY: as above: shared access reads nothing.
+unsafe impl Sync for Kept {}
+
+impl Kept {
+    /// Moves `array` in (the caller's `release` becomes NULL): released
+    /// when the last share is dropped.
+    ///
+    /// # Safety
+    /// `array` is a live array, valid for reads and writes.
+    pub unsafe fn new(array: &mut ArrowArray) -> Arc<Kept> {
+        // SAFETY: a bitwise move; the caller's copy disarmed below.
+        let kept = Arc::new(Kept(unsafe { ptr::read(array) }));
+        array.release = None;
+        kept
+    }
+
+    /// The array, to read (its children, buffers): alive while this is.
+    pub fn array(&self) -> &ArrowArray {
+        &self.0
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        if let Some(release) = self.0.release {
+            // SAFETY: the producer's callback, once, on its array (moved in).
+            unsafe { release(&mut self.0) };
+        }
+    }
+}
+
+/// The array of several tensors, moved out of `array` only when every
+/// tensor was made ([`Keeper::commit`]); dropped before that (a tensor
+/// failed), it leaves the caller's array as it was.
+pub struct Keeper {
+    kept: Arc<Kept>,
+    array: *mut ArrowArray,
+}
+
+impl Keeper {
+    /// A keeper of `array`, not moved yet.
+    ///
+    /// # Safety
+    /// `array` is a live array, valid for reads and writes until the
+    /// keeper is committed or dropped.
+    pub unsafe fn new(array: *mut ArrowArray) -> Keeper {
+        // SAFETY: a bitwise copy, armed only by `commit` (see `Drop`).
+        let kept = Arc::new(Kept(unsafe { ptr::read(array) }));
+        Keeper { kept, array }
+    }
+
+    /// The share the tensors made with this keeper take.
+    pub fn kept(&self) -> &Arc<Kept> {
+        &self.kept
+    }
+
+    /// Moves the array in: the caller's `release` becomes NULL; the
+    /// tensors made with this keeper release it, the last of them.
+    pub fn commit(self) {
+        // SAFETY: live and writable until now (`new`'s contract).
+        unsafe { (*self.array).release = None };
+        // The tensors hold their shares; this one goes, without `Drop`
+        // (which would disarm the array the tensors now own).
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: read once, from a keeper never used or dropped again.
+        drop(unsafe { ptr::read(&this.kept) });
+    }
+}
+
+impl Drop for Keeper {
+    /// Not committed: the tensors made were deleted first (the caller's
+    /// contract), so this is the last share; it must not release the
+    /// caller's array.
+    fn drop(&mut self) {
+        if let Some(kept) = Arc::get_mut(&mut self.kept) {
+            kept.0.release = None;
+        }
+    }
 }
 
 /// The allocation behind a tensor; `ndim * 2` `i64`s follow it, then its
@@ -42,42 +142,77 @@ struct Owner<M> {
     ndim: usize,
 }
 
-/// Layout of an owner with `ndim` dimensions and `bytes` bytes of its own,
-/// and the offsets of its dims and its bytes; `None` when no allocation can
-/// hold that much. (An `Option`, not a `Result`: this runs on every export
-/// and every deletion, and an `Error` is 264 bytes to return.)
-fn layout<M>(ndim: usize, bytes: usize) -> Option<(Layout, usize, usize)> {
-    let dims = Layout::array::<i64>(2 * ndim).ok()?;
-    let (layout, dims_offset) = Layout::new::<Owner<M>>().extend(dims).ok()?;
-    if bytes == 0 {
-        return Some((layout.pad_to_align(), dims_offset, 0));
+/// A block of `layout` from the C allocator (`malloc`, or `posix_memalign`
+/// for a copy's 64-byte alignment), freed by [`free`]: the owners are C
+/// allocations, made and freed once per export, where Rust's allocator
+/// shims would add a tenth to the plain export. NULL when it fails.
+#[inline(always)]
+fn allocate(layout: Layout) -> *mut u8 {
+    if layout.align() <= 16 {
+        // SAFETY: malloc has no preconditions; its blocks are 16-aligned
+        // on every 64-bit target.
+        return unsafe { libc::malloc(layout.size()) }.cast();
     }
-    let data = Layout::from_size_align(bytes, DATA_ALIGN).ok()?;
-    let (layout, data_offset) = layout.extend(data).ok()?;
-    Some((layout.pad_to_align(), dims_offset, data_offset))
+    let mut block = ptr::null_mut();
+    // SAFETY: the alignment is a power of two, a multiple of the pointer
+    // size; the out-pointer is writable.
+    match unsafe { libc::posix_memalign(&mut block, layout.align(), layout.size()) } {
+        0 => block.cast(),
+        _ => ptr::null_mut(),
+    }
 }
 
-/// A fresh owner of `data`, its dims written. `shared` is the data pointer
-/// of a share (`None`: the tensor's data is the owner's own bytes).
-/// Returns the tensor and the address of its own bytes (NULL when it has
-/// none).
+/// Frees a block of [`allocate`].
+///
+/// # Safety
+/// `block` came from `allocate` and is not used again.
+#[inline(always)]
+unsafe fn free(block: *mut u8) {
+    // SAFETY: a C allocation (caller's contract), freed once.
+    unsafe { libc::free(block.cast()) }
+}
+
+/// Layout of an owner with `ndim` dimensions and `bytes` bytes of its own,
+/// and the offset of its bytes (its dims follow the owner itself); `None`
+/// when no allocation can hold that much. (An `Option`, not a `Result`:
+/// this runs on every export and every deletion, and an `Error` is 264
+/// bytes to return.)
+#[inline(always)]
+fn layout<M>(ndim: usize, bytes: usize) -> Option<(Layout, usize)> {
+    // `Owner<M>` is 8-aligned, so its size is a multiple of 8: the dims
+    // (`2 * ndim` i64s, `ndim <= MAX_NDIM`) follow it aligned.
+    let dims_end = size_of::<Owner<M>>() + 16 * ndim;
+    if bytes == 0 {
+        return Layout::from_size_align(dims_end, align_of::<Owner<M>>())
+            .ok()
+            .map(|l| (l, 0));
+    }
+    let data_offset = dims_end.next_multiple_of(DATA_ALIGN);
+    let size = data_offset.checked_add(bytes)?;
+    Layout::from_size_align(size, DATA_ALIGN)
+        .ok()
+        .map(|l| (l, data_offset))
+}
+
+/// A fresh owner of `data`, its `shape` and `strides` written. `shared` is
+/// the data pointer of a share (`None`: the tensor's data is the owner's
+/// own bytes). Returns the tensor and the address of its own bytes (NULL
+/// when it has none).
+#[inline(always)]
 fn build<M: Managed>(
-    dims: &Dims,
+    (shape, strides): (&[i64], &[i64]),
     dtype: DLDataType,
     device: DLDevice,
     data: Data,
     shared: Option<*mut std::ffi::c_void>,
 ) -> Result<(NonNull<M>, *mut u8), Error> {
-    let ndim = dims.ndim();
+    let ndim = shape.len();
     let bytes = match data {
         Data::Owned { len, .. } => len,
-        Data::Shared(_) => 0,
+        Data::Shared(_) | Data::Kept(_) | Data::Pinned(_) => 0,
     };
-    let Some((layout, dims_offset, data_offset)) = layout::<M>(ndim, bytes) else {
-        return Err(err!(
-            ARROW_DLPACK_OUT_OF_MEMORY,
-            "a tensor of {bytes} bytes exceeds what one allocation may hold"
-        ));
+    let Some((layout, data_offset)) = layout::<M>(ndim, bytes) else {
+        return Err(too_large(bytes));
     };
     // Own bytes: a recycled allocation if one fits, else a fresh one.
     let recycled = match bytes {
@@ -87,13 +222,8 @@ fn build<M: Managed>(
     let (base, data) = match (recycled, data) {
         (Some((base, size)), Data::Owned { len, .. }) => (base, Data::Owned { len, alloc: size }),
         (_, data) => {
-            // SAFETY: the layout has a non-zero size (it holds at least the owner).
-            let Some(base) = NonNull::new(unsafe { alloc::alloc(layout) }) else {
-                return Err(err!(
-                    ARROW_DLPACK_OUT_OF_MEMORY,
-                    "allocating a {}-byte tensor failed",
-                    layout.size()
-                ));
+            let Some(base) = NonNull::new(allocate(layout)) else {
+                return Err(allocation_failed(layout.size()));
             };
             let data = match data {
                 Data::Owned { len, .. } => Data::Owned {
@@ -106,37 +236,38 @@ fn build<M: Managed>(
         }
     };
     let owner = base.cast::<Owner<M>>().as_ptr();
-    // SAFETY: `dims_offset + 2 * ndim * 8 <= layout.size()`, and the offset
-    // is aligned for i64 (`Layout::extend`).
-    let shape = unsafe { base.as_ptr().add(dims_offset) }.cast::<i64>();
+    // SAFETY: the dims follow the owner inside the allocation (`layout`),
+    // aligned for i64.
+    let dims = unsafe { owner.add(1) }.cast::<i64>();
     // SAFETY: in bounds, see above.
-    let strides = unsafe { shape.add(ndim) };
+    let (shape_at, strides_at) = (dims, unsafe { dims.add(ndim) });
     // A plain loop rather than `copy_nonoverlapping`: `ndim` is tiny and a
     // call to `memmove` costs more than the copy.
-    for (d, (&extent, &stride)) in dims.shape().iter().zip(dims.strides()).enumerate() {
+    for d in 0..ndim {
         // SAFETY: `d < ndim`: inside the fresh allocation (see above).
         unsafe {
-            shape.add(d).write(extent);
-            strides.add(d).write(stride);
+            shape_at.add(d).write(shape[d]);
+            strides_at.add(d).write(strides[d]);
         }
     }
     let own = match bytes {
         0 => ptr::null_mut(),
-        // SAFETY: `data_offset + bytes <= layout.size()` (`Layout::extend`).
+        // SAFETY: `data_offset + bytes <= layout.size()` (`layout`).
         _ => unsafe { base.as_ptr().add(data_offset) },
     };
     huge_pages(own, bytes);
-    let (data_ptr, flags) = match shared {
-        Some(p) => (p, DLPACK_FLAG_BITMASK_READ_ONLY),
-        None => (own.cast(), DLPACK_FLAG_BITMASK_IS_COPIED),
+    let (data_ptr, flags) = match (shared, &data) {
+        (_, Data::Pinned(p)) => (p.cast(), DLPACK_FLAG_BITMASK_IS_COPIED),
+        (Some(p), _) => (p, DLPACK_FLAG_BITMASK_READ_ONLY),
+        (None, _) => (own.cast(), DLPACK_FLAG_BITMASK_IS_COPIED),
     };
     let dl_tensor = DLTensor {
         data: data_ptr,
         device,
         ndim: ndim as i32,
         dtype,
-        shape,
-        strides,
+        shape: shape_at,
+        strides: strides_at,
         byte_offset: 0,
     };
     // SAFETY: `owner` is a fresh allocation of the right layout.
@@ -148,6 +279,22 @@ fn build<M: Managed>(
         });
     }
     Ok((base.cast(), own))
+}
+
+#[cold]
+fn too_large(bytes: usize) -> Error {
+    err!(
+        ARROW_DLPACK_OUT_OF_MEMORY,
+        "a tensor of {bytes} bytes exceeds what one allocation may hold"
+    )
+}
+
+#[cold]
+fn allocation_failed(size: usize) -> Error {
+    err!(
+        ARROW_DLPACK_OUT_OF_MEMORY,
+        "allocating a {size}-byte tensor failed"
+    )
 }
 
 /// Asks the kernel to back a large copy's fresh bytes with transparent huge
@@ -176,18 +323,20 @@ pub fn huge_pages(bytes: *mut u8, len: usize) {
     let _ = (bytes, len);
 }
 
-/// Moves `array` into a new tensor of `dims` whose data is the array's
-/// memory at `data`: read-only (Arrow buffers are immutable and may be
-/// shared with others). The caller's `release` becomes NULL.
+/// Moves `array` into a new tensor of `dims` (shape and strides) whose
+/// data is the array's memory at `data`: read-only (Arrow buffers are
+/// immutable and may be shared with others). The caller's `release`
+/// becomes NULL.
 ///
 /// # Safety
 /// `array` is valid for reads and writes; `data` is its memory.
+#[inline(always)]
 pub unsafe fn share<M: Managed>(
     array: &mut ArrowArray,
     data: *mut std::ffi::c_void,
     dtype: DLDataType,
     device: DLDevice,
-    dims: &Dims,
+    dims: (&[i64], &[i64]),
 ) -> Result<NonNull<M>, Error> {
     // SAFETY: reading the array and clearing the caller's `release` (below,
     // only once the tensor exists) is the C Data Interface's move: from
@@ -204,22 +353,56 @@ pub unsafe fn share<M: Managed>(
     }
 }
 
-// The copy kernels (one-copy conversions) are its callers; until they
-// land, its tests are.
-#[cfg_attr(not(test), allow(dead_code))]
+/// A new tensor of `dims` whose data, at `data` on `device`, belongs to
+/// the array `keeper` holds (read-only, as a share): it takes a share of
+/// it, released when the tensor is deleted.
+///
+/// # Safety
+/// `data` is the kept array's memory.
+pub unsafe fn share_kept<M: Managed>(
+    kept: &Arc<Kept>,
+    data: *mut std::ffi::c_void,
+    dtype: DLDataType,
+    device: DLDevice,
+    dims: (&[i64], &[i64]),
+) -> Result<NonNull<M>, Error> {
+    let kept = Data::Kept(kept.clone());
+    build(dims, dtype, device, kept, Some(data)).map(|(t, _)| t)
+}
+
 /// A new host tensor of `dims` owning `len` bytes of its own (64-byte
 /// aligned, uninitialized), marked copied and writable; returns it and
 /// its bytes, which the caller fills before handing the tensor out.
+/// The bytes are in page-locked memory when `pinned` (the tensor's device
+/// is then kDLCUDAHost 0, which the host reads as its own and a CUDA
+/// device reads by DMA).
 pub fn own<M: Managed>(
     dtype: DLDataType,
     dims: &Dims,
     len: usize,
+    pinned: bool,
 ) -> Result<(NonNull<M>, *mut u8), Error> {
-    let cpu = DLDevice {
-        device_type: crate::abi::K_DL_CPU,
+    let dims = (dims.shape(), dims.strides());
+    if !pinned {
+        let cpu = DLDevice {
+            device_type: crate::abi::K_DL_CPU,
+            device_id: 0,
+        };
+        return build(dims, dtype, cpu, Data::Owned { len, alloc: 0 }, None);
+    }
+    let host = DLDevice {
+        device_type: crate::abi::K_DL_CUDA_HOST,
         device_id: 0,
     };
-    build(dims, dtype, cpu, Data::Owned { len, alloc: 0 }, None)
+    let bytes = crate::pinned::alloc(len)?;
+    match build(dims, dtype, host, Data::Pinned(bytes), None) {
+        Ok((t, _)) => Ok((t, bytes)),
+        Err(e) => {
+            // SAFETY: allocated above, not handed out.
+            unsafe { crate::pinned::free(bytes) };
+            Err(e)
+        }
+    }
 }
 
 /// The deleter of every tensor this library makes: releases the moved
@@ -234,18 +417,29 @@ unsafe extern "C" fn delete<M: Managed>(managed: *mut M) {
         return;
     }
     let owner = managed.cast::<Owner<M>>();
-    // SAFETY: `managed` is the first field of a live `Owner<M>`.
+    // SAFETY: `managed` is the first field of a live `Owner<M>`, whose
+    // data is released (or its share dropped) here once; the allocation
+    // is freed below, never dropped again.
     let (ndim, own) = unsafe {
         let own = match &mut (*owner).data {
             Data::Shared(array) => {
                 if let Some(release) = array.release {
-                    // SAFETY: the producer's callback, called once on its
-                    // own array (moved in, not released yet).
+                    // The producer's callback, called once on its own
+                    // array (moved in, not released yet).
                     release(array);
                 }
                 None
             }
+            // This tensor's share goes; the last one releases the array.
+            Data::Kept(kept) => {
+                ptr::drop_in_place(kept);
+                None
+            }
             Data::Owned { len, alloc } => Some((*len, *alloc)),
+            Data::Pinned(p) => {
+                crate::pinned::free(*p);
+                None
+            }
         };
         ((*owner).ndim, own)
     };
@@ -255,14 +449,11 @@ unsafe extern "C" fn delete<M: Managed>(managed: *mut M) {
         // A copy's allocation (perhaps a recycled, larger one): kept for
         // the next copy when large.
         Some((len, size)) => {
-            let (layout, _, _) = layout::<M>(ndim, len).expect("the owner's own layout");
+            let (layout, _) = layout::<M>(ndim, len).expect("the owner's own layout");
             recycle::give(base, size, layout.align());
         }
-        None => {
-            let (layout, _, _) = layout::<M>(ndim, 0).expect("the owner's own layout");
-            // SAFETY: allocated by `build` with exactly this layout.
-            unsafe { alloc::dealloc(owner.cast(), layout) };
-        }
+        // SAFETY: allocated by `build`, freed once.
+        None => unsafe { free(owner.cast()) },
     }
 }
 
@@ -280,9 +471,11 @@ unsafe extern "C" fn delete<M: Managed>(managed: *mut M) {
 /// process exits (so that leak checkers see nothing left), or replaced by
 /// a later one.
 mod recycle {
-    use std::alloc::{self, Layout};
+    use std::alloc::Layout;
     use std::ptr::NonNull;
     use std::sync::Mutex;
+
+    use super::free;
 
     const MIN: usize = 1 << 20;
     const MAX: usize = 1 << 30;
@@ -330,8 +523,8 @@ mod recycle {
             false => slot().replace(Block { base, layout }),
         };
         if let Some(b) = old {
-            // SAFETY: allocated with this layout, owned by no one else.
-            unsafe { alloc::dealloc(b.base.as_ptr(), b.layout) };
+            // SAFETY: allocated by `build`, owned by no one else.
+            unsafe { free(b.base.as_ptr()) };
         }
     }
 
@@ -339,7 +532,7 @@ mod recycle {
     pub extern "C" fn clear() {
         if let Some(b) = slot().take() {
             // SAFETY: as in `give`.
-            unsafe { alloc::dealloc(b.base.as_ptr(), b.layout) };
+            unsafe { free(b.base.as_ptr()) };
         }
     }
 
@@ -349,6 +542,108 @@ mod recycle {
     #[used]
     #[unsafe(link_section = ".fini_array")]
     static CLEAR_AT_EXIT: extern "C" fn() = clear;
+}
+
+/// One 1-D tensor of a [`Pair`]: the tensor and its shape and stride.
+#[repr(C)]
+struct Half<M> {
+    managed: M,
+    shape: i64,
+    stride: i64,
+}
+
+/// Two 1-D tensors sharing one moved array, in one allocation (each
+/// tensor's `manager_ctx` points at it): as fast as one plain export per
+/// tensor, where two owners and an [`Arc`] cost three allocations.
+#[repr(C)]
+struct Pair<M> {
+    halves: [Half<M>; 2],
+    /// Tensors not deleted yet.
+    live: AtomicUsize,
+    array: ArrowArray,
+}
+
+/// One tensor of [`share_pair`]: its data, dtype and length.
+pub struct Part {
+    pub data: *mut std::ffi::c_void,
+    pub dtype: DLDataType,
+    pub length: i64,
+}
+
+/// Moves `array` into two new 1-D tensors, `parts`, both read-only views
+/// of its memory, in one allocation; the caller's `release` becomes NULL.
+/// The array is released when both are deleted, in either order.
+///
+/// # Safety
+/// `array` is valid for reads and writes; each part's data is its memory.
+pub unsafe fn share_pair<M: Managed>(
+    array: &mut ArrowArray,
+    parts: [Part; 2],
+    device: DLDevice,
+) -> Result<[NonNull<M>; 2], Error> {
+    let layout = Layout::new::<Pair<M>>();
+    let Some(base) = NonNull::new(allocate(layout)) else {
+        return Err(allocation_failed(layout.size()));
+    };
+    let pair = base.cast::<Pair<M>>().as_ptr();
+    // SAFETY: a fresh allocation of the pair's layout: every field is
+    // written before a tensor is handed out; the array is moved in (a
+    // bitwise copy, the caller's disarmed).
+    unsafe {
+        ptr::addr_of_mut!((*pair).live).write(AtomicUsize::new(2));
+        ptr::addr_of_mut!((*pair).array).write(ptr::read(array));
+        array.release = None;
+        for (k, part) in parts.into_iter().enumerate() {
+            let half = ptr::addr_of_mut!((*pair).halves[k]);
+            ptr::addr_of_mut!((*half).shape).write(part.length);
+            ptr::addr_of_mut!((*half).stride).write(1);
+            let dl_tensor = DLTensor {
+                data: part.data,
+                device,
+                ndim: 1,
+                dtype: part.dtype,
+                shape: ptr::addr_of_mut!((*half).shape),
+                strides: ptr::addr_of_mut!((*half).stride),
+                byte_offset: 0,
+            };
+            ptr::addr_of_mut!((*half).managed).write(M::new(
+                dl_tensor,
+                pair.cast(),
+                delete_half::<M>,
+                DLPACK_FLAG_BITMASK_READ_ONLY,
+            ));
+        }
+        let first = NonNull::new_unchecked(ptr::addr_of_mut!((*pair).halves[0].managed));
+        let second = NonNull::new_unchecked(ptr::addr_of_mut!((*pair).halves[1].managed));
+        Ok([first, second])
+    }
+}
+
+/// The deleter of a [`Pair`]'s tensors: the second to run releases the
+/// array and frees the pair. Callable from any thread, once per tensor.
+///
+/// # Safety
+/// `managed` is NULL or a tensor of [`share_pair`] with the same `M`, not
+/// deleted yet.
+unsafe extern "C" fn delete_half<M: Managed>(managed: *mut M) {
+    if managed.is_null() {
+        return;
+    }
+    // SAFETY: a live tensor of a pair, whose context is the pair.
+    let pair = unsafe { (*managed).manager_ctx() }.cast::<Pair<M>>();
+    // SAFETY: the pair lives until both tensors are deleted; `AcqRel`:
+    // the last deleter sees every write the other made before its own.
+    if unsafe { (*pair).live.fetch_sub(1, Ordering::AcqRel) } != 1 {
+        return;
+    }
+    // SAFETY: the last tensor: the array, moved in, is released once and
+    // the allocation, from `allocate`, freed once.
+    unsafe {
+        if let Some(release) = (*pair).array.release {
+            release(ptr::addr_of_mut!((*pair).array));
+        }
+        free(pair.cast());
+    }
 }
 
 #[cfg(test)]
@@ -379,7 +674,8 @@ mod tests {
         for shape in [&[3, 5][..], &[0], &[1, 1, 7]] {
             let d = dims(shape);
             let n: i64 = shape.iter().product();
-            let (t, bytes) = own::<DLManagedTensorVersioned>(F64, &d, n as usize * 8).unwrap();
+            let (t, bytes) =
+                own::<DLManagedTensorVersioned>(F64, &d, n as usize * 8, false).unwrap();
             // SAFETY: a live tensor made above, its bytes `n * 8` long.
             unsafe {
                 let m = t.as_ref();
@@ -401,7 +697,7 @@ mod tests {
             }
         }
         // The legacy flavour has no flags, and the same owner.
-        let (t, bytes) = own::<DLManagedTensor>(F64, &dims(&[2]), 16).unwrap();
+        let (t, bytes) = own::<DLManagedTensor>(F64, &dims(&[2]), 16, false).unwrap();
         // SAFETY: as above.
         unsafe {
             bytes.cast::<[f64; 2]>().write([1.0, 2.0]);
@@ -413,15 +709,15 @@ mod tests {
     #[cfg_attr(miri, ignore = "recycling is off under Miri")]
     fn a_large_copy_reuses_the_last_freed_allocation() {
         let d = dims(&[1 << 18]); // 2 MiB of float64
-        let (t, first) = own::<DLManagedTensorVersioned>(F64, &d, 8 << 18).unwrap();
+        let (t, first) = own::<DLManagedTensorVersioned>(F64, &d, 8 << 18, false).unwrap();
         // SAFETY: live, deleted once.
         unsafe { crate::managed::delete(t) };
-        let (t, again) = own::<DLManagedTensorVersioned>(F64, &d, 8 << 18).unwrap();
+        let (t, again) = own::<DLManagedTensorVersioned>(F64, &d, 8 << 18, false).unwrap();
         // (No other unit test makes a copy of a megabyte or more.)
         assert_eq!(again, first, "the freed block reused");
         // A size twice as large never takes a block it does not fit.
         let big = dims(&[1 << 19]);
-        let (u, other) = own::<DLManagedTensorVersioned>(F64, &big, 8 << 19).unwrap();
+        let (u, other) = own::<DLManagedTensorVersioned>(F64, &big, 8 << 19, false).unwrap();
         assert_ne!(other, again);
         // SAFETY: live, written within their sizes, deleted once.
         unsafe {
@@ -435,7 +731,8 @@ mod tests {
 
     #[test]
     fn sizes_no_allocation_can_hold_are_out_of_memory() {
-        let e = own::<DLManagedTensorVersioned>(F64, &dims(&[1]), isize::MAX as usize).unwrap_err();
+        let e = own::<DLManagedTensorVersioned>(F64, &dims(&[1]), isize::MAX as usize, false)
+            .unwrap_err();
         assert_eq!(e.status(), crate::Status::ARROW_DLPACK_OUT_OF_MEMORY);
     }
 }

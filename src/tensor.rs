@@ -5,7 +5,7 @@
 //! then wraps them for arrow-rs (never through arrow-rs's `from_ffi`, which
 //! copies buffers that are not aligned to their type).
 
-use std::ffi::{c_int, c_void};
+use std::ffi::c_void;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -16,9 +16,8 @@ use arrow_data::{ArrayData, ArrayDataBuilder};
 use arrow_schema::ffi::FFI_ArrowSchema;
 use arrow_schema::{DataType, Field, Schema};
 
-use crate::abi::{
-    ArrowArray, ArrowArrayStream, ArrowSchema, DLDataType, DLDevice, DLManagedTensorVersioned,
-};
+use crate::abi::{ArrowArray, ArrowSchema, DLDataType, DLDevice, DLManagedTensorVersioned};
+use crate::arrow::read;
 use crate::dlpack::read::Memory;
 use crate::error::{Error, err};
 use crate::options::{self, ArrowDlpackCopy, ArrowDlpackOrder};
@@ -229,6 +228,22 @@ fn wrap_data(c: &FFI_ArrowArray, data_type: &DataType, keeper: &Arc<Imported>) -
         DataType::FixedSizeList(item, _) => {
             builder.add_child_data(wrap_data(c.child(0), item.data_type(), keeper))
         }
+        DataType::List(item) | DataType::LargeList(item) => {
+            let entry = match data_type {
+                DataType::List(_) => 4,
+                _ => 8,
+            };
+            let bytes = (c.offset() + c.len() + 1) * entry;
+            let pointer = NonNull::new(c.buffer(1).cast_mut()).unwrap_or(NonNull::dangling());
+            // SAFETY: the offsets tensor (or its copy) holds `length + 1`
+            // entries (checked by the import), alive until `keeper` goes.
+            let offsets = unsafe { Buffer::from_custom_allocation(pointer, bytes, keeper.clone()) };
+            builder.add_buffer(offsets).add_child_data(wrap_data(
+                c.child(0),
+                item.data_type(),
+                keeper,
+            ))
+        }
         DataType::Struct(fields) => builder.child_data(
             fields
                 .iter()
@@ -330,8 +345,14 @@ pub struct ExportOptions {
     /// The tensor's dtype, if not the array's own (a copy, converted as
     /// NumPy's `astype`).
     pub dtype: Option<DLDataType>,
+    /// Dictionary-encoded arrays export their indices.
+    pub dictionary_as_indices: bool,
     /// Also make the validity mask (kDLBool, 1 = valid).
     pub validity: bool,
+    /// Threads a copy may run on: 0, the default (`ARROW_DLPACK_THREADS`,
+    /// else the machine's cores, at most 8); the same bytes whatever the
+    /// count.
+    pub threads: usize,
 }
 
 /// A tensor made under [`ExportOptions`], and its validity mask if asked.
@@ -342,14 +363,11 @@ pub struct Exported {
 }
 
 impl ExportOptions {
-    /// The validated options of the core, writing the mask to `validity`.
-    fn core(
-        &self,
-        validity: &mut *mut DLManagedTensorVersioned,
-    ) -> Result<options::ExportOptions, Error> {
+    /// The validated options of the core.
+    fn core(&self) -> Result<options::ExportOptions, Error> {
         let dtype = match self.dtype {
             None => None,
-            Some(t) => Some(crate::dtype::from_dlpack_or_bool(t).ok_or_else(|| {
+            Some(t) => Some(crate::dtype::target(t).ok_or_else(|| {
                 crate::dtype::unsupported_dlpack(t).context(format_args!("dtype"))
             })?),
         };
@@ -363,22 +381,21 @@ impl ExportOptions {
             fill: self.fill_nulls,
             temporal_as_integer: self.temporal_as_integer,
             dtype,
-            validity: match self.validity {
-                true => validity,
-                false => std::ptr::null_mut(),
-            },
+            dictionary_as_indices: self.dictionary_as_indices,
+            threads: self.threads,
+            pinned: false,
+            mask: self.validity,
         })
     }
 }
 
-fn exported(
-    made: Result<NonNull<DLManagedTensorVersioned>, Error>,
-    validity: *mut DLManagedTensorVersioned,
-) -> Result<Exported, Error> {
-    Ok(Exported {
-        tensor: Tensor(made?),
-        validity: NonNull::new(validity).map(Tensor),
-    })
+impl From<export::Exported<DLManagedTensorVersioned>> for Exported {
+    fn from(made: export::Exported<DLManagedTensorVersioned>) -> Exported {
+        Exported {
+            tensor: Tensor(made.tensor),
+            validity: made.mask.map(Tensor),
+        }
+    }
 }
 
 /// As [`to_dlpack_with_field`], under `options`: booleans, nulls,
@@ -399,19 +416,18 @@ pub fn to_dlpack_with_options(
     array: &dyn Array,
     options: &ExportOptions,
 ) -> Result<Exported, Error> {
-    let mut validity = std::ptr::null_mut();
-    let core = options.core(&mut validity)?;
-    // SAFETY: forwarded structs, valid; `validity` outlives the call.
-    let made = export_c(field, array, |a, s| unsafe {
+    let core = options.core()?;
+    // SAFETY: forwarded structs, valid.
+    export_c(field, array, |a, s| unsafe {
         export::export_with(a, s, &core)
-    });
-    exported(made, validity)
+    })
+    .map(Exported::from)
 }
 
 /// The chunks of a column (each of `field`'s type) as one tensor,
 /// concatenated along the first dimension: one chunk is shared, several
 /// need a copy (`CopyPolicy::IfNeeded`), none give an empty tensor. The rules of
-/// `arrow_dlpack_export_stream`, run over a C stream of the chunks.
+/// `arrow_dlpack_export_stream`.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -428,9 +444,24 @@ pub fn chunks_to_dlpack(
     chunks: impl IntoIterator<Item = ArrayRef>,
     options: &ExportOptions,
 ) -> Result<Exported, Error> {
-    let mut validity = std::ptr::null_mut();
-    let core = options.core(&mut validity)?;
+    let core = options.core()?;
     let chunks: Vec<ArrayRef> = chunks.into_iter().collect();
+    // SAFETY: a valid schema, read once; the chunks are arrays of it.
+    with_chunks(field, &chunks, |schema, arrays| unsafe {
+        let ty = read::read_type(schema, export_accept(&core))?;
+        export::export_chunks::<DLManagedTensorVersioned>(&ty, arrays, &core)
+    })
+    .map(Exported::from)
+}
+
+/// Runs an export over arrow-rs's C structs for `field` and `chunks` (of
+/// its type): each array moves into what is made or is released; on
+/// failure each C array still owns its chunk and releases it when dropped.
+fn with_chunks<T>(
+    field: &Field,
+    chunks: &[ArrayRef],
+    export: impl FnOnce(&ArrowSchema, &mut [&mut ArrowArray]) -> Result<T, Error>,
+) -> Result<T, Error> {
     if let Some((i, c)) = chunks
         .iter()
         .enumerate()
@@ -443,70 +474,42 @@ pub fn chunks_to_dlpack(
             field.data_type()
         ));
     }
-    let mut producer = Producer {
-        field: field.clone(),
-        chunks,
-        next: 0,
-    };
-    let mut stream = ArrowArrayStream {
-        get_schema: Some(producer_schema),
-        get_next: Some(producer_next),
-        get_last_error: Some(producer_last_error),
-        release: Some(producer_release),
-        private_data: (&raw mut producer).cast(),
-    };
-    // SAFETY: a valid stream over `producer`, alive for the call.
-    let made = unsafe { export::export_stream::<DLManagedTensorVersioned>(&mut stream, &core) };
-    exported(made, validity)
+    let schema =
+        FFI_ArrowSchema::try_from(field).map_err(|e| err!(ARROW_DLPACK_UNSUPPORTED_TYPE, "{e}"))?;
+    // Released when dropped unless moved into the tensor.
+    let mut arrays: Vec<FFI_ArrowArray> = chunks
+        .iter()
+        .map(|c| FFI_ArrowArray::new(&c.to_data()))
+        .collect();
+    // SAFETY: arrow-rs's structs have the C layout (asserted below) and
+    // are valid for the call.
+    let schema = unsafe { &*(&raw const schema).cast::<ArrowSchema>() };
+    // SAFETY: as above.
+    let mut c_arrays: Vec<&mut ArrowArray> = arrays
+        .iter_mut()
+        .map(|a| unsafe { &mut *(a as *mut FFI_ArrowArray).cast::<ArrowArray>() })
+        .collect();
+    export(schema, &mut c_arrays)
 }
 
-/// A C stream producer over arrow-rs arrays (for [`chunks_to_dlpack`]).
-struct Producer {
-    field: Field,
-    chunks: Vec<ArrayRef>,
-    next: usize,
-}
-
-unsafe extern "C" fn producer_schema(s: *mut ArrowArrayStream, out: *mut ArrowSchema) -> c_int {
-    // SAFETY: the stream made in `chunks_to_dlpack`; `out` is writable.
-    let me = unsafe { &*(*s).private_data.cast::<Producer>() };
-    match FFI_ArrowSchema::try_from(&me.field) {
-        Ok(schema) => {
-            // SAFETY: moved out, as the C Data Interface moves structs.
-            unsafe { out.cast::<FFI_ArrowSchema>().write(schema) };
-            0
-        }
-        Err(_) => 22, // EINVAL
+/// What `export_with` accepts under `options` (the type of a field is
+/// read as the export of one array would read it).
+fn export_accept(options: &options::ExportOptions) -> read::Accept {
+    read::Accept {
+        boolean: true,
+        temporal: options.temporal_as_integer,
+        table: true,
+        variable: false,
+        dictionary: options.dictionary_as_indices,
     }
-}
-
-unsafe extern "C" fn producer_next(s: *mut ArrowArrayStream, out: *mut ArrowArray) -> c_int {
-    // SAFETY: as above.
-    let me = unsafe { &mut *(*s).private_data.cast::<Producer>() };
-    let array = match me.chunks.get(me.next) {
-        Some(chunk) => FFI_ArrowArray::new(&chunk.to_data()),
-        None => FFI_ArrowArray::empty(), // release NULL: the end
-    };
-    me.next += 1;
-    // SAFETY: as above.
-    unsafe { out.cast::<FFI_ArrowArray>().write(array) };
-    0
-}
-
-unsafe extern "C" fn producer_last_error(_: *mut ArrowArrayStream) -> *const std::ffi::c_char {
-    c"the field's type has no C Data Interface schema".as_ptr()
-}
-
-unsafe extern "C" fn producer_release(s: *mut ArrowArrayStream) {
-    // SAFETY: the stream made in `chunks_to_dlpack` (never released by
-    // the library; here for completeness of the interface).
-    unsafe { (*s).release = None };
 }
 
 /// What [`from_dlpack_with_options`] may do.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ImportOptions {
     pub copy: CopyPolicy,
+    /// Threads a copy may run on (0: the default), as in [`ExportOptions`].
+    pub threads: usize,
 }
 
 /// As [`from_dlpack`], under `options`: kDLBool tensors and strides Arrow
@@ -518,6 +521,7 @@ pub fn from_dlpack_with_options(
 ) -> Result<(Field, ArrayRef), (Error, Tensor)> {
     let core = options::ImportOptions {
         copy: options.copy.policy(),
+        threads: options.threads,
         ..options::ImportOptions::SHARE
     };
     // SAFETY: as in `from_dlpack`.
@@ -595,7 +599,7 @@ pub fn record_batches_to_dlpack(
 /// ]).unwrap();
 /// let options = ExportOptions { copy: CopyPolicy::IfNeeded, ..Default::default() };
 /// let matrix = arrow_dlpack::record_batch_to_dlpack(&batch, &options).unwrap().tensor;
-/// let options = ImportOptions { copy: CopyPolicy::IfNeeded };
+/// let options = ImportOptions { copy: CopyPolicy::IfNeeded, ..Default::default() };
 /// let back = arrow_dlpack::record_batch_from_dlpack(matrix, Some(&["x", "y"]), &options)
 ///     .map_err(|(e, _)| e)
 ///     .unwrap();
@@ -644,6 +648,7 @@ pub fn record_batch_from_dlpack(
         copy: options.copy.policy(),
         as_columns: true,
         column_names: pointers.as_ref().map_or(std::ptr::null(), |p| p.as_ptr()),
+        threads: options.threads,
     };
     // SAFETY: as in `from_dlpack`; the names outlive the call.
     let (_, array) = import_c(tensor, |t, a, s| unsafe {
@@ -655,4 +660,172 @@ pub fn record_batch_from_dlpack(
         .expect("as_columns builds a struct array")
         .clone();
     Ok(RecordBatch::from(columns))
+}
+
+// ---- variable-length columns ----------------------------------------------------
+
+/// A variable-length column as two tensors (the C API's
+/// `ArrowDlpackJagged`): every row's elements end to end, the offsets from
+/// 0; and the rows' validity when [`ExportOptions::validity`] asks for it.
+#[derive(Debug)]
+pub struct Jagged {
+    pub values: Tensor,
+    pub offsets: Tensor,
+    pub validity: Option<Tensor>,
+}
+
+impl From<export::Jagged<DLManagedTensorVersioned>> for Jagged {
+    fn from(made: export::Jagged<DLManagedTensorVersioned>) -> Jagged {
+        Jagged {
+            values: Tensor(made.values),
+            offsets: Tensor(made.offsets),
+            validity: made.mask.map(Tensor),
+        }
+    }
+}
+
+/// A list, string or binary array as its values and offsets (the rules of
+/// `arrow_dlpack_export_jagged`): shared, both tensors holding the array,
+/// where its first offset is 0 and nothing needs converting; else the
+/// parts that must be are copied once (`CopyPolicy::IfNeeded`).
+///
+/// ```
+/// use arrow_array::{Array, ListArray, types::Int32Type};
+/// let tokens = ListArray::from_iter_primitive::<Int32Type, _, _>([
+///     Some(vec![Some(7), Some(8)]),
+///     Some(vec![Some(9)]),
+/// ]);
+/// let field = arrow_schema::Field::new("", tokens.data_type().clone(), false);
+/// let j = arrow_dlpack::to_jagged(&field, &tokens, &Default::default()).unwrap();
+/// assert_eq!((j.values.shape(), j.offsets.shape()), (&[3][..], &[3][..]));
+/// assert_eq!(j.values.data_ptr(), tokens.values().to_data().buffers()[0].as_ptr().cast()); // shared
+/// ```
+pub fn to_jagged(
+    field: &Field,
+    array: &dyn Array,
+    options: &ExportOptions,
+) -> Result<Jagged, Error> {
+    chunks_to_jagged(field, [make_array(array.to_data())], options)
+}
+
+/// The chunks of a variable-length column (each of `field`'s type) as one
+/// jagged pair: one chunk as [`to_jagged`] makes it, several concatenated
+/// (values appended, offsets rebased: one copy).
+pub fn chunks_to_jagged(
+    field: &Field,
+    chunks: impl IntoIterator<Item = ArrayRef>,
+    options: &ExportOptions,
+) -> Result<Jagged, Error> {
+    let core = options.core()?;
+    let chunks: Vec<ArrayRef> = chunks.into_iter().collect();
+    // SAFETY: a valid schema; the chunks are arrays of it.
+    with_chunks(field, &chunks, |schema, arrays| unsafe {
+        export::export_jagged_chunks::<DLManagedTensorVersioned>(schema, arrays, &core)
+    })
+    .map(Jagged::from)
+}
+
+/// Which end of a row padding goes to (the C API's `padding->side`).
+pub use crate::options::Side;
+
+/// How [`to_padded`] pads (the C API's `ArrowDlpackPadding`): `Default`
+/// pads with 0, on the right, to the longest row.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Padding {
+    /// `None`: the longest row; else every row cut or padded to it.
+    pub length: Option<usize>,
+    pub side: Side,
+    /// The padding, exact in the tensor's dtype.
+    pub value: f64,
+}
+
+/// A list, string or binary array as one padded tensor `[rows, L, ...]`
+/// (always one copy), and with [`ExportOptions::validity`] the `[rows, L]`
+/// mask of real elements (the rules of `arrow_dlpack_export_padded`).
+///
+/// ```
+/// use arrow_array::{Array, ListArray, types::Int32Type};
+/// use arrow_dlpack::{ExportOptions, Padding, Side};
+/// let tokens = ListArray::from_iter_primitive::<Int32Type, _, _>([
+///     Some(vec![Some(7), Some(8)]),
+///     Some(vec![Some(9)]),
+/// ]);
+/// let field = arrow_schema::Field::new("", tokens.data_type().clone(), false);
+/// let padding = Padding { side: Side::Left, ..Default::default() };
+/// let options = ExportOptions { validity: true, ..Default::default() };
+/// let made = arrow_dlpack::to_padded(&field, &tokens, &options, &padding).unwrap();
+/// assert_eq!(made.tensor.shape(), &[2, 2]); // [[7, 8], [0, 9]]
+/// ```
+pub fn to_padded(
+    field: &Field,
+    array: &dyn Array,
+    options: &ExportOptions,
+    padding: &Padding,
+) -> Result<Exported, Error> {
+    chunks_to_padded(field, [make_array(array.to_data())], options, padding)
+}
+
+/// The chunks of a variable-length column as one padded tensor, row after
+/// row.
+pub fn chunks_to_padded(
+    field: &Field,
+    chunks: impl IntoIterator<Item = ArrayRef>,
+    options: &ExportOptions,
+    padding: &Padding,
+) -> Result<Exported, Error> {
+    let core = options.core()?;
+    let padding = options::Padding {
+        length: padding.length,
+        side: padding.side,
+        value: padding.value,
+    };
+    let chunks: Vec<ArrayRef> = chunks.into_iter().collect();
+    // SAFETY: a valid schema; the chunks are arrays of it.
+    with_chunks(field, &chunks, |schema, arrays| unsafe {
+        export::export_padded_chunks::<DLManagedTensorVersioned>(schema, arrays, &core, &padding)
+    })
+    .map(Exported::from)
+}
+
+/// A values tensor and an offsets tensor (int32 or int64, `length + 1`
+/// entries) as a list array sharing both (the rules of
+/// `arrow_dlpack_import_jagged`: the offsets checked first); on failure
+/// both tensors come back.
+///
+/// ```
+/// use arrow_array::{Array, ListArray, types::Int32Type};
+/// let tokens = ListArray::from_iter_primitive::<Int32Type, _, _>([Some(vec![Some(7), Some(8)])]);
+/// let field = arrow_schema::Field::new("", tokens.data_type().clone(), false);
+/// let j = arrow_dlpack::to_jagged(&field, &tokens, &Default::default()).unwrap();
+/// let (_, back) = arrow_dlpack::from_jagged(j.values, j.offsets).map_err(|(e, ..)| e).unwrap();
+/// let back = back.as_any().downcast_ref::<ListArray>().unwrap();
+/// assert_eq!(back.value_offsets(), tokens.value_offsets()); // the same memory, round trip
+/// assert_eq!(back.values().to_data().buffers()[0].as_ptr(), tokens.values().to_data().buffers()[0].as_ptr());
+/// ```
+pub fn from_jagged(
+    values: Tensor,
+    offsets: Tensor,
+) -> Result<(Field, ArrayRef), (Error, Tensor, Tensor)> {
+    let core = options::ImportOptions::SHARE;
+    let mut c_array = FFI_ArrowArray::empty();
+    let mut c_schema = FFI_ArrowSchema::empty();
+    // SAFETY: live tensors of ours, handed over on success; writable out
+    // structs of the C layout (asserted below).
+    let imported = unsafe {
+        import::import_jagged(
+            values.0,
+            offsets.0,
+            &core,
+            &mut *(&raw mut c_array).cast::<ArrowArray>(),
+            &mut *(&raw mut c_schema).cast::<ArrowSchema>(),
+        )
+    };
+    if let Err(e) = imported {
+        return Err((e, values, offsets));
+    }
+    // Owned by the list array now.
+    std::mem::forget(values);
+    std::mem::forget(offsets);
+    let field = Field::try_from(&c_schema).expect("a schema this library wrote");
+    Ok((field.clone(), wrap(c_array, field.data_type())))
 }

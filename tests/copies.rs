@@ -12,59 +12,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use arrow_dlpack::Status;
 use arrow_dlpack::abi::*;
 use arrow_dlpack::capi::*;
-use common::{Raw, Stream, message, new_error, struct_bytes};
+use common::{Raw, Seen, Stream, message, new_error, struct_bytes, take};
 
 const NEVER: i32 = ArrowDlpackCopy::ARROW_DLPACK_COPY_NEVER as i32;
 const IF_NEEDED: i32 = ArrowDlpackCopy::ARROW_DLPACK_COPY_IF_NEEDED as i32;
 const ALWAYS: i32 = ArrowDlpackCopy::ARROW_DLPACK_COPY_ALWAYS as i32;
 fn options(copy: i32) -> ArrowDlpackExportOptions {
     common::export_options(copy)
-}
-
-/// What a test reads of a tensor before deleting it.
-#[derive(Debug)]
-struct Seen {
-    shape: Vec<i64>,
-    strides: Vec<i64>,
-    dtype: DLDataType,
-    flags: u64,
-    data: usize,
-    /// The elements' bytes, row-major over `shape` through `strides`.
-    bytes: Vec<u8>,
-}
-
-/// Reads a live tensor and deletes it.
-fn take(t: *mut DLManagedTensorVersioned) -> Seen {
-    // SAFETY: a live tensor from the library, deleted once below.
-    unsafe {
-        let d = &(*t).dl_tensor;
-        let n = d.ndim as usize;
-        let shape = std::slice::from_raw_parts(d.shape, n).to_vec();
-        let strides = std::slice::from_raw_parts(d.strides, n).to_vec();
-        let width = d.dtype.bits as usize / 8;
-        let mut bytes = Vec::new();
-        let count: i64 = shape.iter().product();
-        for flat in 0..count {
-            let mut rest = flat;
-            let mut offset = 0;
-            for k in (0..n).rev() {
-                offset += (rest % shape[k]) * strides[k];
-                rest /= shape[k];
-            }
-            let at = d.data.cast::<u8>().add(offset as usize * width);
-            bytes.extend_from_slice(std::slice::from_raw_parts(at, width));
-        }
-        let seen = Seen {
-            shape,
-            strides,
-            dtype: d.dtype,
-            flags: (*t).flags,
-            data: d.data as usize,
-            bytes,
-        };
-        ((*t).deleter.unwrap())(t);
-        seen
-    }
 }
 
 fn export_with(raw: &mut Raw, o: &ArrowDlpackExportOptions) -> Result<Seen, (Status, String)> {
@@ -563,13 +517,157 @@ fn strides_arrow_cannot_share_are_gathered_row_major() {
 #[test]
 fn import_options_are_validated() {
     let mut t = tensor(dl(K_DL_INT, 32), &bytes(&[1i32]), &[1], &[1], 0);
-    let o = ArrowDlpackImportOptions {
-        reserved: [0, 0, 0, 9],
-        ..common::import_options(0, 0, ptr::null())
+    for (o, needle) in [
+        (
+            ArrowDlpackImportOptions {
+                reserved: [0, 0, 9],
+                ..common::import_options(0, 0, ptr::null())
+            },
+            "options.reserved[2] is 9",
+        ),
+        (
+            ArrowDlpackImportOptions {
+                reserved0: 3,
+                ..common::import_options(0, 0, ptr::null())
+            },
+            "options.reserved0 is 3",
+        ),
+        (
+            ArrowDlpackImportOptions {
+                threads: -1,
+                ..common::import_options(0, 0, ptr::null())
+            },
+            "options.threads is -1",
+        ),
+    ] {
+        // SAFETY: a valid tensor.
+        let (status, m) = unsafe { common::import_raw(&mut *t.managed, &o) }.unwrap_err();
+        assert_eq!(status, Status::ARROW_DLPACK_INVALID_ARGUMENT);
+        assert!(m.contains(needle), "{m}");
+        assert_eq!(t.deletes.load(Ordering::SeqCst), 0);
+    }
+}
+
+// ---- the mask alone -----------------------------------------------------------
+
+/// The mask `arrow_dlpack_export_with` makes beside a copy (nulls filled
+/// with 0), and the mask `arrow_dlpack_export_validity` makes alone of a
+/// twin of the same array: the same tensor, and the array only read.
+fn masks(make: impl Fn() -> Raw) -> (Seen, Seen) {
+    let mut with = make();
+    let mut o = options(IF_NEEDED);
+    o.fill_nulls = 1;
+    let mut mask = ptr::null_mut();
+    o.validity = &mut mask;
+    export_with(&mut with, &o).unwrap();
+    let with = take(mask);
+    let mut alone = make();
+    let before = alone.array_bytes();
+    let mut error = new_error();
+    // SAFETY: valid structs; the array is only read.
+    let t = unsafe {
+        arrow_dlpack_export_validity(
+            alone.array_ptr(),
+            alone.schema_ptr(),
+            ptr::null(),
+            &mut error,
+        )
     };
-    // SAFETY: a valid tensor.
-    let (status, m) = unsafe { common::import_raw(&mut *t.managed, &o) }.unwrap_err();
-    assert_eq!(status, Status::ARROW_DLPACK_INVALID_ARGUMENT);
-    assert!(m.contains("options.reserved[3] is 9"));
-    assert_eq!(t.deletes.load(Ordering::SeqCst), 0);
+    assert!(!t.is_null(), "{}", message(&error));
+    assert_eq!(alone.array_bytes(), before, "the array is only read");
+    assert_eq!(alone.release_count(), 0);
+    let alone = take(t);
+    assert_eq!(
+        alone.flags, DLPACK_FLAG_BITMASK_IS_COPIED,
+        "a fresh, writable mask"
+    );
+    assert_eq!(alone.dtype, dl(K_DL_BOOL, 8));
+    (with, alone)
+}
+
+#[test]
+fn the_mask_alone_is_the_mask_of_the_copy_and_copies_no_value() {
+    let cases: Vec<Box<dyn Fn() -> Raw>> = vec![
+        Box::new(|| {
+            let mut raw = Raw::primitive("i", &[1i32, 2, 3, 4]);
+            raw.set_validity(&[true, false, true, false], 2);
+            raw
+        }),
+        Box::new(|| {
+            // Nulls at the list level and in the child: whole rows, and
+            // single elements.
+            let mut child = Raw::primitive("s", &[1i16, 2, 3, 4, 5, 6]);
+            child.set_validity(&[true, true, true, true, false, true], -1);
+            let mut list = Raw::fixed_size_list(2, 3, child);
+            list.set_validity(&[false, true, true], 1);
+            list
+        }),
+        Box::new(|| {
+            let mut y = Raw::primitive("g", &[1.0f64, 2.0, 3.0]);
+            y.set_validity(&[true, false, true], 1);
+            let mut batch = Raw::struct_of(
+                3,
+                vec![Raw::primitive("g", &[4.0f64, 5.0, 6.0]), y],
+                &[c"x", c"y"],
+            );
+            batch.set_validity(&[true, true, false], 1);
+            batch
+        }),
+        Box::new(|| Raw::primitive("f", &[1f32, 2.0])),
+    ];
+    for (i, make) in cases.iter().enumerate() {
+        let (with, alone) = masks(make);
+        assert_eq!(with.shape, alone.shape, "case {i}");
+        assert_eq!(with.strides, alone.strides, "case {i}");
+        assert_eq!(with.bytes, alone.bytes, "case {i}");
+    }
+    // The batch: row-major, its null row and its column's null cleared.
+    let (_, alone) = masks(&cases[2]);
+    assert_eq!((alone.shape, alone.strides), (vec![3, 2], vec![2, 1]));
+    assert_eq!(alone.bytes, vec![1, 1, 1, 0, 0, 0]);
+}
+
+#[test]
+fn the_mask_alone_takes_the_options_and_refuses_what_export_with_refuses() {
+    let mut raw = Raw::primitive("u", &[0u8; 4]);
+    let mut error = new_error();
+    // SAFETY: valid structs.
+    let t = unsafe {
+        arrow_dlpack_export_validity(raw.array_ptr(), raw.schema_ptr(), ptr::null(), &mut error)
+    };
+    assert!(t.is_null());
+    assert_eq!(error.status, Status::ARROW_DLPACK_UNSUPPORTED_TYPE);
+    let mut o = options(NEVER);
+    o.threads = -2;
+    let mut raw = Raw::primitive("i", &[1i32]);
+    // SAFETY: valid structs.
+    let t =
+        unsafe { arrow_dlpack_export_validity(raw.array_ptr(), raw.schema_ptr(), &o, &mut error) };
+    assert!(t.is_null());
+    assert_eq!(error.status, Status::ARROW_DLPACK_INVALID_ARGUMENT);
+    assert!(
+        message(&error).contains("options.threads is -2"),
+        "{}",
+        message(&error)
+    );
+    // A stream: read to its end, the chunks released, the stream not.
+    let mut me = stream_of(vec![
+        Raw::primitive("f", &[1f32]),
+        Raw::primitive("f", &[2f32, 3.0]),
+    ]);
+    me.chunks[1].set_validity(&[false, true], 1);
+    let mut producer = common::producer(&me.schema, &mut me.chunks);
+    let mut stream = producer.c_stream();
+    // SAFETY: a valid stream.
+    let t = unsafe { arrow_dlpack_export_validity_stream(&mut stream, ptr::null(), &mut error) };
+    assert!(!t.is_null(), "{}", message(&error));
+    assert!(!producer.released, "the stream is borrowed");
+    assert_eq!(producer.next, 2, "read to its end");
+    assert_eq!(
+        me.chunks.iter().map(Raw::release_count).sum::<usize>(),
+        2,
+        "each chunk released once"
+    );
+    let seen = take(t);
+    assert_eq!((seen.shape, seen.bytes), (vec![3], vec![1, 0, 1]));
 }

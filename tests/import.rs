@@ -6,7 +6,6 @@ mod common;
 use std::ffi::c_void;
 use std::ptr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi};
 use arrow_array::{Array, FixedSizeListArray, Float32Array, make_array};
@@ -14,88 +13,7 @@ use arrow_dlpack::Status;
 use arrow_dlpack::abi::*;
 use arrow_dlpack::capi::*;
 use arrow_schema::{DataType, Field};
-use common::{message, new_error};
-
-/// A DLPack tensor built by hand over owned storage; its deleter counts.
-struct Fixture {
-    storage: Vec<u64>,
-    shape: Vec<i64>,
-    strides: Vec<i64>,
-    deletes: Arc<AtomicUsize>,
-    managed: Box<DLManagedTensorVersioned>,
-    legacy: Box<DLManagedTensor>,
-}
-
-unsafe extern "C" fn delete_versioned(t: *mut DLManagedTensorVersioned) {
-    // SAFETY: manager_ctx is the fixture's counter.
-    unsafe { (*(*t).manager_ctx.cast::<AtomicUsize>()).fetch_add(1, Ordering::SeqCst) };
-}
-
-unsafe extern "C" fn delete_legacy(t: *mut DLManagedTensor) {
-    // SAFETY: as above.
-    unsafe { (*(*t).manager_ctx.cast::<AtomicUsize>()).fetch_add(1, Ordering::SeqCst) };
-}
-
-impl Fixture {
-    fn new(code: u8, bits: u8, shape: &[i64], strides: Option<&[i64]>) -> Fixture {
-        let storage: Vec<u64> = (0..64).collect();
-        let deletes = Arc::new(AtomicUsize::new(0));
-        // Data, shape and strides are set below, once the storage is in place;
-        // the legacy tensor then takes a copy of the versioned one's.
-        let blank = DLTensor {
-            data: ptr::null_mut(),
-            device: DLDevice {
-                device_type: K_DL_CPU,
-                device_id: 0,
-            },
-            ndim: shape.len() as i32,
-            dtype: DLDataType {
-                code,
-                bits,
-                lanes: 1,
-            },
-            shape: ptr::null_mut(),
-            strides: ptr::null_mut(),
-            byte_offset: 0,
-        };
-        let mut f = Fixture {
-            storage,
-            shape: shape.to_vec(),
-            strides: strides.map(<[i64]>::to_vec).unwrap_or_default(),
-            managed: Box::new(DLManagedTensorVersioned {
-                version: DLPackVersion { major: 1, minor: 3 },
-                manager_ctx: Arc::as_ptr(&deletes).cast_mut().cast(),
-                deleter: Some(delete_versioned),
-                flags: 0,
-                dl_tensor: DLTensor { ..blank },
-            }),
-            legacy: Box::new(DLManagedTensor {
-                dl_tensor: DLTensor { ..blank },
-                manager_ctx: Arc::as_ptr(&deletes).cast_mut().cast(),
-                deleter: Some(delete_legacy),
-            }),
-            deletes,
-        };
-        let t = &mut f.managed.dl_tensor;
-        t.data = f.storage.as_mut_ptr().cast();
-        t.shape = f.shape.as_mut_ptr();
-        t.strides = if strides.is_some() {
-            f.strides.as_mut_ptr()
-        } else {
-            ptr::null_mut()
-        };
-        f.legacy.dl_tensor = DLTensor { ..*t };
-        f
-    }
-
-    fn deletes(&self) -> usize {
-        self.deletes.load(Ordering::SeqCst)
-    }
-
-    fn data(&self) -> usize {
-        self.storage.as_ptr() as usize
-    }
-}
+use common::{Fixture, message, new_error};
 
 /// Imports, returning the arrow-rs view of the result (through its own C
 /// Data Interface import, which shares our buffers).

@@ -369,6 +369,7 @@ fn a_matrix_comes_back_as_named_columns_sharing_or_copying() {
         None,
         &ImportOptions {
             copy: CopyPolicy::IfNeeded,
+            ..Default::default()
         },
     )
     .map_err(|(e, _)| e)
@@ -405,6 +406,7 @@ fn bool_matrices_come_back_as_boolean_columns() {
             Some(&["a", "b"]),
             &ImportOptions {
                 copy: CopyPolicy::IfNeeded,
+                ..Default::default()
             },
         )
         .map_err(|(e, _)| e)

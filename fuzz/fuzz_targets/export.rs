@@ -11,13 +11,14 @@
 //! it exactly once; on failure the array is byte-for-byte untouched.
 #![no_main]
 
-use std::ffi::{CString, c_int, c_void};
+use std::ffi::{CString, c_void};
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow_dlpack::ArrowDlpackError;
 use arrow_dlpack::abi::*;
 use arrow_dlpack::capi::*;
+use arrow_dlpack_testkit::Stream;
 use libfuzzer_sys::fuzz_target;
 
 const ARENA: usize = 1 << 16;
@@ -559,7 +560,10 @@ fn random_options(input: &mut Input) -> ArrowDlpackExportOptions {
             dtype(K_DL_COMPLEX, 64),
         ][input.byte() as usize % 6],
         validity: ptr::null_mut(),
-        reserved: [0, 0, 0, (input.byte() % 64 == 0) as i64],
+        // The tree builder makes no dictionary: 0, or an invalid value.
+        dictionary_as_indices: (input.byte() % 64 == 0) as i32 * 2,
+        reserved0: 0,
+        reserved: [0, 0, (input.byte() % 64 == 0) as i64],
     }
 }
 
@@ -688,42 +692,6 @@ unsafe fn export_with(input: &mut Input, root: &mut Level, arena: &[u8], release
     );
 }
 
-/// A C stream of `chunks` (copies of one array), counting its reads.
-struct Chunks {
-    schema: *const ArrowSchema,
-    arrays: Vec<ArrowArray>,
-    next: usize,
-    released: bool,
-}
-
-unsafe extern "C" fn stream_schema(s: *mut ArrowArrayStream, out: *mut ArrowSchema) -> c_int {
-    // SAFETY: the harness's stream and a writable out struct; the copy
-    // owns nothing and its release only clears itself.
-    unsafe { out.write(ptr::read((*(*s).private_data.cast::<Chunks>()).schema)) };
-    0
-}
-
-unsafe extern "C" fn stream_next(s: *mut ArrowArrayStream, out: *mut ArrowArray) -> c_int {
-    // SAFETY: as above; each chunk is moved out once.
-    unsafe {
-        let me = &mut *(*s).private_data.cast::<Chunks>();
-        match me.arrays.get_mut(me.next) {
-            Some(a) => {
-                out.write(ptr::read(a));
-                a.release = None;
-                me.next += 1;
-            }
-            None => (*out).release = None,
-        }
-    }
-    0
-}
-
-unsafe extern "C" fn stream_release(s: *mut ArrowArrayStream) {
-    // SAFETY: as above.
-    unsafe { (*(*s).private_data.cast::<Chunks>()).released = true };
-}
-
 /// `arrow_dlpack_export_stream[_legacy]` over 0-3 copies of the tree.
 ///
 /// # Safety
@@ -735,24 +703,16 @@ unsafe fn export_stream(input: &mut Input, root: &mut Level, arena: &[u8], relea
     if input.byte() % 2 == 0 {
         o.validity = &mut mask;
     }
-    let mut chunks = Chunks {
-        schema: &*root.schema,
-        // SAFETY: bitwise copies of a valid array: each is released once,
-        // and releasing only counts.
-        arrays: (0..copies)
-            .map(|_| unsafe { ptr::read(&*root.array) })
-            .collect(),
-        next: 0,
-        released: false,
+    // SAFETY: bitwise copies of a valid array: each is released once,
+    // and releasing only counts; the schema's copies own nothing.
+    let mut chunks = unsafe {
+        Stream::new(
+            &root.schema,
+            (0..copies).map(|_| ptr::read(&*root.array)).collect(),
+        )
     };
     root.array.release = None; // its copies are the chunks
-    let mut stream = ArrowArrayStream {
-        get_schema: Some(stream_schema),
-        get_next: Some(stream_next),
-        get_last_error: None,
-        release: Some(stream_release),
-        private_data: (&raw mut chunks).cast(),
-    };
+    let mut stream = chunks.c_stream();
     let mut error = ArrowDlpackError {
         status: arrow_dlpack::Status::ARROW_DLPACK_OK,
         message: [0; 256],

@@ -305,7 +305,10 @@ fn check_copy(tensor: &DLTensor, array: &ArrowArray, schema: &ArrowSchema) {
 /// element `(i, j)`; shared children point at it.
 fn check_columns(tensor: &DLTensor, array: &ArrowArray, schema: &ArrowSchema, copied: bool) {
     let (shape, strides) = shape_strides(tensor);
-    assert_eq!(tensor.ndim, 2, "as_columns of a tensor that is not 2-D accepted");
+    assert_eq!(
+        tensor.ndim, 2,
+        "as_columns of a tensor that is not 2-D accepted"
+    );
     // SAFETY: the library's NUL-terminated format.
     let format = unsafe { std::ffi::CStr::from_ptr(schema.format) }.to_bytes();
     assert_eq!(format, b"+s");
@@ -321,7 +324,10 @@ fn check_columns(tensor: &DLTensor, array: &ArrowArray, schema: &ArrowSchema, co
         // SAFETY: `n_children` children, each a primitive array the
         // library made.
         let child = unsafe { &**array.children.add(j) };
-        assert_eq!((child.length, child.n_buffers, child.n_children), (shape[0], 2, 0));
+        assert_eq!(
+            (child.length, child.n_buffers, child.n_children),
+            (shape[0], 2, 0)
+        );
         // SAFETY: two buffers.
         let values = unsafe { *child.buffers.add(1) }.cast::<u8>();
         for i in 0..shape[0] as usize {
@@ -442,7 +448,8 @@ fuzz_target!(|data: &[u8]| {
         .map(|j| std::ffi::CString::new(format!("c{j}")).unwrap())
         .collect();
     let name_ptrs: Vec<*const std::ffi::c_char> = names.iter().map(|n| n.as_ptr()).collect();
-    let with_names = as_columns == 1 && input.byte() % 2 == 0 && shape.get(1).is_some_and(|&c| c <= 64);
+    let with_names =
+        as_columns == 1 && input.byte() % 2 == 0 && shape.get(1).is_some_and(|&c| c <= 64);
     // The order the struct (shape[1]) and its children are released in.
     let release_seed = input.byte() as usize;
     let mut copied = false;
@@ -510,8 +517,14 @@ fuzz_target!(|data: &[u8]| {
                 let options = ArrowDlpackImportOptions {
                     copy: copy_policy,
                     as_columns,
-                    column_names: if with_names { name_ptrs.as_ptr() } else { ptr::null() },
-                    reserved: [0; 4],
+                    column_names: if with_names {
+                        name_ptrs.as_ptr()
+                    } else {
+                        ptr::null()
+                    },
+                    threads: 0,
+                    reserved0: 0,
+                    reserved: [0; 3],
                 };
                 let mut array = std::mem::MaybeUninit::<ArrowArray>::uninit();
                 status = arrow_dlpack_import_with(
@@ -580,14 +593,22 @@ fuzz_target!(|data: &[u8]| {
                     order.rotate_left(release_seed % len);
                     for (k, &who) in order.iter().enumerate() {
                         if !copied {
-                            assert_eq!(DELETES.load(Ordering::SeqCst), deletes, "deleted early ({k})");
+                            assert_eq!(
+                                DELETES.load(Ordering::SeqCst),
+                                deletes,
+                                "deleted early ({k})"
+                            );
                         }
                         match who == n {
                             true => (array.release.unwrap())(&mut array),
                             false => (moved[who].release.unwrap())(&mut moved[who]),
                         }
                     }
-                    assert_eq!(DELETES.load(Ordering::SeqCst), deletes + 1, "deleted exactly once");
+                    assert_eq!(
+                        DELETES.load(Ordering::SeqCst),
+                        deletes + 1,
+                        "deleted exactly once"
+                    );
                     (schema.release.unwrap())(&mut schema);
                     return;
                 }

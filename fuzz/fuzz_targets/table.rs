@@ -13,13 +13,14 @@
 //! the validity mask says which were null.
 #![no_main]
 
-use std::ffi::{CString, c_int, c_void};
+use std::ffi::{CString, c_void};
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow_dlpack::ArrowDlpackError;
 use arrow_dlpack::abi::*;
 use arrow_dlpack::capi::*;
+use arrow_dlpack_testkit::Stream;
 use libfuzzer_sys::fuzz_target;
 
 const ARENA: usize = 1 << 15;
@@ -88,7 +89,12 @@ struct Batch {
 /// Builds a batch of `formats` columns in `arena`: column buffers end to
 /// end from `cursor` (adjacent) or at random places; every buffer covers
 /// what its claimed offset + length need (the trusted precondition).
-fn batch(input: &mut Input, arena: &mut [u8], formats: &[&'static str], adjacent: bool) -> Option<Batch> {
+fn batch(
+    input: &mut Input,
+    arena: &mut [u8],
+    formats: &[&'static str],
+    adjacent: bool,
+) -> Option<Batch> {
     let length = input.small(24);
     let offset = input.small(4);
     let mut cursor = (input.byte() as usize % 8) * 8;
@@ -104,7 +110,8 @@ fn batch(input: &mut Input, arena: &mut [u8], formats: &[&'static str], adjacent
             _ => 0,
         };
         let w = width_of(format).max(1);
-        let needed = (child_offset.max(0).saturating_add(child_length.max(0)) as usize).saturating_mul(w);
+        let needed =
+            (child_offset.max(0).saturating_add(child_length.max(0)) as usize).saturating_mul(w);
         if needed > ARENA / 4 {
             return None;
         }
@@ -129,7 +136,11 @@ fn batch(input: &mut Input, arena: &mut [u8], formats: &[&'static str], adjacent
             }
             _ => ptr::null(),
         };
-        let null_count = if validity.is_null() { 0 } else { [-1, 0, 1][input.byte() as usize % 3] };
+        let null_count = if validity.is_null() {
+            0
+        } else {
+            [-1, 0, 1][input.byte() as usize % 3]
+        };
         let mut c = Column {
             format: CString::new(format).unwrap(),
             name: CString::new(format!("col{j}")).unwrap(),
@@ -178,13 +189,23 @@ fn batch(input: &mut Input, arena: &mut [u8], formats: &[&'static str], adjacent
         _ => ptr::null(),
     };
     let mut b = Batch {
-        child_arrays: columns.iter_mut().map(|c| &mut *c.array as *mut _).collect(),
-        child_schemas: columns.iter_mut().map(|c| &mut *c.schema as *mut _).collect(),
+        child_arrays: columns
+            .iter_mut()
+            .map(|c| &mut *c.array as *mut _)
+            .collect(),
+        child_schemas: columns
+            .iter_mut()
+            .map(|c| &mut *c.schema as *mut _)
+            .collect(),
         columns,
         buffers: Box::new([struct_validity]),
         array: Box::new(ArrowArray {
             length,
-            null_count: if struct_validity.is_null() { 0 } else { [-1, 0, 2][input.byte() as usize % 3] },
+            null_count: if struct_validity.is_null() {
+                0
+            } else {
+                [-1, 0, 2][input.byte() as usize % 3]
+            },
             offset,
             n_buffers: 1,
             n_children: formats.len() as i64,
@@ -243,7 +264,11 @@ fn element(b: &Batch, j: usize, i: i64) -> (usize, f64, bool) {
     }
     if format == "b" {
         let v = bit(c.buffers[1], k);
-        return (c.buffers[1] as usize + (k / 8) as usize, v as u8 as f64, valid);
+        return (
+            c.buffers[1] as usize + (k / 8) as usize,
+            v as u8 as f64,
+            valid,
+        );
     }
     let w = width_of(format);
     let at = c.buffers[1] as usize + k as usize * w;
@@ -262,43 +287,6 @@ fn element(b: &Batch, j: usize, i: i64) -> (usize, f64, bool) {
         _ => f64::from_le_bytes(r.try_into().unwrap()),
     };
     (at, v, valid)
-}
-
-/// A stream over the batches (for several of them).
-struct Stream {
-    batches: Vec<Batch>,
-    next: usize,
-}
-
-unsafe extern "C" fn stream_schema(s: *mut ArrowArrayStream, out: *mut ArrowSchema) -> c_int {
-    // SAFETY: the harness's stream; a copy of the first batch's schema,
-    // which owns nothing (its release only clears the pointer).
-    unsafe {
-        let me = &*(*s).private_data.cast::<Stream>();
-        out.write(ptr::read(&*me.batches[0].schema));
-    }
-    0
-}
-
-unsafe extern "C" fn stream_next(s: *mut ArrowArrayStream, out: *mut ArrowArray) -> c_int {
-    // SAFETY: as above; each batch's struct is moved out once.
-    unsafe {
-        let me = &mut *(*s).private_data.cast::<Stream>();
-        match me.batches.get_mut(me.next) {
-            Some(b) => {
-                out.write(ptr::read(&*b.array));
-                b.array.release = None;
-                me.next += 1;
-            }
-            None => (*out).release = None,
-        }
-    }
-    0
-}
-
-unsafe extern "C" fn stream_release(s: *mut ArrowArrayStream) {
-    // SAFETY: the harness's stream.
-    unsafe { (*s).release = None };
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -337,11 +325,25 @@ fuzz_target!(|data: &[u8]| {
         temporal_as_integer: 0,
         fill_value: -7.0,
         dtype: match as_f64 {
-            true => DLDataType { code: K_DL_FLOAT, bits: 64, lanes: 1 },
-            false => DLDataType { code: 0, bits: 0, lanes: 0 },
+            true => DLDataType {
+                code: K_DL_FLOAT,
+                bits: 64,
+                lanes: 1,
+            },
+            false => DLDataType {
+                code: 0,
+                bits: 0,
+                lanes: 0,
+            },
         },
-        validity: if want_mask { &mut mask } else { ptr::null_mut() },
-        reserved: [0; 4],
+        validity: if want_mask {
+            &mut mask
+        } else {
+            ptr::null_mut()
+        },
+        dictionary_as_indices: 0,
+        reserved0: 0,
+        reserved: [0; 3],
     };
     let mut error = ArrowDlpackError {
         status: arrow_dlpack::Status::ARROW_DLPACK_OK,
@@ -358,23 +360,39 @@ fuzz_target!(|data: &[u8]| {
     } else if nbatches == 0 {
         return;
     } else {
-        let mut stream = Stream { batches, next: 0 };
-        let mut s = ArrowArrayStream {
-            get_schema: Some(stream_schema),
-            get_next: Some(stream_next),
-            get_last_error: None,
-            release: Some(stream_release),
-            private_data: (&raw mut stream).cast(),
-        };
+        // The batches' structs move to the producer (a copy of the first
+        // schema, which owns nothing, for the stream's).
+        let arrays = batches
+            .iter_mut()
+            .map(|b| {
+                // SAFETY: a bitwise move of a valid array.
+                let moved = unsafe { ptr::read(&*b.array) };
+                b.array.release = None;
+                moved
+            })
+            .collect();
+        // SAFETY: the first batch's schema, whose release only clears it.
+        let mut stream = unsafe { Stream::new(&batches[0].schema, arrays) };
+        let mut s = stream.c_stream();
         // SAFETY: a valid stream over the batches.
         let t = unsafe { arrow_dlpack_export_stream(&mut s, &options, &mut error) };
-        // Every chunk read is the library's: released once, shared or not.
-        batches = stream.batches;
+        assert!(!stream.released, "the stream is borrowed");
+        // Every chunk read is the library's: released once, shared or not;
+        // the others come back.
+        let read = stream.next;
+        for (b, a) in batches.iter_mut().zip(&mut stream.chunks).skip(read) {
+            // SAFETY: never handed out: back to its batch.
+            *b.array = unsafe { ptr::read(a) };
+            a.release = None;
+        }
         if t.is_null() {
             // The stream is read to its end or to the failure (invalid
             // options: not at all); each chunk read is released once.
-            let read = batches.iter().filter(|b| b.array.release.is_none()).count();
-            assert_eq!(RELEASES.load(Ordering::SeqCst) - releases, read, "chunks read, released");
+            assert_eq!(
+                RELEASES.load(Ordering::SeqCst) - releases,
+                read,
+                "chunks read, released"
+            );
             assert!(mask.is_null());
             assert_ne!(error.message[0], 0);
             return;
@@ -383,7 +401,11 @@ fuzz_target!(|data: &[u8]| {
     };
     if t.is_null() {
         assert!(mask.is_null(), "no mask on failure");
-        assert_eq!(RELEASES.load(Ordering::SeqCst), releases, "nothing released on failure");
+        assert_eq!(
+            RELEASES.load(Ordering::SeqCst),
+            releases,
+            "nothing released on failure"
+        );
         for (b, before) in batches.iter().zip(&before) {
             assert_eq!(&bytes_of(&*b.array), before, "the array left as it was");
         }
@@ -407,7 +429,10 @@ fuzz_target!(|data: &[u8]| {
     };
     assert_eq!(shape, [rows, ncols as i64]);
     let column_major = strides == [1, rows];
-    assert!(column_major || strides == [ncols as i64, 1], "strides {strides:?} of {shape:?}");
+    assert!(
+        column_major || strides == [ncols as i64, 1],
+        "strides {strides:?} of {shape:?}"
+    );
     if order == 1 && ncols > 1 && rows > 1 {
         assert!(!column_major, "ROW_MAJOR gave column-major");
     }
@@ -423,7 +448,8 @@ fuzz_target!(|data: &[u8]| {
         for i in 0..b.array.length {
             for j in 0..ncols {
                 let r = row0 + i;
-                let at = tensor.data as usize + ((r * strides[0] + j as i64 * strides[1]) as usize) * width;
+                let at = tensor.data as usize
+                    + ((r * strides[0] + j as i64 * strides[1]) as usize) * width;
                 let (source, value, valid) = element(b, j, i);
                 assert!(valid || fill, "a null ({r}, {j}) exported without a fill");
                 if shared {
@@ -432,14 +458,19 @@ fuzz_target!(|data: &[u8]| {
                     // SAFETY: inside the tensor's own bytes.
                     let got = unsafe { (at as *const f64).read() };
                     let want = if valid { value } else { -7.0 };
-                    assert!(got == want || (got.is_nan() && want.is_nan()), "({r}, {j}): {got} != {want}");
+                    assert!(
+                        got == want || (got.is_nan() && want.is_nan()),
+                        "({r}, {j}): {got} != {want}"
+                    );
                 }
                 if !mask.is_null() {
                     // SAFETY: the mask has the tensor's shape and strides.
                     let m = unsafe {
                         let d = &(*mask).dl_tensor;
                         let s = std::slice::from_raw_parts(d.strides, 2);
-                        *d.data.cast::<u8>().add((r * s[0] + j as i64 * s[1]) as usize)
+                        *d.data
+                            .cast::<u8>()
+                            .add((r * s[0] + j as i64 * s[1]) as usize)
                     };
                     assert_eq!(m, valid as u8, "mask ({r}, {j})");
                 }
@@ -463,7 +494,11 @@ fuzz_target!(|data: &[u8]| {
         true => n - 1,
         false => n,
     };
-    assert_eq!(after - releases, before_delete, "released before the deleter");
+    assert_eq!(
+        after - releases,
+        before_delete,
+        "released before the deleter"
+    );
     assert_eq!(done - releases, n, "each batch released exactly once");
     for b in &batches {
         assert!(b.array.release.is_none(), "moved or released");

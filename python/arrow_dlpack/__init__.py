@@ -14,15 +14,200 @@ DataFrames and DuckDB results become 2-D tensors ``[rows, columns]``.
 The returned exporter follows the Python DLPack protocol and the array API
 rules; see :class:`DLPackExporter`.
 
+Variable-length columns (token ids as ``list<int32>``, strings) become the
+tensors ML code takes: ``to_jagged`` gives the values end to end and their
+offsets (shared where Arrow's memory allows), ``to_padded`` one padded
+tensor and its attention mask; ``from_jagged`` goes back.
+
 ``from_dlpack`` goes the other way: any object with ``__dlpack__`` (NumPy,
 PyTorch, JAX...) becomes an object implementing ``__arrow_c_array__``, so
 ``pyarrow.array(arrow_dlpack.from_dlpack(x))`` shares the tensor's memory,
 and ``pyarrow.record_batch(arrow_dlpack.from_dlpack(matrix, columns=[...]))``
 names a matrix's columns.
+
+``arrow_dlpack.torch`` has the same as PyTorch tensors (nested jagged
+tensors included); it imports torch when it is used.
 """
 
 from __future__ import annotations
 
-from ._native import ArrowArrayFromDLPack, DLPackExporter, __version__, from_dlpack, to_dlpack, validity
+from typing import Any, Iterator, NamedTuple, Optional
 
-__all__ = ["to_dlpack", "from_dlpack", "validity", "DLPackExporter", "ArrowArrayFromDLPack", "__version__"]
+from . import _native
+from ._native import (
+    ArrowArrayFromDLPack,
+    DLPackExporter,
+    __version__,
+    from_dlpack,
+    from_jagged,
+    set_threads,
+    threads,
+    to_dlpack,
+    validity,
+)
+
+
+# `tuple.__new__(Jagged, t)`: what `Jagged._make(t)` does, at half the cost.
+_tuple = tuple.__new__
+
+
+class Jagged(NamedTuple):
+    """A variable-length column as two tensors (``to_jagged``): ``values``,
+    every row's elements end to end; ``offsets``, where each row starts
+    (``length + 1`` entries from 0); ``validity``, the rows' mask (True =
+    valid), or None when no row is null. Each is a DLPack exporter."""
+
+    values: DLPackExporter
+    offsets: DLPackExporter
+    validity: Optional[DLPackExporter]
+
+
+class Padded(NamedTuple):
+    """A variable-length column padded to one length (``to_padded``):
+    ``values`` ``[rows, length, ...]`` and ``mask`` ``[rows, length]``, True
+    at each real element (the attention mask). Each is a DLPack exporter."""
+
+    values: DLPackExporter
+    mask: DLPackExporter
+
+
+def to_jagged(obj: Any, *, null_value: Optional[float] = None, dtype: Any = None, copy: Optional[bool] = None) -> Jagged:
+    """A list, string or binary column (an array, or a stream of them: a
+    pyarrow ChunkedArray, a polars Series...) as ``Jagged(values, offsets,
+    validity)``: row ``i`` is ``values[offsets[i]:offsets[i + 1]]``, as
+    ``torch.nested.nested_tensor_from_jagged`` and
+    ``torch.nn.EmbeddingBag(include_last_offset=True)`` take them.
+
+    Shared where Arrow's memory allows (one chunk whose first offset is 0,
+    nothing to convert or fill); otherwise the part that must be is copied
+    once, unless ``copy=False`` (``BufferError``); ``copy=True`` always
+    copies. Strings and binaries give their bytes (uint8). ``null_value``:
+    None, nulls raise ``BufferError``; a number, null elements become it
+    and null rows become empty rows, ``validity`` their mask. ``dtype``
+    converts the values (a name, a NumPy or PyTorch dtype, ``"bfloat16"``).
+
+    >>> import pyarrow as pa, numpy as np
+    >>> values, offsets, _ = to_jagged(pa.array([[1, 2], [3]], pa.list_(pa.int32())))
+    >>> np.from_dlpack(values), np.from_dlpack(offsets)
+    (array([1, 2, 3], dtype=int32), array([0, 2, 3], dtype=int32))
+    """
+    return _tuple(Jagged, _native.to_jagged(obj, null_value, dtype, copy))
+
+
+def to_padded(
+    obj: Any,
+    *,
+    length: Optional[int] = None,
+    value: float = 0,
+    side: str = "right",
+    null_value: Optional[float] = None,
+    dtype: Any = None,
+) -> Padded:
+    """A list, string or binary column as ``Padded(values, mask)``:
+    ``values`` ``[rows, length, ...]`` (always one copy) and its
+    ``[rows, length]`` mask, True at each real element.
+
+    ``length``: None pads to the longest row, a number cuts or pads every
+    row to it. ``side``: ``"right"`` pads and cuts at the end, ``"left"`` at
+    the start (each row's last element in the last column). ``value``: the
+    padding, exact in the dtype. ``null_value`` and ``dtype``: as in
+    ``to_jagged`` (a null row, filled, is all padding).
+
+    >>> import pyarrow as pa, numpy as np
+    >>> values, mask = to_padded(pa.array([[1, 2], [3]]), side="left")
+    >>> np.from_dlpack(values)
+    array([[1, 2],
+           [0, 3]])
+    """
+    return _tuple(Padded, _native.to_padded(obj, length, float(value), side, null_value, dtype))
+
+
+def batches(
+    source: Any,
+    batch_size: int,
+    *,
+    columns: Optional[list] = None,
+    stack: Optional[dict] = None,
+    lists: str = "padded",
+    pad_value: float = 0,
+    pad_length: Optional[int] = None,
+    pad_side: str = "right",
+    null_value: Optional[float] = None,
+    dtype: Any = None,
+    drop_last: bool = False,
+    pin_memory: bool = False,
+) -> Iterator[dict]:
+    """Training batches of ``batch_size`` rows from ``source``, in order:
+    one dict a batch (the last may be shorter, unless ``drop_last``).
+
+    ``source``: anything with ``__arrow_c_stream__`` or ``__arrow_c_array__``
+    (a pyarrow Table, RecordBatchReader or RecordBatch, a dataset scanner's
+    reader, a polars DataFrame, a DuckDB relation, a Hugging Face dataset's
+    ``ds.data.table``), or an iterable of them (Ray Data's
+    ``iter_batches(batch_format="pyarrow")``, a generator), read chunk by
+    chunk and never held whole.
+
+    Each batch maps each name of ``columns`` (None: every column not in a
+    ``stack`` group) to a dense column's exporter (shared when the batch
+    lies inside one chunk, one copy when it spans two), or a list or string
+    column's ``Padded(values, mask)`` (``lists="padded"``: to ``pad_length``
+    or the batch's longest row, ``pad_side``, ``pad_value``) or
+    ``Jagged(values, offsets, validity)`` (``lists="jagged"``); and each
+    ``stack={"name": [columns]}`` group to one row-major matrix of the
+    columns' promoted dtype (or ``dtype``). ``null_value``: None, nulls
+    raise; a number fills them. ``pin_memory=True`` writes every tensor into
+    page-locked memory (kDLCUDAHost) so that ``.to("cuda",
+    non_blocking=True)`` overlaps the transfer; it needs the CUDA driver.
+
+    >>> import pyarrow as pa, numpy as np
+    >>> t = pa.table({"x": [1.0, 2.0, 3.0], "y": [4.0, 5.0, 6.0], "ids": [[1], [2, 3], []]})
+    >>> [np.from_dlpack(b["xy"]).tolist() for b in batches(t, 2, stack={"xy": ["x", "y"]}, columns=[])]
+    [[[1.0, 4.0], [2.0, 5.0]], [[3.0, 6.0]]]
+    """
+    native = _native.batches(
+        source,
+        batch_size,
+        columns,
+        stack,
+        lists,
+        float(pad_value),
+        pad_length,
+        pad_side,
+        null_value,
+        dtype,
+        drop_last,
+        pin_memory,
+    )
+    return _named(native, Jagged if lists == "jagged" else Padded)
+
+
+def _named(native: Any, kind: type) -> Iterator[dict]:
+    # The batches, the native tuples of list columns made named tuples;
+    # the source released when the iteration ends, fails or is abandoned
+    # (the generator's close, on collection too).
+    try:
+        for batch in native:
+            for name, value in batch.items():
+                if type(value) is tuple:
+                    batch[name] = _tuple(kind, value)
+            yield batch
+    finally:
+        native.close()
+
+
+__all__ = [
+    "to_dlpack",
+    "from_dlpack",
+    "validity",
+    "to_jagged",
+    "to_padded",
+    "from_jagged",
+    "batches",
+    "set_threads",
+    "threads",
+    "Jagged",
+    "Padded",
+    "DLPackExporter",
+    "ArrowArrayFromDLPack",
+    "__version__",
+]

@@ -19,6 +19,7 @@ class DLPackExporter:
         copy: Optional[bool] = None,
     ) -> Any: ...
     def __dlpack_device__(self) -> Device: ...
+    def __arrow_c_schema__(self) -> Any: ...
 
 class ArrowArrayFromDLPack:
     """A DLPack tensor shared as an Arrow array (see ``from_dlpack``)."""
@@ -37,6 +38,7 @@ def to_dlpack(
     null_value: Optional[float] = None,
     dtype: Any = None,
     temporal_as_int: bool = False,
+    dictionary_as_indices: bool = False,
 ) -> DLPackExporter: ...
 def validity(obj: Any) -> DLPackExporter: ...
 def from_dlpack(
@@ -45,3 +47,37 @@ def from_dlpack(
     columns: Union[None, bool, Iterable[Union[str, bytes]]] = None,
     copy: Optional[bool] = None,
 ) -> ArrowArrayFromDLPack: ...
+def to_jagged(
+    obj: Any, null_value: Optional[float] = None, dtype: Any = None, copy: Optional[bool] = None
+) -> Tuple[DLPackExporter, DLPackExporter, Optional[DLPackExporter]]: ...
+def to_padded(
+    obj: Any,
+    length: Optional[int] = None,
+    value: float = 0.0,
+    side: Optional[str] = None,
+    null_value: Optional[float] = None,
+    dtype: Any = None,
+) -> Tuple[DLPackExporter, DLPackExporter]: ...
+def from_jagged(values: Any, offsets: Any) -> ArrowArrayFromDLPack: ...
+def set_threads(n: int) -> None: ...
+def batches(
+    source: Any,
+    batch_size: int,
+    columns: Optional[list] = None,
+    stack: Optional[dict] = None,
+    lists: str = "padded",
+    pad_value: float = 0.0,
+    pad_length: Optional[int] = None,
+    pad_side: str = "right",
+    null_value: Optional[float] = None,
+    dtype: Any = None,
+    drop_last: bool = False,
+    pin_memory: bool = False,
+) -> "Batches": ...
+
+class Batches:
+    names: list
+    def __iter__(self) -> "Batches": ...
+    def __next__(self) -> dict: ...
+    def close(self) -> None: ...
+def threads() -> int: ...

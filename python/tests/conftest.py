@@ -6,6 +6,7 @@ never the source tree.
 """
 
 import ctypes
+import os
 import pathlib
 import sys
 
@@ -61,3 +62,26 @@ def pool_unchanged():
     yield
     gc.collect()
     assert pa.total_allocated_bytes() == before
+
+
+# In the main test environment (CI, or ARROW_DLPACK_STRICT_SKIPS=1), a test
+# that skips because a library is missing fails: CI installs every library
+# the tests consume. Cases that need a GPU (marked `gpu`) may skip; the
+# other CPython versions' environments, which lack some libraries by
+# design, set ARROW_DLPACK_ALLOW_SKIPS=1.
+STRICT = os.environ.get("ARROW_DLPACK_STRICT_SKIPS") == "1" or (
+    os.environ.get("CI") == "true" and os.environ.get("ARROW_DLPACK_ALLOW_SKIPS") != "1"
+)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs a GPU (or its driver); may skip anywhere")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if STRICT and report.skipped and item.get_closest_marker("gpu") is None:
+        report.outcome = "failed"
+        report.longrepr = f"skipped in the strict test environment (every library is installed there): {report.longrepr}"

@@ -9,7 +9,11 @@
  * pointer was dereferenced as the C Device Data Interface says.
  *
  * With $FAKE_GPU_NO_CONTEXT set, cuStreamWaitEvent fails with
- * CUDA_ERROR_INVALID_CONTEXT (201) unless a context was pushed. */
+ * CUDA_ERROR_INVALID_CONTEXT (201) unless a context was pushed.
+ *
+ * Pinned memory (batches(pin_memory=True)): cuMemHostAlloc is malloc and
+ * cuMemFreeHost free, each recorded with whether a context was current,
+ * as the real driver needs one. */
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -75,6 +79,18 @@ int cuCtxPopCurrent_v2(void** context) {
   pushed--;
   *context = NULL;
   record("cuCtxPopCurrent");
+  return 0;
+}
+
+int cuMemHostAlloc(void** p, size_t size, unsigned flags) {
+  *p = malloc(size);
+  record("cuMemHostAlloc size=%zu flags=%u context=%d", size, flags, pushed);
+  return *p == NULL ? 2 : 0;
+}
+
+int cuMemFreeHost(void* p) {
+  free(p);
+  record("cuMemFreeHost context=%d", pushed);
   return 0;
 }
 

@@ -185,3 +185,26 @@ def test_chunked_exports_equal_pyarrow(data, arrow_type):
     shared = len(non_empty) == 1 and arrow_type != pa.bool_()
     x = export(chunked, copy=None)
     assert (not x.flags.writeable) == shared, "read-only exactly when shared"
+
+
+def test_messages_name_the_python_keywords_not_the_c_fields():
+    def message(call) -> str:
+        with pytest.raises(BufferError) as e:
+            call()
+        assert "options." not in str(e.value) and "ARROW_DLPACK_" not in str(e.value), e.value
+        return str(e.value)
+
+    nulls = pa.array([1, None, 3])
+    assert "pass null_value=" in message(lambda: np.from_dlpack(arrow_dlpack.to_dlpack(nulls)))
+    assert "null_value=nan cannot be held exactly by the tensor's dtype int64" in message(
+        lambda: np.from_dlpack(arrow_dlpack.to_dlpack(nulls, null_value=float("nan")))
+    ).lower()
+    assert "which copy=False forbids" in message(
+        lambda: arrow_dlpack.to_dlpack(pa.array([True])).__dlpack__(max_version=(1, 0), copy=False)
+    )
+    assert "dictionary_as_indices=True" in message(
+        lambda: np.from_dlpack(arrow_dlpack.to_dlpack(pa.array(["a", "b"]).dictionary_encode()))
+    )
+    assert "arrow_dlpack.to_jagged" in message(
+        lambda: np.from_dlpack(arrow_dlpack.to_dlpack(pa.array([[1], [2, 3]])))
+    )

@@ -112,6 +112,7 @@ def test_exports_without_an_event_never_load_a_driver():
     assert _sync._drivers == {}
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(
     any(os.path.exists(os.path.join(d, "libcuda.so.1")) for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib64")),
     reason="a CUDA driver is installed",

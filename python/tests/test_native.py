@@ -26,7 +26,7 @@ def test_the_package_is_one_stable_abi_extension():
         assert kind.__module__ == "arrow_dlpack"
     # Signatures and documentation survive the vectorcall replacements
     # (Python >= 3.10) as they are on 3.9's PyO3 functions.
-    assert list(inspect.signature(arrow_dlpack.to_dlpack).parameters) == ["obj", "order", "null_value", "dtype", "temporal_as_int"]
+    assert list(inspect.signature(arrow_dlpack.to_dlpack).parameters) == ["obj", "order", "null_value", "dtype", "temporal_as_int", "dictionary_as_indices"]
     assert list(inspect.signature(arrow_dlpack.DLPackExporter.__dlpack__).parameters)[1:] == ["stream", "max_version", "dl_device", "copy"]
     assert "``copy`` follows the array API" in arrow_dlpack.DLPackExporter.__dlpack__.__doc__
     assert "null_value" in arrow_dlpack.to_dlpack.__doc__

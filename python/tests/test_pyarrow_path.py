@@ -158,12 +158,39 @@ def test_the_pointer_export_equals_the_protocol(arr, copy, options):
     _assert_same(_validity(arr), _validity(ProtocolOnly(arr)))
 
 
-@pytest.mark.parametrize("arrow_type, np_type", NUMERIC_TYPES, ids=lambda t: str(t))
+def _field(exporter) -> pa.Field:
+    """The Arrow field an exporter holds (its schema, copied)."""
+    return pa.Field._import_from_c_capsule(exporter.__arrow_c_schema__())
+
+
+WRITTEN = NUMERIC_TYPES + [(pa.date32(), "datetime64[D]"), (pa.date64(), "datetime64[ms]")]
+
+
+@pytest.mark.parametrize("arrow_type, np_type", WRITTEN, ids=lambda t: str(t))
 def test_the_written_schemas_are_pyarrows(arrow_type, np_type):
-    # The primitive types' schema is written by the exporter, not pyarrow:
-    # the tensor is what pyarrow's own schema gives, and shares the buffer.
+    # The parameter-free types' schema is written by the exporter, not
+    # pyarrow: it must be the one pyarrow writes (format, name, flags,
+    # metadata), and the tensor the same, sharing the buffer.
     arr = pa.array(np.arange(5).astype(np_type), type=arrow_type).slice(1)
-    fast = np.from_dlpack(arrow_dlpack.to_dlpack(arr))
-    protocol = np.from_dlpack(arrow_dlpack.to_dlpack(ProtocolOnly(arr)))
+    fast, protocol = arrow_dlpack.to_dlpack(arr), arrow_dlpack.to_dlpack(ProtocolOnly(arr))
+    assert "pyarrow's Array._export_to_c_device" in repr(fast)
+    ours, theirs = _field(fast), _field(protocol)
+    assert ours.equals(theirs, check_metadata=True), (ours, theirs)
+    assert (ours.name, ours.type, ours.nullable, ours.metadata) == ("", arrow_type, True, None)
+    options = {"temporal_as_int": True} if pa.types.is_temporal(arrow_type) else {}
+    fast = np.from_dlpack(arrow_dlpack.to_dlpack(arr, **options))
+    protocol = np.from_dlpack(arrow_dlpack.to_dlpack(ProtocolOnly(arr), **options))
     np.testing.assert_array_equal(fast, protocol, strict=True)
     assert data_address(fast) == data_address(protocol) == values_address(arr)
+
+
+def test_an_exporter_names_the_arrow_type_of_its_data_until_consumed():
+    table = pa.table({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+    assert _field(arrow_dlpack.to_dlpack(table)).type == pa.struct(table.schema)
+    exporter = arrow_dlpack.to_dlpack(pa.array([1, 2], pa.int16()))
+    assert _field(exporter).type == pa.int16()
+    np.from_dlpack(exporter)
+    with pytest.raises(BufferError, match="already consumed"):
+        exporter.__arrow_c_schema__()
+    with pytest.raises(BufferError, match="no Arrow type"):
+        arrow_dlpack.validity(pa.array([1.0])).__arrow_c_schema__()

@@ -4,7 +4,7 @@
 //! integers here, never Rust enums: an out-of-range value from a foreign
 //! producer must be representable so that it can be rejected.
 
-use std::ffi::c_void;
+use std::ffi::{c_char, c_int, c_void};
 
 pub const DLPACK_MAJOR_VERSION: u32 = 1;
 pub const DLPACK_MINOR_VERSION: u32 = 3;
@@ -100,6 +100,42 @@ pub struct DLManagedTensorVersioned {
     pub deleter: Option<unsafe extern "C" fn(*mut DLManagedTensorVersioned)>,
     pub flags: u64,
     pub dl_tensor: DLTensor,
+}
+
+/// The header of the DLPack C exchange API (DLPack 1.3, `dlpack.h`'s
+/// `DLPackExchangeAPIHeader`): the version, and the table of an older one.
+#[repr(C)]
+pub struct DLPackExchangeAPIHeader {
+    pub version: DLPackVersion,
+    pub prev_api: *mut DLPackExchangeAPIHeader,
+}
+
+/// `DLPackExchangeAPI`'s `SetError` of the allocator: `(error_ctx, kind,
+/// message)`.
+pub type DLPackSetError = unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char);
+
+/// The DLPack C exchange API (DLPack 1.3, `dlpack.h`'s `DLPackExchangeAPI`):
+/// a producer type's table of C functions that hand tensors over without
+/// the Python protocol's call and capsule.
+#[repr(C)]
+pub struct DLPackExchangeAPI {
+    pub header: DLPackExchangeAPIHeader,
+    pub managed_tensor_allocator: Option<
+        unsafe extern "C" fn(
+            *mut DLTensor,
+            *mut *mut DLManagedTensorVersioned,
+            *mut c_void,
+            Option<DLPackSetError>,
+        ) -> c_int,
+    >,
+    pub managed_tensor_from_py_object_no_sync:
+        Option<unsafe extern "C" fn(*mut c_void, *mut *mut DLManagedTensorVersioned) -> c_int>,
+    pub managed_tensor_to_py_object_no_sync:
+        Option<unsafe extern "C" fn(*mut DLManagedTensorVersioned, *mut *mut c_void) -> c_int>,
+    pub dltensor_from_py_object_no_sync:
+        Option<unsafe extern "C" fn(*mut c_void, *mut DLTensor) -> c_int>,
+    pub current_work_stream:
+        Option<unsafe extern "C" fn(DLDeviceType, i32, *mut *mut c_void) -> c_int>,
 }
 
 #[cfg(target_pointer_width = "64")]

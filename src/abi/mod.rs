@@ -4,9 +4,11 @@
 //!
 //! The C definitions that users see are in `cbindgen.toml` (emitted verbatim
 //! into the header under the conventional include guards, so that the header
-//! coexists with Arrow C++, nanoarrow and `dlpack/dlpack.h`). The static
-//! assertions below pin the Rust side to the same layout; `c_tests/abi_check.c`
-//! pins the C side against the definitions pyarrow ships.
+//! coexists with Arrow C++, nanoarrow and `dlpack/dlpack.h`). Static
+//! assertions at the end of `arrow.rs` and `dlpack.rs` pin the Rust side to
+//! the same layout; `c_tests/abi_check.c` pins the C side against the
+//! definitions pyarrow ships. The DLPack C exchange API's table, which the
+//! Python package offers and takes, is Rust-only (no C function names it).
 
 mod arrow;
 mod dlpack;

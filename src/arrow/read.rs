@@ -1,24 +1,28 @@
 //! The only reader of untrusted Arrow C structs.
 //!
-//! [`read`] turns an `ArrowArray`/`ArrowSchema` pair into a [`TensorView`]
-//! (dtype, the first element's address, the device; shape and strides in a
-//! [`Dims`]) in three layers, as nanoarrow validates
+//! Every input shape (a primitive array, a `fixed_size_list` or
+//! `arrow.fixed_shape_tensor`, a struct array (a record batch), the chunks
+//! of a stream, lists, strings and dictionary indices) is read here into
+//! plain values, in layers, as nanoarrow validates
 //! (`ArrowArrayViewSetArray` -> `ValidateMinimal` -> `ValidateFull`):
 //!
-//! 1. [`Structure`]: every level's format, buffer and child counts and the
-//!    pointers that lead to the next level. Nothing but the structs is read.
-//! 2. [`Ranges`], made only from a `Structure`: lengths, offsets and every
-//!    size derived from them, checked; the range of each level the tensor
-//!    covers; the null policy, deciding which bitmaps must be counted.
-//! 3. [`Ranges::count_nulls`]: the only reads of buffer contents (validity
-//!    bits), possible only once the whole tree passed the first two layers.
+//! 1. Types ([`read_type`]), from the schema alone, once per schema (a
+//!    stream's chunks share theirs): every level's format, child count and
+//!    pointers, dictionary, the extension's shape. Then each array's
+//!    structure against its type: released flags, buffer and child counts,
+//!    the pointers that lead to the next level.
+//! 2. Ranges: lengths, offsets and every size derived from them, checked;
+//!    the range of each level a piece covers (a list's child range from
+//!    its first and last offset, which are read here and nowhere else in
+//!    this layer); the null policy, deciding which bitmaps must be counted.
+//! 3. [`Piece::count_nulls`]: the validity bits of the covered ranges,
+//!    counted; possible only on a [`Piece`], which only layers 1 and 2 make.
 //!
-//! Every export path starts from the view; nothing downstream dereferences
-//! a raw Arrow pointer.
-//!
-//! The canonical `arrow.fixed_shape_tensor` extension (schema metadata)
-//! reshapes the `[length, N]` of its storage into `[length, *shape]`, with
-//! strides from its permutation; other extension types export their storage.
+//! A [`Piece`] is what one array contributes to a tensor: one column's
+//! rows, with its values' address, the bitmaps over them and, for
+//! variable-length rows, where its offsets are. Nothing outside this module
+//! dereferences a raw Arrow pointer; the copy kernels read the buffers the
+//! pieces address, as the pieces describe them.
 //!
 //! Trusted, as the C Data Interface lets a consumer trust them: a non-NULL
 //! pointer points at what its field says, buffers are as long as the
@@ -26,87 +30,14 @@
 //! Everything else is validated before it is used.
 
 use std::ffi::{CStr, c_void};
-use std::mem::MaybeUninit;
 
-use crate::abi::{ArrowArray, ArrowSchema, DLDevice, K_DL_CPU};
+use crate::abi::{ArrowArray, ArrowDeviceArray, ArrowSchema, DLDevice, K_DL_CPU};
 use crate::bitmap;
 use crate::dims::{Dims, MAX_NDIM};
-use crate::dtype::{self, Accept, DType, Format, Shown};
-use crate::error::{Error, err};
+pub use crate::dtype::Accept;
+use crate::dtype::{self, DType, Format, Shown};
+use crate::error::{Error, Term, err};
 use crate::extension;
-
-/// A validated description of the tensor an Arrow array can be shared as;
-/// its shape and strides are in the [`Dims`] filled in beside it.
-#[derive(Debug)]
-pub struct TensorView {
-    pub dtype: &'static DType,
-    /// The first element, or NULL when the tensor has no element. For a
-    /// bit-packed boolean: the byte holding the first element's bit.
-    pub data: *mut c_void,
-    /// For a bit-packed boolean: the first element's bit in `data[0]`.
-    pub bit_offset: usize,
-    /// Elements in all (the leaf level's covered range).
-    pub elements: usize,
-    pub device: DLDevice,
-}
-
-/// What a reader accepts beyond a plain export's shareable arrays, each
-/// for a copy (or, temporal types, a share) that the caller decides on.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ReadMode {
-    pub accept: Accept,
-    /// Nulls are counted in the [`Nulls`] rather than refused.
-    pub keep_nulls: bool,
-}
-
-/// The validity bits of one level's covered range, and what they cover.
-#[derive(Debug, Clone, Copy)]
-pub struct NullMap {
-    /// A host-readable bitmap.
-    pub bitmap: *const u8,
-    /// The bit of the first covered entry.
-    pub first: usize,
-    /// Covered entries.
-    pub count: usize,
-    /// Leaf elements each entry covers (a list level's row, 1 at the leaf).
-    pub per_entry: usize,
-    /// The level (0: the array itself).
-    pub depth: usize,
-}
-
-/// The validity bitmaps a read found to count (at most one per level),
-/// and, with [`ReadMode::keep_nulls`], how many nulls they hold.
-pub struct Nulls {
-    maps: [MaybeUninit<NullMap>; MAX_NDIM],
-    n: usize,
-    /// Null entries found (over all levels), once counted.
-    pub count: usize,
-    /// The outermost level where they were found.
-    pub depth: usize,
-}
-
-impl Default for Nulls {
-    fn default() -> Nulls {
-        Nulls::new()
-    }
-}
-
-impl Nulls {
-    pub fn new() -> Nulls {
-        Nulls {
-            maps: [const { MaybeUninit::uninit() }; MAX_NDIM],
-            n: 0,
-            count: 0,
-            depth: 0,
-        }
-    }
-
-    /// The bitmaps, outermost level first.
-    pub fn maps(&self) -> &[NullMap] {
-        // SAFETY: the first `n` entries are written by the reader.
-        unsafe { std::slice::from_raw_parts(self.maps.as_ptr().cast(), self.n) }
-    }
-}
 
 /// Where the buffers live, as far as reading them is concerned.
 #[derive(Debug, Clone, Copy)]
@@ -123,82 +54,27 @@ impl Location {
     };
 
     /// Whether this process may dereference the buffers.
-    fn is_host_readable(self) -> bool {
+    pub fn is_host_readable(self) -> bool {
         crate::device::is_host_readable(self.device.device_type)
     }
 }
 
-/// Validates `array`/`schema` and describes the tensor they can be shared
-/// as; `dims` (empty) receives the shape and strides.
-///
-/// # Safety
-///
-/// `array` and `schema` must be valid for reads and follow the C Data
-/// Interface as far as it is trusted (see the module documentation).
-pub unsafe fn read(
-    array: &ArrowArray,
-    schema: &ArrowSchema,
-    location: Location,
-    dims: &mut Dims,
-) -> Result<TensorView, Error> {
-    let mut nulls = Nulls::new();
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        read_with(
-            array,
-            schema,
-            location,
-            ReadMode::default(),
-            dims,
-            &mut nulls,
-        )
-    }
+/// The device of an `ArrowDeviceArray`, DLPack numbering.
+pub fn device_of(array: &ArrowDeviceArray) -> Result<DLDevice, Error> {
+    crate::device::from_arrow(array.device_type, array.device_id)
 }
 
-/// [`read`], accepting what `mode` says: the view, and in `nulls` the
-/// validity bitmaps of the covered ranges (and, with `keep_nulls`, how
-/// many nulls they hold, rather than `HAS_NULLS`).
-///
-/// # Safety
-/// As [`read`].
-#[inline(always)]
-pub unsafe fn read_with(
-    array: &ArrowArray,
-    schema: &ArrowSchema,
-    location: Location,
-    mode: ReadMode,
-    dims: &mut Dims,
-    nulls: &mut Nulls,
-) -> Result<TensorView, Error> {
-    // The layers' storage lives on the callers' frames and is lent to them:
-    // their values stay small (a level array returned by value is a
-    // kilobyte copied on every export).
-    let mut levels = [const { MaybeUninit::uninit() }; MAX_NDIM];
-    // SAFETY: forwarded from the caller.
-    let structure = unsafe { Structure::read(array, schema, mode.accept, &mut levels) }?;
-    let mut ranges = structure.ranges(location, mode, dims, nulls)?;
-    // SAFETY: the tree passed both layers above (the only way to make a
-    // `Ranges`); bitmaps hold their array's `offset + length` bits (trusted).
-    unsafe { ranges.count_nulls() }?;
-    Ok(ranges.view)
-}
-
-/// One level of a (possibly nested) array, its structure validated.
-#[derive(Clone, Copy)]
-struct Level<'a> {
-    array: &'a ArrowArray,
-    format: Format,
-}
-
-/// Layer 1: the tree's levels, outermost first, each with a known format,
-/// the buffer and child counts that format needs, and non-NULL pointers to
-/// its buffers array and child.
-struct Structure<'a, 'l> {
-    /// The first `depth` entries are written.
-    levels: &'l [MaybeUninit<Level<'a>>; MAX_NDIM],
-    depth: usize,
-    /// The top schema's `arrow.fixed_shape_tensor` parameters, if any.
-    tensor_json: Option<&'a [u8]>,
+/// What a consumer is told of an `ArrowDeviceArray` before it is
+/// exported: its device as DLPack numbers it (`(1, 0)` for the CPU; other
+/// types as they are, mapped or not: the export checks them), and its
+/// `sync_event`, which the consumer waits on before reading.
+#[cfg_attr(not(feature = "python"), allow(dead_code))] // the Python face's
+pub fn device_facts(array: &ArrowDeviceArray) -> ((i32, i64), *mut c_void) {
+    let device = match array.device_type {
+        crate::abi::ARROW_DEVICE_CPU => (K_DL_CPU, 0),
+        other => (other, array.device_id),
+    };
+    (device, array.sync_event)
 }
 
 /// Prefixes errors found below the top level with where they were found:
@@ -210,156 +86,199 @@ pub fn locate(depth: usize, e: Error) -> Error {
     }
 }
 
-impl<'a, 'l> Structure<'a, 'l> {
-    /// Reads the levels into `levels`. Inlined: its result crossing a call
-    /// boundary stalled the export on store forwarding.
-    ///
-    /// # Safety
-    /// As [`read`].
-    #[inline(always)]
-    unsafe fn read(
-        array: &'a ArrowArray,
-        schema: &'a ArrowSchema,
-        accept: Accept,
-        levels: &'l mut [MaybeUninit<Level<'a>>; MAX_NDIM],
-    ) -> Result<Self, Error> {
-        if schema.release.is_none() {
-            return Err(err!(
-                ARROW_DLPACK_INVALID_ARGUMENT,
-                "schema is released (schema.release is NULL)"
-            ));
-        }
-        if array.release.is_none() {
-            return Err(err!(
-                ARROW_DLPACK_INVALID_ARGUMENT,
-                "array is released (array.release is NULL)"
-            ));
-        }
-        // SAFETY: `schema` is valid (caller's contract); its metadata block
-        // is read only through checked lengths.
-        let tensor_json = unsafe { extension::fixed_shape_tensor_json(schema) }?;
-        let (mut array, mut schema, mut depth) = (array, schema, 0);
-        loop {
-            if depth == MAX_NDIM {
-                return Err(err!(
-                    ARROW_DLPACK_UNSUPPORTED_LAYOUT,
-                    "more than {} nested fixed_size_list levels; DLPack consumers allow at most {MAX_NDIM} dimensions",
-                    MAX_NDIM - 1
-                ));
-            }
-            // SAFETY: the caller guarantees the top-level structs; a child
-            // level comes from non-NULL pointers checked below.
-            let format =
-                unsafe { level_format(array, schema, accept) }.map_err(|e| locate(depth, e))?;
-            levels[depth].write(Level { array, format });
-            if let Format::Primitive(_) = format {
-                return Ok(Structure {
-                    levels,
-                    depth: depth + 1,
-                    tensor_json,
-                });
-            }
-            // SAFETY: a list level has one child in each struct (checked
-            // by `level_format`).
-            (array, schema) = unsafe { child(array, schema) }.map_err(|e| locate(depth, e))?;
-            depth += 1;
-        }
+// ---- layer 1: types -----------------------------------------------------------
+
+/// How a column's rows lie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// Rows of one shape, one after another: `rows * row_elements` values.
+    Dense,
+    /// A list (`+l`, `+L`): row `i` is the child's elements
+    /// `offsets[i]..offsets[i + 1]`.
+    List { large: bool },
+    /// A list view (`+vl`, `+vL`): row `i` is `sizes[i]` child elements
+    /// from `offsets[i]`.
+    ListView { large: bool },
+    /// utf8 or binary: row `i` is bytes `offsets[i]..offsets[i + 1]` of
+    /// the data buffer.
+    Binary { large: bool },
+    /// utf8 or binary views: 16 bytes a row, its bytes inline (up to 12)
+    /// or in one of the data buffers.
+    BinaryView,
+}
+
+impl Rows {
+    /// Whether a row's elements vary in number.
+    pub fn is_variable(self) -> bool {
+        self != Rows::Dense
     }
 
-    fn level(&self, depth: usize) -> Level<'a> {
-        debug_assert!(depth < self.depth);
-        // SAFETY: the first `depth` levels are written by `read`.
-        unsafe { self.levels[depth].assume_init() }
-    }
-
-    /// Layer 2: the ranges every level covers, checked, and the view; the
-    /// bitmaps to count go to `nulls`. Inlined, as `read`.
-    #[inline(always)]
-    fn ranges<'s>(
-        self,
-        location: Location,
-        mode: ReadMode,
-        dims: &mut Dims,
-        nulls: &'s mut Nulls,
-    ) -> Result<Ranges<'s>, Error> {
-        let top = self.level(0).array;
-        // The range of the current level's elements that the tensor covers,
-        // in the level's logical index space (before its own `offset`).
-        let (mut start, mut count) = (0i64, top.length);
-        dims.push(top.length)?;
-        let mut ranges = Ranges {
-            nulls,
-            keep_nulls: mode.keep_nulls,
-            view: TensorView {
-                dtype: &dtype::TABLE[0],
-                data: std::ptr::null_mut(),
-                bit_offset: 0,
-                elements: 0,
-                device: location.device,
-            },
-        };
-        for depth in 0..self.depth {
-            let level = self.level(depth);
-            let covered = level_range(level.array, start, count, depth, location, mode)
-                .map_err(|e| locate(depth, e))?;
-            if let Some(map) = covered.nulls {
-                let nulls = &mut *ranges.nulls;
-                nulls.maps[nulls.n].write(map);
-                nulls.n += 1;
-            }
-            match level.format {
-                Format::FixedSizeList(size) => {
-                    dims.push(size)?;
-                    let (Some(child_start), Some(child_count)) =
-                        (covered.first.checked_mul(size), count.checked_mul(size))
-                    else {
-                        return Err(locate(
-                            depth,
-                            err!(
-                                ARROW_DLPACK_INVALID_ARROW,
-                                "fixed_size_list of size {size}: (offset {} + length {count}) * size overflows",
-                                covered.first
-                            ),
-                        ));
-                    };
-                    (start, count) = (child_start, child_count);
-                }
-                Format::Primitive(t) => {
-                    ranges.view.dtype = t;
-                    (ranges.view.data, ranges.view.bit_offset) =
-                        values(level.array, t, covered.first, count)
-                            .map_err(|e| locate(depth, e))?;
-                    ranges.view.elements = count as usize;
-                }
-            }
-        }
-        dims.set_row_major_strides()?;
-        // Each level's entries cover a row of the levels below: the
-        // storage's row-major strides, before any extension reshapes them.
-        let nulls = &mut *ranges.nulls;
-        for map in &mut nulls.maps[..nulls.n] {
-            // SAFETY: the first `n` entries are written above.
-            let map = unsafe { map.assume_init_mut() };
-            map.per_entry = dims.strides()[map.depth] as usize;
-        }
-        if let Some(json) = self.tensor_json {
-            extension::reshape(dims, json)?;
-        }
-        Ok(ranges)
+    /// Whether offsets (or view offsets) are int64.
+    pub fn large(self) -> bool {
+        matches!(
+            self,
+            Rows::List { large: true }
+                | Rows::ListView { large: true }
+                | Rows::Binary { large: true }
+        )
     }
 }
 
-/// The format of one level, and the structure it needs: buffer and child
-/// counts, a buffers array, no dictionary.
+/// The dense part of a column: a primitive, or `fixed_size_list` levels
+/// over one, as a tensor's element type and inner shape.
+#[derive(Debug, Clone)]
+pub struct Values {
+    pub dtype: &'static DType,
+    /// Levels of arrays: 1 (a primitive) plus the `fixed_size_list`
+    /// levels above it; 0 for the bytes of a string (its array's own data
+    /// buffer).
+    pub depth: usize,
+    /// The tensor's dims, the first extent a placeholder for the rows: the
+    /// storage's `[rows, size_1, ..., size_n]` with row-major strides, or
+    /// an `arrow.fixed_shape_tensor`'s logical shape and strides.
+    pub dims: Dims,
+    /// Whether `dims` are an extension's (its storage is then one list
+    /// level of `row_elements`).
+    reshaped: bool,
+    /// Elements of one row (the product of the list sizes).
+    row_elements: usize,
+}
+
+impl Values {
+    /// Elements of one row (the product of the list sizes).
+    pub fn row_elements(&self) -> usize {
+        self.row_elements
+    }
+
+    /// The list size of level `d` (`d >= 1`).
+    fn size(&self, d: usize) -> i64 {
+        match self.reshaped {
+            true => self.row_elements as i64,
+            false => self.dims.shape()[d],
+        }
+    }
+
+    /// Elements of one entry of level `d` (a row at the top, 1 at the
+    /// leaf).
+    fn per_entry(&self, d: usize) -> usize {
+        match (self.reshaped, d) {
+            (true, 0) => self.row_elements,
+            (true, _) => 1,
+            (false, _) => self.dims.strides()[d] as usize,
+        }
+    }
+
+    /// Whether a row is a single element (a 1-D column).
+    pub fn is_flat(&self) -> bool {
+        self.dims.ndim() == 1
+    }
+}
+
+/// Whether two schemas describe the same type: the same formats and names
+/// at every level (children and dictionaries), whatever their metadata
+/// and flags.
 ///
 /// # Safety
-/// `array` and `schema` are valid (`schema.format` NULL or a C string).
+/// Both are valid schemas (their formats and names C strings, their
+/// children and dictionaries valid where not NULL).
+pub unsafe fn same_type(a: &ArrowSchema, b: &ArrowSchema) -> bool {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        let text = |p: *const std::ffi::c_char| (!p.is_null()).then(|| CStr::from_ptr(p));
+        if text(a.format) != text(b.format) || text(a.name) != text(b.name) {
+            return false;
+        }
+        if a.n_children != b.n_children || a.dictionary.is_null() != b.dictionary.is_null() {
+            return false;
+        }
+        if !a.dictionary.is_null() && !same_type(&*a.dictionary, &*b.dictionary) {
+            return false;
+        }
+        let children = |s: &ArrowSchema| -> Option<Vec<*mut ArrowSchema>> {
+            match (s.n_children, s.children.is_null()) {
+                (0, _) => Some(Vec::new()),
+                (n, false) if n > 0 => {
+                    Some(std::slice::from_raw_parts(s.children, n as usize).to_vec())
+                }
+                _ => None,
+            }
+        };
+        match (children(a), children(b)) {
+            (Some(x), Some(y)) => x
+                .iter()
+                .zip(&y)
+                .all(|(&p, &q)| !p.is_null() && !q.is_null() && same_type(&*p, &*q)),
+            _ => false,
+        }
+    }
+}
+
+/// A column's type, read from its schema.
+#[derive(Debug, Clone)]
+pub struct ColumnType<'s> {
+    pub schema: &'s ArrowSchema,
+    /// The schema's format string.
+    pub format: &'s [u8],
+    pub rows: Rows,
+    /// Whether the arrays are a dictionary's indices (the dictionary is
+    /// not read).
+    pub dictionary: bool,
+    /// The column's dense values, or its rows' elements.
+    pub values: Values,
+}
+
+// SAFETY: a column's type points into its schema, which nothing writes
+// while the export reads it; the copy kernels' threads only read it.
+unsafe impl Sync for ColumnType<'_> {}
+
+impl ColumnType<'_> {
+    /// The column's name (the schema's), for messages and batches' keys.
+    pub fn name(&self) -> &[u8] {
+        // SAFETY: a schema that passed layer 1: `name` is NULL or a C string.
+        unsafe { name_of(self.schema) }
+    }
+}
+
+/// A struct schema's type: a record batch of columns.
+#[derive(Debug)]
+pub struct TableType<'s> {
+    pub columns: Vec<ColumnType<'s>>,
+}
+
+/// What a schema describes.
+#[derive(Debug)]
+pub enum Type<'s> {
+    Column(ColumnType<'s>),
+    Table(TableType<'s>),
+}
+
+/// "column 2 'price'", in messages.
+pub struct ColumnName<'a>(pub usize, pub &'a [u8]);
+
+impl std::fmt::Display for ColumnName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "column {} '{}'", self.0, Shown(self.1))
+    }
+}
+
+/// A schema's name: empty when NULL.
+///
+/// # Safety
+/// `schema.name` is NULL or a C string.
+unsafe fn name_of(schema: &ArrowSchema) -> &[u8] {
+    match schema.name.is_null() {
+        true => &[],
+        // SAFETY: a C string (caller's contract).
+        false => unsafe { CStr::from_ptr(schema.name) }.to_bytes(),
+    }
+}
+
+/// A schema's format string.
+///
+/// # Safety
+/// `schema` is valid; `format` NULL or a C string.
 #[inline(always)]
-unsafe fn level_format(
-    array: &ArrowArray,
-    schema: &ArrowSchema,
-    accept: Accept,
-) -> Result<Format, Error> {
+unsafe fn format_of(schema: &ArrowSchema) -> Result<&[u8], Error> {
     if schema.format.is_null() {
         return Err(err!(ARROW_DLPACK_INVALID_ARROW, "schema.format is NULL"));
     }
@@ -367,54 +286,524 @@ unsafe fn level_format(
     // SAFETY: non-NULL, and the C Data Interface requires a NUL-terminated
     // string: byte 0 exists, and byte 1 does when byte 0 is not the
     // terminator. One-character formats (every primitive) skip `strlen`.
-    let format = unsafe {
+    Ok(unsafe {
         if *format != 0 && *format.add(1) == 0 {
             std::slice::from_raw_parts(format, 1)
         } else {
             CStr::from_ptr(format.cast()).to_bytes()
         }
-    };
-    let parsed = dtype::classify(format, accept)?;
-    if !schema.dictionary.is_null() {
-        return Err(err!(
-            ARROW_DLPACK_UNSUPPORTED_TYPE,
-            "unsupported dictionary-encoded array (indices '{}'): decode it first",
-            Shown(format)
-        ));
+    })
+}
+
+/// `INVALID_ARGUMENT` for a released schema.
+fn released_schema() -> Error {
+    err!(
+        ARROW_DLPACK_INVALID_ARGUMENT,
+        "schema is released (schema.release is NULL)"
+    )
+}
+
+/// Reads what `schema` describes: a column, or (where `accept.table`) a
+/// struct's columns.
+///
+/// # Safety
+/// `schema` is valid for reads and follows the C Data Interface as far as
+/// it is trusted (see the module documentation).
+pub unsafe fn read_type(schema: &ArrowSchema, accept: Accept) -> Result<Type<'_>, Error> {
+    if schema.release.is_none() {
+        return Err(released_schema());
     }
-    let (n_buffers, n_children) = match parsed {
-        Format::Primitive(_) => (2, 0),
-        Format::FixedSizeList(_) => (1, 1),
+    // SAFETY: forwarded from the caller.
+    let format = unsafe { format_of(schema) }?;
+    if accept.table && format == b"+s" && schema.dictionary.is_null() {
+        // SAFETY: as above.
+        return unsafe { table_type(schema, accept) }.map(Type::Table);
+    }
+    // SAFETY: as above.
+    unsafe { column_type(schema, accept) }.map(Type::Column)
+}
+
+/// Reads a column's type.
+///
+/// # Safety
+/// As [`read_type`].
+#[inline(always)]
+pub unsafe fn column_type(schema: &ArrowSchema, accept: Accept) -> Result<ColumnType<'_>, Error> {
+    if schema.release.is_none() {
+        return Err(released_schema());
+    }
+    // The extension's parameters come first: they belong to the top schema.
+    // SAFETY: `schema` is valid (caller's contract); its metadata block
+    // is read only through checked lengths.
+    let tensor_json = unsafe { extension::fixed_shape_tensor_json(schema) }?;
+    // SAFETY: as above.
+    let format = unsafe { format_of(schema) }?;
+    let parsed = dtype::classify(format, accept)?;
+    let dictionary = !schema.dictionary.is_null();
+    if dictionary {
+        if !accept.dictionary {
+            return Err(err!(
+                ARROW_DLPACK_UNSUPPORTED_TYPE,
+                "unsupported dictionary-encoded array (indices '{}'): {}",
+                Shown(format),
+                Term::DictionaryAdvice
+            ));
+        }
+        if !matches!(parsed, Format::Primitive(t) if t.is_integer()) {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "a dictionary's indices must be integers, not '{}'",
+                Shown(format)
+            ));
+        }
+    }
+    // Below the top, nothing but numbers and fixed-size lists of them.
+    let inner = Accept {
+        table: false,
+        variable: false,
+        dictionary: false,
+        ..accept
     };
-    if schema.n_children != n_children {
+    let (rows, values) = match parsed {
+        Format::Primitive(_) | Format::FixedSizeList(_) => (
+            Rows::Dense,
+            // SAFETY: forwarded from the caller.
+            unsafe { values_type(schema, parsed, tensor_json, inner, 0) }?,
+        ),
+        Format::List { large } | Format::ListView { large } => {
+            // SAFETY: forwarded from the caller.
+            let child = unsafe { only_child(schema, format) }?;
+            // SAFETY: a valid child schema (trusted when non-NULL).
+            let values = unsafe {
+                let json = extension::fixed_shape_tensor_json(child).map_err(|e| locate(1, e))?;
+                let child_format = format_of(child).map_err(|e| locate(1, e))?;
+                if !child.dictionary.is_null() {
+                    return Err(locate(
+                        1,
+                        err!(
+                            ARROW_DLPACK_UNSUPPORTED_TYPE,
+                            "unsupported dictionary-encoded list elements (indices '{}'): decode them first",
+                            Shown(child_format)
+                        ),
+                    ));
+                }
+                let child_parsed =
+                    dtype::classify(child_format, inner).map_err(|e| locate(1, e))?;
+                values_type(child, child_parsed, json, inner, 1)
+            }?;
+            let rows = match parsed {
+                Format::List { .. } => Rows::List { large },
+                _ => Rows::ListView { large },
+            };
+            (rows, values)
+        }
+        Format::Binary { .. } | Format::BinaryView => {
+            // SAFETY: forwarded from the caller.
+            unsafe { no_children(schema, format) }?;
+            let rows = match parsed {
+                Format::Binary { large } => Rows::Binary { large },
+                _ => Rows::BinaryView,
+            };
+            (rows, bytes())
+        }
+        Format::Struct => {
+            return Err(err!(
+                ARROW_DLPACK_UNSUPPORTED_TYPE,
+                "unsupported format '+s' (struct)"
+            ));
+        }
+    };
+    Ok(ColumnType {
+        schema,
+        format,
+        rows,
+        dictionary,
+        values,
+    })
+}
+
+/// The values of a string or binary column: its bytes, as uint8.
+fn bytes() -> Values {
+    let mut dims = Dims::new();
+    dims.push_strided(0, 1).expect("one dimension");
+    Values {
+        dtype: &dtype::UINT8,
+        depth: 0,
+        dims,
+        reshaped: false,
+        row_elements: 1,
+    }
+}
+
+/// Checks that a list schema has its one child, and returns it.
+///
+/// # Safety
+/// As [`read_type`].
+unsafe fn only_child<'s>(schema: &'s ArrowSchema, format: &[u8]) -> Result<&'s ArrowSchema, Error> {
+    if schema.n_children != 1 {
         return Err(err!(
             ARROW_DLPACK_INVALID_ARROW,
-            "schema.n_children is {}, format '{}' has {n_children}",
+            "schema.n_children is {}, format '{}' has 1",
             schema.n_children,
             Shown(format)
         ));
     }
-    if array.n_buffers != n_buffers {
+    if schema.children.is_null() {
         return Err(err!(
             ARROW_DLPACK_INVALID_ARROW,
-            "array.n_buffers is {}, format '{}' has {n_buffers}",
-            array.n_buffers,
+            "children is NULL with n_children 1"
+        ));
+    }
+    // SAFETY: one entry (checked), NULL or a valid schema (trusted).
+    match unsafe { (*schema.children).as_ref() } {
+        Some(child) if child.release.is_some() => Ok(child),
+        Some(_) => Err(locate(1, released_schema())),
+        None => Err(err!(ARROW_DLPACK_INVALID_ARROW, "children[0] is NULL")),
+    }
+}
+
+/// Checks that a leaf schema has no children.
+///
+/// # Safety
+/// As [`read_type`].
+unsafe fn no_children(schema: &ArrowSchema, format: &[u8]) -> Result<(), Error> {
+    match schema.n_children {
+        0 => Ok(()),
+        n => Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "schema.n_children is {n}, format '{}' has 0",
             Shown(format)
+        )),
+    }
+}
+
+/// The dense values whose top schema is `schema` (of format `parsed`,
+/// extension parameters `tensor_json`), found `base` levels below the
+/// column's top (for messages).
+///
+/// # Safety
+/// As [`read_type`].
+#[inline(always)]
+unsafe fn values_type(
+    schema: &ArrowSchema,
+    parsed: Format,
+    tensor_json: Option<&[u8]>,
+    accept: Accept,
+    base: usize,
+) -> Result<Values, Error> {
+    let mut dims = Dims::new();
+    dims.push(0)?;
+    let (mut schema, mut parsed, mut depth) = (schema, parsed, 0);
+    let dtype = loop {
+        let at = |e| locate(base + depth, e);
+        if depth > 0 && !schema.dictionary.is_null() {
+            // SAFETY: a valid schema (trusted when reached).
+            let format = unsafe { format_of(schema) }.map_err(at)?;
+            return Err(at(err!(
+                ARROW_DLPACK_UNSUPPORTED_TYPE,
+                "unsupported dictionary-encoded array (indices '{}'): decode it first",
+                Shown(format)
+            )));
+        }
+        match parsed {
+            Format::Primitive(t) => {
+                if schema.n_children != 0 {
+                    // SAFETY: as above.
+                    let format = unsafe { format_of(schema) }.map_err(at)?;
+                    return Err(at(err!(
+                        ARROW_DLPACK_INVALID_ARROW,
+                        "schema.n_children is {}, format '{}' has 0",
+                        schema.n_children,
+                        Shown(format)
+                    )));
+                }
+                break t;
+            }
+            Format::FixedSizeList(size) => {
+                if depth + 1 == MAX_NDIM {
+                    return Err(err!(
+                        ARROW_DLPACK_UNSUPPORTED_LAYOUT,
+                        "more than {} nested fixed_size_list levels; DLPack consumers allow at most {MAX_NDIM} dimensions",
+                        MAX_NDIM - 1
+                    ));
+                }
+                // SAFETY: as above.
+                let format = unsafe { format_of(schema) }.map_err(at)?;
+                // SAFETY: forwarded from the caller.
+                schema = unsafe { only_child(schema, format) }.map_err(at)?;
+                dims.push(size)?;
+                depth += 1;
+                let at = |e| locate(base + depth, e);
+                // SAFETY: a valid child schema (trusted when non-NULL).
+                let format = unsafe { format_of(schema) }.map_err(at)?;
+                parsed = dtype::classify(format, accept).map_err(at)?;
+            }
+            _ => {
+                // SAFETY: as above.
+                let format = unsafe { format_of(schema) }.map_err(at)?;
+                return Err(at(dtype::classify(format, Accept::default())
+                    .err()
+                    .unwrap_or_else(|| {
+                        err!(
+                            ARROW_DLPACK_UNSUPPORTED_TYPE,
+                            "unsupported format '{}' inside a fixed-size list",
+                            Shown(format)
+                        )
+                    })));
+            }
+        }
+    };
+    dims.set_row_major_strides()?;
+    // The first stride is a row's elements (checked by the strides).
+    let row_elements = dims.strides()[0] as usize;
+    let reshaped = match tensor_json {
+        Some(json) => {
+            extension::reshape(&mut dims, json)?;
+            true
+        }
+        None => false,
+    };
+    Ok(Values {
+        dtype,
+        depth: depth + 1,
+        dims,
+        reshaped,
+        row_elements,
+    })
+}
+
+/// Reads a struct schema's columns.
+///
+/// # Safety
+/// As [`read_type`].
+unsafe fn table_type(schema: &ArrowSchema, accept: Accept) -> Result<TableType<'_>, Error> {
+    let n = schema.n_children;
+    // SAFETY: `n` entries when not NULL (the interface's layout).
+    if n < 0 || (n > 0 && unsafe { missing(schema.children, n as usize) }) {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "struct schema: n_children {n} with children (or one of them) NULL"
+        ));
+    }
+    let accept = Accept {
+        table: false,
+        ..accept
+    };
+    let mut columns = Vec::with_capacity(n as usize);
+    for j in 0..n as usize {
+        // SAFETY: `n` non-NULL entries (checked), valid schemas (trusted).
+        let child = unsafe { &**schema.children.add(j) };
+        // SAFETY: as above.
+        let column = unsafe { column_type(child, accept) }.map_err(|e| {
+            // SAFETY: as above; a name is NULL or a C string.
+            e.context(format_args!("{}", ColumnName(j, unsafe { name_of(child) })))
+        })?;
+        columns.push(column);
+    }
+    Ok(TableType { columns })
+}
+
+/// Whether `children` (of `n` entries when not NULL) or one of them is
+/// NULL.
+///
+/// # Safety
+/// `children` is NULL or holds `n` pointers.
+unsafe fn missing<T>(children: *mut *mut T, n: usize) -> bool {
+    // SAFETY: `n` entries (caller's contract).
+    children.is_null() || (0..n).any(|i| unsafe { (*children.add(i)).is_null() })
+}
+
+// ---- layers 1 (arrays) and 2: pieces -------------------------------------------
+
+/// What a read accepts of the data.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mode {
+    /// Nulls are kept (to be counted, filled or masked) rather than refused.
+    pub keep_nulls: bool,
+}
+
+/// Where a validity bitmap sits in the column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// The struct array around the column: a null row of a record batch.
+    Struct,
+    /// A level of the column's own tree (0: the array itself).
+    Depth(usize),
+}
+
+/// The validity bits of one level's covered range, and what they cover.
+#[derive(Debug, Clone, Copy)]
+pub struct NullMap {
+    /// A host-readable bitmap.
+    pub bitmap: *const u8,
+    /// The bit of the first covered entry.
+    pub first: usize,
+    /// Covered entries.
+    pub count: usize,
+    /// Elements of the values each entry covers (a list level's row, 1 at
+    /// the leaf). For the rows of a variable-length column, 0: a row's
+    /// elements are its offsets'.
+    pub per_entry: usize,
+    /// Entries of this level each row holds (1 at the top).
+    pub per_row: usize,
+    pub level: Level,
+    /// Whether it covers the rows of a variable-length column (else
+    /// values).
+    pub rows: bool,
+}
+
+impl NullMap {
+    /// The map of rows `first..first + rows` of the covered range.
+    pub fn rows(&self, first: usize, rows: usize) -> NullMap {
+        NullMap {
+            first: self.first + first * self.per_row,
+            count: rows * self.per_row,
+            ..*self
+        }
+    }
+
+    /// Null entries among those covered.
+    ///
+    /// # Safety
+    /// The bitmap holds `first + count` bits.
+    pub unsafe fn nulls(&self) -> usize {
+        let bytes = (self.first + self.count).div_ceil(8);
+        // SAFETY: forwarded from the caller.
+        let bits = unsafe { std::slice::from_raw_parts(self.bitmap, bytes) };
+        self.count - bitmap::count_set_bits(bits, self.first, self.count)
+    }
+
+    /// The first null entry, if any.
+    ///
+    /// # Safety
+    /// As [`NullMap::nulls`].
+    pub unsafe fn first_null(&self) -> Option<usize> {
+        // SAFETY: forwarded from the caller.
+        (0..self.count).find(|&i| unsafe { !bitmap::bit(self.bitmap, self.first + i) })
+    }
+}
+
+/// The offsets of a variable-length piece.
+#[derive(Debug, Clone, Copy)]
+pub struct Offsets {
+    /// The entry of the first covered row: `rows + 1` entries (lists,
+    /// strings) or `rows` (views) from here.
+    pub data: *const u8,
+    /// The first and last offsets of a list or string piece (read in
+    /// layer 2): the values' covered range is `first..last`.
+    pub first: i64,
+    pub last: i64,
+    /// A list view's sizes (`rows` entries from the first covered row).
+    pub sizes: *const u8,
+    /// A view's data buffers (`n_data` of them).
+    pub data_buffers: *const *const c_void,
+    pub n_data: usize,
+}
+
+/// What one array contributes to a tensor: one column's covered rows.
+#[derive(Debug, Clone)]
+pub struct Piece {
+    /// The first covered value (for a bit-packed boolean: the byte holding
+    /// its bit); NULL when there is none. For a list: the child's element
+    /// `offsets.first`; for a string: byte `offsets.first` of its data; for
+    /// views: their first 16-byte view.
+    pub data: *mut c_void,
+    /// For a bit-packed boolean: the first value's bit in `data[0]`.
+    pub bit_offset: usize,
+    /// Rows covered.
+    pub rows: usize,
+    /// Values covered: `rows * row_elements` for a dense column, the
+    /// child's covered elements (or bytes) for a list (or string); 0 for
+    /// views (their values lie anywhere).
+    pub elements: usize,
+    /// The bitmaps that may hold nulls (layer 3 counts them), outermost
+    /// first: over the values, in value rows (a dense column's rows, a
+    /// list's child elements), and, for a variable-length column, over its
+    /// rows (`NullMap::rows`: its own, and a struct's around it). Empty,
+    /// and unallocated, where no level may hold a null.
+    pub maps: Vec<NullMap>,
+    /// Null entries of the values found by [`Piece::count_nulls`], over
+    /// all levels.
+    pub nulls: usize,
+    /// Null rows of a variable-length column found by
+    /// [`Piece::count_nulls`].
+    pub null_rows: usize,
+    /// The outermost level where they were found.
+    pub null_level: Level,
+    /// Variable-length rows: where their offsets are.
+    pub offsets: Option<Offsets>,
+}
+
+// SAFETY: a piece describes memory its arrays keep alive and that nothing
+// writes while they live (Arrow buffers are immutable); the copy kernels
+// only read it, from as many threads as a copy is split over.
+unsafe impl Sync for Piece {}
+
+/// A level's format, as messages name it.
+#[derive(Clone, Copy)]
+enum LevelFormat<'a> {
+    Schema(&'a [u8]),
+    Dtype(&'static DType),
+    FixedSizeList(i64),
+}
+
+impl std::fmt::Display for LevelFormat<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LevelFormat::Schema(format) => write!(f, "{}", Shown(format)),
+            LevelFormat::Dtype(t) => write!(f, "{}", Shown(t.c_format.to_bytes())),
+            LevelFormat::FixedSizeList(size) => write!(f, "+w:{size}"),
+        }
+    }
+}
+
+/// Checks the buffer and child counts and pointers of one level of an
+/// array against its format.
+///
+/// # Safety
+/// `array` is valid for reads.
+#[inline(always)]
+unsafe fn level_structure(
+    array: &ArrowArray,
+    format: LevelFormat<'_>,
+    n_buffers: i64,
+    n_children: i64,
+    dictionary: bool,
+) -> Result<(), Error> {
+    // Views have a variable number of data buffers (and a buffer of their
+    // sizes): at least 3.
+    let buffers_ok = match format {
+        LevelFormat::Schema(b"vu" | b"vz") => array.n_buffers >= 3,
+        _ => array.n_buffers == n_buffers,
+    };
+    if !buffers_ok {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "array.n_buffers is {}, format '{format}' has {n_buffers}",
+            array.n_buffers,
         ));
     }
     if array.n_children != n_children {
         return Err(err!(
             ARROW_DLPACK_INVALID_ARROW,
-            "array.n_children is {}, format '{}' has {n_children}",
+            "array.n_children is {}, format '{format}' has {n_children}",
             array.n_children,
-            Shown(format)
         ));
     }
-    if !array.dictionary.is_null() {
-        return Err(err!(
-            ARROW_DLPACK_INVALID_ARROW,
-            "array.dictionary is set but the schema has no dictionary"
-        ));
+    match (dictionary, array.dictionary.is_null()) {
+        (false, false) => {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "array.dictionary is set but the schema has no dictionary"
+            ));
+        }
+        (true, true) => {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "array.dictionary is NULL but the schema has a dictionary"
+            ));
+        }
+        _ => {}
     }
     if array.buffers.is_null() {
         return Err(err!(
@@ -423,37 +812,31 @@ unsafe fn level_format(
             array.n_buffers
         ));
     }
-    Ok(parsed)
-}
-
-/// The child of a list level.
-///
-/// # Safety
-/// `schema.children`/`array.children` have one entry each (checked by
-/// `level_format`), NULL or valid.
-#[inline(always)]
-unsafe fn child<'a>(
-    array: &'a ArrowArray,
-    schema: &'a ArrowSchema,
-) -> Result<(&'a ArrowArray, &'a ArrowSchema), Error> {
-    if schema.children.is_null() || array.children.is_null() {
+    if n_children == 1 && array.children.is_null() {
         return Err(err!(
             ARROW_DLPACK_INVALID_ARROW,
             "children is NULL with n_children 1"
         ));
     }
-    // SAFETY: one entry each, see above.
-    let (schema, array) = unsafe { (*schema.children, *array.children) };
-    // SAFETY: non-NULL entries point at valid structs (trusted).
-    match unsafe { (array.as_ref(), schema.as_ref()) } {
-        (Some(array), Some(schema)) => Ok((array, schema)),
-        _ => Err(err!(ARROW_DLPACK_INVALID_ARROW, "children[0] is NULL")),
+    Ok(())
+}
+
+/// The child of a list level (structure checked: one entry).
+///
+/// # Safety
+/// `array.children` holds one entry, NULL or valid.
+#[inline(always)]
+unsafe fn child_array(array: &ArrowArray) -> Result<&ArrowArray, Error> {
+    // SAFETY: one entry (caller's contract), NULL or valid (trusted).
+    match unsafe { (*array.children).as_ref() } {
+        Some(child) => Ok(child),
+        None => Err(err!(ARROW_DLPACK_INVALID_ARROW, "children[0] is NULL")),
     }
 }
 
 /// What layer 2 established about one level.
 struct Covered {
-    /// Physical index of the first element the tensor covers.
+    /// Physical index of the first element covered.
     first: i64,
     /// The validity bits to count, if this level may have nulls in the
     /// covered range.
@@ -470,7 +853,7 @@ fn level_range(
     count: i64,
     depth: usize,
     location: Location,
-    mode: ReadMode,
+    mode: Mode,
 ) -> Result<Covered, Error> {
     if a.length < 0 {
         return Err(err!(
@@ -522,7 +905,6 @@ fn level_range(
     }
     // SAFETY: `buffers` is non-NULL with `n_buffers >= 1` entries (layer 1).
     let validity = unsafe { *a.buffers };
-    let readable = location.is_host_readable();
     let nulls = match a.null_count {
         0 => None,
         n if n > 0 && validity.is_null() => {
@@ -534,14 +916,14 @@ fn level_range(
         // A child's count covers all of it, not only the covered range:
         // count that range where the bitmap may be read. Where nulls are
         // kept, every level's are counted.
-        n if n > 0 && ((depth == 0 && !mode.keep_nulls) || !readable) => {
+        n if n > 0 && ((depth == 0 && !mode.keep_nulls) || !location.is_host_readable()) => {
             return Err(err!(
                 ARROW_DLPACK_HAS_NULLS,
                 "array has {n} nulls; DLPack cannot represent missing values"
             ));
         }
         -1 if validity.is_null() => None,
-        -1 if !readable => {
+        -1 if !location.is_host_readable() => {
             return Err(err!(
                 ARROW_DLPACK_UNSUPPORTED_DEVICE,
                 "array.null_count is -1 (unknown) and the validity bitmap is in device memory \
@@ -553,8 +935,11 @@ fn level_range(
             bitmap: validity.cast(),
             first: first as usize,
             count: count as usize,
-            per_entry: 1, // set once the levels below are known
-            depth,
+            // Set once the levels below are known.
+            per_entry: 1,
+            per_row: 1,
+            level: Level::Depth(depth),
+            rows: false,
         }),
     };
     Ok(Covered { first, nulls })
@@ -563,7 +948,7 @@ fn level_range(
 /// The address of element `first` of a primitive level's values buffer
 /// (for bit-packed booleans: of the byte holding its bit, and the bit).
 #[inline(always)]
-fn values(
+fn values_at(
     a: &ArrowArray,
     t: &DType,
     first: i64,
@@ -602,42 +987,1156 @@ fn values(
     Ok((address.cast_mut().cast(), bit))
 }
 
-/// Layer 2's outcome: the view, and the bitmaps layer 3 must count.
-struct Ranges<'s> {
-    nulls: &'s mut Nulls,
-    keep_nulls: bool,
-    view: TensorView,
+/// Reads the dense values of `array` (the top of `values`' tree) over its
+/// logical value rows `start..start + count` (each `row_elements`
+/// values): their address; the bitmaps that may hold nulls go to `maps`,
+/// in value rows. `top` is the column level of `array` (for messages);
+/// `dictionary`, whether it holds a dictionary's indices.
+///
+/// # Safety
+/// `array` is valid for reads (the C Data Interface's guarantees).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn dense(
+    array: &ArrowArray,
+    values: &Values,
+    format: &[u8],
+    dictionary: bool,
+    (start, count): (i64, i64),
+    top: usize,
+    location: Location,
+    mode: Mode,
+    maps: &mut Vec<NullMap>,
+) -> Result<(*mut c_void, usize), Error> {
+    let (mut array, mut start, mut count) = (array, start, count);
+    for depth in 0..values.depth {
+        let level = top + depth;
+        let at = |e| locate(level, e);
+        let leaf = depth + 1 == values.depth;
+        let (name, n_buffers, n_children) = match (leaf, depth) {
+            (true, 0) => (LevelFormat::Schema(format), 2, 0),
+            (true, _) => (LevelFormat::Dtype(values.dtype), 2, 0),
+            (false, _) => (LevelFormat::FixedSizeList(values.size(depth + 1)), 1, 1),
+        };
+        // SAFETY: forwarded from the caller (child levels: non-NULL
+        // pointers checked below, trusted to be valid).
+        unsafe { level_structure(array, name, n_buffers, n_children, dictionary && depth == 0) }
+            .map_err(at)?;
+        let covered = level_range(array, start, count, level, location, mode).map_err(at)?;
+        if let Some(mut map) = covered.nulls {
+            // Entries of this level each value row holds, and the values
+            // each covers.
+            map.per_entry = values.per_entry(depth);
+            map.per_row = values.row_elements / map.per_entry.max(1);
+            maps.push(map);
+        }
+        if leaf {
+            return values_at(array, values.dtype, covered.first, count).map_err(at);
+        }
+        let size = values.size(depth + 1);
+        let (Some(child_start), Some(child_count)) =
+            (covered.first.checked_mul(size), count.checked_mul(size))
+        else {
+            return Err(at(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "fixed_size_list of size {size}: (offset {} + length {count}) * size overflows",
+                covered.first
+            )));
+        };
+        // SAFETY: one child (checked by `level_structure`).
+        array = unsafe { child_array(array) }.map_err(at)?;
+        (start, count) = (child_start, child_count);
+    }
+    Ok((std::ptr::null_mut(), 0))
 }
 
-impl Ranges<'_> {
-    /// Layer 3: counts the validity bits of the covered ranges: any null is
-    /// `HAS_NULLS`, unless nulls are kept (then they are counted).
+/// A primitive array, or one `fixed_size_list` level over one, read
+/// whole: what most exports are.
+#[derive(Debug, Clone, Copy)]
+pub struct Flat {
+    pub dtype: &'static DType,
+    /// The first element; NULL without elements.
+    pub data: *mut c_void,
+    pub rows: i64,
+    /// The list size of a `fixed_size_list` (a row of `size` elements).
+    pub size: Option<i64>,
+}
+
+/// The one-character primitive format of a schema with nothing else to it
+/// (no metadata, dictionary or children), if it is one.
+///
+/// # Safety
+/// `schema` is valid.
+#[inline(always)]
+unsafe fn plain_primitive(schema: &ArrowSchema) -> Option<&'static DType> {
+    if !schema.metadata.is_null()
+        || !schema.dictionary.is_null()
+        || schema.n_children != 0
+        || schema.format.is_null()
+    {
+        return None;
+    }
+    // SAFETY: a non-NULL C string (the interface's contract): byte 1
+    // exists when byte 0 is not the terminator.
+    let (c, end) = unsafe {
+        let f = schema.format.cast::<u8>();
+        (*f, *f != 0 && *f.add(1) == 0)
+    };
+    dtype::primitive(c).filter(|_| end)
+}
+
+/// The common cases, read without building a type or a piece: a schema of
+/// a one-character primitive format, or of one `fixed_size_list` level
+/// over one, without metadata, dictionaries or other children, and its
+/// array, through the same layers and checks as [`read_piece`] (every
+/// level's structure and ranges, then the validity bits; any null is
+/// `HAS_NULLS`). `Ok(None)`: not such a schema; read it with
+/// [`column_type`] and [`read_piece`].
+///
+/// # Safety
+/// As [`read_type`] and [`read_piece`].
+#[inline(always)]
+pub unsafe fn read_flat(
+    array: &ArrowArray,
+    schema: &ArrowSchema,
+    location: Location,
+) -> Result<Option<Flat>, Error> {
+    if schema.release.is_none() {
+        return Ok(None);
+    }
+    // The schema first: a primitive, or `+w:N` of one.
+    // SAFETY: forwarded from the caller.
+    let (dtype, list) = match unsafe { plain_primitive(schema) } {
+        Some(t) => (t, None),
+        None => {
+            let format = match schema.format.is_null() {
+                true => return Ok(None),
+                // SAFETY: as above; a non-NULL format is a C string.
+                false => unsafe { CStr::from_ptr(schema.format) }.to_bytes(),
+            };
+            let Some(size) = format
+                .strip_prefix(b"+w:".as_slice())
+                .and_then(dtype::parse_count)
+            else {
+                return Ok(None);
+            };
+            if !schema.metadata.is_null()
+                || !schema.dictionary.is_null()
+                || schema.n_children != 1
+                || schema.children.is_null()
+            {
+                return Ok(None);
+            }
+            // SAFETY: one entry, NULL or a valid schema (trusted).
+            let Some(child) = (unsafe { (*schema.children).as_ref() }) else {
+                return Ok(None);
+            };
+            // SAFETY: as above.
+            match (child.release.is_some(), unsafe { plain_primitive(child) }) {
+                (true, Some(t)) => (t, Some(size)),
+                _ => return Ok(None),
+            }
+        }
+    };
+    if array.release.is_none() {
+        return Err(released_array());
+    }
+    let mode = Mode::default();
+    let (data, maps) = match list {
+        None => {
+            // SAFETY: forwarded from the caller.
+            unsafe { level_structure(array, LevelFormat::Dtype(dtype), 2, 0, false) }?;
+            let covered = level_range(array, 0, array.length, 0, location, mode)?;
+            let (data, _) = values_at(array, dtype, covered.first, array.length)?;
+            if let Some(map) = covered.nulls {
+                // Layer 3, once the level passed the first two (the
+                // values' range included: a bogus length is refused
+                // before any read).
+                // SAFETY: the bitmap holds its array's bits (trusted).
+                let nulls = unsafe { map.nulls() };
+                if nulls > 0 {
+                    return Err(counted_nulls(nulls));
+                }
+            }
+            let rows = array.length;
+            return Ok(Some(Flat {
+                dtype,
+                data,
+                rows,
+                size: None,
+            }));
+        }
+        Some(size) => {
+            // SAFETY: forwarded from the caller.
+            unsafe { level_structure(array, LevelFormat::FixedSizeList(size), 1, 1, false) }?;
+            let covered = level_range(array, 0, array.length, 0, location, mode)?;
+            let (Some(start), Some(count)) = (
+                covered.first.checked_mul(size),
+                array.length.checked_mul(size),
+            ) else {
+                return Err(err!(
+                    ARROW_DLPACK_INVALID_ARROW,
+                    "fixed_size_list of size {size}: (offset {} + length {}) * size overflows",
+                    covered.first,
+                    array.length
+                ));
+            };
+            // SAFETY: one child (checked by `level_structure`).
+            let child = unsafe { child_array(array) }?;
+            let at = |e| locate(1, e);
+            // SAFETY: a valid child (trusted when non-NULL).
+            unsafe { level_structure(child, LevelFormat::Dtype(dtype), 2, 0, false) }
+                .map_err(at)?;
+            let inner = level_range(child, start, count, 1, location, mode).map_err(at)?;
+            let (data, _) = values_at(child, dtype, inner.first, count).map_err(at)?;
+            (data, [covered.nulls, inner.nulls])
+        }
+    };
+    // Layer 3, once both levels passed the first two, outermost first.
+    for (depth, map) in maps.iter().enumerate() {
+        if let Some(map) = map {
+            // SAFETY: the bitmap holds its array's bits (trusted).
+            let nulls = unsafe { map.nulls() };
+            if nulls > 0 {
+                return Err(locate(depth, counted_nulls(nulls)));
+            }
+        }
+    }
+    Ok(Some(Flat {
+        dtype,
+        data,
+        rows: array.length,
+        size: list,
+    }))
+}
+
+/// `INVALID_ARGUMENT` for a released array.
+#[cold]
+fn released_array() -> Error {
+    err!(
+        ARROW_DLPACK_INVALID_ARGUMENT,
+        "array is released (array.release is NULL)"
+    )
+}
+
+/// `HAS_NULLS` for nulls a validity bitmap held.
+#[cold]
+fn counted_nulls(nulls: usize) -> Error {
+    err!(
+        ARROW_DLPACK_HAS_NULLS,
+        "array has {nulls} nulls (counted in its validity bitmap); DLPack cannot represent missing values"
+    )
+}
+
+/// Reads one array of a column over its logical rows `start..start + rows`
+/// (the whole array: `0..length`): layers 1 and 2. The piece's nulls are
+/// not counted yet ([`Piece::count_nulls`]).
+///
+/// # Safety
+/// `array` is valid for reads (the C Data Interface's guarantees, as far
+/// as they are trusted: see the module documentation).
+#[inline(always)]
+pub unsafe fn read_piece(
+    array: &ArrowArray,
+    column: &ColumnType<'_>,
+    rows: Option<(i64, i64)>,
+    location: Location,
+    mode: Mode,
+) -> Result<Piece, Error> {
+    if array.release.is_none() {
+        return Err(released_array());
+    }
+    let range = rows.unwrap_or((0, array.length));
+    let mut piece = Piece {
+        data: std::ptr::null_mut(),
+        bit_offset: 0,
+        rows: range.1.max(0) as usize,
+        elements: 0,
+        maps: Vec::new(),
+        nulls: 0,
+        null_rows: 0,
+        null_level: Level::Depth(0),
+        offsets: None,
+    };
+    match column.rows {
+        Rows::Dense => {
+            // SAFETY: forwarded from the caller.
+            (piece.data, piece.bit_offset) = unsafe {
+                dense(
+                    array,
+                    &column.values,
+                    column.format,
+                    column.dictionary,
+                    range,
+                    0,
+                    location,
+                    mode,
+                    &mut piece.maps,
+                )
+            }?;
+            piece.elements = piece.rows * column.values.row_elements();
+        }
+        // SAFETY: forwarded from the caller.
+        _ => unsafe { variable(array, column, range, location, mode, &mut piece) }?,
+    }
+    Ok(piece)
+}
+
+/// Reads a variable-length column's array (list, list view, string,
+/// binary, view) into `piece`: where its offsets are, their first and last
+/// value (the range the rows cover), and the child's covered values.
+///
+/// # Safety
+/// As [`read_piece`].
+unsafe fn variable(
+    array: &ArrowArray,
+    column: &ColumnType<'_>,
+    (start, count): (i64, i64),
+    location: Location,
+    mode: Mode,
+    piece: &mut Piece,
+) -> Result<(), Error> {
+    if !location.is_host_readable() {
+        return Err(err!(
+            ARROW_DLPACK_UNSUPPORTED_DEVICE,
+            "a variable-length column on device type {} would need its offsets read: arrow_dlpack never reads device memory",
+            location.device.device_type
+        ));
+    }
+    let format = column.format;
+    let (n_buffers, n_children) = match column.rows {
+        Rows::List { .. } => (2, 1),
+        Rows::ListView { .. } => (3, 1),
+        Rows::Binary { .. } | Rows::BinaryView => (3, 0),
+        Rows::Dense => unreachable!("dense columns are read by `dense`"),
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        level_structure(
+            array,
+            LevelFormat::Schema(format),
+            n_buffers,
+            n_children,
+            false,
+        )
+    }?;
+    // The rows' own nulls are kept whatever the mode: the planner names
+    // them as null rows.
+    let covered = level_range(array, start, count, 0, location, Mode { keep_nulls: true })?;
+    if let Some(mut map) = covered.nulls {
+        map.per_entry = 0; // a row's elements are its offsets'
+        map.rows = true;
+        piece.maps.push(map);
+    }
+    let large = column.rows.large();
+    let width = if large { 8 } else { 4 };
+    let first = covered.first as usize;
+    let mut o = Offsets {
+        data: std::ptr::null(),
+        first: 0,
+        last: 0,
+        sizes: std::ptr::null(),
+        data_buffers: std::ptr::null(),
+        n_data: 0,
+    };
+    // Entries of the offsets (or views) buffer the rows use, from `first`.
+    let (entries, entry_width) = match column.rows {
+        Rows::BinaryView => (count, 16),
+        Rows::ListView { .. } => (count, width),
+        _ => (count + 1, width),
+    };
+    let byte_end = (covered.first as u64)
+        .checked_add(entries as u64)
+        .and_then(|n| n.checked_mul(entry_width as u64));
+    if byte_end.is_none_or(|b| b > isize::MAX as u64) {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "array.offset {} + length {count} of {entry_width}-byte entries overflows",
+            covered.first
+        ));
+    }
+    // SAFETY: at least two buffer entries (layer 1).
+    let entries_buffer = unsafe { *array.buffers.add(1) };
+    let what = match column.rows {
+        Rows::BinaryView => "views",
+        _ => "offsets",
+    };
+    if entries_buffer.is_null() && count > 0 {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "buffers[1] ({what}) is NULL with length {count}"
+        ));
+    }
+    let at = entries_buffer
+        .cast::<u8>()
+        .wrapping_add(first * entry_width);
+    match column.rows {
+        Rows::BinaryView => {
+            // The views' data buffers, and the buffer of their sizes (the
+            // last one): every view is checked against them by the copy
+            // that follows it.
+            let n = array.n_buffers as usize;
+            // SAFETY: `n_buffers >= 3` entries (layer 1).
+            let sizes = unsafe { *array.buffers.add(n - 1) };
+            if n > 3 && sizes.is_null() {
+                return Err(err!(
+                    ARROW_DLPACK_INVALID_ARROW,
+                    "buffers[{}] (the data buffers' sizes) is NULL with {} data buffers",
+                    n - 1,
+                    n - 3
+                ));
+            }
+            piece.data = at.cast_mut().cast();
+            o.data = at;
+            o.sizes = sizes.cast();
+            // SAFETY: as above: entries 2 to `n - 2` are the data buffers.
+            o.data_buffers = unsafe { array.buffers.add(2) };
+            o.n_data = n - 3;
+            piece.offsets = Some(o);
+            return Ok(());
+        }
+        Rows::ListView { .. } => {
+            // SAFETY: three buffer entries (layer 1).
+            let sizes = unsafe { *array.buffers.add(2) };
+            if count > 0 && sizes.is_null() {
+                return Err(err!(
+                    ARROW_DLPACK_INVALID_ARROW,
+                    "buffers[2] (sizes) is NULL with length {count}"
+                ));
+            }
+            o.data = at;
+            o.sizes = sizes.cast::<u8>().wrapping_add(first * width);
+            // Views point anywhere in the child: all of it is checked, and
+            // each view against it by the copy that follows it.
+            // SAFETY: one child (layer 1).
+            let child = unsafe { child_array(array) }?;
+            o.last = child.length.max(0);
+        }
+        _ => {
+            o.data = at;
+            if !entries_buffer.is_null() {
+                // SAFETY: the offsets buffer holds `offset + length + 1`
+                // entries (trusted); 0 and `count` are among those the
+                // rows use (checked above).
+                (o.first, o.last) = unsafe {
+                    (
+                        Piece::entry(at, large, 0),
+                        Piece::entry(at, large, count as usize),
+                    )
+                };
+            }
+            check_span((o.first, o.last), start, count)?;
+        }
+    }
+    let elements = o.last - o.first;
+    match column.rows {
+        Rows::Binary { .. } => {
+            // SAFETY: three buffer entries (layer 1).
+            let data = unsafe { *array.buffers.add(2) };
+            if elements > 0 && data.is_null() {
+                return Err(err!(
+                    ARROW_DLPACK_INVALID_ARROW,
+                    "buffers[2] (data) is NULL with {elements} bytes"
+                ));
+            }
+            piece.data = data
+                .cast::<u8>()
+                .wrapping_add(o.first as usize)
+                .cast_mut()
+                .cast();
+        }
+        _ => {
+            // The child's value rows `first..last`, read as dense values.
+            // SAFETY: one child (layer 1).
+            let child = unsafe { child_array(array) }?;
+            // SAFETY: a schema that passed layer 1: the list's child.
+            let child_format =
+                unsafe { format_of(&**column.schema.children) }.map_err(|e| locate(1, e))?;
+            // SAFETY: forwarded from the caller.
+            (piece.data, piece.bit_offset) = unsafe {
+                dense(
+                    child,
+                    &column.values,
+                    child_format,
+                    false,
+                    (o.first, elements),
+                    1,
+                    location,
+                    mode,
+                    &mut piece.maps,
+                )
+            }?;
+        }
+    }
+    piece.elements = (elements as usize)
+        .checked_mul(column.values.row_elements())
+        .ok_or_else(|| {
+            err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "{elements} list elements of {} values overflow",
+                column.values.row_elements()
+            )
+        })?;
+    piece.offsets = Some(o);
+    Ok(())
+}
+
+/// The first and last offsets of rows `start..start + count`, as every
+/// reader of offsets checks them before following any: the first `>= 0`,
+/// the last no smaller.
+fn check_span((first, last): (i64, i64), start: i64, count: i64) -> Result<(), Error> {
+    if first < 0 || last < first {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "offsets of rows {start}..{} run from {first} to {last}: the first must be >= 0 and the last no smaller",
+            start + count,
+        ));
+    }
+    Ok(())
+}
+
+/// A list of primitives, a string or a binary array that a jagged export
+/// shares as it is ([`read_flat_list`]).
+pub struct FlatList {
+    /// The values' type (uint8 for strings and binaries).
+    pub dtype: &'static DType,
+    /// The first value; NULL without values.
+    pub values: *mut c_void,
+    pub elements: i64,
+    /// The rows' `rows + 1` offsets, the first 0.
+    pub offsets: *const c_void,
+    pub rows: i64,
+    /// int64 offsets.
+    pub large: bool,
+}
+
+/// The common jagged case, read without building a type or a piece: a
+/// `+l`/`+L` of a one-character primitive, or a `u` `z` `U` `Z` array,
+/// without metadata or dictionaries, no nulls at any level and offsets
+/// starting at 0, through the same layers and checks as [`read_piece`]
+/// (structure, ranges, the first and last offsets). `Ok(None)`: anything
+/// else (nulls, a slice whose offsets need rebasing, other formats, a
+/// device): read it with [`column_type`] and [`read_piece`], which also
+/// gives the errors of what is merely unusual.
+///
+/// # Safety
+/// As [`read_type`] and [`read_piece`].
+pub unsafe fn read_flat_list(
+    array: &ArrowArray,
+    schema: &ArrowSchema,
+    location: Location,
+) -> Result<Option<FlatList>, Error> {
+    if schema.release.is_none()
+        || schema.format.is_null()
+        || !schema.metadata.is_null()
+        || !schema.dictionary.is_null()
+        || !location.is_host_readable()
+    {
+        return Ok(None);
+    }
+    // The format's first three bytes, without a `strlen`: each is read
+    // only when the one before is not the terminator.
+    // SAFETY: a non-NULL format is a C string (the interface's contract).
+    let format: &[u8] = unsafe {
+        let f = schema.format.cast::<u8>();
+        let len = match (*f, *f != 0 && *f.add(1) != 0) {
+            (0, _) => 0,
+            (_, false) => 1,
+            (_, true) => 2 + (*f.add(2) != 0) as usize,
+        };
+        std::slice::from_raw_parts(f, len)
+    };
+    let (large, child_type) = match format {
+        b"+l" | b"+L" => {
+            if schema.n_children != 1 || schema.children.is_null() {
+                return Ok(None);
+            }
+            // SAFETY: one entry, NULL or a valid schema (trusted).
+            let Some(child) = (unsafe { (*schema.children).as_ref() }) else {
+                return Ok(None);
+            };
+            // SAFETY: as above.
+            match (child.release.is_some(), unsafe { plain_primitive(child) }) {
+                (true, Some(t)) if !t.is_bit_packed() => (format == b"+L", Some(t)),
+                _ => return Ok(None),
+            }
+        }
+        b"u" | b"z" => (false, None),
+        b"U" | b"Z" => (true, None),
+        _ => return Ok(None),
+    };
+    if schema.n_children != child_type.is_some() as i64 {
+        return Ok(None);
+    }
+    if array.release.is_none() {
+        return Err(released_array());
+    }
+    let (n_buffers, n_children) = match child_type {
+        Some(_) => (2, 1),
+        None => (3, 0),
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        level_structure(
+            array,
+            LevelFormat::Schema(format),
+            n_buffers,
+            n_children,
+            false,
+        )
+    }?;
+    let mode = Mode { keep_nulls: true };
+    let count = array.length;
+    let covered = level_range(array, 0, count, 0, location, mode)?;
+    if covered.nulls.is_some() {
+        return Ok(None);
+    }
+    let width: u64 = if large { 8 } else { 4 };
+    let byte_end = (covered.first as u64)
+        .checked_add(count as u64 + 1)
+        .and_then(|n| n.checked_mul(width));
+    // SAFETY: at least two buffer entries (layer 1).
+    let buffer = unsafe { *array.buffers.add(1) };
+    if byte_end.is_none_or(|b| b > isize::MAX as u64) || buffer.is_null() {
+        return Ok(None);
+    }
+    let at = buffer
+        .cast::<u8>()
+        .wrapping_add(covered.first as usize * width as usize);
+    // SAFETY: the offsets buffer holds `offset + length + 1` entries
+    // (trusted); entries 0 and `length` from `offset` are among them.
+    let (first, last) = unsafe {
+        (
+            Piece::entry(at, large, 0),
+            Piece::entry(at, large, count as usize),
+        )
+    };
+    check_span((first, last), 0, count)?;
+    if first != 0 || (at as usize) % width as usize != 0 {
+        return Ok(None); // rebased (a copy), or read through a gather
+    }
+    let elements = last;
+    let (dtype, values) = match child_type {
+        Some(t) => {
+            // SAFETY: one child (layer 1).
+            let child = unsafe { child_array(array) }?;
+            let at = |e| locate(1, e);
+            // SAFETY: a valid child (trusted when non-NULL).
+            unsafe { level_structure(child, LevelFormat::Dtype(t), 2, 0, false) }.map_err(at)?;
+            let inner = level_range(child, 0, elements, 1, location, mode).map_err(at)?;
+            if inner.nulls.is_some() {
+                return Ok(None);
+            }
+            let (data, _) = values_at(child, t, inner.first, elements).map_err(at)?;
+            (t, data)
+        }
+        None => {
+            // SAFETY: three buffer entries (layer 1).
+            let data = unsafe { *array.buffers.add(2) };
+            if elements > 0 && data.is_null() {
+                return Ok(None);
+            }
+            (&crate::dtype::UINT8, data.cast_mut())
+        }
+    };
+    Ok(Some(FlatList {
+        dtype,
+        values,
+        elements,
+        offsets: at.cast(),
+        rows: count,
+        large,
+    }))
+}
+
+impl Piece {
+    /// Layer 3: counts the validity bits of the covered ranges: any null
+    /// value is `HAS_NULLS`, unless `keep` (then they are counted, into
+    /// [`Piece::nulls`]); null rows of a variable-length column are always
+    /// counted, into [`Piece::null_rows`].
     ///
     /// # Safety
     /// Each bitmap holds its array's `offset + length` bits (trusted, as
-    /// the C Data Interface says); the tree passed layers 1 and 2.
-    unsafe fn count_nulls(&mut self) -> Result<(), Error> {
-        let (mut total, mut depth) = (0, 0);
-        for map in self.nulls.maps() {
-            let bytes = (map.first + map.count).div_ceil(8);
+    /// the C Data Interface says); the piece came from [`read_piece`].
+    #[inline(always)]
+    pub unsafe fn count_nulls(&mut self, keep: bool) -> Result<(), Error> {
+        if self.maps.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.count_maps(keep) }
+    }
+
+    /// [`Piece::count_nulls`] where there are bitmaps, out of line.
+    ///
+    /// # Safety
+    /// As [`Piece::count_nulls`].
+    #[inline(never)]
+    unsafe fn count_maps(&mut self, keep: bool) -> Result<(), Error> {
+        let mut total = 0;
+        for map in &self.maps {
             // SAFETY: forwarded from the caller.
-            let bitmap = unsafe { std::slice::from_raw_parts(map.bitmap, bytes) };
-            let nulls = map.count - bitmap::count_set_bits(bitmap, map.first, map.count);
-            if nulls > 0 && !self.keep_nulls {
-                return Err(locate(
-                    map.depth,
-                    err!(
-                        ARROW_DLPACK_HAS_NULLS,
-                        "array has {nulls} nulls (counted in its validity bitmap); DLPack cannot represent missing values"
-                    ),
-                ));
+            let nulls = unsafe { map.nulls() };
+            if map.rows {
+                self.null_rows += nulls;
+                continue;
             }
-            if total == 0 {
-                depth = map.depth;
+            let depth = match map.level {
+                Level::Depth(d) => d,
+                Level::Struct => 0,
+            };
+            if nulls > 0 && !keep {
+                return Err(locate(depth, counted_nulls(nulls)));
+            }
+            if total == 0 && nulls > 0 {
+                self.null_level = map.level;
             }
             total += nulls;
         }
-        (self.nulls.count, self.nulls.depth) = (total, depth);
+        self.nulls = total;
         Ok(())
     }
+}
+
+/// Where one row of a variable-length piece lies.
+#[derive(Debug, Clone, Copy)]
+pub struct Row {
+    /// Its first value (a bit-packed boolean: the byte holding its bit).
+    pub data: *const u8,
+    pub bit: usize,
+    /// Its elements (value rows; a string's bytes).
+    pub len: usize,
+    /// Its first element's value row among the piece's values (what the
+    /// values' null maps count from).
+    pub first: usize,
+    pub null: bool,
+}
+
+/// What layer 3 found in a variable-length piece's rows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RowFacts {
+    /// Elements of the longest row that is not null.
+    pub longest: usize,
+    /// Elements of the rows that are not null, in all.
+    pub total: usize,
+    /// Whether a null row's segment holds elements (a compaction would
+    /// drop them).
+    pub null_rows_cover_values: bool,
+}
+
+impl Piece {
+    /// Entry `i` of a list's or string's offsets (`i <= rows`), or of a
+    /// list view's offsets or sizes (`i < rows`).
+    ///
+    /// # Safety
+    /// `at` is the piece's offsets (or sizes) pointer; the buffer holds the
+    /// entry (the C Data Interface's promise).
+    #[inline(always)]
+    unsafe fn entry(at: *const u8, large: bool, i: usize) -> i64 {
+        // SAFETY: forwarded from the caller; any alignment.
+        unsafe {
+            match large {
+                true => at.add(i * 8).cast::<i64>().read_unaligned(),
+                false => i64::from(at.add(i * 4).cast::<i32>().read_unaligned()),
+            }
+        }
+    }
+
+    /// Whether row `r` is null (a bitmap over the rows says so).
+    ///
+    /// # Safety
+    /// The piece's row maps hold their bits.
+    #[inline(always)]
+    pub unsafe fn row_is_null(&self, r: usize) -> bool {
+        // SAFETY: forwarded from the caller.
+        self.maps
+            .iter()
+            .any(|m| m.rows && unsafe { !bitmap::bit(m.bitmap, m.first + r) })
+    }
+
+    /// A string view's `(length, buffer, offset)`.
+    ///
+    /// # Safety
+    /// Row `r` is covered: its 16-byte view is readable.
+    #[inline(always)]
+    unsafe fn view(&self, r: usize) -> (i32, i32, i32) {
+        let view = self.data.cast::<u8>().cast_const().wrapping_add(r * 16);
+        // SAFETY: 16 bytes of the covered view (caller's contract).
+        unsafe {
+            (
+                view.cast::<i32>().read_unaligned(),
+                view.add(8).cast::<i32>().read_unaligned(),
+                view.add(12).cast::<i32>().read_unaligned(),
+            )
+        }
+    }
+
+    /// Layer 3 for variable-length rows: every offset a copy follows,
+    /// checked against what it indexes (lists and strings: non-decreasing,
+    /// within the covered range; list views: each row's offset and size
+    /// within the child; string views: each length, and each buffer and
+    /// offset within that buffer), and the facts a copy needs. Rows that
+    /// are null are never read, and views of null rows not checked.
+    ///
+    /// # Safety
+    /// The piece came from [`read_piece`] of `column` (a variable-length
+    /// one); the buffers hold the entries the C Data Interface says.
+    pub unsafe fn check_rows(&self, column: &ColumnType<'_>) -> Result<RowFacts, Error> {
+        let mut facts = RowFacts::default();
+        let Some(o) = self.offsets else {
+            return Ok(facts); // an empty array without offsets
+        };
+        let large = column.rows.large();
+        for r in 0..self.rows {
+            // SAFETY: the row maps hold their bits (caller's contract).
+            let null = unsafe { self.row_is_null(r) };
+            let len = match column.rows {
+                Rows::List { .. } | Rows::Binary { .. } => {
+                    // SAFETY: entries `r` and `r + 1 <= rows` exist.
+                    let (start, end) = unsafe {
+                        (
+                            Self::entry(o.data, large, r),
+                            Self::entry(o.data, large, r + 1),
+                        )
+                    };
+                    if start > end || start < o.first || end > o.last {
+                        return Err(err!(
+                            ARROW_DLPACK_INVALID_ARROW,
+                            "row {r}: offsets {start} to {end} decrease or leave the range {}..{} of the values",
+                            o.first,
+                            o.last
+                        ));
+                    }
+                    if null && end > start {
+                        facts.null_rows_cover_values = true;
+                    }
+                    (end - start) as usize
+                }
+                Rows::ListView { .. } if null => 0,
+                Rows::ListView { .. } => {
+                    // SAFETY: entry `r < rows` of each.
+                    let (start, size) = unsafe {
+                        (
+                            Self::entry(o.data, large, r),
+                            Self::entry(o.sizes, large, r),
+                        )
+                    };
+                    if start < 0
+                        || size < 0
+                        || start.checked_add(size).is_none_or(|end| end > o.last)
+                    {
+                        return Err(err!(
+                            ARROW_DLPACK_INVALID_ARROW,
+                            "row {r}: view offset {start} and size {size} leave the child's {} elements",
+                            o.last
+                        ));
+                    }
+                    size as usize
+                }
+                Rows::BinaryView if null => 0,
+                Rows::BinaryView => {
+                    // SAFETY: row `r` is covered.
+                    let (len, buffer, offset) = unsafe { self.view(r) };
+                    if len < 0 {
+                        return Err(err!(
+                            ARROW_DLPACK_INVALID_ARROW,
+                            "row {r}: view length {len} is negative"
+                        ));
+                    }
+                    if len > 12 {
+                        let size = match usize::try_from(buffer) {
+                            // SAFETY: the sizes buffer holds an int64 for
+                            // each data buffer.
+                            Ok(b) if b < o.n_data => unsafe {
+                                o.sizes.cast::<i64>().add(b).read_unaligned()
+                            },
+                            _ => {
+                                return Err(err!(
+                                    ARROW_DLPACK_INVALID_ARROW,
+                                    "row {r}: view buffer {buffer} of {} data buffers",
+                                    o.n_data
+                                ));
+                            }
+                        };
+                        let end = i64::from(offset) + i64::from(len);
+                        if offset < 0 || end > size {
+                            return Err(err!(
+                                ARROW_DLPACK_INVALID_ARROW,
+                                "row {r}: view bytes {offset}..{end} leave buffer {buffer} of {size} bytes"
+                            ));
+                        }
+                    }
+                    len as usize
+                }
+                Rows::Dense => unreachable!("a variable-length piece"),
+            };
+            if !null {
+                facts.longest = facts.longest.max(len);
+                facts.total += len;
+            }
+        }
+        Ok(facts)
+    }
+
+    /// Where row `r` lies.
+    ///
+    /// # Safety
+    /// As [`Piece::check_rows`], which passed: every offset followed here
+    /// was checked.
+    #[inline(always)]
+    pub unsafe fn row(&self, column: &ColumnType<'_>, r: usize) -> Row {
+        let o = self
+            .offsets
+            .expect("a variable-length piece with rows has offsets");
+        let large = column.rows.large();
+        let e = column.values.row_elements();
+        let width = column.values.dtype.width();
+        // SAFETY: the row maps hold their bits (caller's contract).
+        let null = unsafe { self.row_is_null(r) };
+        let (first, len) = match column.rows {
+            // SAFETY: entries `r` and `r + 1` (checked).
+            Rows::List { .. } | Rows::Binary { .. } => unsafe {
+                let start = Self::entry(o.data, large, r);
+                let end = Self::entry(o.data, large, r + 1);
+                ((start - o.first) as usize, (end - start) as usize)
+            },
+            Rows::ListView { .. } if null => (0, 0),
+            // SAFETY: entry `r` of each (checked).
+            Rows::ListView { .. } => unsafe {
+                (
+                    Self::entry(o.data, large, r) as usize,
+                    Self::entry(o.sizes, large, r) as usize,
+                )
+            },
+            Rows::BinaryView => {
+                // SAFETY: row `r` is covered; a non-null view was checked.
+                let (len, buffer, offset) = unsafe { self.view(r) };
+                let data = match (null, len) {
+                    (true, _) => std::ptr::null(),
+                    (false, 0..=12) => self.data.cast::<u8>().cast_const().wrapping_add(r * 16 + 4),
+                    // SAFETY: buffer `buffer < n_data` (checked).
+                    (false, _) => unsafe {
+                        (*o.data_buffers.add(buffer as usize))
+                            .cast::<u8>()
+                            .wrapping_add(offset as usize)
+                    },
+                };
+                let len = if null { 0 } else { len as usize };
+                return Row {
+                    data,
+                    bit: 0,
+                    len,
+                    first: 0,
+                    null,
+                };
+            }
+            Rows::Dense => unreachable!("a variable-length piece"),
+        };
+        let (data, bit) = match column.values.dtype.is_bit_packed() {
+            true => {
+                let bit = self.bit_offset + first * e;
+                (
+                    self.data.cast::<u8>().cast_const().wrapping_add(bit / 8),
+                    bit % 8,
+                )
+            }
+            false => (
+                self.data
+                    .cast::<u8>()
+                    .cast_const()
+                    .wrapping_add(first * e * width),
+                0,
+            ),
+        };
+        Row {
+            data,
+            bit,
+            len,
+            first,
+            null,
+        }
+    }
+}
+
+/// One record batch: a piece per column, each covering the batch's rows.
+#[derive(Debug)]
+pub struct Batch {
+    pub rows: usize,
+    pub columns: Vec<Piece>,
+    /// Null rows of the struct array itself (counted in layer 3).
+    pub null_rows: usize,
+    /// The struct's own validity over the batch's rows, if it may hold
+    /// nulls (also in each column's maps, after the column's own).
+    pub row_map: Option<NullMap>,
+}
+
+/// Reads a struct array (a record batch) of `table`'s type: the struct
+/// level, then every column (the struct's offset applied to the child, as
+/// the C Data Interface says), then (layer 3) every bitmap. Nulls are
+/// kept: the planner refuses them naming their column.
+///
+/// # Safety
+/// As [`read_piece`].
+pub unsafe fn read_batch(array: &ArrowArray, table: &TableType<'_>) -> Result<Batch, Error> {
+    let all = 0..table.columns.len();
+    // SAFETY: forwarded from the caller.
+    unsafe { read_batch_rows(array, table, None, all) }
+}
+
+/// As [`read_batch`], over the struct's rows `rows` (`(start, count)`
+/// within its length; `None`: all of them) and only the columns `columns`
+/// (the batch's pieces in that order): what a batch of training rows
+/// reads of a record batch.
+///
+/// # Safety
+/// As [`read_batch`].
+pub unsafe fn read_batch_rows(
+    array: &ArrowArray,
+    table: &TableType<'_>,
+    rows: Option<(usize, usize)>,
+    columns: impl ExactSizeIterator<Item = usize>,
+) -> Result<Batch, Error> {
+    if array.release.is_none() {
+        return Err(released_array());
+    }
+    let n = table.columns.len() as i64;
+    if array.n_children != n {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "struct array has {} children (n_children), its schema {n}",
+            array.n_children
+        ));
+    }
+    // SAFETY: `n` entries when not NULL (the interface's layout).
+    if n > 0 && unsafe { missing(array.children, n as usize) } {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "struct array or schema: children (or one of them) is NULL with n_children {n}"
+        ));
+    }
+    if array.n_buffers != 1 || array.buffers.is_null() {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "struct array has n_buffers {} (buffers {}); a struct has 1, its validity",
+            array.n_buffers,
+            if array.buffers.is_null() {
+                "NULL"
+            } else {
+                "set"
+            }
+        ));
+    }
+    if !array.dictionary.is_null() {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "struct array or schema has a dictionary"
+        ));
+    }
+    if array.length < 0 || array.offset < 0 || array.offset.checked_add(array.length).is_none() {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "struct array length {} and offset {}: negative or overflowing",
+            array.length,
+            array.offset
+        ));
+    }
+    let (start, rows) = match rows {
+        None => (0, array.length as usize),
+        Some((start, count))
+            if start
+                .checked_add(count)
+                .is_some_and(|e| e <= array.length as usize) =>
+        {
+            (start, count)
+        }
+        Some((start, count)) => {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "rows {start}..{} of a struct array of length {}",
+                start.saturating_add(count),
+                array.length
+            ));
+        }
+    };
+    let offset = array.offset as usize + start;
+    // SAFETY: one buffer pointer (checked).
+    let bitmap = unsafe { *array.buffers }.cast::<u8>();
+    let row_map = match (array.null_count, bitmap.is_null()) {
+        (0, _) | (-1, true) => None,
+        (count, _) if count < -1 => {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "struct array null_count is {count}; it must be -1 (unknown) or a count"
+            ));
+        }
+        (count, true) => {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "struct array null_count is {count} but its validity bitmap is NULL"
+            ));
+        }
+        (_, false) => Some(NullMap {
+            bitmap,
+            first: offset,
+            count: rows,
+            per_entry: 1,
+            per_row: 1,
+            level: Level::Struct,
+            rows: false,
+        }),
+    };
+    let end = array.offset + array.length;
+    let mut pieces = Vec::with_capacity(columns.len());
+    let mut types = Vec::with_capacity(columns.len());
+    for j in columns {
+        let column = &table.columns[j];
+        let at = |e: Error| e.context(format_args!("{}", ColumnName(j, column.name())));
+        // SAFETY: `n` non-NULL children (checked), valid (trusted).
+        let child = unsafe { &**array.children.add(j) };
+        if child.length < end {
+            return Err(at(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "length {} is shorter than the struct array's offset + length {end}",
+                child.length
+            )));
+        }
+        let keep = Mode { keep_nulls: true };
+        let range = Some((offset as i64, rows as i64));
+        // SAFETY: forwarded from the caller.
+        let piece = unsafe { read_piece(child, column, range, Location::CPU, keep) }.map_err(at)?;
+        pieces.push(piece);
+        types.push(column);
+    }
+    let mut batch = Batch {
+        rows,
+        columns: pieces,
+        null_rows: 0,
+        row_map,
+    };
+    // Layer 3: the bitmaps of the whole batch, once every column passed
+    // the first two.
+    if let Some(map) = &batch.row_map {
+        // SAFETY: `offset + length` bits (trusted).
+        batch.null_rows = unsafe { map.nulls() };
+    }
+    for (piece, column) in batch.columns.iter_mut().zip(types) {
+        // SAFETY: pieces just read.
+        unsafe { piece.count_nulls(true) }?;
+        if let Some(map) = row_map {
+            // A null row is null in every column: all of its row's values
+            // (for a variable-length column, the row itself).
+            match column.rows {
+                Rows::Dense => piece.maps.push(NullMap {
+                    per_entry: column.values.row_elements(),
+                    ..map
+                }),
+                _ => piece.maps.push(NullMap {
+                    per_entry: 0,
+                    rows: true,
+                    ..map
+                }),
+            }
+        }
+    }
+    Ok(batch)
 }

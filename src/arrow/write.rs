@@ -48,6 +48,17 @@ pub fn fixed_size_list_array(length: i64, child: ArrowArray, keeper: Keeper) -> 
     array(length, 1, [ptr::null(); 2], vec![child], keeper)
 }
 
+/// A list array of `length` rows (`+l` or `+L`: the offsets' width) over
+/// `child`, its `length + 1` offsets at `offsets`.
+pub fn list_array(
+    length: i64,
+    offsets: *const c_void,
+    child: ArrowArray,
+    keeper: Keeper,
+) -> ArrowArray {
+    array(length, 2, [ptr::null(), offsets], vec![child], keeper)
+}
+
 /// A struct array of `length` rows over `children` (no validity bitmap).
 /// The children hold their own shares: a consumer may move one out and
 /// release it after the struct.
@@ -156,6 +167,15 @@ pub fn fixed_size_list_schema(list_size: i32, item: ArrowSchema, metadata: Vec<u
 /// The schema of a primitive type named `name` (a struct's field).
 pub fn named_schema(dtype: &'static DType, name: CString) -> ArrowSchema {
     owned_schema(dtype.c_format.into(), name, Vec::new(), Vec::new())
+}
+
+/// The schema of a non-nullable list (`large`: int64 offsets) of `item`.
+pub fn list_schema(large: bool, item: ArrowSchema) -> ArrowSchema {
+    let format = match large {
+        true => c"+L",
+        false => c"+l",
+    };
+    owned_schema(format.into(), CString::default(), Vec::new(), vec![item])
 }
 
 /// The schema of a non-nullable struct of `fields`.

@@ -74,6 +74,20 @@ pub unsafe fn pack(src: *const u8, dst: *mut u8, count: usize) {
     }
 }
 
+/// [`pack`] split over threads, each a run of whole bytes.
+///
+/// # Safety
+/// As [`pack`].
+pub unsafe fn pack_on(src: *const u8, dst: *mut u8, count: usize, threads: usize) {
+    let (s, d) = (super::threads::Src(src), super::threads::Dst(dst));
+    // A "row" is one byte of bits: eight bools in.
+    super::threads::split(count.div_ceil(8), 8, threads, |r| {
+        let n = (r.end * 8).min(count) - r.start * 8;
+        // SAFETY: bools `8 * start..` and bytes `start..` of this run.
+        unsafe { pack(s.get().add(r.start * 8), d.get().add(r.start), n) };
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

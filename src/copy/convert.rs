@@ -2,9 +2,11 @@
 //! casting: integers wrap, floats truncate toward zero into integers
 //! (saturating out of range, NaN to 0: NumPy leaves those undefined),
 //! anything to bool is `x != 0`, bool is 0 or 1, float16 rounds to nearest
-//! even. The same type is a plain copy.
+//! even. bfloat16 is made as PyTorch makes it (`Tensor.to(torch.bfloat16)`):
+//! the value as a float32, rounded to nearest even, NaN as 0x7FC0. The same
+//! type is a plain copy.
 
-use crate::dtype::DType;
+use crate::dtype::{DType, Elem};
 
 use super::{bits, half};
 
@@ -17,6 +19,22 @@ struct F16(u16);
 #[derive(Clone, Copy)]
 #[repr(transparent)]
 struct Bool(u8);
+
+/// A bfloat16, as its bits.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct BF16(u16);
+
+/// The bfloat16 of a float32, as PyTorch's `c10::BFloat16` rounds it (to
+/// nearest even; every NaN is 0x7FC0).
+pub fn bfloat16(x: f32) -> u16 {
+    if x.is_nan() {
+        return 0x7fc0;
+    }
+    let bits = x.to_bits();
+    let bias = ((bits >> 16) & 1) + 0x7fff;
+    (bits.wrapping_add(bias) >> 16) as u16
+}
 
 /// `self` as a `D`, with `astype`'s semantics.
 trait Cast<D> {
@@ -64,6 +82,20 @@ macro_rules! numeric_casts {
                 (self.0 != 0) as u8 as $s
             }
         }
+        impl Cast<BF16> for $s {
+            #[inline(always)]
+            #[allow(clippy::unnecessary_cast)]
+            fn cast(self) -> BF16 {
+                BF16(bfloat16(self as f32))
+            }
+        }
+        impl Cast<$s> for BF16 {
+            #[inline(always)]
+            #[allow(clippy::unnecessary_cast)]
+            fn cast(self) -> $s {
+                f32::from_bits(u32::from(self.0) << 16) as $s
+            }
+        }
     };
 }
 
@@ -89,6 +121,33 @@ impl Cast<Bool> for Bool {
         Bool((self.0 != 0) as u8)
     }
 }
+impl Cast<BF16> for F16 {
+    fn cast(self) -> BF16 {
+        BF16(bfloat16(half::to_f64(self.0) as f32))
+    }
+}
+impl Cast<F16> for BF16 {
+    fn cast(self) -> F16 {
+        F16(half::from_f64(f64::from(f32::from_bits(
+            u32::from(self.0) << 16,
+        ))))
+    }
+}
+impl Cast<BF16> for Bool {
+    fn cast(self) -> BF16 {
+        BF16(if self.0 != 0 { 0x3f80 } else { 0 })
+    }
+}
+impl Cast<Bool> for BF16 {
+    fn cast(self) -> Bool {
+        Bool((self.0 & 0x7fff != 0) as u8)
+    }
+}
+impl Cast<BF16> for BF16 {
+    fn cast(self) -> BF16 {
+        self
+    }
+}
 
 /// `count` elements from `src` converted into `dst`, both read and written
 /// unaligned (the C Data Interface allows unaligned buffers; the owner's
@@ -107,59 +166,62 @@ unsafe fn run<S: Copy + Cast<D>, D: Copy>(src: *const u8, dst: *mut u8, count: u
     }
 }
 
-/// Calls `$body` with `$T` the Rust type of the format byte `$f`.
+/// Calls `$body` with `$T` the Rust type of the element kind `$e`.
 macro_rules! with_type {
-    ($f:expr, $T:ident => $body:expr) => {
-        match $f {
-            b'c' => {
+    ($e:expr, $T:ident => $body:expr) => {
+        match $e {
+            Elem::I8 => {
                 type $T = i8;
                 $body
             }
-            b'C' => {
+            Elem::U8 => {
                 type $T = u8;
                 $body
             }
-            b's' => {
+            Elem::I16 => {
                 type $T = i16;
                 $body
             }
-            b'S' => {
+            Elem::U16 => {
                 type $T = u16;
                 $body
             }
-            b'i' => {
+            Elem::I32 => {
                 type $T = i32;
                 $body
             }
-            b'I' => {
+            Elem::U32 => {
                 type $T = u32;
                 $body
             }
-            b'l' => {
+            Elem::I64 => {
                 type $T = i64;
                 $body
             }
-            b'L' => {
+            Elem::U64 => {
                 type $T = u64;
                 $body
             }
-            b'e' => {
+            Elem::F16 => {
                 type $T = F16;
                 $body
             }
-            b'f' => {
+            Elem::F32 => {
                 type $T = f32;
                 $body
             }
-            b'g' => {
+            Elem::F64 => {
                 type $T = f64;
                 $body
             }
-            b'b' => {
+            Elem::Bool => {
                 type $T = Bool;
                 $body
             }
-            other => unreachable!("format {other} has no element type"),
+            Elem::BF16 => {
+                type $T = BF16;
+                $body
+            }
         }
     };
 }
@@ -182,13 +244,13 @@ pub unsafe fn convert(
         // SAFETY: forwarded from the caller.
         return unsafe { bits_to(to, src, bit_offset, dst, count) };
     }
-    if from.format == to.format {
+    if from.elem == to.elem {
         // SAFETY: the same element size; forwarded from the caller.
         return unsafe { std::ptr::copy_nonoverlapping(src, dst, count * from.width()) };
     }
     // SAFETY: forwarded from the caller; `S` and `D` are the types of the
-    // formats.
-    with_type!(from.format, S => with_type!(to.format, D => unsafe { run::<S, D>(src, dst, count) }))
+    // element kinds.
+    with_type!(from.elem, S => with_type!(to.elem, D => unsafe { run::<S, D>(src, dst, count) }))
 }
 
 /// Bit-packed booleans into `to`: bytes straight from the bits, other
@@ -201,8 +263,8 @@ unsafe fn bits_to(to: &DType, src: *const u8, bit_offset: usize, dst: *mut u8, c
         // SAFETY: forwarded from the caller.
         return unsafe { bits::unpack(src, bit_offset, dst, count) };
     }
-    // SAFETY: as above; `D` is the type of the format.
-    with_type!(to.format, D => unsafe {
+    // SAFETY: as above; `D` is the type of the element kind.
+    with_type!(to.elem, D => unsafe {
         let dst = dst.cast::<D>();
         for i in 0..count {
             let bit = bit_offset + i;
@@ -228,33 +290,41 @@ pub fn exact(value: f64, to: &DType) -> Option<[u8; 8]> {
             out[..bytes.len()].copy_from_slice(&bytes);
         }};
     }
-    match to.format {
-        b'c' => int!(i8),
-        b'C' => int!(u8),
-        b's' => int!(i16),
-        b'S' => int!(u16),
-        b'i' => int!(i32),
-        b'I' => int!(u32),
+    match to.elem {
+        Elem::I8 => int!(i8),
+        Elem::U8 => int!(u8),
+        Elem::I16 => int!(i16),
+        Elem::U16 => int!(u16),
+        Elem::I32 => int!(i32),
+        Elem::U32 => int!(u32),
         // `MAX as f64 + 1.0` is exactly 2^63 / 2^64: the open upper bound.
-        b'l' => int!(i64),
-        b'L' => int!(u64),
-        b'b' if value == 0.0 || value == 1.0 => out[0] = value as u8,
-        b'b' => return None,
-        b'e' => {
+        Elem::I64 => int!(i64),
+        Elem::U64 => int!(u64),
+        Elem::Bool if value == 0.0 || value == 1.0 => out[0] = value as u8,
+        Elem::Bool => return None,
+        Elem::BF16 => {
+            let b = bfloat16(value as f32);
+            let back = f64::from(f32::from_bits(u32::from(b) << 16));
+            if !(value.is_nan() || back == value) {
+                return None;
+            }
+            out[..2].copy_from_slice(&b.to_ne_bytes());
+        }
+        Elem::F16 => {
             let h = half::from_f64(value);
             if !(value.is_nan() || half::to_f64(h) == value) {
                 return None;
             }
             out[..2].copy_from_slice(&h.to_ne_bytes());
         }
-        b'f' => {
+        Elem::F32 => {
             let f = value as f32;
             if !(value.is_nan() || f as f64 == value) {
                 return None;
             }
             out[..4].copy_from_slice(&f.to_ne_bytes());
         }
-        _ => out = value.to_ne_bytes(),
+        Elem::F64 => out = value.to_ne_bytes(),
     }
     Some(out)
 }
@@ -262,13 +332,17 @@ pub fn exact(value: f64, to: &DType) -> Option<[u8; 8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dtype::{BOOLEAN, TABLE};
+    use crate::dtype::{BFLOAT16, BOOLEAN, TARGETS};
 
     fn dtype(format: u8) -> &'static DType {
-        if format == b'b' {
-            return &BOOLEAN;
+        if format == b'B' {
+            return &BFLOAT16;
         }
-        TABLE.iter().find(|t| t.format == format).unwrap()
+        TARGETS
+            .iter()
+            .copied()
+            .find(|t| t.format == format)
+            .unwrap()
     }
 
     fn converted(from: u8, src: &[u8], to: u8) -> Vec<u8> {
@@ -313,6 +387,20 @@ mod tests {
         assert_eq!(converted(b'e', &bytes(&[0xc000u16]), b'l'), bytes(&[-2i64]));
         // The same type is a copy.
         assert_eq!(converted(b'S', &bytes(&[7u16, 9]), b'S'), bytes(&[7u16, 9]));
+        // bfloat16 as PyTorch makes it: through float32, nearest even.
+        let got = converted(
+            b'g',
+            &bytes(&[1.0f64, 1.00390625, 1.01171875, -0.0, f64::NAN, 1e39]),
+            b'B',
+        );
+        assert_eq!(
+            got,
+            bytes(&[0x3f80u16, 0x3f80, 0x3f82, 0x8000, 0x7fc0, 0x7f80])
+        );
+        assert_eq!(
+            converted(b'l', &bytes(&[257i64]), b'B'),
+            bytes(&[0x4380u16])
+        );
     }
 
     #[test]

@@ -57,6 +57,46 @@ pub unsafe fn gather(src: *const u8, shape: &[i64], strides: &[i64], width: usiz
     }
 }
 
+/// [`gather`] split over threads by blocks of the outermost dimension
+/// (each block's elements are a contiguous run of the destination).
+///
+/// # Safety
+/// As [`gather`].
+pub unsafe fn gather_on(
+    src: *const u8,
+    shape: &[i64],
+    strides: &[i64],
+    width: usize,
+    dst: *mut u8,
+    threads: usize,
+) {
+    let (Some(&rows), false) = (shape.first(), shape.contains(&0)) else {
+        // SAFETY: forwarded from the caller.
+        return unsafe { gather(src, shape, strides, width, dst) };
+    };
+    let row_bytes = shape[1..].iter().product::<i64>() as usize * width;
+    let (src, dst) = (super::threads::Src(src), super::threads::Dst(dst));
+    super::threads::split(rows as usize, row_bytes, threads, |r| {
+        let mut block = shape.to_vec();
+        block[0] = r.len() as i64;
+        // Block `r` of dimension 0: its first element, and its place.
+        let at = (r.start as isize)
+            .wrapping_mul(strides[0] as isize)
+            .wrapping_mul(width as isize);
+        // SAFETY: the block's elements are elements of the tensor
+        // (caller's contract); its rows go to its own part of `dst`.
+        unsafe {
+            gather(
+                src.get().wrapping_offset(at),
+                &block,
+                strides,
+                width,
+                dst.get().add(r.start * row_bytes),
+            )
+        };
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

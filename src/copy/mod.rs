@@ -3,9 +3,16 @@
 //!
 //! - [`convert`]: elements of one type to another (or the same: a
 //!   `memcpy`), as NumPy's `astype` with unsafe casting;
+//! - [`half`]: float16 to and from float64, rounded to nearest even;
 //! - [`bits`]: Arrow's bit-packed booleans unpacked to bytes, and packed;
-//! - [`nulls`]: nulls overwritten with a fill value, and validity masks;
-//! - [`gather`]: a strided tensor's elements into row-major order.
+//! - [`nulls`]: nulls overwritten with a fill value, and cleared in masks;
+//! - [`gather`]: a strided tensor's elements into row-major order;
+//! - [`transpose`]: columns into a row-major matrix and back, in tiles;
+//! - [`layout`]: the pieces of an export laid out in the tensor's bytes
+//!   (concatenated, or a table's columns as a matrix), by row ranges;
+//! - [`jagged`]: variable-length rows: offsets summed, values row by row,
+//!   padded rows and their masks;
+//! - [`threads`]: the split of a copy's rows over threads, and the pool.
 //!
 //! The kernels take raw pointers: sources may be unaligned (the C Data
 //! Interface allows it) and are read with unaligned loads; destinations are
@@ -15,7 +22,10 @@ pub mod bits;
 pub mod convert;
 pub mod gather;
 pub mod half;
+pub mod jagged;
+pub mod layout;
 pub mod nulls;
+pub mod threads;
 pub mod transpose;
 
 use std::alloc::{self, Layout};
@@ -61,6 +71,10 @@ impl Bytes {
 
     pub fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 

@@ -1,8 +1,11 @@
-//! Nulls in a copy: overwritten with a fill value, and validity masks.
+//! Nulls in a copy: overwritten with a fill value, and cleared in validity
+//! masks.
 //! Both walk the validity bitmaps a word at a time, skipping words without
 //! nulls, so a column with few nulls costs a pass over its bitmap on top of
 //! the copy (1/64 of a float64 column's bytes).
 
+#[cfg(test)]
+use crate::arrow::read::Level;
 use crate::arrow::read::NullMap;
 
 /// Calls `f(r)` for each entry `r` (relative to the map's first bit) whose
@@ -48,43 +51,71 @@ unsafe fn for_each_null(map: &NullMap, mut f: impl FnMut(usize)) {
 }
 
 /// Writes `value` (its first `width` bytes: one element) over every
-/// element a null of `maps` covers; element `e` of the copy is at
-/// `dst + e * width`, and each map's entries count from the copy's start.
+/// element a null of `map` covers; element `e` of the copy is at
+/// `dst + e * width`, and the map's entries count from the copy's start.
 ///
 /// # Safety
-/// `dst` has room for every element the maps cover; the maps' bitmaps hold
-/// their bits.
-pub unsafe fn fill(dst: *mut u8, width: usize, value: &[u8; 8], maps: &[NullMap]) {
-    for map in maps {
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            for_each_null(map, |r| {
-                for e in r * map.per_entry..(r + 1) * map.per_entry {
-                    dst.add(e * width)
-                        .copy_from_nonoverlapping(value.as_ptr(), width);
+/// `dst` has room for every element the map covers; its bitmap holds its
+/// bits.
+pub unsafe fn fill(dst: *mut u8, width: usize, value: &[u8; 8], map: &NullMap) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        for_each_null(map, |r| {
+            repeat(
+                dst.add(r * map.per_entry * width),
+                width,
+                value,
+                map.per_entry,
+            )
+        })
+    };
+}
+
+/// Writes `count` elements of `width` bytes (1, 2, 4 or 8), each the first
+/// `width` bytes of `value`, from `dst`: a `memset` where the bytes allow
+/// it, else a loop of whole-element stores the compiler vectorizes.
+///
+/// # Safety
+/// `dst` has room for `count` elements.
+pub unsafe fn repeat(dst: *mut u8, width: usize, value: &[u8; 8], count: usize) {
+    let bytes = &value[..width];
+    // SAFETY: room for `count * width` bytes (caller's contract); the
+    // stores are unaligned, so any `dst` will do.
+    unsafe {
+        if bytes.iter().all(|&b| b == bytes[0]) {
+            return dst.write_bytes(bytes[0], count * width);
+        }
+        macro_rules! each {
+            ($t:ty) => {{
+                let v = <$t>::from_ne_bytes(bytes.try_into().expect("the width"));
+                let dst = dst.cast::<$t>();
+                for i in 0..count {
+                    dst.add(i).write_unaligned(v);
                 }
-            })
-        };
+            }};
+        }
+        match width {
+            2 => each!(u16),
+            4 => each!(u32),
+            8 => each!(u64),
+            _ => unreachable!("elements of 1, 2, 4 or 8 bytes"),
+        }
     }
 }
 
-/// Writes the validity mask of `count` elements to `dst`: 1 where the
-/// element is valid, 0 where a null of `maps` covers it.
+/// Writes 0 over every element a null of `map` covers in a validity mask
+/// (a byte per element) at `dst`, whose entries count from `dst`.
 ///
 /// # Safety
-/// `dst` has room for `count` bytes, every element the maps cover is below
-/// `count`; the maps' bitmaps hold their bits.
-pub unsafe fn mask(dst: *mut u8, count: usize, maps: &[NullMap]) {
-    // SAFETY: `count` bytes of room.
-    unsafe { dst.write_bytes(1, count) };
-    for map in maps {
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            for_each_null(map, |r| {
-                dst.add(r * map.per_entry).write_bytes(0, map.per_entry);
-            })
-        };
-    }
+/// `dst` has room for every element the map covers; its bitmap holds its
+/// bits.
+pub unsafe fn clear(dst: *mut u8, map: &NullMap) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        for_each_null(map, |r| {
+            dst.add(r * map.per_entry).write_bytes(0, map.per_entry);
+        })
+    };
 }
 
 #[cfg(test)]
@@ -99,19 +130,21 @@ mod tests {
             let b = 3 + r;
             bitmap[b / 8] &= !(1 << (b % 8));
         }
-        let maps = [NullMap {
+        let map = NullMap {
             bitmap: bitmap.as_ptr(),
             first: 3,
             count: 150,
             per_entry: 2,
-            depth: 0,
-        }];
+            per_row: 1,
+            level: Level::Depth(0),
+            rows: false,
+        };
         let mut values = vec![7i32; 300];
         // SAFETY: 300 elements; 150 entries of 2.
-        unsafe { fill(values.as_mut_ptr().cast(), 4, &(-1i64).to_ne_bytes(), &maps) };
-        let mut mask_bytes = vec![9u8; 300];
+        unsafe { fill(values.as_mut_ptr().cast(), 4, &(-1i64).to_ne_bytes(), &map) };
+        let mut mask_bytes = vec![1u8; 300];
         // SAFETY: as above.
-        unsafe { mask(mask_bytes.as_mut_ptr(), 300, &maps) };
+        unsafe { clear(mask_bytes.as_mut_ptr(), &map) };
         for e in 0..300 {
             let null = [0, 64, 100, 149].contains(&(e / 2));
             assert_eq!(values[e], if null { -1 } else { 7 }, "{e}");

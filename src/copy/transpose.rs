@@ -9,6 +9,12 @@
 //! follow), and each row's part of the tile is written at once (for 8-byte
 //! elements, a whole cache line), so every line of the matrix is written
 //! once, whole, whatever the number of columns.
+//!
+//! The tiles whose rows are a whole cache line (8 columns of 8 bytes, 16
+//! of 4) are transposed in AVX2 registers where the CPU has them (checked
+//! at run time): 4x4 blocks of 8-byte and 8x8 blocks of 4-byte elements,
+//! a load per column slice and a store per row, instead of an element at
+//! a time.
 
 /// Calls `$f::<W, C>(args)` with `W` the element width (1, 2, 4 or 8
 /// bytes) and `C` the column count of a group (1 to 8), both constants, so
@@ -38,8 +44,20 @@ macro_rules! monomorphic {
 /// ones, a page), and a tile's rows are 512 lines.
 pub const BLOCK_ROWS: usize = 512;
 
-/// Columns of one tile: 8 of 8 bytes fill a cache line.
+/// Columns of one tile of [`columns`]: 8 of 8 bytes fill a cache line.
 const GROUP: usize = 8;
+
+/// Columns of one tile of [`rows`] for `width`-byte elements: a cache
+/// line of 4- and 8-byte ones (16 and 8), 8 of narrower ones.
+fn group_of(width: usize) -> usize {
+    match width {
+        4 => 16,
+        _ => GROUP,
+    }
+}
+
+/// The most columns a tile of [`rows`] has.
+const MAX_GROUP: usize = 16;
 
 /// Writes a `rows x columns` matrix of `width`-byte elements row-major at
 /// `dst` (row `i`, column `j` at `dst + (i * columns + j) * width`).
@@ -61,18 +79,26 @@ pub unsafe fn rows(
         // columns may claim any number of rows).
         return;
     }
-    // 8 bytes: the widest element; a slice for each column of a group.
-    let mut scratch = vec![0u64; BLOCK_ROWS * GROUP];
-    let mut slices = [std::ptr::null::<u8>(); GROUP];
+    // A slot of `BLOCK_ROWS` elements for each column of a group: 64
+    // bytes a row of the tile, whatever the width (`group_of`).
+    let group_columns = group_of(width);
+    let mut scratch = vec![0u64; BLOCK_ROWS * 8];
+    let mut slices = [std::ptr::null::<u8>(); MAX_GROUP];
     let row_bytes = columns * width;
     let mut first = 0;
     while first < rows {
         let n = BLOCK_ROWS.min(rows - first);
-        for group in (0..columns).step_by(GROUP) {
-            let k = GROUP.min(columns - group);
+        for group in (0..columns).step_by(group_columns) {
+            let k = group_columns.min(columns - group);
             for (g, slice) in slices[..k].iter_mut().enumerate() {
-                // SAFETY: slot `g` of the scratch, `BLOCK_ROWS` elements.
-                let own = unsafe { scratch.as_mut_ptr().add(g * BLOCK_ROWS) }.cast();
+                // SAFETY: slot `g` of the scratch, `BLOCK_ROWS` elements
+                // of `width` bytes (`g * width < 64`).
+                let own = unsafe {
+                    scratch
+                        .as_mut_ptr()
+                        .cast::<u8>()
+                        .add(g * BLOCK_ROWS * width)
+                };
                 *slice = column(group + g, first, n, own);
             }
             // SAFETY: the tile's rows `first..first + n`, columns `group..
@@ -95,8 +121,140 @@ pub unsafe fn rows(
 /// Each slice holds `n` elements of `width` bytes; each row's elements lie
 /// in the destination.
 unsafe fn tile(slices: &[*const u8], width: usize, n: usize, dst: *mut u8, stride: usize) {
-    // SAFETY: forwarded from the caller.
-    unsafe { monomorphic!(width, slices.len(), tile_typed(slices, n, dst, stride)) }
+    // Rows the registers wrote: the rest go element by element.
+    #[cfg(target_arch = "x86_64")]
+    let done = match (width, slices.len()) {
+        // SAFETY: forwarded from the caller; AVX2 checked.
+        (8, 8) if x86::avx2() => unsafe { x86::tile_8x8(slices, n, dst, stride) },
+        // SAFETY: as above.
+        (4, 16) if x86::avx2() => unsafe { x86::tile_4x16(slices, n, dst, stride) },
+        _ => 0,
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
+    if done == n {
+        return;
+    }
+    // SAFETY: rows `done..n` of the tile, in bounds (caller's contract).
+    unsafe {
+        let dst = dst.add(done * stride);
+        // At most `GROUP` columns a call (a tile of 4-byte elements has 16).
+        for (c, part) in slices.chunks(GROUP).enumerate() {
+            let mut moved = [std::ptr::null::<u8>(); GROUP];
+            for (m, &s) in moved.iter_mut().zip(part) {
+                *m = s.add(done * width);
+            }
+            let (moved, at) = (&moved[..part.len()], dst.add(c * GROUP * width));
+            monomorphic!(width, moved.len(), tile_typed(moved, n - done, at, stride));
+        }
+    }
+}
+
+/// The AVX2 tiles.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// Whether the CPU has AVX2 (not under Miri, which interprets the
+    /// scalar path).
+    pub fn avx2() -> bool {
+        !cfg!(miri) && std::arch::is_x86_feature_detected!("avx2")
+    }
+
+    /// Rows of a tile of 8 columns of 8-byte elements, four at a time: the
+    /// 4x4 blocks of columns 0-3 and 4-7 transposed in registers, each row
+    /// stored as 64 bytes. Returns the rows written (`n` rounded down to
+    /// a multiple of 4).
+    ///
+    /// # Safety
+    /// AVX2; as [`super::tile`] with 8 slices.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn tile_8x8(slices: &[*const u8], n: usize, dst: *mut u8, stride: usize) -> usize {
+        let s: [*const f64; 8] = std::array::from_fn(|j| slices[j].cast::<f64>());
+        let mut i = 0;
+        while i + 4 <= n {
+            // SAFETY: elements `i..i + 4` of each slice, rows `i..i + 4` of
+            // the tile (caller's contract); unaligned loads and stores.
+            unsafe {
+                let c: [__m256d; 8] = std::array::from_fn(|j| _mm256_loadu_pd(s[j].add(i)));
+                let half = |c: &[__m256d]| {
+                    let t0 = _mm256_unpacklo_pd(c[0], c[1]);
+                    let t1 = _mm256_unpackhi_pd(c[0], c[1]);
+                    let t2 = _mm256_unpacklo_pd(c[2], c[3]);
+                    let t3 = _mm256_unpackhi_pd(c[2], c[3]);
+                    [
+                        _mm256_permute2f128_pd(t0, t2, 0x20),
+                        _mm256_permute2f128_pd(t1, t3, 0x20),
+                        _mm256_permute2f128_pd(t0, t2, 0x31),
+                        _mm256_permute2f128_pd(t1, t3, 0x31),
+                    ]
+                };
+                let (left, right) = (half(&c[..4]), half(&c[4..]));
+                for r in 0..4 {
+                    let row = dst.add((i + r) * stride).cast::<f64>();
+                    _mm256_storeu_pd(row, left[r]);
+                    _mm256_storeu_pd(row.add(4), right[r]);
+                }
+            }
+            i += 4;
+        }
+        i
+    }
+
+    /// Rows of a tile of 16 columns of 4-byte elements, eight at a time:
+    /// the 8x8 blocks of columns 0-7 and 8-15 transposed in registers,
+    /// each row stored as 64 bytes. Returns the rows written (`n` rounded
+    /// down to a multiple of 8).
+    ///
+    /// # Safety
+    /// AVX2; as [`super::tile`] with 16 slices.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn tile_4x16(slices: &[*const u8], n: usize, dst: *mut u8, stride: usize) -> usize {
+        let s: [*const f32; 16] = std::array::from_fn(|j| slices[j].cast::<f32>());
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: as in `tile_8x8`, 8 rows.
+            unsafe {
+                let block = |c: [__m256; 8]| {
+                    let t0 = _mm256_unpacklo_ps(c[0], c[1]);
+                    let t1 = _mm256_unpackhi_ps(c[0], c[1]);
+                    let t2 = _mm256_unpacklo_ps(c[2], c[3]);
+                    let t3 = _mm256_unpackhi_ps(c[2], c[3]);
+                    let t4 = _mm256_unpacklo_ps(c[4], c[5]);
+                    let t5 = _mm256_unpackhi_ps(c[4], c[5]);
+                    let t6 = _mm256_unpacklo_ps(c[6], c[7]);
+                    let t7 = _mm256_unpackhi_ps(c[6], c[7]);
+                    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                    let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                    let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                    [
+                        _mm256_permute2f128_ps(u0, u4, 0x20),
+                        _mm256_permute2f128_ps(u1, u5, 0x20),
+                        _mm256_permute2f128_ps(u2, u6, 0x20),
+                        _mm256_permute2f128_ps(u3, u7, 0x20),
+                        _mm256_permute2f128_ps(u0, u4, 0x31),
+                        _mm256_permute2f128_ps(u1, u5, 0x31),
+                        _mm256_permute2f128_ps(u2, u6, 0x31),
+                        _mm256_permute2f128_ps(u3, u7, 0x31),
+                    ]
+                };
+                let left = block(std::array::from_fn(|j| _mm256_loadu_ps(s[j].add(i))));
+                let right = block(std::array::from_fn(|j| _mm256_loadu_ps(s[8 + j].add(i))));
+                for r in 0..8 {
+                    let row = dst.add((i + r) * stride).cast::<f32>();
+                    _mm256_storeu_ps(row, left[r]);
+                    _mm256_storeu_ps(row.add(8), right[r]);
+                }
+            }
+            i += 8;
+        }
+        i
+    }
 }
 
 /// [`tile`] for `C` columns of `W` bytes: a row's part is a constant size,
@@ -128,20 +286,22 @@ unsafe fn tile_typed<const W: usize, const C: usize>(
 
 /// Writes the columns of a `rows x columns` matrix of `width`-byte
 /// elements, element `(i, j)` at `src + (i * row_stride + j *
-/// column_stride) * width` (strides in elements, any sign), one after
-/// another at `dst` (column-major): the reverse of [`rows`], in the same
-/// tiles, so that each row's part of a tile is read at once (a cache line
-/// of a row-major source) and each column's slice written sequentially.
+/// column_stride) * width` (strides in elements, any sign), column `j` at
+/// `dst + j * pitch * width` (column-major, `pitch >= rows` elements from
+/// one column to the next: a block of rows of a taller matrix): the
+/// reverse of [`rows`], in the same tiles, so that each row's part of a
+/// tile is read at once (a cache line of a row-major source) and each
+/// column's slice written sequentially.
 ///
 /// # Safety
 /// Every element the strides address lies in the source's memory; `dst`
-/// has room for `rows * columns` elements.
+/// has room for `columns` columns `pitch` elements apart.
 pub unsafe fn columns(
     src: *const u8,
     (rows, columns): (usize, usize),
     (row_stride, column_stride): (isize, isize),
     width: usize,
-    dst: *mut u8,
+    (dst, pitch): (*mut u8, usize),
 ) {
     if rows == 0 || columns == 0 {
         return; // as in `rows`
@@ -160,8 +320,8 @@ pub unsafe fn columns(
             let k = GROUP.min(columns - group);
             for (g, out) in outs[..k].iter_mut().enumerate() {
                 // SAFETY: column `group + g`'s rows `first..` go at
-                // `(group + g) * rows + first`, inside `dst`.
-                *out = unsafe { dst.add(((group + g) * rows + first) * width) };
+                // `(group + g) * pitch + first`, inside `dst`.
+                *out = unsafe { dst.add(((group + g) * pitch + first) * width) };
             }
             let offset = (first as isize)
                 .wrapping_mul(strides.0)
@@ -243,14 +403,14 @@ mod tests {
                 (usize::MAX, 0),
                 (1, 1),
                 8,
-                out.as_mut_ptr(),
+                (out.as_mut_ptr(), usize::MAX),
             );
             columns(
                 std::ptr::null(),
                 (0, usize::MAX),
                 (1, 1),
                 8,
-                out.as_mut_ptr(),
+                (out.as_mut_ptr(), 0),
             );
         }
         assert_eq!(out, [7]);
@@ -261,7 +421,15 @@ mod tests {
         // Sizes around the block: one block, several, a ragged last one.
         // Two blocks and a ragged end (513 rows); groups of 8 columns and a
         // remainder (11); under Miri too.
-        for (columns, nrows) in [(1, 5), (11, 16), (2, 513), (40, 33), (2, 0)] {
+        for (columns, nrows) in [
+            (1, 5),
+            (11, 16),
+            (2, 513),
+            (40, 33),
+            (2, 0),
+            (17, 515),
+            (8, 1030),
+        ] {
             for width in [1usize, 2, 4, 8] {
                 // Column j, row i holds the value i * 64 + j (truncated to
                 // the width: still distinct in its low byte pattern).
@@ -315,7 +483,7 @@ mod tests {
                         (nrows, columns),
                         (c, 1),
                         width,
-                        back.as_mut_ptr(),
+                        (back.as_mut_ptr(), nrows),
                     );
                 }
                 assert_eq!(back, cols.concat(), "{columns}x{nrows} width {width}");
@@ -324,7 +492,13 @@ mod tests {
                     // SAFETY: as above, from the last row up.
                     unsafe {
                         let c = columns as isize;
-                        columns_of(last, (nrows, columns), (-c, 1), width, back.as_mut_ptr());
+                        columns_of(
+                            last,
+                            (nrows, columns),
+                            (-c, 1),
+                            width,
+                            (back.as_mut_ptr(), nrows),
+                        );
                     }
                     for j in 0..columns {
                         let reversed: Vec<u8> =

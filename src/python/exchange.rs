@@ -20,8 +20,7 @@
 //! - `current_work_stream`: NULL, the default stream (this library launches
 //!   no work).
 
-use std::ffi::{CStr, c_char, c_int, c_void};
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ffi::{CStr, c_int, c_void};
 use std::ptr::{self, NonNull};
 use std::sync::Mutex;
 
@@ -31,44 +30,13 @@ use pyo3::types::PyType;
 use pyo3::{ffi, intern};
 
 use super::exporter::DLPackExporter;
+use super::guard::{guarded, panic_error};
 use crate::abi::{
     DLDeviceType, DLManagedTensorVersioned, DLPACK_MAJOR_VERSION, DLPACK_MINOR_VERSION,
-    DLPackVersion, DLTensor, K_DL_CPU,
+    DLPackExchangeAPI, DLPackExchangeAPIHeader, DLPackVersion, DLTensor, K_DL_CPU,
 };
 use crate::dims::{Dims, MAX_NDIM};
 use crate::managed;
-
-/// `dlpack.h`'s `DLPackExchangeAPIHeader`.
-#[repr(C)]
-pub struct DLPackExchangeAPIHeader {
-    pub version: DLPackVersion,
-    pub prev_api: *mut DLPackExchangeAPIHeader,
-}
-
-/// `SetError` of the allocator: `(error_ctx, kind, message)`.
-type SetError = unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char);
-
-/// `dlpack.h`'s `DLPackExchangeAPI`.
-#[repr(C)]
-pub struct DLPackExchangeAPI {
-    pub header: DLPackExchangeAPIHeader,
-    pub managed_tensor_allocator: Option<
-        unsafe extern "C" fn(
-            *mut DLTensor,
-            *mut *mut DLManagedTensorVersioned,
-            *mut c_void,
-            Option<SetError>,
-        ) -> c_int,
-    >,
-    pub managed_tensor_from_py_object_no_sync:
-        Option<unsafe extern "C" fn(*mut c_void, *mut *mut DLManagedTensorVersioned) -> c_int>,
-    pub managed_tensor_to_py_object_no_sync:
-        Option<unsafe extern "C" fn(*mut DLManagedTensorVersioned, *mut *mut c_void) -> c_int>,
-    pub dltensor_from_py_object_no_sync:
-        Option<unsafe extern "C" fn(*mut c_void, *mut DLTensor) -> c_int>,
-    pub current_work_stream:
-        Option<unsafe extern "C" fn(DLDeviceType, i32, *mut *mut c_void) -> c_int>,
-}
 
 /// The table, for the whole process.
 struct Table(DLPackExchangeAPI);
@@ -119,17 +87,13 @@ fn python_call(body: impl FnOnce(Python<'_>) -> PyResult<()>) -> c_int {
 
 /// [`python_call`], attached.
 fn python_call_attached(py: Python<'_>, body: impl FnOnce(Python<'_>) -> PyResult<()>) -> c_int {
-    match catch_unwind(AssertUnwindSafe(|| body(py))) {
-        Ok(Ok(())) => 0,
-        Ok(Err(e)) => {
+    match guarded(
+        || body(py),
+        || panic_error("arrow_dlpack's DLPack exchange API"),
+    ) {
+        Ok(()) => 0,
+        Err(e) => {
             e.restore(py);
-            -1
-        }
-        Err(_) => {
-            PyRuntimeError::new_err(
-                "panic in arrow_dlpack's DLPack exchange API; please report this bug",
-            )
-            .restore(py);
             -1
         }
     }
@@ -214,18 +178,18 @@ unsafe extern "C" fn allocate(
     prototype: *mut DLTensor,
     out: *mut *mut DLManagedTensorVersioned,
     error_ctx: *mut c_void,
-    set_error: Option<SetError>,
+    set_error: Option<crate::abi::DLPackSetError>,
 ) -> c_int {
-    // SAFETY: NULL or a valid prototype (the API's contract).
-    let made = catch_unwind(AssertUnwindSafe(|| unsafe {
-        allocate_host(prototype.as_ref())
-    }))
-    .unwrap_or_else(|_| {
-        Err((
-            c"RuntimeError",
-            "panic in arrow_dlpack's allocator; please report this bug".to_string(),
-        ))
-    });
+    let made = guarded(
+        // SAFETY: NULL or a valid prototype (the API's contract).
+        || allocate_host(unsafe { prototype.as_ref() }),
+        || {
+            (
+                c"RuntimeError",
+                "panic in arrow_dlpack's allocator; please report this bug".to_string(),
+            )
+        },
+    );
     let failure = match (made, out.is_null()) {
         (Ok(tensor), false) => {
             // SAFETY: checked non-NULL, writable (the API's contract).
@@ -302,7 +266,7 @@ fn allocate_host(
                 format!("{bytes} bytes exceed what one allocation may hold"),
             )
         })?;
-    let (tensor, _) = crate::owner::own::<DLManagedTensorVersioned>(dtype, &dims, len)
+    let (tensor, _) = crate::owner::own::<DLManagedTensorVersioned>(dtype, &dims, len, false)
         .map_err(|e| (c"MemoryError", e.to_string()))?;
     // SAFETY: ours, live: a fresh tensor is not a copy of anything.
     unsafe { (*tensor.as_ptr()).flags = 0 };

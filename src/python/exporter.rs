@@ -9,16 +9,18 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use pyo3::{ffi, intern};
 
+use super::guard::buffer_error;
 use super::pyarrow::Structs;
 use super::{
     ARROW_ARRAY, ARROW_DEVICE_ARRAY, ARROW_SCHEMA, ARROW_STREAM, CPU, Device, Held,
     capsule_pointer, new_capsule, tensor_name, type_attribute,
 };
 use crate::abi::{
-    ArrowArray, ArrowArrayStream, ArrowDeviceArray, ArrowSchema, DLDataType, DLManagedTensor,
+    ArrowArray, ArrowArrayStream, ArrowDeviceArray, ArrowSchema, DLManagedTensor,
     DLManagedTensorVersioned, DLPACK_FLAG_BITMASK_IS_COPIED, K_DL_CPU,
 };
-use crate::dtype::DType;
+use crate::arrow::read::device_facts;
+use crate::dtype::{self, DType};
 use crate::error::Error;
 use crate::export;
 use crate::managed::{self, Managed};
@@ -108,6 +110,7 @@ struct Options {
     fill: Option<f64>,
     dtype: Option<&'static DType>,
     temporal: bool,
+    dictionary_as_indices: bool,
 }
 
 impl Options {
@@ -116,6 +119,7 @@ impl Options {
             && self.fill.is_none()
             && self.dtype.is_none()
             && !self.temporal
+            && !self.dictionary_as_indices
     }
 
     /// The library's options for a consumer's `copy` (None, False, True).
@@ -128,7 +132,10 @@ impl Options {
             fill: self.fill,
             temporal_as_integer: self.temporal,
             dtype: self.dtype,
-            validity: ptr::null_mut(),
+            dictionary_as_indices: self.dictionary_as_indices,
+            mask: false,
+            threads: 0, // `arrow_dlpack.set_threads`, else the default
+            pinned: false,
         }
     }
 }
@@ -215,17 +222,17 @@ impl DLPackExporter {
                 let options = self.options.for_copy(copy);
                 // SAFETY: a live stream (its capsule is held); the library
                 // reads it to its end and never releases it.
-                let tensor =
-                    unsafe { in_flavour!(versioned, export::export_stream, (&mut *s, &options)) };
+                let tensor = unsafe { in_flavour!(versioned, stream_tensor, (&mut *s, &options)) };
                 self.source = Source::Consumed; // read, whatever happened
                 tensor
             }
             Source::Array { .. } | Source::Structs(_) => {
                 let (schema, array, device) = arrays.expect("an array source");
                 // SAFETY: NULL or the producer's live device struct.
-                let on_device = unsafe { device.as_mut() }.filter(|d| d.device_type != K_DL_CPU);
+                let on_device = unsafe { device.as_mut() }.filter(|_| self.device != CPU);
                 if let Some(struct_) = on_device {
-                    self.device_rules(py, stream, copy, struct_.sync_event)?;
+                    let (_, event) = device_facts(struct_);
+                    self.device_rules(py, stream, copy, event)?;
                     // SAFETY: live structs (held by the source).
                     unsafe { in_flavour!(versioned, export_device_tensor, (struct_, &*schema)) }
                 } else {
@@ -234,18 +241,14 @@ impl DLPackExporter {
                     // SAFETY: live structs (held by the source); a struct
                     // ArrowDeviceArray starts with its ArrowArray.
                     unsafe {
-                        in_flavour!(
-                            versioned,
-                            export::export_with,
-                            (&mut *array, &*schema, &options)
-                        )
+                        in_flavour!(versioned, array_tensor, (&mut *array, &*schema, &options))
                     }
                 }
             }
         };
         // On failure the array is untouched (the library's contract) and
         // still ours.
-        let tensor = tensor.map_err(library_error)?;
+        let tensor = tensor.map_err(buffer_error)?;
         // The array moved into the tensor: the structs (or capsules) go now.
         self.source = Source::Consumed;
         Ok(tensor)
@@ -354,9 +357,30 @@ unsafe fn export_device_tensor<M: Managed>(
     unsafe { export::export_device::<M>(array, schema) }.map(|(tensor, _event)| tensor)
 }
 
-/// `BufferError` with the library's message.
-fn library_error(error: Error) -> PyErr {
-    PyBufferError::new_err(error.message().to_owned())
+/// The library's export of host data under options (the tensor: no mask
+/// is asked for).
+///
+/// # Safety
+/// As `export::export_with`.
+unsafe fn array_tensor<M: Managed>(
+    array: &mut ArrowArray,
+    schema: &ArrowSchema,
+    options: &ExportOptions,
+) -> Result<NonNull<M>, Error> {
+    // SAFETY: forwarded from the caller.
+    unsafe { export::export_with::<M>(array, schema, options) }.map(|made| made.tensor)
+}
+
+/// The library's export of a stream under options (the tensor).
+///
+/// # Safety
+/// As `export::export_stream`.
+unsafe fn stream_tensor<M: Managed>(
+    stream: &mut ArrowArrayStream,
+    options: &ExportOptions,
+) -> Result<NonNull<M>, Error> {
+    // SAFETY: forwarded from the caller.
+    unsafe { export::export_stream::<M>(stream, options) }.map(|made| made.tensor)
 }
 
 /// The array API: CPU data takes no stream.
@@ -427,11 +451,31 @@ impl DLPackExporter {
         self.device
     }
 
-    /// The DLPack C exchange API (DLPack 1.3), a capsule named
-    /// ``"dlpack_exchange_api"`` holding a static struct.
-    #[classattr]
-    fn __dlpack_c_exchange_api__(py: Python<'_>) -> PyResult<Py<PyAny>> {
-        super::exchange::api_capsule(py)
+    /// A schema capsule of the Arrow type of the data (a copy), until the
+    /// exporter is consumed: ``pyarrow.field(exporter)`` names what a
+    /// consumer will receive. ``BufferError`` for a finished tensor (it has
+    /// no Arrow type) or a type the library cannot read.
+    fn __arrow_c_schema__<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match &mut self.source {
+            Source::Stream { stream, .. } => {
+                // A stream's schema may be asked for any number of times.
+                // SAFETY: a live stream, held by its capsule.
+                let reader = unsafe { crate::arrow::stream::Reader::open(&mut **stream) }
+                    .map_err(buffer_error)?;
+                super::schema_capsule(py, &reader.schema)
+            }
+            Source::Consumed => Err(PyBufferError::new_err(
+                "this arrow_dlpack exporter was already consumed; call to_dlpack again",
+            )),
+            Source::Ready(_) => Err(PyBufferError::new_err(
+                "this exporter holds a finished DLPack tensor, which has no Arrow type",
+            )),
+            source => {
+                let (schema, _, _) = source.arrays().expect("an array source");
+                // SAFETY: the producer's live schema, held by the source.
+                super::schema_capsule(py, unsafe { &*schema })
+            }
+        }
     }
 
     fn __repr__(&self) -> String {
@@ -459,7 +503,7 @@ fn arrow_source(obj: &Bound<'_, PyAny>, slot: &mut Source) -> PyResult<(Device, 
             unreachable!("just written")
         };
         super::pyarrow::export_into(obj, pyarrow, structs)?;
-        let device = dlpack_device(structs.device.device_type, structs.device.device_id);
+        let (device, _) = device_facts(&structs.device);
         return Ok((device, "pyarrow's Array._export_to_c_device"));
     }
     let py = obj.py();
@@ -469,7 +513,7 @@ fn arrow_source(obj: &Bound<'_, PyAny>, slot: &mut Source) -> PyResult<(Device, 
         let schema_ptr = capsule_pointer(&schema, ARROW_SCHEMA)?.cast::<ArrowSchema>();
         let device = capsule_pointer(&array, ARROW_DEVICE_ARRAY)?.cast::<ArrowDeviceArray>();
         // SAFETY: the producer's live struct, held by its capsule.
-        let (device_type, device_id) = unsafe { ((*device).device_type, (*device).device_id) };
+        let (facts, _) = device_facts(unsafe { &*device });
         *slot = Source::Array {
             _capsules: (Held::new(schema), Held::new(array)),
             schema: schema_ptr,
@@ -477,10 +521,7 @@ fn arrow_source(obj: &Bound<'_, PyAny>, slot: &mut Source) -> PyResult<(Device, 
             array: unsafe { &raw mut (*device).array },
             device,
         };
-        return Ok((
-            dlpack_device(device_type, device_id),
-            "__arrow_c_device_array__",
-        ));
+        return Ok((facts, "__arrow_c_device_array__"));
     }
     if let Some(export) = type_attribute(&kind, intern!(py, "__arrow_c_array__")) {
         let (schema, array) = capsule_pair(&call_with(&export, obj)?)?;
@@ -548,56 +589,34 @@ fn capsule_pair<'py>(pair: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyAny>, B
     Ok((pair.get_item(0)?, pair.get_item(1)?))
 }
 
-/// NumPy-style dtype names -> DLPack (code, bits).
-const DTYPES: [(&str, u8, u8); 18] = [
-    ("bool", 6, 8),
-    ("bool_", 6, 8),
-    ("double", 2, 64),
-    ("float", 2, 64),
-    ("float16", 2, 16),
-    ("float32", 2, 32),
-    ("float64", 2, 64),
-    ("half", 2, 16),
-    ("int", 0, 64),
-    ("int16", 0, 16),
-    ("int32", 0, 32),
-    ("int64", 0, 64),
-    ("int8", 0, 8),
-    ("single", 2, 32),
-    ("uint16", 1, 16),
-    ("uint32", 1, 32),
-    ("uint64", 1, 64),
-    ("uint8", 1, 8),
-];
-
-/// The library's dtype of a NumPy-style dtype: a name, a NumPy dtype or
-/// type.
-fn dtype_of(dtype: &Bound<'_, PyAny>) -> PyResult<&'static DType> {
+/// The library's dtype of a `dtype=` argument: a name NumPy or PyTorch
+/// gives a type (`"float32"`, `"bool"`, `"double"`, `"bfloat16"`, and
+/// `"torch.float32"`), a NumPy dtype or scalar type, a PyTorch dtype, or
+/// one of Python's `bool`, `int` and `float`.
+pub(super) fn dtype_of(dtype: &Bound<'_, PyAny>) -> PyResult<&'static DType> {
     let py = dtype.py();
     let name = if let Ok(name) = dtype.extract::<String>() {
         Some(name)
     } else if let Ok(name) = dtype.getattr(intern!(py, "name")) {
+        // A NumPy dtype (`np.dtype("float32").name`).
         name.extract::<String>().ok()
     } else if let Ok(name) = dtype.getattr(intern!(py, "__name__")) {
+        // A NumPy scalar type (`np.float32`) or a Python type.
         name.extract::<String>().ok()
     } else {
-        None
+        // A PyTorch dtype prints as `torch.float32`.
+        dtype.str().ok().map(|s| s.to_string())
     };
     let found = name
-        .and_then(|name| DTYPES.iter().find(|(n, _, _)| *n == name))
-        .and_then(|&(_, code, bits)| {
-            crate::dtype::from_dlpack_or_bool(DLDataType {
-                code,
-                bits,
-                lanes: 1,
-            })
-        });
+        .as_deref()
+        .map(|name| name.strip_prefix("torch.").unwrap_or(name))
+        .and_then(dtype::by_name);
     match found {
         Some(dtype) => Ok(dtype),
         None => {
-            let names: Vec<&str> = DTYPES.iter().map(|(n, _, _)| *n).collect();
+            let names: Vec<&str> = dtype::names().collect();
             Err(PyTypeError::new_err(format!(
-                "unsupported dtype {}: one of {}",
+                "unsupported dtype {}: one of {} (or their NumPy and PyTorch dtypes)",
                 dtype.repr()?,
                 names.join(", ")
             )))
@@ -616,11 +635,14 @@ fn dtype_of(dtype: &Bound<'_, PyAny>) -> PyResult<&'static DType> {
 ///
 /// ``null_value``: None, nulls raise ``BufferError``; a number, each null
 /// becomes it (a copy; it must be exact in the tensor's dtype).
-/// ``dtype``: a NumPy-style name (``"float32"``, ``"int64"``, ``"bool"``...)
-/// or NumPy dtype, converted as ``astype`` would (a copy); None keeps the
-/// array's own. ``temporal_as_int``: dates, times, timestamps and
-/// durations are shared as their int32/int64 storage. ``order`` ("any",
-/// "C", "F") is for tables (2-D tensors).
+/// ``dtype``: a name (``"float32"``, ``"int64"``, ``"bool"``,
+/// ``"bfloat16"``...), a NumPy dtype or scalar type or a PyTorch dtype,
+/// converted as ``astype`` would (bfloat16: as ``Tensor.to`` rounds;
+/// a copy); None keeps the array's own. ``temporal_as_int``: dates, times,
+/// timestamps and durations are shared as their int32/int64 storage.
+/// ``dictionary_as_indices``: a dictionary-encoded column exports its
+/// indices (shared; export its dictionary with ``to_dlpack(col.dictionary)``).
+/// ``order`` ("any", "C", "F") is for tables (2-D tensors).
 ///
 /// >>> import numpy as np, pyarrow as pa
 /// >>> np.from_dlpack(to_dlpack(pa.array([1, 2, 3], pa.int32())))
@@ -628,13 +650,14 @@ fn dtype_of(dtype: &Bound<'_, PyAny>) -> PyResult<&'static DType> {
 /// >>> np.from_dlpack(to_dlpack(pa.array([True, None, False]), null_value=0))
 /// array([ True, False, False])
 #[pyfunction]
-#[pyo3(signature = (obj, *, order=None, null_value=None, dtype=None, temporal_as_int=false))]
+#[pyo3(signature = (obj, *, order=None, null_value=None, dtype=None, temporal_as_int=false, dictionary_as_indices=false))]
 pub fn to_dlpack<'py>(
     obj: &Bound<'py, PyAny>,
     order: Option<&Bound<'py, PyAny>>,
     null_value: Option<f64>,
     dtype: Option<&Bound<'py, PyAny>>,
     temporal_as_int: bool,
+    dictionary_as_indices: bool,
 ) -> PyResult<Bound<'py, DLPackExporter>> {
     let order = match order {
         None => ArrowDlpackOrder::ARROW_DLPACK_ORDER_ANY,
@@ -655,6 +678,7 @@ pub fn to_dlpack<'py>(
         fill: null_value,
         dtype: dtype.map(dtype_of).transpose()?,
         temporal: temporal_as_int,
+        dictionary_as_indices,
     };
     let exporter = Bound::new(
         obj.py(),
@@ -685,37 +709,180 @@ pub fn to_dlpack<'py>(
 pub fn validity(obj: &Bound<'_, PyAny>) -> PyResult<DLPackExporter> {
     let mut source = Source::Consumed;
     let (device, _) = arrow_source(obj, &mut source)?;
-    let mut mask: *mut DLManagedTensorVersioned = ptr::null_mut();
-    // Nulls filled (with 0, exact in any dtype) so that an array with nulls
-    // exports at all; the data tensor is then dropped.
-    let mut options = Options {
-        fill: Some(0.0),
-        ..Options::default()
-    }
-    .for_copy(None);
-    options.validity = &mut mask;
-    let tensor = match source.arrays() {
+    // The mask of what `to_dlpack(obj)` gives its consumers (`copy=None`),
+    // made without making that tensor.
+    let options = Options::default().for_copy(None);
+    let mask = match source.arrays() {
         Some(_) if device != CPU => {
             return Err(PyBufferError::new_err(
                 "the validity of device data would need a host read: arrow_dlpack never reads device memory",
             ));
         }
-        // SAFETY: live structs, held by `source`; the library reads the
-        // array (moving it into the data tensor) and writes `mask`.
-        Some((schema, array, _)) => unsafe {
-            export::export_with::<DLManagedTensorVersioned>(&mut *array, &*schema, &options)
-        },
+        // SAFETY: live structs, held by `source`; the library only reads
+        // the array (the source still releases it).
+        Some((schema, array, _)) => unsafe { export::validity(&*array, &*schema, &options) },
         None => match source {
             // SAFETY: a live stream, held by `source`'s capsule.
             Source::Stream { stream, .. } => unsafe {
-                export::export_stream::<DLManagedTensorVersioned>(&mut *stream, &options)
+                export::validity_stream(&mut *stream, &options)
             },
             _ => unreachable!("a producer's source"),
         },
     };
-    let tensor = tensor.map_err(library_error)?;
-    // SAFETY: the data tensor, ours, not wanted.
-    unsafe { managed::delete(tensor) };
-    let mask = NonNull::new(mask).expect("a successful export with validity writes the mask");
-    Ok(DLPackExporter::ready(mask))
+    Ok(DLPackExporter::ready(mask.map_err(buffer_error)?))
+}
+
+/// The options of `to_jagged` and `to_padded`.
+fn variable_options(
+    null_value: Option<f64>,
+    dtype: Option<&Bound<'_, PyAny>>,
+    copy: Option<bool>,
+    mask: bool,
+) -> PyResult<ExportOptions> {
+    let mut options = Options {
+        fill: null_value,
+        dtype: dtype.map(dtype_of).transpose()?,
+        ..Options::default()
+    }
+    .for_copy(copy);
+    options.mask = mask;
+    Ok(options)
+}
+
+/// A host array source's structs, or its stream; `BufferError` for
+/// device data (a variable-length column's offsets would be read).
+fn host_source(obj: &Bound<'_, PyAny>, source: &mut Source) -> PyResult<()> {
+    let (device, _) = arrow_source(obj, source)?;
+    if device != CPU {
+        return Err(PyBufferError::new_err(format!(
+            "the data is on device {device:?}: a variable-length column's offsets would be read, \
+             and arrow_dlpack never reads device memory"
+        )));
+    }
+    Ok(())
+}
+
+/// A variable-length column (a list, string or binary array, or a stream
+/// of them: pyarrow ChunkedArray, polars Series...) as the jagged tensors
+/// ML code takes: ``(values, offsets, validity)``, exporters of every
+/// row's elements end to end and of the int32 or int64 offsets (from 0:
+/// row ``i`` is ``values[offsets[i]:offsets[i + 1]]``, as
+/// ``torch.nested.nested_tensor_from_jagged`` and
+/// ``EmbeddingBag(include_last_offset=True)`` take them). Shared where
+/// Arrow's memory allows (one chunk whose first offset is 0, nothing to
+/// convert or fill), else copied once (``copy=False``: ``BufferError``).
+/// ``null_value``: None, nulls raise; a number, null elements become it
+/// and null rows become empty, ``validity`` the rows' mask (None without
+/// null rows). ``dtype`` converts the values (a copy).
+#[pyfunction]
+// Positional (the package's `to_jagged` passes them so: keyword parsing
+// costs a fifth of a small export).
+#[pyo3(signature = (obj, null_value=None, dtype=None, copy=None))]
+pub fn to_jagged(
+    obj: &Bound<'_, PyAny>,
+    null_value: Option<f64>,
+    dtype: Option<&Bound<'_, PyAny>>,
+    copy: Option<bool>,
+) -> PyResult<(DLPackExporter, DLPackExporter, Option<DLPackExporter>)> {
+    let options = variable_options(null_value, dtype, copy, null_value.is_some())?;
+    let mut source = Source::Consumed;
+    host_source(obj, &mut source)?;
+    let made = match source.arrays() {
+        // SAFETY: live structs, held by `source`; moved on success.
+        Some((schema, array, _)) => unsafe {
+            export::export_jagged::<DLManagedTensorVersioned>(&mut *array, &*schema, &options)
+        },
+        None => match &source {
+            // SAFETY: a live stream, held by `source`'s capsule.
+            Source::Stream { stream, .. } => unsafe {
+                export::export_jagged_stream::<DLManagedTensorVersioned>(&mut **stream, &options)
+            },
+            _ => unreachable!("a producer's source"),
+        },
+    }
+    .map_err(buffer_error)?;
+    let validity = match (made.mask, made.null_rows) {
+        (Some(mask), 0) => {
+            // SAFETY: ours, not handed out: no null row, no mask.
+            unsafe { managed::delete(mask) };
+            None
+        }
+        (mask, _) => mask.map(DLPackExporter::ready),
+    };
+    Ok((
+        DLPackExporter::ready(made.values),
+        DLPackExporter::ready(made.offsets),
+        validity,
+    ))
+}
+
+/// A variable-length column (a list, string or binary array, or a stream
+/// of them) as one padded tensor ``[rows, length, ...]`` and its
+/// ``[rows, length]`` mask (True at each real element): always one copy.
+/// ``length``: None pads to the longest row; a number cuts or pads every
+/// row to it. ``side``: "right" pads (and cuts) at the end, "left" at the
+/// start (each row's last element in the last column). ``value``: the
+/// padding, exact in the dtype. ``null_value`` and ``dtype`` as in
+/// ``to_jagged`` (a null row, filled, is all padding).
+#[pyfunction]
+// Positional, as `to_jagged`.
+#[pyo3(signature = (obj, length=None, value=0.0, side=None, null_value=None, dtype=None))]
+pub fn to_padded(
+    obj: &Bound<'_, PyAny>,
+    length: Option<usize>,
+    value: f64,
+    side: Option<&str>,
+    null_value: Option<f64>,
+    dtype: Option<&Bound<'_, PyAny>>,
+) -> PyResult<(DLPackExporter, DLPackExporter)> {
+    let side = match side.unwrap_or("right") {
+        "right" => crate::options::Side::Right,
+        "left" => crate::options::Side::Left,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "side must be 'right' or 'left', got {other:?}"
+            )));
+        }
+    };
+    let padding = crate::options::Padding {
+        length: length.filter(|&n| n > 0),
+        side,
+        value,
+    };
+    if length == Some(0) {
+        return Err(PyValueError::new_err(
+            "length must be a positive number of elements, or None for the longest row",
+        ));
+    }
+    let options = variable_options(null_value, dtype, None, true)?;
+    let mut source = Source::Consumed;
+    host_source(obj, &mut source)?;
+    let made = match source.arrays() {
+        // SAFETY: live structs, held by `source`; moved on success.
+        Some((schema, array, _)) => unsafe {
+            export::export_padded::<DLManagedTensorVersioned>(
+                &mut *array,
+                &*schema,
+                &options,
+                &padding,
+            )
+        },
+        None => match &source {
+            // SAFETY: a live stream, held by `source`'s capsule.
+            Source::Stream { stream, .. } => unsafe {
+                export::export_padded_stream::<DLManagedTensorVersioned>(
+                    &mut **stream,
+                    &options,
+                    &padding,
+                )
+            },
+            _ => unreachable!("a producer's source"),
+        },
+    }
+    .map_err(buffer_error)?;
+    let mask = made.mask.expect("the mask was asked for");
+    Ok((
+        DLPackExporter::ready(made.tensor),
+        DLPackExporter::ready(mask),
+    ))
 }

@@ -15,16 +15,16 @@
 //! is the same functions' as the PyO3 ones', which 3.9 keeps.
 
 use std::ffi::{CStr, c_int};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use pyo3::Borrowed;
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use super::exporter::{DLPackExporter, to_dlpack};
+use super::guard::{guarded, panic_error};
 
 /// `METH_FASTCALL | METH_KEYWORDS` (CPython's values; the constants are
 /// not exposed for the 3.9 stable ABI, though 3.9's interpreter has them).
@@ -118,14 +118,10 @@ fn vectorcall(
 ) -> *mut ffi::PyObject {
     // SAFETY: called by CPython (a METH_FASTCALL function), attached.
     let py = unsafe { Python::assume_attached() };
-    match catch_unwind(AssertUnwindSafe(|| body(py))) {
-        Ok(Ok(result)) => result.into_ptr(),
-        Ok(Err(e)) => {
+    match guarded(|| body(py), || panic_error("arrow_dlpack")) {
+        Ok(result) => result.into_ptr(),
+        Err(e) => {
             e.restore(py);
-            std::ptr::null_mut()
-        }
-        Err(_) => {
-            PyRuntimeError::new_err("panic in arrow_dlpack; please report this bug").restore(py);
             std::ptr::null_mut()
         }
     }
@@ -265,23 +261,24 @@ unsafe extern "C" fn fast_to_dlpack(
             intern!(py, "null_value"),
             intern!(py, "dtype"),
             intern!(py, "temporal_as_int"),
+            intern!(py, "dictionary_as_indices"),
         ];
         // SAFETY: vectorcall's arguments, as CPython passes them.
-        let [order, null_value, dtype, temporal] =
+        let [order, null_value, dtype, temporal, indices] =
             unsafe { keywords(py, "to_dlpack", names, args, 1, kwnames) }?;
         // SAFETY: the one positional argument, borrowed for the call.
         let obj = unsafe { Borrowed::from_ptr(py, *args) };
         let null_value = null_value.map(|v| v.extract::<f64>()).transpose()?;
-        let temporal = temporal
-            .map(|v| v.extract::<bool>())
-            .transpose()?
-            .unwrap_or(false);
+        let flag = |v: Option<Borrowed<'_, '_, PyAny>>| -> PyResult<bool> {
+            Ok(v.map(|v| v.extract::<bool>()).transpose()?.unwrap_or(false))
+        };
         let exporter = to_dlpack(
             &obj,
             order.as_deref(),
             null_value,
             dtype.as_deref(),
-            temporal,
+            flag(temporal)?,
+            flag(indices)?,
         )?;
         Ok(exporter.into_any())
     })

@@ -4,27 +4,25 @@
 use std::ffi::{CString, c_void};
 use std::ptr::NonNull;
 
-use arrow_schema::Field;
-use arrow_schema::ffi::FFI_ArrowSchema;
 use pyo3::exceptions::{PyBufferError, PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 use pyo3::{ffi, intern};
 
 use super::exporter::{DLPackExporter, copy_policy, delete_tensor, type_name};
+use super::guard::buffer_error;
 use super::{
     ARROW_ARRAY, ARROW_DEVICE_ARRAY, ARROW_SCHEMA, DLTENSOR_VERSIONED, Device, USED_DLTENSOR,
-    USED_DLTENSOR_VERSIONED, buffer_error, capsule_is, capsule_pointer, error_struct, exchange,
-    new_capsule, tensor_name, type_attribute,
+    USED_DLTENSOR_VERSIONED, capsule_is, capsule_pointer, exchange, new_capsule, tensor_name,
+    type_attribute,
 };
-use crate::abi::{
-    ArrowArray, ArrowDeviceArray, ArrowSchema, DLManagedTensor, DLManagedTensorVersioned,
-};
-use crate::capi;
+use crate::abi::{ArrowDeviceArray, ArrowSchema, DLManagedTensor, DLManagedTensorVersioned};
 use crate::capsule::{free_device_array, free_schema};
 use crate::device::is_host_readable;
+use crate::dlpack::read::Memory;
+use crate::import;
 use crate::managed::Managed;
-use crate::options::ArrowDlpackImportOptions;
+use crate::options::ImportOptions;
 
 /// The structs of an imported array, malloc'd (the C ABI's capsule
 /// destructor frees them with `free`: see `crate::capsule`): released and
@@ -157,25 +155,8 @@ impl ArrowArrayFromDLPack {
     /// consumed), until the array is consumed.
     fn __arrow_c_schema__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let structs = self.structs.as_ref().ok_or_else(consumed)?;
-        // SAFETY: `ArrowSchema` and arrow-rs's `FFI_ArrowSchema` are the
-        // same `repr(C)` struct of the C Data Interface; the schema is live
-        // and only read.
-        let ffi_schema = unsafe { structs.schema.cast::<FFI_ArrowSchema>().as_ref() };
-        let copy = Field::try_from(ffi_schema)
-            .and_then(|field| FFI_ArrowSchema::try_from(&field))
-            .map_err(|e| PyBufferError::new_err(format!("copying the schema: {e}")))?;
-        let pointer = NonNull::new(calloc(std::mem::size_of::<ArrowSchema>()))
-            .ok_or_else(|| PyMemoryError::new_err("allocating an Arrow schema failed"))?
-            .cast::<ArrowSchema>();
-        // SAFETY: the same struct (as above), moved whole into fresh
-        // malloc'd memory: its release callback now belongs to the capsule.
-        unsafe {
-            pointer
-                .as_ptr()
-                .write(std::mem::transmute::<FFI_ArrowSchema, ArrowSchema>(copy))
-        };
-        // SAFETY: a malloc'd schema, handed over.
-        unsafe { new_capsule(py, pointer.cast(), ARROW_SCHEMA) }
+        // SAFETY: the schema the import wrote, live and ours.
+        super::schema_capsule(py, unsafe { structs.schema.as_ref() })
     }
 
     /// The number of elements (rows, for N-D tensors).
@@ -320,22 +301,33 @@ pub fn from_dlpack<'py>(
     columns: Option<&Bound<'py, PyAny>>,
     copy: Option<bool>,
 ) -> PyResult<ArrowArrayFromDLPack> {
+    // Checked before the producer is asked for anything.
+    let names = column_names(columns)?;
+    let (taken, device) = take(py, x, "from_dlpack")?;
+    import(taken, device, names, copy)
+}
+
+/// The tensor of a DLPack producer, and its device: through its type's
+/// exchange API for host memory (one C call, no capsule), else
+/// `x.__dlpack__(...)`. `TypeError` for an object without either.
+fn take<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    function: &str,
+) -> PyResult<(Taken<'py>, Device)> {
     let kind = x.get_type();
     let api = exchange::api_of(&kind)?;
     if api.is_none() && type_attribute(&kind, intern!(py, "__dlpack__")).is_none() {
         return Err(PyTypeError::new_err(format!(
-            "arrow_dlpack.from_dlpack needs an object with __dlpack__, got {}",
+            "arrow_dlpack.{function} needs an object with __dlpack__, got {}",
             type_name(x)?
         )));
     }
-    // Checked before the producer is asked for anything.
-    let names = column_names(columns)?;
-    let mut taken = None;
     if let Some(api) = api {
         // The exchange API: one C call, no capsule. Host memory only: its
         // functions never synchronize, and device data must be ordered
-        // before the stream Arrow consumers use (see below). Our own
-        // exporter says where its data is without being asked.
+        // before the stream Arrow consumers use (see `dunder_dlpack`). Our
+        // own exporter says where its data is without being asked.
         let host = match x.cast::<DLPackExporter>() {
             Ok(ours) => is_host_readable(ours.try_borrow()?.device().0),
             Err(_) => true,
@@ -345,24 +337,19 @@ pub fn from_dlpack<'py>(
             // SAFETY: a live tensor, ours.
             let device = unsafe { tensor.as_ref() }.dl_tensor.device;
             if is_host_readable(device.device_type) {
-                taken = Some((
+                return Ok((
                     Taken::Owned(tensor),
                     (device.device_type, i64::from(device.device_id)),
                 ));
-            } else {
-                // Not ordered for Arrow consumers: given back, and asked
-                // again through `__dlpack__` with the default stream (a
-                // framework's tensor is not consumed by an export).
-                // SAFETY: ours, never handed out.
-                unsafe { delete_tensor(tensor.cast(), true) };
             }
+            // Not ordered for Arrow consumers: given back, and asked again
+            // through `__dlpack__` with the default stream (a framework's
+            // tensor is not consumed by an export).
+            // SAFETY: ours, never handed out.
+            unsafe { delete_tensor(tensor.cast(), true) };
         }
     }
-    let (taken, device) = match taken {
-        Some(t) => t,
-        None => dunder_dlpack(x)?,
-    };
-    import(taken, device, names, copy)
+    dunder_dlpack(x)
 }
 
 /// The tensor of `x.__dlpack__(...)`, and its device.
@@ -421,11 +408,23 @@ fn import(
         Taken::Owned(tensor) => (tensor.cast(), true),
     };
     let result = import_tensor(tensor, versioned, device, names, copy);
-    match (&taken, &result) {
-        // The Arrow array owns the tensor now: the producer's capsule must
-        // not delete it.
-        (Taken::Capsule { capsule, .. }, Ok(_)) => {
-            let used = if versioned {
+    settle(&taken, result.is_ok())?;
+    result
+}
+
+/// After an import of a taken tensor: on success the Arrow array owns it
+/// (the producer's capsule renamed `used_...`, so that it does not delete
+/// it); on failure a capsule's tensor is left to it, and one taken through
+/// the exchange API (ours) deleted.
+fn settle(taken: &Taken<'_>, imported: bool) -> PyResult<()> {
+    match (taken, imported) {
+        (
+            Taken::Capsule {
+                capsule, versioned, ..
+            },
+            true,
+        ) => {
+            let used = if *versioned {
                 USED_DLTENSOR_VERSIONED
             } else {
                 USED_DLTENSOR
@@ -435,13 +434,85 @@ fn import(
                 return Err(PyErr::fetch(capsule.py()));
             }
         }
-        // Untouched, and still the producer capsule's.
-        (Taken::Capsule { .. }, Err(_)) => {}
+        (Taken::Capsule { .. }, false) | (Taken::Owned(_), true) => {}
         // SAFETY: untouched by the failed import, and ours.
-        (Taken::Owned(tensor), Err(_)) => unsafe { delete_tensor(tensor.cast(), true) },
-        (Taken::Owned(_), Ok(_)) => {}
+        (Taken::Owned(tensor), false) => unsafe { delete_tensor(tensor.cast(), true) },
     }
-    result
+    Ok(())
+}
+
+/// A DLPack 1.x host tensor of `taken`, or `BufferError`.
+fn versioned_host(
+    taken: &Taken<'_>,
+    device: Device,
+    what: &str,
+) -> PyResult<NonNull<DLManagedTensorVersioned>> {
+    let (tensor, versioned) = match taken {
+        Taken::Capsule {
+            tensor, versioned, ..
+        } => (*tensor, *versioned),
+        Taken::Owned(tensor) => (tensor.cast(), true),
+    };
+    if !versioned || !is_host_readable(device.0) {
+        return Err(PyBufferError::new_err(format!(
+            "{what}: a list array is made of DLPack 1.x tensors in host memory; this one is {}",
+            if versioned {
+                format!("on device {device:?}")
+            } else {
+                "a legacy (pre-1.0) capsule".into()
+            }
+        )));
+    }
+    Ok(tensor.cast())
+}
+
+/// A values tensor and an offsets tensor (int32 or int64, ``length + 1``
+/// entries, as ``to_jagged`` gives them) as an Arrow list array sharing
+/// both: int32 offsets make a ``list``, int64 a ``large_list``; N-D values
+/// a list of ``arrow.fixed_shape_tensor``. The offsets are checked first
+/// (non-decreasing, the first >= 0, the last <= the values' rows), because
+/// Arrow consumers trust them. Any DLPack 1.x producers of host memory
+/// (NumPy, PyTorch, JAX...). The result implements ``__arrow_c_array__``:
+/// ``pyarrow.array(from_jagged(values, offsets))``.
+#[pyfunction]
+pub fn from_jagged<'py>(
+    py: Python<'py>,
+    values: &Bound<'py, PyAny>,
+    offsets: &Bound<'py, PyAny>,
+) -> PyResult<ArrowArrayFromDLPack> {
+    let (values, values_device) = take(py, values, "from_jagged")?;
+    let (offsets, offsets_device) = match take(py, offsets, "from_jagged") {
+        Ok(t) => t,
+        Err(e) => {
+            settle(&values, false)?;
+            return Err(e);
+        }
+    };
+    let imported = (|| {
+        let v = versioned_host(&values, values_device, "values")?;
+        let o = versioned_host(&offsets, offsets_device, "offsets")?;
+        let structs = Structs::new()?;
+        // SAFETY: malloc'd, zeroed structs, ours alone: writable.
+        let (schema, struct_) =
+            unsafe { (&mut *structs.schema.as_ptr(), &mut *structs.array.as_ptr()) };
+        let options = ImportOptions {
+            copy: copy_policy(None),
+            ..ImportOptions::SHARE
+        };
+        // SAFETY: live tensors, moved on success only; writable structs.
+        unsafe { import::import_jagged(v, o, &options, &mut struct_.array, schema) }
+            .map_err(buffer_error)?;
+        (struct_.device_type, struct_.device_id) = (crate::abi::K_DL_CPU, -1);
+        let length = struct_.array.length;
+        Ok(ArrowArrayFromDLPack {
+            structs: Some(structs),
+            device: values_device,
+            length,
+        })
+    })();
+    settle(&values, imported.is_ok())?;
+    settle(&offsets, imported.is_ok())?;
+    imported
 }
 
 /// The import proper: checks what the Python API adds to the library's
@@ -492,52 +563,37 @@ fn import_tensor(
     }
     let pointers: Vec<*const std::ffi::c_char> = names.iter().map(|n| n.as_ptr()).collect();
     let structs = Structs::new()?;
-    let mut error = error_struct();
-    let schema_ptr: *mut ArrowSchema = structs.schema.as_ptr();
-    let device_ptr: *mut ArrowDeviceArray = structs.array.as_ptr();
-    let array_ptr: *mut ArrowArray = device_ptr.cast();
+    // SAFETY: malloc'd, zeroed structs, ours alone: writable.
+    let (schema, struct_) =
+        unsafe { (&mut *structs.schema.as_ptr(), &mut *structs.array.as_ptr()) };
     // SAFETY: a live tensor of the flavour `versioned` says, moved on
     // success only; writable out structs; the names outlive the call.
-    let status = unsafe {
+    let imported = unsafe {
         if versioned && host {
-            let options = ArrowDlpackImportOptions {
-                copy: copy_policy(copy) as i32,
-                as_columns: i32::from(columns),
-                column_names: if names.is_empty() {
-                    std::ptr::null()
-                } else {
-                    pointers.as_ptr()
+            let options = ImportOptions {
+                copy: copy_policy(copy),
+                as_columns: columns,
+                column_names: match names.is_empty() {
+                    true => std::ptr::null(),
+                    false => pointers.as_ptr(),
                 },
-                ..Default::default()
+                threads: 0, // `arrow_dlpack.set_threads`, else the default
             };
-            capi::arrow_dlpack_import_with(
-                tensor.cast().as_ptr(),
-                &options,
-                array_ptr,
-                schema_ptr,
-                &mut error,
-            )
+            import::versioned(tensor.cast().as_ptr())
+                .and_then(|t| import::import_with(t, &options, &mut struct_.array, schema))
         } else if versioned {
-            capi::arrow_dlpack_import_device(
-                tensor.cast().as_ptr(),
-                device_ptr,
-                schema_ptr,
-                &mut error,
-            )
+            import::versioned(tensor.cast().as_ptr())
+                .and_then(|t| import::import_device(t, struct_, schema))
         } else {
-            capi::arrow_dlpack_import(
-                tensor.cast::<DLManagedTensor>().as_ptr(),
-                array_ptr,
-                schema_ptr,
-                &mut error,
+            import::import_to_c(
+                tensor.cast::<DLManagedTensor>(),
+                Memory::HostReadable,
+                &mut struct_.array,
+                schema,
             )
         }
     };
-    if status != crate::Status::ARROW_DLPACK_OK {
-        return Err(buffer_error(&error));
-    }
-    // SAFETY: malloc'd above, written by the import; ours alone.
-    let struct_ = unsafe { &mut *device_ptr };
+    imported.map_err(buffer_error)?;
     if host {
         // The plain imports write host arrays: the device fields are ours.
         struct_.device_type = device.0;

@@ -2,13 +2,15 @@
 //! `python`, built by maturin from `python/pyproject.toml`).
 //!
 //! A thin layer over the library, called directly (no foreign-call
-//! machinery): the exporter of Arrow data to DLPack consumers
-//! ([`exporter`], which calls the library's Rust functions, `crate::export`,
-//! with options it builds valid: the C ABI's checks of C options are for C
-//! callers), pyarrow's arrays exported by pyarrow's pointer export
-//! ([`pyarrow`]), the Arrow array made from a DLPack producer's tensor
-//! ([`imported`], over the C entry points of [`crate::capi`]), and the
-//! DLPack C exchange API, as a producer and as a consumer ([`exchange`]).
+//! machinery, no C error buffers): the exporter of Arrow data to DLPack
+//! consumers ([`exporter`], over `crate::export`), pyarrow's arrays
+//! exported by pyarrow's pointer export ([`pyarrow`]), the Arrow array made
+//! from a DLPack producer's tensor ([`imported`], over `crate::import`),
+//! and the DLPack C exchange API, as a producer and as a consumer
+//! ([`exchange`]). Both directions call the library's Rust functions with
+//! options built valid here (the C ABI's checks of C options are for C
+//! callers), and turn its errors into Python exceptions in one place
+//! ([`guard`], which also holds the one panic guard).
 //! Everything the Python protocols decide (which protocol a producer
 //! speaks, which stream a consumer names, which capsule names mean what) is
 //! here; everything about the data is the library's, with the library's
@@ -18,20 +20,22 @@
 //! keeps `_sync.py`, the stream waits for device data handed over with a
 //! `sync_event` (it loads the GPU driver with ctypes, on first use only).
 
+mod batches;
 mod exchange;
 mod exporter;
 mod fastcall;
+mod guard;
 mod imported;
 mod pyarrow;
 
 use std::ffi::{CStr, c_void};
 use std::ptr::NonNull;
 
-use pyo3::exceptions::PyBufferError;
+use pyo3::exceptions::{PyBufferError, PyMemoryError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use crate::error::ArrowDlpackError;
+use crate::abi::ArrowSchema;
 
 /// Capsule names. `PyCapsule_New` keeps the pointer it is given, so every
 /// name is a static.
@@ -49,25 +53,6 @@ type Device = (i32, i64);
 
 /// The CPU, as `__dlpack_device__` reports it.
 const CPU: Device = (crate::abi::K_DL_CPU, 0);
-
-/// A fresh error struct for one call into the library.
-fn error_struct() -> ArrowDlpackError {
-    ArrowDlpackError {
-        status: crate::Status::ARROW_DLPACK_OK,
-        message: [0; 256],
-    }
-}
-
-/// `BufferError` with the library's message.
-fn buffer_error(error: &ArrowDlpackError) -> PyErr {
-    let bytes: Vec<u8> = error
-        .message
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
-    PyBufferError::new_err(String::from_utf8_lossy(&bytes).into_owned())
-}
 
 /// The pointer a capsule holds; the Python error of `PyCapsule_GetPointer`
 /// (`ValueError`) when it is not a capsule named `name`.
@@ -123,6 +108,36 @@ unsafe fn new_capsule<'py>(
         // contract), of the kind `name` says.
         unsafe { crate::capsule::destroy_contents(name, pointer.as_ptr()) }
     })
+}
+
+/// A schema capsule holding a deep copy of `schema` (malloc'd, as every
+/// Arrow struct in this module's capsules), checked by the library's
+/// reader before anything else reads it.
+fn schema_capsule<'py>(py: Python<'py>, schema: &ArrowSchema) -> PyResult<Bound<'py, PyAny>> {
+    use arrow_schema::Field;
+    use arrow_schema::ffi::FFI_ArrowSchema;
+    // SAFETY: a live schema (the caller's); only read.
+    unsafe { crate::arrow::read::read_type(schema, crate::dtype::Accept::ALL) }
+        .map_err(guard::buffer_error)?;
+    // SAFETY: `ArrowSchema` and arrow-rs's `FFI_ArrowSchema` are the same
+    // `repr(C)` struct of the C Data Interface, checked above; only read.
+    let ffi_schema = unsafe { &*(schema as *const ArrowSchema).cast::<FFI_ArrowSchema>() };
+    let copy = Field::try_from(ffi_schema)
+        .and_then(|field| FFI_ArrowSchema::try_from(&field))
+        .map_err(|e| PyBufferError::new_err(format!("copying the schema: {e}")))?;
+    // SAFETY: calloc has no preconditions; NULL on failure.
+    let pointer = NonNull::new(unsafe { libc::calloc(1, std::mem::size_of::<ArrowSchema>()) })
+        .ok_or_else(|| PyMemoryError::new_err("allocating an Arrow schema failed"))?
+        .cast::<ArrowSchema>();
+    // SAFETY: the same struct (as above), moved whole into fresh malloc'd
+    // memory: its release callback now belongs to the capsule.
+    unsafe {
+        pointer
+            .as_ptr()
+            .write(std::mem::transmute::<FFI_ArrowSchema, ArrowSchema>(copy))
+    };
+    // SAFETY: a malloc'd schema, handed over.
+    unsafe { new_capsule(py, pointer.cast(), ARROW_SCHEMA) }
 }
 
 /// The destructor of every capsule this module makes: the C ABI's
@@ -186,6 +201,28 @@ fn type_attribute<'py>(
     }
 }
 
+/// Sets how many threads a copy runs on (``n >= 1``; 1: the calling
+/// thread only), for every later call; ``ARROW_DLPACK_THREADS`` and the
+/// machine's cores (at most 8) are the default. The bytes are the same
+/// whatever the count; zero-copy conversions never start a thread.
+#[pyfunction]
+fn set_threads(n: i64) -> PyResult<()> {
+    if n < 1 {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "set_threads takes a positive thread count, got {n}"
+        )));
+    }
+    crate::copy::threads::set_default(usize::try_from(n).unwrap_or(usize::MAX));
+    Ok(())
+}
+
+/// How many threads a copy runs on: what ``set_threads`` set, else
+/// ``ARROW_DLPACK_THREADS``, else the machine's cores, at most 8.
+#[pyfunction]
+fn threads() -> usize {
+    crate::copy::threads::default_count()
+}
+
 /// The Python module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -195,5 +232,17 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(exporter::to_dlpack, m)?)?;
     m.add_function(wrap_pyfunction!(exporter::validity, m)?)?;
     m.add_function(wrap_pyfunction!(imported::from_dlpack, m)?)?;
+    m.add_function(wrap_pyfunction!(imported::from_jagged, m)?)?;
+    m.add_function(wrap_pyfunction!(exporter::to_jagged, m)?)?;
+    m.add_function(wrap_pyfunction!(exporter::to_padded, m)?)?;
+    m.add_function(wrap_pyfunction!(set_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(batches::batches, m)?)?;
+    m.add_class::<batches::BatchIterator>()?;
+    m.add_function(wrap_pyfunction!(threads, m)?)?;
+    // The exporter's producer table of the DLPack C exchange API (set
+    // here: the table's functions use the exporter, not the reverse).
+    m.py()
+        .get_type::<exporter::DLPackExporter>()
+        .setattr("__dlpack_c_exchange_api__", exchange::api_capsule(m.py())?)?;
     fastcall::install(m.py(), m)
 }

@@ -3,13 +3,16 @@
 
 #![allow(dead_code)]
 
-use std::ffi::{CStr, c_char, c_int, c_void};
+use std::ffi::{CStr, c_char, c_void};
 use std::ops::{Deref, DerefMut};
 use std::ptr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use arrow_dlpack::abi::{ArrowArray, ArrowArrayStream, ArrowSchema};
+use arrow_dlpack::abi::{
+    ArrowArray, ArrowSchema, DLDataType, DLDevice, DLManagedTensor, DLManagedTensorVersioned,
+    DLPackVersion, DLTensor, K_DL_CPU,
+};
 use arrow_dlpack::{ArrowDlpackError, Status};
 
 /// A heap value behind a raw pointer: unlike `Box`, moving it does not
@@ -155,6 +158,48 @@ impl Raw {
         parent
     }
 
+    /// A list of `child`'s elements: `+l` with int32 offsets, `+L` with
+    /// int64 (`large`); `offsets.len() - 1` rows.
+    #[allow(dead_code)] // not every test file builds lists
+    pub fn list(offsets: &[i64], large: bool, child: Raw) -> Raw {
+        let (format, bytes) = offsets_bytes("+l", "+L", offsets, large);
+        let mut parent = Raw::new(format, offsets.len() as i64 - 1, vec![None, Some(bytes)]);
+        parent.children.push(child);
+        parent.link_children();
+        parent
+    }
+
+    /// A list view (`+vl` / `+vL`) of `child`: row `i` is `sizes[i]`
+    /// elements from `offsets[i]`.
+    #[allow(dead_code)]
+    pub fn list_view(offsets: &[i64], sizes: &[i64], large: bool, child: Raw) -> Raw {
+        let (format, offsets) = offsets_bytes("+vl", "+vL", offsets, large);
+        let (_, sizes_bytes) = offsets_bytes("", "", sizes, large);
+        let mut parent = Raw::new(
+            format,
+            sizes.len() as i64,
+            vec![None, Some(offsets), Some(sizes_bytes)],
+        );
+        parent.children.push(child);
+        parent.link_children();
+        parent
+    }
+
+    /// A utf8 array (`u`, or `U` when `large`) of `rows`.
+    #[allow(dead_code)]
+    pub fn strings(rows: &[&str], large: bool) -> Raw {
+        let mut offsets = vec![0i64];
+        for r in rows {
+            offsets.push(offsets.last().unwrap() + r.len() as i64);
+        }
+        let (format, bytes) = offsets_bytes("u", "U", &offsets, large);
+        Raw::new(
+            format,
+            rows.len() as i64,
+            vec![None, Some(bytes), Some(rows.concat().into_bytes())],
+        )
+    }
+
     /// A `+s` array of `length` rows over `children`, named by
     /// `names`.
     #[allow(dead_code)] // not every test file builds structs
@@ -197,6 +242,13 @@ impl Raw {
         self.array.null_count = null_count;
     }
 
+    /// Changes the schema's format string.
+    #[allow(dead_code)]
+    pub fn set_format(&mut self, format: &str) {
+        self.format = format.bytes().chain([0]).collect();
+        self.schema.format = self.format.as_ptr().cast();
+    }
+
     /// Sets the schema's raw metadata bytes.
     pub fn set_metadata(&mut self, bytes: Vec<u8>) {
         self.metadata = bytes;
@@ -227,6 +279,29 @@ impl Drop for Raw {
             // SAFETY: our own callback on our own array.
             unsafe { release(self.array.as_ptr()) };
         }
+    }
+}
+
+/// The format (`small` or `large`) and the bytes of offsets as int32 or
+/// int64.
+fn offsets_bytes(
+    small: &'static str,
+    large_format: &'static str,
+    offsets: &[i64],
+    large: bool,
+) -> (&'static str, Vec<u8>) {
+    match large {
+        true => (
+            large_format,
+            offsets.iter().flat_map(|o| o.to_le_bytes()).collect(),
+        ),
+        false => (
+            small,
+            offsets
+                .iter()
+                .flat_map(|&o| (o as i32).to_le_bytes())
+                .collect(),
+        ),
     }
 }
 
@@ -261,9 +336,157 @@ pub fn message(error: &ArrowDlpackError) -> String {
         .into_owned()
 }
 
+// ---- tensors ---------------------------------------------------------------
+
+/// What a test reads of a tensor before deleting it.
+#[derive(Debug)]
+pub struct Seen {
+    pub shape: Vec<i64>,
+    pub strides: Vec<i64>,
+    pub dtype: arrow_dlpack::abi::DLDataType,
+    pub flags: u64,
+    pub data: usize,
+    /// The elements' bytes, row-major over `shape` through `strides`.
+    pub bytes: Vec<u8>,
+}
+
+/// Reads a live tensor and deletes it.
+#[allow(dead_code)] // not every test file reads tensors
+pub fn take(t: *mut arrow_dlpack::abi::DLManagedTensorVersioned) -> Seen {
+    // SAFETY: a live tensor from the library, deleted once below.
+    unsafe {
+        let d = &(*t).dl_tensor;
+        let n = d.ndim as usize;
+        let shape = std::slice::from_raw_parts(d.shape, n).to_vec();
+        let strides = std::slice::from_raw_parts(d.strides, n).to_vec();
+        let width = d.dtype.bits as usize / 8;
+        let mut bytes = Vec::new();
+        let count: i64 = shape.iter().product();
+        for flat in 0..count {
+            let mut rest = flat;
+            let mut offset = 0;
+            for k in (0..n).rev() {
+                offset += (rest % shape[k]) * strides[k];
+                rest /= shape[k];
+            }
+            let at = d.data.cast::<u8>().add(offset as usize * width);
+            bytes.extend_from_slice(std::slice::from_raw_parts(at, width));
+        }
+        let seen = Seen {
+            shape,
+            strides,
+            dtype: d.dtype,
+            flags: (*t).flags,
+            data: d.data as usize,
+            bytes,
+        };
+        ((*t).deleter.unwrap())(t);
+        seen
+    }
+}
+
+// ---- a DLPack tensor by hand ----------------------------------------------
+
+/// A DLPack tensor built by hand over owned storage; its deleter counts.
+pub struct Fixture {
+    pub storage: Vec<u64>,
+    shape: Vec<i64>,
+    strides: Vec<i64>,
+    deletes: Arc<AtomicUsize>,
+    pub managed: Box<DLManagedTensorVersioned>,
+    pub legacy: Box<DLManagedTensor>,
+}
+
+unsafe extern "C" fn delete_versioned(t: *mut DLManagedTensorVersioned) {
+    // SAFETY: manager_ctx is the fixture's counter.
+    unsafe { (*(*t).manager_ctx.cast::<AtomicUsize>()).fetch_add(1, Ordering::SeqCst) };
+}
+
+unsafe extern "C" fn delete_legacy(t: *mut DLManagedTensor) {
+    // SAFETY: as above.
+    unsafe { (*(*t).manager_ctx.cast::<AtomicUsize>()).fetch_add(1, Ordering::SeqCst) };
+}
+
+impl Fixture {
+    pub fn new(code: u8, bits: u8, shape: &[i64], strides: Option<&[i64]>) -> Fixture {
+        let storage: Vec<u64> = (0..64).collect();
+        let deletes = Arc::new(AtomicUsize::new(0));
+        // Data, shape and strides are set below, once the storage is in place;
+        // the legacy tensor then takes a copy of the versioned one's.
+        let blank = DLTensor {
+            data: ptr::null_mut(),
+            device: DLDevice {
+                device_type: K_DL_CPU,
+                device_id: 0,
+            },
+            ndim: shape.len() as i32,
+            dtype: DLDataType {
+                code,
+                bits,
+                lanes: 1,
+            },
+            shape: ptr::null_mut(),
+            strides: ptr::null_mut(),
+            byte_offset: 0,
+        };
+        let mut f = Fixture {
+            storage,
+            shape: shape.to_vec(),
+            strides: strides.map(<[i64]>::to_vec).unwrap_or_default(),
+            managed: Box::new(DLManagedTensorVersioned {
+                version: DLPackVersion { major: 1, minor: 3 },
+                manager_ctx: Arc::as_ptr(&deletes).cast_mut().cast(),
+                deleter: Some(delete_versioned),
+                flags: 0,
+                dl_tensor: DLTensor { ..blank },
+            }),
+            legacy: Box::new(DLManagedTensor {
+                dl_tensor: DLTensor { ..blank },
+                manager_ctx: Arc::as_ptr(&deletes).cast_mut().cast(),
+                deleter: Some(delete_legacy),
+            }),
+            deletes,
+        };
+        let t = &mut f.managed.dl_tensor;
+        t.data = f.storage.as_mut_ptr().cast();
+        t.shape = f.shape.as_mut_ptr();
+        t.strides = if strides.is_some() {
+            f.strides.as_mut_ptr()
+        } else {
+            ptr::null_mut()
+        };
+        f.legacy.dl_tensor = DLTensor { ..*t };
+        f
+    }
+
+    /// A 1-D int32 tensor of `values`.
+    pub fn int32s(values: &[i32]) -> Fixture {
+        let mut f = Fixture::new(
+            arrow_dlpack::abi::K_DL_INT,
+            32,
+            &[values.len() as i64],
+            None,
+        );
+        // SAFETY: the storage holds 64 words, room for the values.
+        unsafe {
+            ptr::copy_nonoverlapping(values.as_ptr(), f.storage.as_mut_ptr().cast(), values.len())
+        };
+        f
+    }
+
+    pub fn deletes(&self) -> usize {
+        self.deletes.load(Ordering::SeqCst)
+    }
+
+    pub fn data(&self) -> usize {
+        self.storage.as_ptr() as usize
+    }
+}
+
 // ---- a C stream producer ----------------------------------------------------
 
-/// A C stream over hand-built chunks, counting what the library does to it.
+/// A C stream over hand-built chunks (the testkit's producer), counting
+/// what the library does to it.
 pub struct Stream {
     pub schema: Raw,
     pub chunks: Vec<Raw>,
@@ -272,44 +495,21 @@ pub struct Stream {
     pub fail_at: Option<usize>,
 }
 
-unsafe extern "C" fn get_schema(s: *mut ArrowArrayStream, out: *mut ArrowSchema) -> c_int {
-    // SAFETY: `private_data` is the test's `Stream`; `out` writable.
-    unsafe {
-        let me = &mut *(*s).private_data.cast::<Stream>();
-        // A copy that owns nothing: released by the library, harmlessly.
-        out.write(ArrowSchema {
-            ..*me.schema.schema
-        });
-    }
-    0
-}
-
-unsafe extern "C" fn get_next(s: *mut ArrowArrayStream, out: *mut ArrowArray) -> c_int {
-    // SAFETY: as above.
-    unsafe {
-        let me = &mut *(*s).private_data.cast::<Stream>();
-        if me.fail_at == Some(me.next) {
-            return 5;
-        }
-        match me.chunks.get_mut(me.next) {
-            Some(chunk) => {
-                out.write(std::ptr::read(&*chunk.array));
-                chunk.array.release = None; // moved out
-                me.next += 1;
-            }
-            None => (*out).release = None,
-        }
-    }
-    0
-}
-
-unsafe extern "C" fn get_last_error(_: *mut ArrowArrayStream) -> *const c_char {
-    c"the producer broke".as_ptr()
-}
-
-unsafe extern "C" fn release_stream(s: *mut ArrowArrayStream) {
-    // SAFETY: as above.
-    unsafe { (*(*s).private_data.cast::<Stream>()).released = true };
+/// A C stream producer of `chunks` (their structs moved in: each `Raw`
+/// keeps counting the releases of its array) of `schema`'s type.
+#[allow(dead_code)] // not every test file streams
+pub fn producer(schema: &Raw, chunks: &mut [Raw]) -> arrow_dlpack_testkit::Stream {
+    let arrays = chunks
+        .iter_mut()
+        .map(|c| {
+            // SAFETY: a bitwise move of a live array: `Raw` forgets it.
+            let moved = unsafe { ptr::read(&*c.array) };
+            c.array.release = None;
+            moved
+        })
+        .collect();
+    // SAFETY: the schema's release only marks its copies released.
+    unsafe { arrow_dlpack_testkit::Stream::new(&schema.schema, arrays) }
 }
 
 /// Runs `arrow_dlpack_export_stream` over `me`; the tensor (NULL on
@@ -322,17 +522,25 @@ pub fn run_stream(
     *mut arrow_dlpack::abi::DLManagedTensorVersioned,
     ArrowDlpackError,
 ) {
-    let mut stream = ArrowArrayStream {
-        get_schema: Some(get_schema),
-        get_next: Some(get_next),
-        get_last_error: Some(get_last_error),
-        release: Some(release_stream),
-        private_data: (me as *mut Stream).cast(),
-    };
+    // The chunks' structs move to the producer; those never read come back.
+    let mut producer = producer(&me.schema, &mut me.chunks);
+    producer.fail_at = me.fail_at;
+    let mut stream = producer.c_stream();
     let mut error = new_error();
     // SAFETY: a valid stream.
     let t = unsafe { arrow_dlpack::capi::arrow_dlpack_export_stream(&mut stream, o, &mut error) };
-    assert!(!me.released, "the stream is borrowed, never released");
+    assert!(!producer.released, "the stream is borrowed, never released");
+    (me.next, me.released) = (producer.next, producer.released);
+    for (raw, array) in me
+        .chunks
+        .iter_mut()
+        .zip(&mut producer.chunks)
+        .skip(producer.next)
+    {
+        // SAFETY: a chunk never handed out: back to its `Raw`.
+        *raw.array = unsafe { ptr::read(array) };
+        array.release = None;
+    }
     (t, error)
 }
 

@@ -1,0 +1,662 @@
+//! Training batches from a stream of record batches: `batch_size` rows at
+//! a time, in order, each column (or group of columns) as its tensors.
+//!
+//! The stream is read chunk by chunk, only as far as the next batch needs:
+//! memory stays bounded by a few chunks, whatever the source's size. A
+//! chunk read is checked once (the whole record batch, as any export
+//! checks it) and kept: the batches inside it share its columns (a slice
+//! of each, zero-copy: the tensors hold a share of the chunk, released
+//! when the last of them is deleted and the batcher has moved on), a batch
+//! that spans two chunks is copied once, as a stream's chunks are. A
+//! `stack` group is one row-major matrix, written in one pass; list and
+//! string columns are padded or jagged (`export::padded_of`,
+//! `export::jagged_of`). What each output is (which columns, the group's
+//! dtype, promoted once from the schema) is decided when the batcher is
+//! made, not for each batch.
+
+use std::collections::VecDeque;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use crate::abi::{ArrowArray, ArrowArrayStream, ArrowSchema, DLManagedTensorVersioned};
+use crate::arrow::read::{self, Batch, ColumnType, Location, Rows, TableType};
+use crate::arrow::stream::Reader;
+use crate::dtype::{self, Accept, DType};
+use crate::error::{Error, err};
+use crate::export::{self, Exported, Hold, Jagged};
+use crate::options::{ArrowDlpackCopy, ArrowDlpackOrder, ExportOptions, Padding};
+use crate::owner::Kept;
+use crate::plan;
+
+/// How a batcher cuts and converts.
+#[derive(Debug, Clone)]
+pub struct BatchOptions {
+    pub batch_size: usize,
+    /// The columns each batch has, by name (`None`: every column not in a
+    /// `stack` group, in the schema's order).
+    pub columns: Option<Vec<String>>,
+    /// Groups of columns, each one row-major matrix under its name.
+    pub stack: Vec<(String, Vec<String>)>,
+    /// Lists and strings as jagged pairs (else padded).
+    pub jagged: bool,
+    pub padding: Padding,
+    /// Nulls become this value (`None`: nulls are an error).
+    pub fill: Option<f64>,
+    /// Every tensor's dtype, converted to (`None`: the columns' own; a
+    /// group's promoted).
+    pub dtype: Option<&'static DType>,
+    /// The last, shorter batch is dropped.
+    pub drop_last: bool,
+    /// Every tensor is a copy in page-locked memory.
+    pub pinned: bool,
+    /// Threads a copy runs on (0: the default).
+    pub threads: usize,
+}
+
+/// One output of a batch.
+pub enum Output {
+    /// A dense column, or a `stack` group's matrix.
+    Tensor(NonNull<DLManagedTensorVersioned>),
+    /// A list or string column padded: `[rows, length, ...]` and the mask.
+    Padded {
+        values: NonNull<DLManagedTensorVersioned>,
+        mask: NonNull<DLManagedTensorVersioned>,
+    },
+    /// A list or string column as values and offsets, and the rows'
+    /// validity when there are null rows.
+    Jagged {
+        values: NonNull<DLManagedTensorVersioned>,
+        offsets: NonNull<DLManagedTensorVersioned>,
+        validity: Option<NonNull<DLManagedTensorVersioned>>,
+    },
+}
+
+impl Output {
+    /// Deletes the output's tensors (a batch not handed out).
+    pub fn delete(self) {
+        let all = match self {
+            Output::Tensor(t) => [Some(t), None, None],
+            Output::Padded { values, mask } => [Some(values), Some(mask), None],
+            Output::Jagged {
+                values,
+                offsets,
+                validity,
+            } => [Some(values), Some(offsets), validity],
+        };
+        for t in all.into_iter().flatten() {
+            // SAFETY: ours, live, not handed out.
+            unsafe { crate::managed::delete(t) };
+        }
+    }
+}
+
+/// What one output is made of.
+enum Kind {
+    /// Column `j`, dense.
+    Dense(usize),
+    /// Columns `js` as one row-major matrix of `dtype`.
+    Stack(Vec<usize>, &'static DType),
+    /// Column `j`, a list or string.
+    Variable(usize),
+}
+
+/// Where a batcher's chunks come from: a C stream, or (in the Python
+/// face) an iterator of Arrow objects.
+pub trait Source: Send {
+    /// The next chunk, and its own schema when it comes with one (each
+    /// must describe the same columns as the first); `None` at the end.
+    fn next(&mut self) -> Result<Option<(ArrowArray, Option<ArrowSchema>)>, Error>;
+}
+
+/// A C stream, moved in; released when dropped.
+struct Stream(Box<ArrowArrayStream>);
+
+// SAFETY: the C Data Interface lets any thread call a stream's callbacks,
+// one at a time (the batcher is used by one thread at a time).
+unsafe impl Send for Stream {}
+
+impl Source for Stream {
+    fn next(&mut self) -> Result<Option<(ArrowArray, Option<ArrowSchema>)>, Error> {
+        let get_next = crate::arrow::stream::get_next_of(&self.0)?;
+        // SAFETY: the stream moved in, live.
+        let array = unsafe { crate::arrow::stream::next_array(&mut *self.0, get_next) }?;
+        Ok(array.map(|a| (a, None)))
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // SAFETY: the stream moved in, released once.
+        unsafe { release_stream(&mut self.0) };
+    }
+}
+
+/// A chunk read and kept, and the rows of it not batched yet.
+struct Held {
+    kept: Arc<Kept>,
+    /// The first row not batched yet.
+    start: usize,
+    rows: usize,
+}
+
+/// The batches of a stream of record batches.
+pub struct Batches {
+    // Dropped first: the kept chunks (they point into nothing else here),
+    // then the types (which point into `schema`), then the source; the
+    // schema last (`Drop`).
+    held: VecDeque<Held>,
+    table: TableType<'static>,
+    outputs: Vec<(String, Kind)>,
+    options: BatchOptions,
+    /// The options each output is made under (copy as needed).
+    export: ExportOptions,
+    source: Option<Box<dyn Source>>,
+    schema: Box<ArrowSchema>,
+    /// Chunks read so far (for messages).
+    chunks: usize,
+}
+
+// SAFETY: the batcher owns its source, schema and chunks; the C Data
+// Interface lets any thread release them, one at a time (the Python
+// iterator holds the batcher under its borrow flag).
+unsafe impl Send for Batches {}
+// SAFETY: shared access reads only the outputs' names; everything that
+// touches the source or the chunks takes `&mut self`.
+unsafe impl Sync for Batches {}
+
+impl Drop for Batches {
+    fn drop(&mut self) {
+        self.close();
+        self.table.columns.clear();
+        if let Some(release) = self.schema.release {
+            // SAFETY: the source's schema, released once, after the types
+            // that pointed into it.
+            unsafe { release(&mut *self.schema) };
+        }
+    }
+}
+
+impl Batches {
+    /// A batcher of `stream` (moved in: its `release` becomes NULL, and
+    /// the batcher releases it when dropped or closed, whether or not it
+    /// was read to the end). On failure the stream is released too: it was
+    /// moved.
+    ///
+    /// # Safety
+    /// `stream` is a live stream, valid for reads and writes.
+    pub unsafe fn from_stream(
+        source: &mut ArrowArrayStream,
+        options: BatchOptions,
+    ) -> Result<Batches, Error> {
+        if source.release.is_none() {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "stream is released (stream.release is NULL)"
+            ));
+        }
+        // SAFETY: a bitwise move; the caller's disarmed.
+        let mut stream = Stream(Box::new(unsafe { std::ptr::read(source) }));
+        source.release = None;
+        // The schema, read once (the reader's, taken: chunks are read
+        // through the source).
+        // SAFETY: a live stream (caller's contract).
+        let schema = unsafe { Reader::open(&mut stream.0) }
+            .map(|mut r| std::mem::replace(&mut r.schema, ArrowSchema::released()))?;
+        // SAFETY: the schema is the stream's.
+        unsafe { Batches::new(schema, Box::new(stream), options) }
+    }
+
+    /// A batcher of `source`'s chunks, of `schema` (moved in: released by
+    /// the batcher, as the source is dropped, also on failure).
+    ///
+    /// # Safety
+    /// `schema` is a valid schema; the source's chunks are arrays of it.
+    pub unsafe fn new(
+        schema: ArrowSchema,
+        source: Box<dyn Source>,
+        options: BatchOptions,
+    ) -> Result<Batches, Error> {
+        let mut batches = Batches {
+            held: VecDeque::new(),
+            table: TableType {
+                columns: Vec::new(),
+            },
+            outputs: Vec::new(),
+            export: ExportOptions::SHARE,
+            options,
+            source: Some(source),
+            schema: Box::new(schema),
+            chunks: 0,
+        };
+        if batches.options.batch_size == 0 {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "batch_size must be positive, not 0"
+            ));
+        }
+        if batches.options.pinned {
+            crate::pinned::check()?;
+        }
+        // On failure `batches` drops: the schema and the source released.
+        batches.plan()?;
+        Ok(batches)
+    }
+
+    /// Releases the source and every chunk not handed out (the tensors
+    /// made keep theirs): an iterator abandoned half way, or at its end.
+    pub fn close(&mut self) {
+        self.held.clear();
+        self.source = None;
+    }
+
+    /// Reads the schema's types and decides each output.
+    fn plan(&mut self) -> Result<(), Error> {
+        let accept = Accept {
+            boolean: true,
+            temporal: false,
+            table: true,
+            variable: true,
+            dictionary: false,
+        };
+        // SAFETY: the schema lives in its box, which outlives `table`
+        // (field order; `Drop` releases it only after `held` and `table`
+        // are done with it, and nothing moves the box's contents).
+        let schema: &'static ArrowSchema = unsafe { &*std::ptr::from_ref(&*self.schema) };
+        // SAFETY: a schema the stream gave.
+        let table = match unsafe { read::read_type(schema, accept) }? {
+            read::Type::Table(t) => t,
+            read::Type::Column(_) => {
+                return Err(err!(
+                    ARROW_DLPACK_INVALID_ARGUMENT,
+                    "batches reads record batches (a table, a record batch reader, a dataset's scanner), \
+                     not a single column"
+                ));
+            }
+        };
+        let index = |name: &str, what: &str| -> Result<usize, Error> {
+            table
+                .columns
+                .iter()
+                .position(|c| c.name() == name.as_bytes())
+                .ok_or_else(|| {
+                    let names: Vec<String> = table
+                        .columns
+                        .iter()
+                        .map(|c| String::from_utf8_lossy(c.name()).into_owned())
+                        .collect();
+                    err!(
+                        ARROW_DLPACK_INVALID_ARGUMENT,
+                        "{what} {name:?} is not a column of the source (its columns: {})",
+                        names.join(", ")
+                    )
+                })
+        };
+        let mut placed: Vec<Option<String>> = vec![None; table.columns.len()];
+        let mut place = |j: usize, at: &str| -> Result<(), Error> {
+            if let Some(before) = &placed[j] {
+                return Err(err!(
+                    ARROW_DLPACK_INVALID_ARGUMENT,
+                    "column {:?} is in two places: {before} and {at}",
+                    String::from_utf8_lossy(table.columns[j].name())
+                ));
+            }
+            placed[j] = Some(at.to_string());
+            Ok(())
+        };
+        let mut outputs = Vec::new();
+        for (name, members) in &self.options.stack {
+            if members.is_empty() {
+                return Err(err!(
+                    ARROW_DLPACK_INVALID_ARGUMENT,
+                    "stack group {name:?} has no columns"
+                ));
+            }
+            let mut js = Vec::with_capacity(members.len());
+            for m in members {
+                let j = index(m, &format!("stack group {name:?}'s column"))?;
+                if !matches!(table.columns[j].rows, Rows::Dense) {
+                    return Err(err!(
+                        ARROW_DLPACK_INVALID_ARGUMENT,
+                        "column {m:?} of stack group {name:?} is a list or string column: a group is one \
+                         matrix of dense columns (batch it on its own, padded or jagged)"
+                    ));
+                }
+                if table.columns[j].values.row_elements() != 1 {
+                    return Err(err!(
+                        ARROW_DLPACK_INVALID_ARGUMENT,
+                        "column {m:?} of stack group {name:?} has rows of {} values: a group's columns hold \
+                         one value a row",
+                        table.columns[j].values.row_elements()
+                    ));
+                }
+                place(j, &format!("stack group {name:?}"))?;
+                js.push(j);
+            }
+            // The group's dtype: the one asked for, else the members'
+            // promoted (as NumPy's `result_type`), decided here once.
+            let natural = js
+                .iter()
+                .map(|&j| table.columns[j].values.dtype)
+                .reduce(dtype::promote)
+                .unwrap_or(dtype::NO_COLUMNS);
+            outputs.push((
+                name.clone(),
+                Kind::Stack(js, self.options.dtype.unwrap_or(natural)),
+            ));
+        }
+        let dense_or_variable = |j: usize| match table.columns[j].rows {
+            Rows::Dense => Kind::Dense(j),
+            _ => Kind::Variable(j),
+        };
+        match &self.options.columns {
+            Some(names) => {
+                for name in names {
+                    let j = index(name, "column")?;
+                    place(j, "columns")?;
+                    outputs.push((name.clone(), dense_or_variable(j)));
+                }
+            }
+            None => {
+                for (j, place) in placed.iter().enumerate() {
+                    if place.is_none() {
+                        let name = String::from_utf8_lossy(table.columns[j].name()).into_owned();
+                        outputs.push((name, dense_or_variable(j)));
+                    }
+                }
+            }
+        }
+        // The outputs in the order asked: the columns, then the groups.
+        let groups = self.options.stack.len().min(outputs.len());
+        outputs.rotate_left(groups);
+        self.export = ExportOptions {
+            copy: match self.options.pinned {
+                // The point of pinned memory is the transfer: every
+                // tensor is a copy into it.
+                true => ArrowDlpackCopy::ARROW_DLPACK_COPY_ALWAYS,
+                false => ArrowDlpackCopy::ARROW_DLPACK_COPY_IF_NEEDED,
+            },
+            order: ArrowDlpackOrder::ARROW_DLPACK_ROW_MAJOR,
+            fill: self.options.fill,
+            temporal_as_integer: false,
+            dtype: self.options.dtype,
+            dictionary_as_indices: false,
+            mask: false,
+            threads: self.options.threads,
+            pinned: self.options.pinned,
+        };
+        self.table = table;
+        self.outputs = outputs;
+        Ok(())
+    }
+
+    /// The outputs' names, in the order each batch gives them.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.outputs.iter().map(|(n, _)| n.as_str())
+    }
+
+    /// Rows read and not batched yet.
+    fn pending(&self) -> usize {
+        self.held.iter().map(|h| h.rows - h.start).sum()
+    }
+
+    /// Reads chunks until `want` rows are pending or the source ends. A
+    /// failure closes the batcher (the source is not read again).
+    fn fill(&mut self, want: usize) -> Result<(), Error> {
+        while self.pending() < want {
+            let Some(source) = self.source.as_mut() else {
+                break;
+            };
+            let at = self.chunks;
+            let next = source
+                .next()
+                .map_err(|e| e.context(format_args!("chunk {at}")));
+            let (mut chunk, schema) = match next {
+                Ok(Some(c)) => c,
+                Ok(None) => {
+                    self.source = None;
+                    break;
+                }
+                Err(e) => {
+                    self.close();
+                    return Err(e);
+                }
+            };
+            self.chunks += 1;
+            let checked = self
+                .check_chunk(&chunk, schema)
+                .map_err(|e| e.context(format_args!("chunk {at}")));
+            let rows = match checked {
+                Ok(rows) => rows,
+                Err(e) => {
+                    // SAFETY: the chunk is ours, released once.
+                    unsafe { release_array(&mut chunk) };
+                    self.close();
+                    return Err(e);
+                }
+            };
+            // SAFETY: a live array: moved into the keep.
+            let kept = unsafe { Kept::new(&mut chunk) };
+            if rows > 0 {
+                self.held.push_back(Held {
+                    kept,
+                    start: 0,
+                    rows,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a chunk, and its own schema if it came with one (released
+    /// here): the whole record batch once, as any export checks it (every
+    /// column's structure, ranges and bitmaps, every offset). Its rows.
+    fn check_chunk(&self, chunk: &ArrowArray, schema: Option<ArrowSchema>) -> Result<usize, Error> {
+        if let Some(mut schema) = schema {
+            // SAFETY: both are valid schemas.
+            let same = unsafe { read::same_type(&self.schema, &schema) };
+            if let Some(release) = schema.release {
+                // SAFETY: the chunk's schema, ours, released once.
+                unsafe { release(&mut schema) };
+            }
+            if !same {
+                return Err(err!(
+                    ARROW_DLPACK_INVALID_ARGUMENT,
+                    "its schema is not the first chunk's (the columns' names and types must stay the same)"
+                ));
+            }
+        }
+        // SAFETY: a live struct array of the schema.
+        let batch = unsafe { read::read_batch(chunk, &self.table) }?;
+        for (j, (piece, column)) in batch.columns.iter().zip(&self.table.columns).enumerate() {
+            if !matches!(column.rows, Rows::Dense) {
+                // SAFETY: a piece of a live chunk.
+                unsafe { piece.check_rows(column) }.map_err(|e| {
+                    e.context(format_args!("{}", read::ColumnName(j, column.name())))
+                })?;
+            }
+        }
+        Ok(batch.rows)
+    }
+
+    /// The next batch: `(rows, outputs)` in the order of [`Batches::names`],
+    /// or `None` at the end. On failure nothing of the batch is left (the
+    /// rows it would have covered are skipped: the stream is not read
+    /// back).
+    pub fn next_batch(&mut self) -> Result<Option<(usize, Vec<Output>)>, Error> {
+        let size = self.options.batch_size;
+        self.fill(size)?;
+        let n = self.pending().min(size);
+        if n == 0 || (n < size && self.options.drop_last) {
+            self.held.clear();
+            return Ok(None);
+        }
+        // The chunks' parts the batch covers: (held index, start, rows).
+        let mut parts = Vec::with_capacity(2);
+        let mut left = n;
+        for (k, h) in self.held.iter().enumerate() {
+            if left == 0 {
+                break;
+            }
+            let take = (h.rows - h.start).min(left);
+            parts.push((k, h.start, take));
+            left -= take;
+        }
+        let kept: Vec<Arc<Kept>> = parts
+            .iter()
+            .map(|&(k, ..)| self.held[k].kept.clone())
+            .collect();
+        let mut outputs = Vec::with_capacity(self.outputs.len());
+        let mut made = || -> Result<(), Error> {
+            for (name, kind) in &self.outputs {
+                let at = |e: Error| e.context(format_args!("{name:?}"));
+                outputs.push(self.output(kind, &parts, &kept, n).map_err(at)?);
+            }
+            Ok(())
+        };
+        let result = made();
+        // Consumed, whether or not the batch was made.
+        for &(k, _, take) in &parts {
+            self.held[k].start += take;
+        }
+        while self.held.front().is_some_and(|h| h.start == h.rows) {
+            self.held.pop_front();
+        }
+        match result {
+            Ok(()) => Ok(Some((n, outputs))),
+            Err(e) => {
+                outputs.into_iter().for_each(Output::delete);
+                Err(e)
+            }
+        }
+    }
+
+    /// One output of the batch over `parts` of the held chunks.
+    fn output(
+        &self,
+        kind: &Kind,
+        parts: &[(usize, usize, usize)],
+        kept: &[Arc<Kept>],
+        rows: usize,
+    ) -> Result<Output, Error> {
+        let read = |columns: &[usize]| -> Result<Vec<Batch>, Error> {
+            parts
+                .iter()
+                .zip(kept)
+                .map(|(&(_, start, take), k)| {
+                    // SAFETY: a kept chunk the stream gave, checked when read.
+                    unsafe {
+                        read::read_batch_rows(
+                            k.array(),
+                            &self.table,
+                            Some((start, take)),
+                            columns.iter().copied(),
+                        )
+                    }
+                })
+                .collect()
+        };
+        let column_pieces = |j: usize| -> Result<Vec<read::Piece>, Error> {
+            Ok(read(&[j])?
+                .into_iter()
+                .map(|mut b| b.columns.pop().expect("one column"))
+                .collect())
+        };
+        match kind {
+            Kind::Dense(j) => {
+                let column = &self.table.columns[*j];
+                let pieces = column_pieces(*j)?;
+                let plan = plan::tensor(column, &pieces, rows as i64, &self.export)?;
+                let layout = || crate::copy::layout::Layout::tensor(&column.values, &pieces);
+                // SAFETY: the pieces were read from `kept`, in order.
+                let made: Exported<DLManagedTensorVersioned> =
+                    unsafe { export::make(&plan, layout, Hold::Kept(kept), Location::CPU.device) }?;
+                Ok(Output::Tensor(made.tensor))
+            }
+            Kind::Stack(js, dtype) => {
+                let batches = read(js)?;
+                let group = TableType {
+                    columns: js.iter().map(|&j| self.table.columns[j].clone()).collect(),
+                };
+                let options = ExportOptions {
+                    dtype: Some(dtype),
+                    ..self.export
+                };
+                let plan = plan::matrix(&group, &batches, rows, &options)?;
+                let order = match plan.make {
+                    plan::Make::Copy(order) => order,
+                    plan::Make::Share { .. } => plan::Order::Columns,
+                };
+                let layout = || crate::copy::layout::Layout::matrix(&group, &batches, order);
+                // SAFETY: as above.
+                let made: Exported<DLManagedTensorVersioned> =
+                    unsafe { export::make(&plan, layout, Hold::Kept(kept), Location::CPU.device) }?;
+                Ok(Output::Tensor(made.tensor))
+            }
+            Kind::Variable(j) => {
+                let column: &ColumnType<'_> = &self.table.columns[*j];
+                let pieces = column_pieces(*j)?;
+                match self.options.jagged {
+                    true => {
+                        let options = ExportOptions {
+                            mask: self.options.fill.is_some(),
+                            ..self.export
+                        };
+                        // SAFETY: as above.
+                        let made: Jagged<DLManagedTensorVersioned> = unsafe {
+                            export::jagged_of(column, &pieces, Hold::Kept(kept), &options)
+                        }?;
+                        let validity = match (made.mask, made.null_rows) {
+                            (Some(m), 0) => {
+                                // SAFETY: ours, not handed out.
+                                unsafe { crate::managed::delete(m) };
+                                None
+                            }
+                            (m, _) => m,
+                        };
+                        Ok(Output::Jagged {
+                            values: made.values,
+                            offsets: made.offsets,
+                            validity,
+                        })
+                    }
+                    false => {
+                        let options = ExportOptions {
+                            mask: true,
+                            ..self.export
+                        };
+                        // SAFETY: pieces of kept chunks.
+                        let made: Exported<DLManagedTensorVersioned> = unsafe {
+                            export::padded_of(column, &pieces, &options, &self.options.padding)
+                        }?;
+                        Ok(Output::Padded {
+                            values: made.tensor,
+                            mask: made.mask.expect("a padded batch's mask"),
+                        })
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Releases a chunk the batcher read.
+///
+/// # Safety
+/// A live array, released once.
+unsafe fn release_array(array: &mut ArrowArray) {
+    if let Some(release) = array.release {
+        // SAFETY: forwarded from the caller.
+        unsafe { release(array) };
+    }
+}
+
+/// Releases a stream moved in.
+///
+/// # Safety
+/// A live stream, released once.
+unsafe fn release_stream(stream: &mut ArrowArrayStream) {
+    if let Some(release) = stream.release {
+        // SAFETY: forwarded from the caller.
+        unsafe { release(stream) };
+    }
+}

@@ -1,0 +1,253 @@
+//! Pieces of columns laid out in a tensor's own bytes: a column's pieces
+//! one after another (a stream's chunks concatenated), or a table's
+//! columns as a row-major or column-major matrix; each value converted to
+//! the tensor's dtype and each null filled, or the validity mask of the
+//! same layout. Any range of output rows can be written on its own, so
+//! the work splits over threads with the same result.
+
+use std::ops::Range;
+
+use super::{convert, nulls, transpose};
+use crate::arrow::read::{Batch, Piece, TableType, Values};
+use crate::dtype::DType;
+use crate::plan::Order;
+
+/// The pieces one tensor is made of: chunk after chunk, a piece for each
+/// column.
+pub struct Layout<'p> {
+    /// Chunk-major: chunk `c`'s piece of column `j` at `c * columns + j`.
+    pieces: Vec<&'p Piece>,
+    columns: usize,
+    /// Each chunk's first output row, then the total.
+    starts: Vec<usize>,
+    /// Each column's dtype.
+    sources: Vec<&'static DType>,
+    /// Values in one row of one column (1 for a table's columns).
+    row_elements: usize,
+    order: Order,
+}
+
+/// What a layout writes, and where: the tensor's (or the mask's) first
+/// byte; every row of the layout fits there.
+#[derive(Clone, Copy)]
+pub enum Out {
+    /// The values, converted to `target`, nulls written as `fill`.
+    Values {
+        dst: *mut u8,
+        target: &'static DType,
+        fill: Option<[u8; 8]>,
+    },
+    /// The validity mask: a byte per value, 1 where valid.
+    Mask { dst: *mut u8 },
+}
+
+impl Out {
+    fn width(&self) -> usize {
+        match self {
+            Out::Values { target, .. } => target.width(),
+            Out::Mask { .. } => 1,
+        }
+    }
+
+    fn dst(&self) -> *mut u8 {
+        match *self {
+            Out::Values { dst, .. } | Out::Mask { dst } => dst,
+        }
+    }
+}
+
+// SAFETY: the destination is the caller's, written by one range at a
+// time; the pieces address memory their arrays keep alive.
+unsafe impl Send for Out {}
+// SAFETY: as above: disjoint row ranges never touch the same bytes.
+unsafe impl Sync for Out {}
+
+impl<'p> Layout<'p> {
+    /// A column's pieces, stacked row after row.
+    pub fn tensor(values: &Values, pieces: &'p [Piece]) -> Layout<'p> {
+        Layout {
+            starts: starts(pieces.iter().map(|p| p.rows)),
+            pieces: pieces.iter().collect(),
+            columns: 1,
+            sources: vec![values.dtype],
+            row_elements: values.row_elements(),
+            order: Order::Rows,
+        }
+    }
+
+    /// A table's batches as a matrix in `order`.
+    pub fn matrix(table: &TableType<'_>, batches: &'p [Batch], order: Order) -> Layout<'p> {
+        Layout {
+            starts: starts(batches.iter().map(|b| b.rows)),
+            pieces: batches.iter().flat_map(|b| &b.columns).collect(),
+            columns: table.columns.len(),
+            sources: table.columns.iter().map(|c| c.values.dtype).collect(),
+            row_elements: 1,
+            order,
+        }
+    }
+
+    /// Rows of the whole tensor.
+    pub fn rows(&self) -> usize {
+        self.starts.last().copied().unwrap_or(0)
+    }
+
+    /// Bytes of one output row (all columns) of `width`-byte elements.
+    pub fn row_bytes(&self, width: usize) -> usize {
+        self.columns * self.row_elements * width
+    }
+
+    /// Writes the output rows `rows` of `out`.
+    ///
+    /// # Safety
+    /// The pieces address live memory (their arrays are alive); `out`'s
+    /// destination holds the whole tensor; no other writer touches these
+    /// rows at the same time.
+    pub unsafe fn write(&self, out: Out, rows: Range<usize>) {
+        let total = self.rows();
+        for (c, span) in self.starts.windows(2).enumerate() {
+            let (from, to) = (rows.start.max(span[0]), rows.end.min(span[1]));
+            if from >= to {
+                continue;
+            }
+            let (first, n) = (from - span[0], to - from);
+            let pieces = &self.pieces[c * self.columns..(c + 1) * self.columns];
+            match (self.order, self.columns) {
+                (_, 1) | (Order::Columns, _) => {
+                    for (j, piece) in pieces.iter().enumerate() {
+                        let at = match self.order {
+                            Order::Columns => j * total + from,
+                            Order::Rows => from,
+                        } * self.row_elements;
+                        // SAFETY: rows `first..first + n` of the piece go
+                        // to their place in the destination (caller's
+                        // contract).
+                        unsafe { self.run(out, j, piece, first, n, at) };
+                    }
+                }
+                (Order::Rows, _) => {
+                    let width = out.width();
+                    // SAFETY: this chunk's rows start at output row `from`,
+                    // and the closure gives `m` elements of each column.
+                    unsafe {
+                        let dst = out.dst().add(from * self.row_bytes(width));
+                        transpose::rows(self.columns, n, width, dst, |j, at, m, scratch| {
+                            self.slice(out, j, pieces[j], first + at, m, scratch)
+                        })
+                    };
+                }
+            }
+        }
+    }
+
+    /// Writes rows `first..first + n` of column `j`'s piece contiguously
+    /// from output element `at`.
+    ///
+    /// # Safety
+    /// As [`Layout::write`].
+    unsafe fn run(&self, out: Out, j: usize, piece: &Piece, first: usize, n: usize, at: usize) {
+        let count = n * self.row_elements;
+        if count == 0 {
+            return;
+        }
+        // SAFETY: element `at` starts `count` elements of room (caller's
+        // contract); the piece holds the rows.
+        unsafe {
+            let dst = out.dst().add(at * out.width());
+            self.put(out, j, piece, first, count, dst);
+        }
+    }
+
+    /// Rows `first..first + n` of column `j`'s piece (one value a row),
+    /// contiguous: where they lie already (the same dtype, nothing to
+    /// fill), or written to `scratch`.
+    ///
+    /// # Safety
+    /// As [`Layout::write`]; `scratch` has room for `n` elements.
+    unsafe fn slice(
+        &self,
+        out: Out,
+        j: usize,
+        piece: &Piece,
+        first: usize,
+        n: usize,
+        scratch: *mut u8,
+    ) -> *const u8 {
+        if let Out::Values { target, fill, .. } = out {
+            let source = self.sources[j];
+            if source == target
+                && !source.is_bit_packed()
+                && (fill.is_none() || piece.maps.iter().all(|m| m.rows))
+            {
+                return piece.data.cast::<u8>().wrapping_add(first * source.width());
+            }
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.put(out, j, piece, first, n, scratch) };
+        scratch
+    }
+
+    /// Writes `count` values of column `j`'s piece, from its row `first`,
+    /// at `dst`: converted and filled, or their mask.
+    ///
+    /// # Safety
+    /// As [`Layout::write`]; `dst` has room for `count` elements.
+    unsafe fn put(
+        &self,
+        out: Out,
+        j: usize,
+        piece: &Piece,
+        first: usize,
+        count: usize,
+        dst: *mut u8,
+    ) {
+        let rows = count / self.row_elements.max(1);
+        match out {
+            Out::Values { target, fill, .. } => {
+                let source = self.sources[j];
+                let (src, bit) = at_value(piece, source, first * self.row_elements);
+                // SAFETY: the piece's values from row `first` (caller's
+                // contract), and room at `dst`.
+                unsafe { convert::convert(source, src, bit, target, dst, count) };
+                if let Some(value) = fill {
+                    for map in piece.maps.iter().filter(|m| !m.rows) {
+                        // SAFETY: the map's rows `first..first + rows`,
+                        // whose entries cover the values just written.
+                        unsafe { nulls::fill(dst, target.width(), &value, &map.rows(first, rows)) };
+                    }
+                }
+            }
+            Out::Mask { .. } => {
+                // SAFETY: room for `count` bytes; the maps as above.
+                unsafe {
+                    dst.write_bytes(1, count);
+                    for map in piece.maps.iter().filter(|m| !m.rows) {
+                        nulls::clear(dst, &map.rows(first, rows));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The address of value `index` of a piece of `dtype`, and for a
+/// bit-packed boolean the bit in that byte.
+fn at_value(piece: &Piece, dtype: &DType, index: usize) -> (*const u8, usize) {
+    let data = piece.data.cast::<u8>().cast_const();
+    match dtype.is_bit_packed() {
+        true => {
+            let bit = piece.bit_offset + index;
+            (data.wrapping_add(bit / 8), bit % 8)
+        }
+        false => (data.wrapping_add(index * dtype.width()), 0),
+    }
+}
+
+/// Each chunk's first row, then the total.
+fn starts(rows: impl Iterator<Item = usize>) -> Vec<usize> {
+    let mut starts = vec![0];
+    for r in rows {
+        starts.push(starts.last().copied().unwrap_or(0) + r);
+    }
+    starts
+}

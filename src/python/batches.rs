@@ -1,0 +1,406 @@
+//! `arrow_dlpack.batches`: the Python face of [`crate::batches`], an
+//! iterator of dicts of exporters.
+//!
+//! Sources: an `__arrow_c_stream__` producer (a pyarrow Table or
+//! RecordBatchReader, a dataset scanner's reader, polars, DuckDB), an
+//! `__arrow_c_array__` one (a record batch), or any Python iterable of
+//! those (Ray Data's `iter_batches(batch_format="pyarrow")`, a generator):
+//! the iterable is pulled one item at a time, and an exception it raises
+//! is raised again, as it was, by the iterator's `__next__`.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple};
+
+use super::exporter::{DLPackExporter, dtype_of, type_name};
+use super::{ARROW_ARRAY, ARROW_SCHEMA, ARROW_STREAM, capsule_pointer, type_attribute};
+use crate::abi::{ArrowArray, ArrowArrayStream, ArrowSchema};
+use crate::arrow::stream::Reader;
+use crate::batches::{BatchOptions, Batches, Output, Source};
+use crate::error::Status;
+use crate::error::{Error, Face, err};
+use crate::options::{Padding, Side};
+
+/// Moves a producer's structs out of their capsules (their `release`
+/// becomes NULL there, so the capsules' destructors do nothing).
+///
+/// # Safety
+/// The capsules hold live structs of their names.
+unsafe fn take_array(
+    schema: &Bound<'_, PyAny>,
+    array: &Bound<'_, PyAny>,
+) -> PyResult<(ArrowSchema, ArrowArray)> {
+    let s = capsule_pointer(schema, ARROW_SCHEMA)?.cast::<ArrowSchema>();
+    let a = capsule_pointer(array, ARROW_ARRAY)?.cast::<ArrowArray>();
+    // SAFETY: live structs (caller's contract), moved bitwise, the
+    // capsules' copies disarmed.
+    unsafe {
+        let taken = (std::ptr::read(s), std::ptr::read(a));
+        (*s).release = None;
+        (*a).release = None;
+        Ok(taken)
+    }
+}
+
+/// An item of an iterable source, as chunks: its schema and arrays.
+fn chunks_of(item: &Bound<'_, PyAny>) -> PyResult<(ArrowSchema, Vec<ArrowArray>)> {
+    let py = item.py();
+    let kind = item.get_type();
+    if type_attribute(&kind, intern!(py, "__arrow_c_stream__")).is_some() {
+        let capsule = item.call_method0(intern!(py, "__arrow_c_stream__"))?;
+        let stream = capsule_pointer(&capsule, ARROW_STREAM)?.cast::<ArrowArrayStream>();
+        // SAFETY: the producer's live stream, read to its end here (the
+        // capsule releases it afterwards).
+        let read = unsafe {
+            Reader::open(&mut *stream).and_then(|mut reader| {
+                let chunks = reader.rest()?;
+                let schema = std::mem::replace(&mut reader.schema, ArrowSchema::released());
+                let arrays = chunks
+                    .into_iter()
+                    .map(|mut c| std::mem::replace(&mut c.0, ArrowArray::released()))
+                    .collect();
+                Ok((schema, arrays))
+            })
+        };
+        return read.map_err(|e| PyBufferError::new_err(e.message_for(Face::Python)));
+    }
+    if let Some(export) = type_attribute(&kind, intern!(py, "__arrow_c_array__")) {
+        let pair = export.call1((item,))?;
+        let pair = pair.cast::<PyTuple>()?;
+        // SAFETY: the producer's capsules.
+        let (schema, array) = unsafe { take_array(&pair.get_item(0)?, &pair.get_item(1)?) }?;
+        return Ok((schema, vec![array]));
+    }
+    Err(PyTypeError::new_err(format!(
+        "arrow_dlpack.batches reads Arrow record batches: each item must implement __arrow_c_stream__ or \
+         __arrow_c_array__; got {}",
+        type_name(item)?
+    )))
+}
+
+/// A Python iterable's items, one at a time; the exception it raised,
+/// kept to be raised again.
+struct Items {
+    iterator: Py<PyAny>,
+    pending: VecDeque<(ArrowArray, Option<ArrowSchema>)>,
+    /// Shared with the iterator, which raises it (the batcher drops its
+    /// source on an error).
+    raised: Raised,
+}
+
+// SAFETY: the arrays and schemas are the producers' to release from any
+// thread (the C Data Interface); the iterator is a Python object, used
+// with the GIL held.
+unsafe impl Send for Items {}
+
+/// An exception an iterable source raised, to be raised again.
+type Raised = Arc<Mutex<Option<PyErr>>>;
+
+fn stash(raised: &Raised, e: PyErr) {
+    *raised.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+}
+
+impl Source for Items {
+    fn next(&mut self) -> Result<Option<(ArrowArray, Option<ArrowSchema>)>, Error> {
+        if let Some(next) = self.pending.pop_front() {
+            return Ok(Some(next));
+        }
+        Python::attach(|py| {
+            let iterator = self.iterator.bind(py);
+            loop {
+                // SAFETY: a live iterator; `PyIter_Next` returns a new
+                // reference, or NULL at the end or with an exception set.
+                let item = unsafe { pyo3::ffi::PyIter_Next(iterator.as_ptr()) };
+                if item.is_null() {
+                    return match PyErr::take(py) {
+                        None => Ok(None),
+                        Some(e) => {
+                            let message = e.to_string();
+                            stash(&self.raised, e);
+                            Err(err!(
+                                ARROW_DLPACK_INVALID_ARGUMENT,
+                                "the source raised {message}"
+                            ))
+                        }
+                    };
+                }
+                // SAFETY: a new reference (checked non-NULL).
+                let item = unsafe { Bound::from_owned_ptr(py, item) };
+                let (schema, arrays) = match chunks_of(&item) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let message = e.to_string();
+                        stash(&self.raised, e);
+                        return Err(err!(ARROW_DLPACK_INVALID_ARGUMENT, "{message}"));
+                    }
+                };
+                // The first array checks the item's schema; the rest are
+                // of it.
+                let mut schema = Some(schema);
+                for array in arrays {
+                    self.pending.push_back((array, schema.take()));
+                }
+                if let Some(mut unused) = schema {
+                    // An item without arrays.
+                    if let Some(release) = unused.release {
+                        // SAFETY: ours, released once.
+                        unsafe { release(&mut unused) };
+                    }
+                }
+                if let Some(next) = self.pending.pop_front() {
+                    return Ok(Some(next));
+                }
+            }
+        })
+    }
+}
+
+impl Drop for Items {
+    fn drop(&mut self) {
+        for (mut array, schema) in self.pending.drain(..) {
+            // SAFETY: ours, each released once.
+            unsafe {
+                if let Some(release) = array.release {
+                    release(&mut array);
+                }
+                if let Some(mut s) = schema {
+                    if let Some(release) = s.release {
+                        release(&mut s);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The iterator `arrow_dlpack.batches` returns: one dict a batch.
+#[pyclass(module = "arrow_dlpack._native", name = "Batches")]
+pub struct BatchIterator {
+    batches: Option<Batches>,
+    names: Vec<Py<PyString>>,
+    /// What an iterable source raised.
+    raised: Raised,
+}
+
+/// The exception for a batcher's error: `ValueError` for what the caller
+/// asked (a column, a group, a size), `BufferError` for what the data is.
+fn error(e: Error) -> PyErr {
+    let message = e.message_for(Face::Python);
+    match e.status() {
+        Status::ARROW_DLPACK_INVALID_ARGUMENT => PyValueError::new_err(message),
+        _ => PyBufferError::new_err(message),
+    }
+}
+
+#[pymethods]
+impl BatchIterator {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(batches) = self.batches.as_mut() else {
+            return Ok(None);
+        };
+        let made = batches.next_batch();
+        let made = match made {
+            Ok(Some((_, outputs))) => outputs,
+            Ok(None) => {
+                self.close();
+                return Ok(None);
+            }
+            Err(e) => {
+                self.close();
+                let raised = self.raised.lock().unwrap_or_else(|p| p.into_inner()).take();
+                return Err(raised.unwrap_or_else(|| error(e)));
+            }
+        };
+        let dict = PyDict::new(py);
+        let exporter = |t| Py::new(py, DLPackExporter::ready(t));
+        for (name, output) in self.names.iter().zip(made) {
+            let value: Bound<'py, PyAny> = match output {
+                Output::Tensor(t) => exporter(t)?.into_bound(py).into_any(),
+                Output::Padded { values, mask } => {
+                    PyTuple::new(py, [exporter(values)?, exporter(mask)?])?.into_any()
+                }
+                Output::Jagged {
+                    values,
+                    offsets,
+                    validity,
+                } => {
+                    let validity = match validity {
+                        Some(v) => exporter(v)?.into_bound(py).into_any(),
+                        None => py.None().into_bound(py),
+                    };
+                    PyTuple::new(
+                        py,
+                        [
+                            exporter(values)?.into_bound(py).into_any(),
+                            exporter(offsets)?.into_bound(py).into_any(),
+                            validity,
+                        ],
+                    )?
+                    .into_any()
+                }
+            };
+            dict.set_item(name.bind(py), value)?;
+        }
+        Ok(Some(dict))
+    }
+
+    /// Releases the source and the chunks read and not batched (the
+    /// tensors handed out keep what they share). Iterating further gives
+    /// nothing; called at the end, on an error, and when the iterator is
+    /// collected.
+    fn close(&mut self) {
+        self.batches = None;
+    }
+
+    /// The names each batch's dict has, in order.
+    #[getter]
+    fn names(&self, py: Python<'_>) -> Vec<Py<PyString>> {
+        self.names.iter().map(|n| n.clone_ref(py)).collect()
+    }
+}
+
+/// ``batches(source, batch_size, *, columns=None, stack=None,
+/// lists="padded", pad_value=0, pad_length=None, pad_side="right",
+/// null_value=None, dtype=None, drop_last=False, pin_memory=False)``: see
+/// ``arrow_dlpack.batches``.
+#[pyfunction]
+#[pyo3(signature = (source, batch_size, columns=None, stack=None, lists="padded", pad_value=0.0,
+    pad_length=None, pad_side="right", null_value=None, dtype=None, drop_last=false, pin_memory=false))]
+#[allow(clippy::too_many_arguments)]
+pub fn batches(
+    py: Python<'_>,
+    source: &Bound<'_, PyAny>,
+    batch_size: i64,
+    columns: Option<Vec<String>>,
+    stack: Option<&Bound<'_, PyDict>>,
+    lists: &str,
+    pad_value: f64,
+    pad_length: Option<i64>,
+    pad_side: &str,
+    null_value: Option<f64>,
+    dtype: Option<&Bound<'_, PyAny>>,
+    drop_last: bool,
+    pin_memory: bool,
+) -> PyResult<BatchIterator> {
+    if batch_size <= 0 {
+        return Err(PyValueError::new_err(format!(
+            "batch_size must be positive, got {batch_size}"
+        )));
+    }
+    let jagged = match lists {
+        "padded" => false,
+        "jagged" => true,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "lists must be 'padded' or 'jagged', got {other:?}"
+            )));
+        }
+    };
+    let side = match pad_side {
+        "right" => Side::Right,
+        "left" => Side::Left,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "pad_side must be 'right' or 'left', got {other:?}"
+            )));
+        }
+    };
+    let length = match pad_length {
+        None => None,
+        Some(n) if n > 0 => Some(n as usize),
+        Some(n) => {
+            return Err(PyValueError::new_err(format!(
+                "pad_length must be a positive number of elements, or None for each batch's longest row; got {n}"
+            )));
+        }
+    };
+    let mut groups = Vec::new();
+    if let Some(stack) = stack {
+        for (name, members) in stack.iter() {
+            let name: String = name
+                .extract()
+                .map_err(|_| PyTypeError::new_err("stack's keys are names (str)"))?;
+            let members: Vec<String> = members.extract().map_err(|_| {
+                PyTypeError::new_err(format!("stack[{name:?}] must be a list of column names"))
+            })?;
+            groups.push((name, members));
+        }
+    }
+    let options = BatchOptions {
+        batch_size: batch_size as usize,
+        columns,
+        stack: groups,
+        jagged,
+        padding: Padding {
+            length,
+            side,
+            value: pad_value,
+        },
+        fill: null_value,
+        dtype: dtype.map(dtype_of).transpose()?,
+        drop_last,
+        pinned: pin_memory,
+        threads: 0,
+    };
+    let kind = source.get_type();
+    let raised = Raised::default();
+    let made = if type_attribute(&kind, intern!(py, "__arrow_c_stream__")).is_some() {
+        let capsule = source.call_method0(intern!(py, "__arrow_c_stream__"))?;
+        let stream = capsule_pointer(&capsule, ARROW_STREAM)?.cast::<ArrowArrayStream>();
+        // SAFETY: the producer's live stream, moved into the batcher (the
+        // capsule's copy disarmed).
+        unsafe { Batches::from_stream(&mut *stream, options) }
+    } else if type_attribute(&kind, intern!(py, "__arrow_c_array__")).is_some() {
+        let (schema, arrays) = chunks_of(source)?;
+        let items = Box::new(Items {
+            iterator: PyTuple::empty(py).try_iter()?.into_any().unbind(),
+            pending: arrays.into_iter().map(|a| (a, None)).collect(),
+            raised: raised.clone(),
+        });
+        // SAFETY: the arrays are of the schema.
+        unsafe { Batches::new(schema, items, options) }
+    } else if let Ok(iterator) = source.try_iter() {
+        // The first item gives the schema; the rest are checked against it.
+        let first = match iterator.clone().next() {
+            Some(item) => item?,
+            None => {
+                return Err(PyValueError::new_err(
+                    "arrow_dlpack.batches: the source is empty (not even a first item to read the schema of)",
+                ));
+            }
+        };
+        let (schema, arrays) = chunks_of(&first)?;
+        let items = Box::new(Items {
+            iterator: iterator.into_any().unbind(),
+            pending: arrays.into_iter().map(|a| (a, None)).collect(),
+            raised: raised.clone(),
+        });
+        // SAFETY: the arrays are of the schema.
+        unsafe { Batches::new(schema, items, options) }
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "arrow_dlpack.batches reads Arrow record batches: an object implementing __arrow_c_stream__ or \
+             __arrow_c_array__ (a pyarrow Table, RecordBatchReader or RecordBatch, a polars DataFrame, a DuckDB \
+             relation), or an iterable of them; got {}",
+            type_name(source)?
+        )));
+    };
+    let batches = made.map_err(error)?;
+    let names = batches
+        .names()
+        .map(|n| PyString::new(py, n).unbind())
+        .collect();
+    Ok(BatchIterator {
+        batches: Some(batches),
+        names,
+        raised,
+    })
+}
