@@ -420,16 +420,21 @@ mod tests {
     fn every_element_lands_at_its_row_and_column() {
         // Sizes around the block: one block, several, a ragged last one.
         // Two blocks and a ragged end (513 rows); groups of 8 columns and a
-        // remainder (11); under Miri too.
-        for (columns, nrows) in [
-            (1, 5),
-            (11, 16),
-            (2, 513),
-            (40, 33),
-            (2, 0),
-            (17, 515),
-            (8, 1030),
-        ] {
+        // remainder (11). Under Miri, which interprets every element's
+        // check, the small ones and one of two blocks and a ragged end.
+        let sizes: &[(usize, usize)] = match cfg!(miri) {
+            true => &[(1, 5), (11, 16), (2, 0), (3, 515)],
+            false => &[
+                (1, 5),
+                (11, 16),
+                (2, 513),
+                (40, 33),
+                (2, 0),
+                (17, 515),
+                (8, 1030),
+            ],
+        };
+        for &(columns, nrows) in sizes {
             for width in [1usize, 2, 4, 8] {
                 // Column j, row i holds the value i * 64 + j (truncated to
                 // the width: still distinct in its low byte pattern).
