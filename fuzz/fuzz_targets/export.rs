@@ -562,7 +562,7 @@ fn random_options(input: &mut Input) -> ArrowDlpackExportOptions {
         validity: ptr::null_mut(),
         // The tree builder makes no dictionary: 0, or an invalid value.
         dictionary_as_indices: (input.byte() % 64 == 0) as i32 * 2,
-        reserved0: 0,
+        threads: (input.byte() % 4) as i32,
         reserved: [0, 0, (input.byte() % 64 == 0) as i64],
     }
 }

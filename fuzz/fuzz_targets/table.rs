@@ -342,7 +342,7 @@ fuzz_target!(|data: &[u8]| {
             ptr::null_mut()
         },
         dictionary_as_indices: 0,
-        reserved0: 0,
+        threads: 0,
         reserved: [0; 3],
     };
     let mut error = ArrowDlpackError {
