@@ -77,7 +77,9 @@ setup() {
   # one fails in this environment: ARROW_DLPACK_STRICT_SKIPS below). torch
   # from the package registry: ~45 s and 5.6 GB with its CUDA libraries,
   # kept in the virtualenv between runs where the machine keeps target/.
-  "$VENV/bin/pip" install -q cmake pytest hypothesis numpy pyarrow cffi nanoarrow arro3-core polars duckdb "jax[cpu]" apache-tvm-ffi torch datasets "ray[data]"
+  # pydantic: Ray's iter_torch_batches(collate_fn=...) imports ray.train.v2,
+  # which needs it and which "ray[data]" does not pull in.
+  "$VENV/bin/pip" install -q cmake pytest hypothesis numpy pyarrow cffi nanoarrow arro3-core polars duckdb "jax[cpu]" apache-tvm-ffi torch datasets "ray[data]" pydantic
 }
 
 stage_lint() {
