@@ -517,8 +517,11 @@ unsafe fn import_columns(
         // part of each column, `rows` elements apart.
         unsafe {
             copy::transpose::columns(
-                src.get()
-                    .wrapping_offset((r.start as isize).wrapping_mul(strides.0 * width as isize)),
+                src.get().wrapping_offset(
+                    (r.start as isize)
+                        .wrapping_mul(strides.0)
+                        .wrapping_mul(width as isize),
+                ),
                 (r.len(), columns),
                 strides,
                 element,

@@ -560,6 +560,42 @@ fn column_offsets_that_overflow_are_refused_and_leak_nothing() {
 }
 
 #[test]
+fn any_stride_of_a_one_row_matrix_is_copied_into_columns() {
+    // One row: its stride is never stepped, whatever it is (the copy once
+    // multiplied it by the width first and overflowed: found by fuzzing).
+    // A stride that is stepped and leaves the address space is refused.
+    for (row_stride, copy) in [(i64::MIN / 2, 2), (i64::MAX, 1)] {
+        let mut values = [1.0f64, 2.0];
+        let mut shape = [1i64, 2];
+        let mut strides = [row_stride, 1];
+        let mut t = float64_matrix(values.as_mut_ptr(), &mut shape, &mut strides);
+        let o = common::import_options(copy, 1, ptr::null());
+        // SAFETY: a live tensor (no deleter); on success the out structs
+        // are ours to release.
+        unsafe {
+            let (mut a, mut s) =
+                common::import_raw(&mut t, &o).unwrap_or_else(|(_, m)| panic!("{m}"));
+            assert_eq!((a.length, a.n_children), (1, 2));
+            for (j, want) in [1.0f64, 2.0].into_iter().enumerate() {
+                let child = &**a.children.add(j);
+                assert_eq!(*(*child.buffers.add(1)).cast::<f64>(), want);
+            }
+            (a.release.unwrap())(&mut a);
+            (s.release.unwrap())(&mut s);
+        }
+    }
+    let mut values = [1.0f64; 4];
+    let mut shape = [2i64, 2];
+    let mut strides = [i64::MIN / 2, 1];
+    let mut t = float64_matrix(values.as_mut_ptr(), &mut shape, &mut strides);
+    let o = common::import_options(2, 1, ptr::null());
+    // SAFETY: a live tensor (no deleter: nothing to free).
+    let (status, m) = unsafe { common::import_raw(&mut t, &o) }.unwrap_err();
+    assert_eq!(status, Status::ARROW_DLPACK_INVALID_ARGUMENT);
+    assert!(m.contains("more than the address space"), "{m}");
+}
+
+#[test]
 fn a_stream_whose_rows_overflow_is_refused() {
     // Two batches of i64::MAX rows without columns: nothing to read, but
     // the tensor's extent would not fit.

@@ -156,6 +156,32 @@ unsafe fn read(t: &DLTensor, memory: Memory, for_copy: bool) -> Result<Plan, Err
             dtype.name
         ));
     };
+    if let Some(s) = strides.filter(|_| byte_len > 0) {
+        // The bytes from the lowest element to the end of the highest: the
+        // elements of a real tensor lie in this process's address space, so
+        // this fits in `isize`, and every offset the copy kernels form from
+        // the strides (an index times a stride times the width, each index
+        // below its extent) is then in range too. Extent-1 dimensions add
+        // nothing: their index is always 0, whatever their stride.
+        let span = shape
+            .iter()
+            .zip(s)
+            .try_fold(1i64, |span, (&e, &stride)| match e {
+                1 => Some(span),
+                _ => (e - 1)
+                    .checked_mul(stride.checked_abs()?)?
+                    .checked_add(span),
+            });
+        let span = span
+            .and_then(|n| usize::try_from(n).ok())
+            .and_then(|n| n.checked_mul(width));
+        if span.is_none_or(|n| n > isize::MAX as usize) {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "tensor strides {s:?} for shape {shape:?}: its elements would span more than the address space"
+            ));
+        }
+    }
     let Ok(byte_offset) = usize::try_from(t.byte_offset) else {
         return Err(err!(
             ARROW_DLPACK_INVALID_ARGUMENT,
@@ -327,6 +353,55 @@ mod tests {
         assert_eq!(rows(&[1, 3, 4], Some(&[7, 4, 1])), (vec![3, 4], None));
         // No element: any strides.
         assert_eq!(rows(&[0, 3], Some(&[-5, 0])), (vec![3], None));
+    }
+
+    /// A float64 tensor of `shape` and `strides` on the CPU, read for a copy.
+    fn read_strided(shape: &mut [i64], strides: &mut [i64]) -> Result<Plan, Error> {
+        let mut data = [0f64; 4];
+        let t = DLTensor {
+            data: data.as_mut_ptr().cast(),
+            device: DLDevice {
+                device_type: K_DL_CPU,
+                device_id: 0,
+            },
+            ndim: shape.len() as i32,
+            dtype: DLDataType {
+                code: K_DL_FLOAT,
+                bits: 64,
+                lanes: 1,
+            },
+            shape: shape.as_mut_ptr(),
+            strides: strides.as_mut_ptr(),
+            byte_offset: 0,
+        };
+        // SAFETY: shape and strides hold `ndim` entries; only the
+        // metadata is read.
+        unsafe { plan_for_copy(&t, Memory::HostReadable) }
+    }
+
+    #[test]
+    fn strides_past_the_address_space_are_refused() {
+        for (shape, strides) in [
+            (vec![2, 2], vec![i64::MAX, 1]),
+            (vec![2, 2], vec![1, i64::MIN]),
+            (vec![3, 2], vec![i64::MAX / 4, 1]),
+            (vec![2], vec![isize::MAX as i64 / 8 + 1]),
+        ] {
+            let (mut shape, mut strides) = (shape, strides);
+            let e = read_strided(&mut shape, &mut strides).unwrap_err();
+            assert_eq!(e.status(), Status::ARROW_DLPACK_INVALID_ARGUMENT, "{e}");
+            assert!(e.message().contains(&format!("{strides:?}")), "{e}");
+        }
+        // Any stride on an extent-1 dimension, and on an empty tensor.
+        for (shape, strides) in [
+            (vec![1, 2], vec![i64::MAX, 1]),
+            (vec![2, 1], vec![-1, i64::MIN]),
+            (vec![0, 2], vec![i64::MAX, i64::MAX]),
+            (vec![2, 2], vec![-2, -1]),
+        ] {
+            let (mut shape, mut strides) = (shape, strides);
+            read_strided(&mut shape, &mut strides).unwrap();
+        }
     }
 
     #[test]
