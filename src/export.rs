@@ -382,15 +382,8 @@ unsafe fn copy<M: Managed>(plan: &Plan, layout: &Layout<'_>) -> Result<NonNull<M
             target: plan.dtype,
             fill: plan.fill,
         };
-        // SAFETY: the tensor's own bytes hold every row, each range
-        // written by one thread.
-        let write = |r| unsafe { layout.write(out, r) };
-        threads::split(
-            layout.rows(),
-            layout.row_bytes(plan.dtype.width()),
-            plan.copying.threads,
-            write,
-        );
+        // SAFETY: the tensor's own bytes hold every row.
+        unsafe { layout.write_on(out, plan.copying.threads) };
     }
     Ok(tensor)
 }
@@ -412,15 +405,8 @@ unsafe fn mask(
     )?;
     if len > 0 {
         let out = Out::Mask { dst };
-        // SAFETY: a byte per element, every row, each range written by
-        // one thread.
-        let write = |r| unsafe { layout.write(out, r) };
-        threads::split(
-            layout.rows(),
-            layout.row_bytes(1),
-            plan.copying.threads,
-            write,
-        );
+        // SAFETY: a byte per element, every row.
+        unsafe { layout.write_on(out, plan.copying.threads) };
     }
     Ok(tensor)
 }
@@ -843,10 +829,8 @@ unsafe fn make_jagged<M: Managed>(
                         target: plan.dtype,
                         fill: plan.fill,
                     };
-                    // SAFETY: the tensor's own bytes hold every value row,
-                    // each range written by one thread.
-                    let write = |r| unsafe { layout.write(out, r) };
-                    threads::split(layout.rows(), element, plan.copying.threads, write);
+                    // SAFETY: the tensor's own bytes hold every value row.
+                    unsafe { layout.write_on(out, plan.copying.threads) };
                 }
                 t
             }

@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use super::{convert, nulls, transpose};
+use super::{convert, nulls, threads, transpose};
 use crate::arrow::read::{Batch, Piece, TableType, Values};
 use crate::dtype::DType;
 use crate::plan::Order;
@@ -97,13 +97,26 @@ impl<'p> Layout<'p> {
         self.columns * self.row_elements * width
     }
 
-    /// Writes the output rows `rows` of `out`.
+    /// Writes the whole layout to `out` on up to `threads` threads (the
+    /// calling one included), byte for byte what one thread writes: split
+    /// by output rows, each range written on its own.
     ///
     /// # Safety
     /// The pieces address live memory (their arrays are alive); `out`'s
-    /// destination holds the whole tensor; no other writer touches these
-    /// rows at the same time.
-    pub unsafe fn write(&self, out: Out, rows: Range<usize>) {
+    /// destination holds the whole tensor and no one else writes it
+    /// meanwhile.
+    pub unsafe fn write_on(&self, out: Out, threads: usize) {
+        // SAFETY: each range of rows is written by one thread.
+        let write = |r| unsafe { self.write(out, r) };
+        threads::split(self.rows(), self.row_bytes(out.width()), threads, write);
+    }
+
+    /// Writes the output rows `rows` of `out`.
+    ///
+    /// # Safety
+    /// As [`Layout::write_on`]; no other writer touches these rows at the
+    /// same time.
+    unsafe fn write(&self, out: Out, rows: Range<usize>) {
         let total = self.rows();
         for (c, span) in self.starts.windows(2).enumerate() {
             let (from, to) = (rows.start.max(span[0]), rows.end.min(span[1]));
