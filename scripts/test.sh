@@ -306,6 +306,9 @@ stage_release() {
 stage_docs() {
   step "every complete program and command the README and docs/ show (scripts/docs.py)"
   cargo build --release --quiet
+  # scripts/device_bench.sh (docs/benchmarks.md) installs the release's
+  # wheel: built here if stage release did not run.
+  [ -n "$(ls target/wheels/*.whl 2>/dev/null)" ] || bash scripts/release.sh
   python scripts/docs.py
 }
 
