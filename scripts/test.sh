@@ -12,8 +12,9 @@
 #   miri     the Rust tests under Miri
 #   asan     the Rust tests under AddressSanitizer (the threads' stress
 #            test among them)
-#   tsan     the parallel kernels' tests under ThreadSanitizer (std rebuilt
-#            with it: -Zbuild-std)
+#   tsan     the parallel kernels' tests and a jagged pair's racing
+#            deleters under ThreadSanitizer (std rebuilt with it:
+#            -Zbuild-std)
 #   c        the C tests under valgrind (CMake + ctest, ABI check against
 #            pyarrow's headers), then under AddressSanitizer
 #   fuzz     a bounded run of every fuzz target (FUZZ_SECONDS, default 40;
@@ -136,7 +137,7 @@ stage_asan() {
 }
 
 stage_tsan() {
-  step "the parallel kernels under ThreadSanitizer"
+  step "the parallel kernels and the jagged pair's deleters under ThreadSanitizer"
   local target
   target=$(rustc -vV | sed -n 's/host: //p')
   # Fewer property cases than the plain run, and optimized code: each case
@@ -146,6 +147,8 @@ stage_tsan() {
   export PROPTEST_CASES=4 RUSTFLAGS="-Zsanitizer=thread" TSAN_OPTIONS="halt_on_error=1"
   "${tsan[@]}" --lib -- copy::threads
   "${tsan[@]}" --test threads
+  # The two deleters of a jagged pair racing on its count.
+  "${tsan[@]}" --test stress -- jagged_halves
   unset PROPTEST_CASES RUSTFLAGS TSAN_OPTIONS
 }
 

@@ -550,6 +550,7 @@ unsafe fn variable_type<'s>(
 ///
 /// # Safety
 /// As [`export`].
+#[inline(always)]
 pub unsafe fn export_jagged<M: Managed>(
     array: &mut ArrowArray,
     schema: &ArrowSchema,
@@ -574,6 +575,7 @@ pub unsafe fn export_jagged<M: Managed>(
 ///
 /// # Safety
 /// `flat` was read from `array`, live.
+#[inline(always)]
 unsafe fn share_flat_list<M: Managed>(
     array: &mut ArrowArray,
     flat: &read::FlatList,

@@ -172,11 +172,18 @@ impl ExportOptions {
         pinned: false,
     };
 
-    /// Validates the C options (`None`: the defaults).
+    /// Validates the C options (`None`: the defaults). Inlined: most
+    /// callers pass NULL, which is then a constant, not a call.
+    #[inline(always)]
     pub fn from_c(options: Option<&ArrowDlpackExportOptions>) -> Result<ExportOptions, Error> {
-        let Some(o) = options else {
-            return Ok(ExportOptions::SHARE);
-        };
+        match options {
+            None => Ok(ExportOptions::SHARE),
+            Some(o) => Self::from_given(o),
+        }
+    }
+
+    /// Validates options a caller gave.
+    fn from_given(o: &ArrowDlpackExportOptions) -> Result<ExportOptions, Error> {
         reserved_zero(&o.reserved, "options.")?;
         let threads = thread_count(o.threads)?;
         let copy = copy_policy(o.copy)?;

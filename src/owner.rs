@@ -576,6 +576,7 @@ pub struct Part {
 ///
 /// # Safety
 /// `array` is valid for reads and writes; each part's data is its memory.
+#[inline(always)]
 pub unsafe fn share_pair<M: Managed>(
     array: &mut ArrowArray,
     parts: [Part; 2],
@@ -631,9 +632,14 @@ unsafe extern "C" fn delete_half<M: Managed>(managed: *mut M) {
     }
     // SAFETY: a live tensor of a pair, whose context is the pair.
     let pair = unsafe { (*managed).manager_ctx() }.cast::<Pair<M>>();
-    // SAFETY: the pair lives until both tensors are deleted; `AcqRel`:
-    // the last deleter sees every write the other made before its own.
-    if unsafe { (*pair).live.fetch_sub(1, Ordering::AcqRel) } != 1 {
+    // SAFETY: the pair lives until both tensors are deleted.
+    let live = unsafe { &(*pair).live };
+    // A count of 1 seen with `Acquire` means the other tensor is deleted
+    // (its `Release` decrement is the write seen): nothing else touches
+    // the pair, so the last deleter skips the locked decrement, the
+    // dearest instruction of the cycle. Otherwise `AcqRel`: the last
+    // deleter sees every write the other made before its own.
+    if live.load(Ordering::Acquire) != 1 && live.fetch_sub(1, Ordering::AcqRel) != 1 {
         return;
     }
     // SAFETY: the last tensor: the array, moved in, is released once and

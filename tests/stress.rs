@@ -1,6 +1,7 @@
 //! Concurrency: two threads export and delete a million tensors each while
 //! a third deletes tensors exported on the others. Every array is released
-//! exactly once, and the heap ends where it started.
+//! exactly once, and the heap ends where it started. The two tensors of a
+//! jagged pair, deleted on two threads at once, release their array once.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::c_void;
@@ -35,6 +36,10 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOCATOR: Counting = Counting;
 
 static RELEASES: AtomicUsize = AtomicUsize::new(0);
+
+/// Held by each test: the heap and release counts are the whole process's,
+/// so the tests run one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 unsafe extern "C" fn release(array: *mut ArrowArray) {
     // SAFETY: called once on a live array; its private data counts releases
@@ -132,6 +137,7 @@ fn run(n: usize) -> (usize, usize) {
 
 #[test]
 fn concurrent_exports_and_deletes_release_everything_exactly_once() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let n = if cfg!(miri) { 50 } else { 1_000_000 };
     // A small round first: the runtime's lazily made, never freed state
     // (thread bookkeeping, channel machinery) is in place before measuring.
@@ -155,4 +161,118 @@ fn concurrent_exports_and_deletes_release_everything_exactly_once() {
         before,
         "the heap is back where it started"
     );
+}
+
+/// A `list<int32>` array of two rows over `VALUES`, its release counted in
+/// `counter`.
+fn list_array(
+    counter: &AtomicUsize,
+    buffers: &mut [*const c_void; 2],
+    child: &mut *mut ArrowArray,
+) -> ArrowArray {
+    ArrowArray {
+        length: 2,
+        null_count: 0,
+        offset: 0,
+        n_buffers: 2,
+        n_children: 1,
+        buffers: buffers.as_mut_ptr(),
+        children: child,
+        dictionary: ptr::null_mut(),
+        release: Some(release),
+        private_data: ptr::from_ref(counter).cast_mut().cast(),
+    }
+}
+
+#[test]
+fn jagged_halves_deleted_on_two_threads_release_each_array_once() {
+    // Each jagged pair's offsets are deleted on another thread while this
+    // one deletes the values: the two deleters race on the pair's count
+    // (ThreadSanitizer runs this), and exactly one releases the array.
+    static OFFSETS: [i32; 3] = [0, 3, 5];
+    static VALUES: [i32; 5] = [1, 2, 3, 4, 5];
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let n = if cfg!(miri) { 20 } else { 100_000 };
+    let item = ArrowSchema {
+        format: c"i".as_ptr(),
+        name: ptr::null(),
+        metadata: ptr::null(),
+        flags: 0,
+        n_children: 0,
+        children: ptr::null_mut(),
+        dictionary: ptr::null_mut(),
+        release: Some(release_schema),
+        private_data: ptr::null_mut(),
+    };
+    let mut item_ptr = ptr::from_ref(&item).cast_mut();
+    let schema = ArrowSchema {
+        format: c"+l".as_ptr(),
+        n_children: 1,
+        children: &mut item_ptr,
+        ..item
+    };
+    let mut child_buffers = [ptr::null::<c_void>(), VALUES.as_ptr().cast()];
+    let mut child = ArrowArray {
+        length: 5,
+        null_count: 0,
+        offset: 0,
+        n_buffers: 2,
+        n_children: 0,
+        buffers: child_buffers.as_mut_ptr(),
+        children: ptr::null_mut(),
+        dictionary: ptr::null_mut(),
+        release: None,
+        private_data: ptr::null_mut(),
+    };
+    let mut child_ptr: *mut ArrowArray = &mut child;
+    let mut buffers = [ptr::null::<c_void>(), OFFSETS.as_ptr().cast()];
+    let counters: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+    let released_before = RELEASES.load(Ordering::SeqCst);
+    let (tx, rx) = mpsc::channel::<SendPtr>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for SendPtr(t) in rx {
+                // SAFETY: a live tensor of a pair, deleted once.
+                unsafe { ((*t).deleter.unwrap())(t) };
+            }
+        });
+        for counter in &counters {
+            let mut array = list_array(counter, &mut buffers, &mut child_ptr);
+            let mut out = arrow_dlpack::capi::ArrowDlpackJagged {
+                values: ptr::null_mut(),
+                offsets: ptr::null_mut(),
+            };
+            // SAFETY: valid structs; the counters outlive the scope.
+            let status = unsafe {
+                arrow_dlpack::capi::arrow_dlpack_export_jagged(
+                    &mut array,
+                    &schema,
+                    ptr::null(),
+                    &mut out,
+                    ptr::null_mut(),
+                )
+            };
+            assert_eq!(status, arrow_dlpack::Status::ARROW_DLPACK_OK);
+            // SAFETY: the shared pair: both views of the array's buffers.
+            unsafe {
+                assert_eq!(
+                    (*out.offsets).dl_tensor.data,
+                    OFFSETS.as_ptr().cast_mut().cast()
+                );
+                assert_eq!(
+                    (*out.values).dl_tensor.data,
+                    VALUES.as_ptr().cast_mut().cast()
+                );
+            }
+            tx.send(SendPtr(out.offsets)).unwrap();
+            // SAFETY: a live tensor, deleted once.
+            unsafe { ((*out.values).deleter.unwrap())(out.values) };
+        }
+        drop(tx);
+    });
+    assert!(
+        counters.iter().all(|c| c.load(Ordering::SeqCst) == 1),
+        "every array released exactly once"
+    );
+    assert_eq!(RELEASES.load(Ordering::SeqCst) - released_before, n);
 }

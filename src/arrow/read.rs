@@ -1521,6 +1521,7 @@ pub struct FlatList {
 ///
 /// # Safety
 /// As [`read_type`] and [`read_piece`].
+#[inline(always)]
 pub unsafe fn read_flat_list(
     array: &ArrowArray,
     schema: &ArrowSchema,
