@@ -594,15 +594,26 @@ fn tables(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(
-    benches,
-    export_cycle,
-    import,
-    null_scan,
-    copies,
-    tables,
-    jagged
-);
+/// Criterion's settings: its defaults, or, with
+/// `ARROW_DLPACK_BENCH_SMOKE=1` (CI runs the docs' commands so), a few
+/// short samples: the run proves that every bench runs, and measures
+/// nothing worth publishing.
+fn settings() -> Criterion {
+    let criterion = Criterion::default();
+    match std::env::var("ARROW_DLPACK_BENCH_SMOKE").as_deref() {
+        Ok("1") => criterion
+            .warm_up_time(std::time::Duration::from_millis(20))
+            .measurement_time(std::time::Duration::from_millis(100))
+            .sample_size(10),
+        _ => criterion,
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = settings();
+    targets = export_cycle, import, null_scan, copies, tables, jagged
+}
 criterion_main!(benches);
 
 /// A `list<int32>` column: `rows` rows of 5 to 127 ids (a fixed

@@ -42,7 +42,8 @@ VENV="$ROOT/target/test-venv"
 CMAKE_CARGO_DIR="$ROOT/target/cmake-cargo"
 STAGES=(lint rust link miri asan tsan c fuzz install release python docs demo)
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step's banner shows the seconds since the run began.
+step() { printf '\n==> [%ss] %s\n' "$SECONDS" "$*"; }
 
 # expect NEEDLE COMMAND...: runs the command, shows its output, and fails
 # unless the output contains NEEDLE.
