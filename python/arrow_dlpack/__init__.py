@@ -47,10 +47,6 @@ from ._native import (
 )
 
 
-# `tuple.__new__(Jagged, t)`: what `Jagged._make(t)` does, at half the cost.
-_tuple = tuple.__new__
-
-
 class Jagged(NamedTuple):
     """A variable-length column as two tensors (``to_jagged``): ``values``,
     every row's elements end to end; ``offsets``, where each row starts
@@ -91,7 +87,7 @@ def to_jagged(obj: Any, *, null_value: Optional[float] = None, dtype: Any = None
     >>> np.from_dlpack(values), np.from_dlpack(offsets)
     (array([1, 2, 3], dtype=int32), array([0, 2, 3], dtype=int32))
     """
-    return _tuple(Jagged, _native.to_jagged(obj, null_value, dtype, copy))
+    return _native.to_jagged(obj, null_value, dtype, copy)
 
 
 def to_padded(
@@ -119,7 +115,7 @@ def to_padded(
     array([[1, 2],
            [0, 3]])
     """
-    return _tuple(Padded, _native.to_padded(obj, length, float(value), side, null_value, dtype))
+    return _native.to_padded(obj, length, float(value), side, null_value, dtype)
 
 
 def batches(
@@ -178,19 +174,15 @@ def batches(
         drop_last,
         pin_memory,
     )
-    return _named(native, Jagged if lists == "jagged" else Padded)
+    return _closing(native)
 
 
-def _named(native: Any, kind: type) -> Iterator[dict]:
-    # The batches, the native tuples of list columns made named tuples;
-    # the source released when the iteration ends, fails or is abandoned
-    # (the generator's close, on collection too).
+def _closing(native: Any) -> Iterator[dict]:
+    # The batches (list columns come as `Jagged` and `Padded`, made by the
+    # native code), the source released when the iteration ends, fails or
+    # is abandoned (the generator's close, on collection too).
     try:
-        for batch in native:
-            for name, value in batch.items():
-                if type(value) is tuple:
-                    batch[name] = _tuple(kind, value)
-            yield batch
+        yield from native
     finally:
         native.close()
 

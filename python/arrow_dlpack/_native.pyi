@@ -49,7 +49,7 @@ def from_dlpack(
 ) -> ArrowArrayFromDLPack: ...
 def to_jagged(
     obj: Any, null_value: Optional[float] = None, dtype: Any = None, copy: Optional[bool] = None
-) -> Tuple[DLPackExporter, DLPackExporter, Optional[DLPackExporter]]: ...
+) -> Any: ...  # arrow_dlpack.Jagged, made by the native code
 def to_padded(
     obj: Any,
     length: Optional[int] = None,
@@ -57,7 +57,7 @@ def to_padded(
     side: Optional[str] = None,
     null_value: Optional[float] = None,
     dtype: Any = None,
-) -> Tuple[DLPackExporter, DLPackExporter]: ...
+) -> Any: ...  # arrow_dlpack.Padded, made by the native code
 def from_jagged(values: Any, offsets: Any) -> ArrowArrayFromDLPack: ...
 def set_threads(n: int) -> None: ...
 def batches(

@@ -176,6 +176,29 @@ def test_an_unsliced_list_shares_both_and_a_slice_its_values():
     assert v.ctypes.data == arr.values.buffers()[1].address + 2 * 4, "the values still shared"
 
 
+def test_results_are_the_packages_named_tuples_and_free_their_exporters():
+    # Made by the native code (allocated as tuple.__new__ allocates them):
+    # the classes, fields, tuple behaviour and garbage collection of
+    # Python's own named tuples, and nothing kept once they are dropped.
+    import gc
+
+    arr = pa.array([[1, 2], [], [3]], pa.list_(pa.int32()))
+    jagged = to_jagged(arr)
+    assert type(jagged) is arrow_dlpack.Jagged and jagged._fields == ("values", "offsets", "validity")
+    assert jagged == (jagged.values, jagged.offsets, None) and len(jagged) == 3
+    assert gc.is_tracked(jagged)
+    assert jagged._replace(validity=1).validity == 1
+    padded = to_padded(arr)
+    assert type(padded) is arrow_dlpack.Padded and padded._fields == ("values", "mask")
+    assert repr(padded).startswith("Padded(values=<arrow_dlpack.DLPackExporter")
+    start = pa.total_allocated_bytes()
+    for _ in range(20_000):
+        to_jagged(pa.array([[1, 2], [3]], pa.list_(pa.int64())))
+        to_padded(pa.array([[1, 2], [3]], pa.list_(pa.int64())))
+    gc.collect()
+    assert pa.total_allocated_bytes() == start, "every exporter and array freed"
+
+
 def test_strings_export_their_bytes_and_polars_and_views_are_gathered():
     pl = pytest.importorskip("polars")
     words = ["to", "be", "", "or"]

@@ -224,9 +224,13 @@ impl BatchIterator {
         for (name, output) in self.names.iter().zip(made) {
             let value: Bound<'py, PyAny> = match output {
                 Output::Tensor(t) => exporter(t)?.into_bound(py).into_any(),
-                Output::Padded { values, mask } => {
-                    PyTuple::new(py, [exporter(values)?, exporter(mask)?])?.into_any()
-                }
+                Output::Padded { values, mask } => super::named::padded(
+                    py,
+                    [
+                        exporter(values)?.into_bound(py).into_any(),
+                        exporter(mask)?.into_bound(py).into_any(),
+                    ],
+                )?,
                 Output::Jagged {
                     values,
                     offsets,
@@ -236,7 +240,7 @@ impl BatchIterator {
                         Some(v) => exporter(v)?.into_bound(py).into_any(),
                         None => py.None().into_bound(py),
                     };
-                    PyTuple::new(
+                    super::named::jagged(
                         py,
                         [
                             exporter(values)?.into_bound(py).into_any(),
@@ -244,7 +248,6 @@ impl BatchIterator {
                             validity,
                         ],
                     )?
-                    .into_any()
                 }
             };
             dict.set_item(name.bind(py), value)?;

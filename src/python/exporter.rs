@@ -764,7 +764,7 @@ fn host_source(obj: &Bound<'_, PyAny>, source: &mut Source) -> PyResult<()> {
 
 /// A variable-length column (a list, string or binary array, or a stream
 /// of them: pyarrow ChunkedArray, polars Series...) as the jagged tensors
-/// ML code takes: ``(values, offsets, validity)``, exporters of every
+/// ML code takes: ``Jagged(values, offsets, validity)``, exporters of every
 /// row's elements end to end and of the int32 or int64 offsets (from 0:
 /// row ``i`` is ``values[offsets[i]:offsets[i + 1]]``, as
 /// ``torch.nested.nested_tensor_from_jagged`` and
@@ -778,12 +778,12 @@ fn host_source(obj: &Bound<'_, PyAny>, source: &mut Source) -> PyResult<()> {
 // Positional (the package's `to_jagged` passes them so: keyword parsing
 // costs a fifth of a small export).
 #[pyo3(signature = (obj, null_value=None, dtype=None, copy=None))]
-pub fn to_jagged(
-    obj: &Bound<'_, PyAny>,
+pub fn to_jagged<'py>(
+    obj: &Bound<'py, PyAny>,
     null_value: Option<f64>,
     dtype: Option<&Bound<'_, PyAny>>,
     copy: Option<bool>,
-) -> PyResult<(DLPackExporter, DLPackExporter, Option<DLPackExporter>)> {
+) -> PyResult<Bound<'py, PyAny>> {
     let options = variable_options(null_value, dtype, copy, null_value.is_some())?;
     let mut source = Source::Consumed;
     host_source(obj, &mut source)?;
@@ -809,11 +809,14 @@ pub fn to_jagged(
         }
         (mask, _) => mask.map(DLPackExporter::ready),
     };
-    Ok((
-        DLPackExporter::ready(made.values),
-        DLPackExporter::ready(made.offsets),
-        validity,
-    ))
+    let py = obj.py();
+    let validity = match validity {
+        Some(v) => Bound::new(py, v)?.into_any(),
+        None => py.None().into_bound(py),
+    };
+    let values = Bound::new(py, DLPackExporter::ready(made.values))?.into_any();
+    let offsets = Bound::new(py, DLPackExporter::ready(made.offsets))?.into_any();
+    super::named::jagged(py, [values, offsets, validity])
 }
 
 /// A variable-length column (a list, string or binary array, or a stream
@@ -827,14 +830,14 @@ pub fn to_jagged(
 #[pyfunction]
 // Positional, as `to_jagged`.
 #[pyo3(signature = (obj, length=None, value=0.0, side=None, null_value=None, dtype=None))]
-pub fn to_padded(
-    obj: &Bound<'_, PyAny>,
+pub fn to_padded<'py>(
+    obj: &Bound<'py, PyAny>,
     length: Option<usize>,
     value: f64,
     side: Option<&str>,
     null_value: Option<f64>,
     dtype: Option<&Bound<'_, PyAny>>,
-) -> PyResult<(DLPackExporter, DLPackExporter)> {
+) -> PyResult<Bound<'py, PyAny>> {
     let side = match side.unwrap_or("right") {
         "right" => crate::options::Side::Right,
         "left" => crate::options::Side::Left,
@@ -881,8 +884,8 @@ pub fn to_padded(
     }
     .map_err(buffer_error)?;
     let mask = made.mask.expect("the mask was asked for");
-    Ok((
-        DLPackExporter::ready(made.tensor),
-        DLPackExporter::ready(mask),
-    ))
+    let py = obj.py();
+    let values = Bound::new(py, DLPackExporter::ready(made.tensor))?.into_any();
+    let mask = Bound::new(py, DLPackExporter::ready(mask))?.into_any();
+    super::named::padded(py, [values, mask])
 }

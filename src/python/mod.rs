@@ -26,6 +26,7 @@ mod exporter;
 mod fastcall;
 mod guard;
 mod imported;
+mod named;
 mod pyarrow;
 
 use std::ffi::{CStr, c_void};
