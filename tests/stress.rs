@@ -65,10 +65,9 @@ struct SendPtr(*mut DLManagedTensorVersioned);
 // SAFETY: tensors may be deleted from any thread (the contract under test).
 unsafe impl Send for SendPtr {}
 
-fn producer(n: usize, to_third: mpsc::Sender<SendPtr>) -> usize {
-    static VALUES: [u64; 16] = [0; 16];
-    let format = c"L";
-    let schema = ArrowSchema {
+/// A schema of `format` without children.
+fn schema(format: &'static std::ffi::CStr) -> ArrowSchema {
+    ArrowSchema {
         format: format.as_ptr(),
         name: ptr::null(),
         metadata: ptr::null(),
@@ -78,7 +77,12 @@ fn producer(n: usize, to_third: mpsc::Sender<SendPtr>) -> usize {
         dictionary: ptr::null_mut(),
         release: Some(release_schema),
         private_data: ptr::null_mut(),
-    };
+    }
+}
+
+fn producer(n: usize, to_third: mpsc::Sender<SendPtr>) -> usize {
+    static VALUES: [u64; 16] = [0; 16];
+    let schema = schema(c"L");
     let mut buffers = [ptr::null::<c_void>(), VALUES.as_ptr().cast()];
     // One release counter per array, kept for the final check.
     let counters: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
@@ -193,23 +197,12 @@ fn jagged_halves_deleted_on_two_threads_release_each_array_once() {
     static VALUES: [i32; 5] = [1, 2, 3, 4, 5];
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let n = if cfg!(miri) { 20 } else { 100_000 };
-    let item = ArrowSchema {
-        format: c"i".as_ptr(),
-        name: ptr::null(),
-        metadata: ptr::null(),
-        flags: 0,
-        n_children: 0,
-        children: ptr::null_mut(),
-        dictionary: ptr::null_mut(),
-        release: Some(release_schema),
-        private_data: ptr::null_mut(),
-    };
+    let item = schema(c"i");
     let mut item_ptr = ptr::from_ref(&item).cast_mut();
     let schema = ArrowSchema {
-        format: c"+l".as_ptr(),
         n_children: 1,
         children: &mut item_ptr,
-        ..item
+        ..schema(c"+l")
     };
     let mut child_buffers = [ptr::null::<c_void>(), VALUES.as_ptr().cast()];
     let mut child = ArrowArray {
