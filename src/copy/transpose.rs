@@ -12,7 +12,8 @@
 //!
 //! Rows wider than a tile are staged: a block's tiles are written into a
 //! buffer that stays in L2 across them, and the block's whole rows copied
-//! out in one run ([`rows`]).
+//! out in one run ([`rows`]); rows too wide for that are written directly,
+//! the lines a few rows on prefetched.
 //!
 //! The tiles whose rows are a whole cache line (8 columns of 8 bytes, 16
 //! of 4) are transposed in AVX2 registers where the CPU has them (checked
@@ -184,6 +185,27 @@ unsafe fn tile(slices: &[*const u8], width: usize, n: usize, dst: *mut u8, strid
 mod x86 {
     use std::arch::x86_64::*;
 
+    /// Rows wider than this are written by the tiles straight into the
+    /// matrix (not staged: [`super::STAGE_MAX`]): each row's part is a
+    /// line on a page of its own, which no hardware prefetcher fetches
+    /// ahead, so the tiles ask for the lines [`AHEAD`] rows on before
+    /// writing (measured on 1,000 float64 columns: 1.2 to 2.2x on one
+    /// thread; on staged rows, already in L2, it only costs).
+    const PREFETCH_STRIDE: usize = super::STAGE_MAX / super::BLOCK_ROWS;
+
+    /// How many rows ahead the tiles prefetch the lines they will write.
+    const AHEAD: usize = 16;
+
+    /// Asks for the lines of rows `i..i + count` at `stride` from `dst`
+    /// (a hint: any address, none dereferenced).
+    #[inline(always)]
+    fn prefetch(dst: *mut u8, i: usize, count: usize, stride: usize) {
+        for r in i..i + count {
+            // SAFETY: a prefetch reads nothing and never faults.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(dst.wrapping_add(r * stride).cast::<i8>()) };
+        }
+    }
+
     /// Whether the CPU has AVX2 (not under Miri, which interprets the
     /// scalar path).
     pub fn avx2() -> bool {
@@ -200,8 +222,12 @@ mod x86 {
     #[target_feature(enable = "avx2")]
     pub unsafe fn tile_8x8(slices: &[*const u8], n: usize, dst: *mut u8, stride: usize) -> usize {
         let s: [*const f64; 8] = std::array::from_fn(|j| slices[j].cast::<f64>());
+        let ahead = stride > PREFETCH_STRIDE;
         let mut i = 0;
         while i + 4 <= n {
+            if ahead && i + AHEAD < n {
+                prefetch(dst, i + AHEAD, 4.min(n - i - AHEAD), stride);
+            }
             // SAFETY: elements `i..i + 4` of each slice, rows `i..i + 4` of
             // the tile (caller's contract); unaligned loads and stores.
             unsafe {
@@ -240,8 +266,12 @@ mod x86 {
     #[target_feature(enable = "avx2")]
     pub unsafe fn tile_4x16(slices: &[*const u8], n: usize, dst: *mut u8, stride: usize) -> usize {
         let s: [*const f32; 16] = std::array::from_fn(|j| slices[j].cast::<f32>());
+        let ahead = stride > PREFETCH_STRIDE;
         let mut i = 0;
         while i + 8 <= n {
+            if ahead && i + AHEAD < n {
+                prefetch(dst, i + AHEAD, 8.min(n - i - AHEAD), stride);
+            }
             // SAFETY: as in `tile_8x8`, 8 rows.
             unsafe {
                 let block = |c: [__m256; 8]| {
