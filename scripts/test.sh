@@ -17,8 +17,8 @@
 #            -Zbuild-std)
 #   c        the C tests under valgrind (CMake + ctest, ABI check against
 #            pyarrow's headers), then under AddressSanitizer
-#   fuzz     a bounded run of every fuzz target (FUZZ_SECONDS, default 40;
-#            FUZZ_SEED, default the date)
+#   fuzz     a bounded run of every fuzz target, two at a time
+#            (FUZZ_SECONDS, default 40; FUZZ_SEED, default the date)
 #   install  the install command of docs/getting-started.md: soname, stripping, exported
 #            symbols, find_package, pkg-config, the examples
 #   release  bash scripts/release.sh (the manylinux_2_17 wheel, the sdist,
@@ -176,17 +176,36 @@ stage_fuzz() {
   #   cargo +nightly fuzz run -O -a TARGET fuzz/artifacts/TARGET/crash-... 
   FUZZ_SEED=${FUZZ_SEED:-$(date -u +%Y%m%d)}
   step "fuzzing, ${FUZZ_SECONDS} s per target, seed $FUZZ_SEED, overflow checks and debug assertions on"
-  for target in export import table jagged; do
-    # New inputs go to a scratch corpus; the checked-in seeds stay as they are.
-    mkdir -p "target/fuzz-corpus/$target"
-    if ! cargo +nightly fuzz run -O -a "$target" "target/fuzz-corpus/$target" "fuzz/corpus/$target" -- \
-      -max_total_time="$FUZZ_SECONDS" -seed="$FUZZ_SEED" -timeout=10 >"target/fuzz-$target.log" 2>&1; then
-      tail -n 60 "target/fuzz-$target.log" >&2
-      echo "fuzz target $target failed (seed $FUZZ_SEED); the input is in fuzz/artifacts/$target/" >&2
-      exit 1
-    fi
-    tail -n 1 "target/fuzz-$target.log"
+  if ! cargo +nightly fuzz build -O -a >target/fuzz-build.log 2>&1; then
+    tail -n 60 target/fuzz-build.log >&2
+    exit 1
+  fi
+  # Two targets at a time (libFuzzer runs on one core), all built above.
+  local failed=0 pids
+  for pair in "export import" "table jagged"; do
+    pids=()
+    for target in $pair; do
+      fuzz_target "$target" &
+      pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
   done
+  [ "$failed" = 0 ] || exit 1
+}
+
+# fuzz_target TARGET: one target for FUZZ_SECONDS; on a failure, its log's
+# end and where the input is.
+fuzz_target() {
+  local target=$1
+  # New inputs go to a scratch corpus; the checked-in seeds stay as they are.
+  mkdir -p "target/fuzz-corpus/$target"
+  if ! cargo +nightly fuzz run -O -a "$target" "target/fuzz-corpus/$target" "fuzz/corpus/$target" -- \
+    -max_total_time="$FUZZ_SECONDS" -seed="$FUZZ_SEED" -timeout=10 >"target/fuzz-$target.log" 2>&1; then
+    tail -n 60 "target/fuzz-$target.log" >&2
+    echo "fuzz target $target failed (seed $FUZZ_SEED); the input is in fuzz/artifacts/$target/" >&2
+    return 1
+  fi
+  echo "$target: $(tail -n 1 "target/fuzz-$target.log")"
 }
 
 stage_install() {
