@@ -69,6 +69,11 @@ const MAX_GROUP: usize = 16;
 /// (2 MiB on the machine measured, 1 MiB on older ones).
 const STAGE_MAX: usize = 1 << 20;
 
+/// The widest row (in bytes) that [`rows`] stages: a block of
+/// [`BLOCK_ROWS`] of them fills [`STAGE_MAX`]. Wider rows are written
+/// directly (and their lines prefetched).
+const STAGED_ROW_MAX: usize = STAGE_MAX / BLOCK_ROWS;
+
 /// Writes a `rows x columns` matrix of `width`-byte elements row-major at
 /// `dst` (row `i`, column `j` at `dst + (i * columns + j) * width`).
 /// `column(j, first, n, scratch)` returns where column `j`'s elements
@@ -101,7 +106,7 @@ pub unsafe fn rows(
     // direct writes, whose lines each tile half-writes; with blocks of
     // fewer rows, as 1,000 columns would need, the tiles' per-column cost
     // outweighs it, so wider rows are written directly).
-    let staged = columns > group_columns && BLOCK_ROWS * row_bytes <= STAGE_MAX;
+    let staged = columns > group_columns && row_bytes <= STAGED_ROW_MAX;
     let mut stage = match staged {
         true => vec![0u8; BLOCK_ROWS.min(rows) * row_bytes],
         false => Vec::new(),
@@ -185,13 +190,13 @@ unsafe fn tile(slices: &[*const u8], width: usize, n: usize, dst: *mut u8, strid
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// Rows wider than this are written by the tiles straight into the
-    /// matrix (not staged: [`super::STAGE_MAX`]): each row's part is a
-    /// line on a page of its own, which no hardware prefetcher fetches
-    /// ahead, so the tiles ask for the lines [`AHEAD`] rows on before
-    /// writing (measured on 1,000 float64 columns: 1.2 to 2.2x on one
-    /// thread; on staged rows, already in L2, it only costs).
-    const PREFETCH_STRIDE: usize = super::STAGE_MAX / super::BLOCK_ROWS;
+    /// Rows wider than [`super::STAGED_ROW_MAX`] are written by the tiles
+    /// straight into the matrix: each row's part is a line on a page of
+    /// its own, which no hardware prefetcher fetches ahead, so the tiles
+    /// ask for the lines [`AHEAD`] rows on before writing (measured on
+    /// 1,000 float64 columns: 1.2 to 2.2x on one thread; on staged rows,
+    /// already in L2, it only costs).
+    const PREFETCH_STRIDE: usize = super::STAGED_ROW_MAX;
 
     /// How many rows ahead the tiles prefetch the lines they will write.
     const AHEAD: usize = 16;
