@@ -145,10 +145,10 @@ proptest! {
     #[test]
     #[cfg_attr(miri, ignore)]
     fn tables_are_the_same_bytes_on_any_thread_count(
-        formats in prop::collection::vec(0..FORMATS.len(), 1..24),
+        formats in prop::collection::vec(0..FORMATS.len(), 1..40),
         bytes_out in 1usize << 20..3 << 20,
         offset in 0usize..70,
-        nulls in prop::collection::vec(any::<bool>(), 24),
+        nulls in prop::collection::vec(any::<bool>(), 40),
         order in 1i32..=2,
         target in 0usize..3,
         seed in any::<u64>(),
@@ -331,6 +331,71 @@ fn concatenated_chunks_are_the_same_on_any_thread_count() {
     let one = run(1);
     for threads in 2..=8 {
         assert!(run(threads) == one, "{threads} threads");
+    }
+}
+
+/// A chunked table (a stream of record batches of 40 columns, some with
+/// nulls, mixed dtypes converted) as a column-major matrix with its nulls
+/// filled, and its validity mask: wide enough that the copy splits by
+/// whole columns, each column's chunks written by one thread.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn chunked_tables_in_column_order_are_the_same_on_any_thread_count() {
+    const COLUMNS: usize = 40;
+    let batch = |c: usize, rows: usize| {
+        let children = (0..COLUMNS)
+            .map(|j| {
+                let f = if j % 3 == 0 { 2 } else { 5 };
+                column(f, rows, c % 2, j % 4 == 0, (c * COLUMNS + j) as u64)
+            })
+            .collect();
+        Raw::struct_of(rows as i64, children, &names(COLUMNS))
+    };
+    let run = |threads: i32, validity: bool| {
+        let mut me = common::Stream {
+            schema: batch(0, 0),
+            chunks: (0..3).map(|c| batch(c, 2_000 + c * 1_001)).collect(),
+            next: 0,
+            released: false,
+            fail_at: None,
+        };
+        let o = ArrowDlpackExportOptions {
+            copy: IF_NEEDED,
+            order: 2,
+            fill_nulls: 1,
+            fill_value: -1.0,
+            dtype: DLDataType {
+                code: K_DL_FLOAT,
+                bits: 64,
+                lanes: 1,
+            },
+            threads,
+            ..Default::default()
+        };
+        let (t, error) = match validity {
+            false => common::run_stream(&mut me, &o),
+            true => {
+                let mut producer = common::producer(&me.schema, &mut me.chunks);
+                let mut stream = producer.c_stream();
+                let mut error = new_error();
+                // SAFETY: a valid stream, read to its end here.
+                let t = unsafe { arrow_dlpack_export_validity_stream(&mut stream, &o, &mut error) };
+                (t, error)
+            }
+        };
+        assert!(!t.is_null(), "{}", message(&error));
+        let seen = take_poisoned(t);
+        assert_eq!(seen.shape, [9_003, COLUMNS as i64]);
+        seen.bytes
+    };
+    for validity in [false, true] {
+        let one = run(1, validity);
+        for threads in 2..=8 {
+            assert!(
+                run(threads, validity) == one,
+                "{threads} threads, mask: {validity}"
+            );
+        }
     }
 }
 

@@ -99,24 +99,37 @@ impl<'p> Layout<'p> {
 
     /// Writes the whole layout to `out` on up to `threads` threads (the
     /// calling one included), byte for byte what one thread writes: split
-    /// by output rows, each range written on its own.
+    /// by output rows (a column-major matrix: by whole columns, where it
+    /// has enough), each block written on its own.
     ///
     /// # Safety
     /// The pieces address live memory (their arrays are alive); `out`'s
     /// destination holds the whole tensor and no one else writes it
     /// meanwhile.
     pub unsafe fn write_on(&self, out: Out, threads: usize) {
-        // SAFETY: each range of rows is written by one thread.
-        let write = |r| unsafe { self.write(out, r) };
-        threads::split(self.rows(), self.row_bytes(out.width()), threads, write);
+        let width = out.width();
+        // SAFETY: each block of rows and columns is written by one thread.
+        let write = |r, c| unsafe { self.write(out, r, c) };
+        match self.order {
+            Order::Columns => {
+                let element = self.row_elements * width;
+                threads::split_column_major(self.rows(), self.columns, element, threads, write);
+            }
+            Order::Rows => {
+                let all = 0..self.columns;
+                let rows = |r| write(r, all.clone());
+                threads::split(self.rows(), self.row_bytes(width), threads, rows);
+            }
+        }
     }
 
-    /// Writes the output rows `rows` of `out`.
+    /// Writes the output rows `rows` of the columns `columns` of `out`
+    /// (a row-major matrix: of every column).
     ///
     /// # Safety
-    /// As [`Layout::write_on`]; no other writer touches these rows at the
-    /// same time.
-    unsafe fn write(&self, out: Out, rows: Range<usize>) {
+    /// As [`Layout::write_on`]; no other writer touches these rows and
+    /// columns at the same time.
+    unsafe fn write(&self, out: Out, rows: Range<usize>, columns: Range<usize>) {
         let total = self.rows();
         for (c, span) in self.starts.windows(2).enumerate() {
             let (from, to) = (rows.start.max(span[0]), rows.end.min(span[1]));
@@ -127,7 +140,12 @@ impl<'p> Layout<'p> {
             let pieces = &self.pieces[c * self.columns..(c + 1) * self.columns];
             match (self.order, self.columns) {
                 (_, 1) | (Order::Columns, _) => {
-                    for (j, piece) in pieces.iter().enumerate() {
+                    for (j, piece) in pieces
+                        .iter()
+                        .enumerate()
+                        .take(columns.end)
+                        .skip(columns.start)
+                    {
                         let at = match self.order {
                             Order::Columns => j * total + from,
                             Order::Rows => from,
