@@ -124,6 +124,45 @@ fn one_column_or_one_row_is_shared_in_either_order() {
     }
 }
 
+/// A column-major copy larger than the cache, where glibc's rule for one
+/// `memcpy` (three quarters of the last-level cache) sends its stores
+/// around the cache (src/copy/uncached.rs): each column's bytes are still
+/// its own, from separate buffers at unaligned offsets.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn a_column_major_copy_larger_than_the_cache_holds_every_column() {
+    // SAFETY: sysconf has no preconditions.
+    let l3 = unsafe { libc::sysconf(libc::_SC_LEVEL3_CACHE_SIZE) }.max(0) as usize;
+    let bytes = (l3 / 4 * 3 + (1 << 20)).max(64 << 20);
+    if bytes > 1 << 30 {
+        eprintln!("an L3 of {l3} bytes: a copy past it would take over a GiB; not run");
+        return;
+    }
+    let columns = 12;
+    let rows = bytes / (columns * 8) + 1;
+    let arrays: Vec<(String, ArrayRef)> = (0..columns)
+        .map(|j| {
+            let values = (0..rows + 1).map(|i| (i * 16 + j) as f64);
+            let a = Float64Array::from_iter_values(values).slice(1, rows);
+            (format!("c{j}"), Arc::new(a) as ArrayRef)
+        })
+        .collect();
+    let batch = RecordBatch::try_from_iter(arrays).unwrap();
+    let t = record_batch_to_dlpack(&batch, &options(CopyPolicy::IfNeeded, Order::ColumnMajor))
+        .unwrap()
+        .tensor;
+    assert_eq!(t.strides(), Some(&[1, rows as i64][..]));
+    // SAFETY: the tensor's `rows * columns` contiguous elements.
+    let data = unsafe { std::slice::from_raw_parts(t.data_ptr().cast::<f64>(), rows * columns) };
+    for (j, column) in data.chunks(rows).enumerate() {
+        let right = column
+            .iter()
+            .enumerate()
+            .all(|(i, &v)| v == ((i + 1) * 16 + j) as f64);
+        assert!(right, "column {j}");
+    }
+}
+
 #[test]
 fn separate_columns_are_copied_row_major_or_refused() {
     // Columns in separate buffers, several blocks of rows and a ragged end.

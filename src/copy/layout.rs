@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use super::{convert, nulls, threads, transpose};
+use super::{convert, nulls, threads, transpose, uncached};
 use crate::arrow::read::{Batch, Piece, TableType, Values};
 use crate::dtype::DType;
 use crate::plan::Order;
@@ -108,8 +108,9 @@ impl<'p> Layout<'p> {
     /// meanwhile.
     pub unsafe fn write_on(&self, out: Out, threads: usize) {
         let width = out.width();
+        let around = uncached::worth_it(self.rows().saturating_mul(self.row_bytes(width)));
         // SAFETY: each block of rows and columns is written by one thread.
-        let write = |r, c| unsafe { self.write(out, r, c) };
+        let write = |r, c| unsafe { self.write(out, r, c, around) };
         match self.order {
             Order::Columns => {
                 let element = self.row_elements * width;
@@ -124,12 +125,13 @@ impl<'p> Layout<'p> {
     }
 
     /// Writes the output rows `rows` of the columns `columns` of `out`
-    /// (a row-major matrix: of every column).
+    /// (a row-major matrix: of every column); values copied as they are
+    /// bypass the cache when `around` ([`uncached`]).
     ///
     /// # Safety
     /// As [`Layout::write_on`]; no other writer touches these rows and
     /// columns at the same time.
-    unsafe fn write(&self, out: Out, rows: Range<usize>, columns: Range<usize>) {
+    unsafe fn write(&self, out: Out, rows: Range<usize>, columns: Range<usize>, around: bool) {
         let total = self.rows();
         for (c, span) in self.starts.windows(2).enumerate() {
             let (from, to) = (rows.start.max(span[0]), rows.end.min(span[1]));
@@ -153,7 +155,7 @@ impl<'p> Layout<'p> {
                         // SAFETY: rows `first..first + n` of the piece go
                         // to their place in the destination (caller's
                         // contract).
-                        unsafe { self.run(out, j, piece, first, n, at) };
+                        unsafe { self.run(out, j, piece, (first, n), at, around) };
                     }
                 }
                 (Order::Rows, _) => {
@@ -172,11 +174,19 @@ impl<'p> Layout<'p> {
     }
 
     /// Writes rows `first..first + n` of column `j`'s piece contiguously
-    /// from output element `at`.
+    /// from output element `at` (around the cache: see [`Layout::write`]).
     ///
     /// # Safety
     /// As [`Layout::write`].
-    unsafe fn run(&self, out: Out, j: usize, piece: &Piece, first: usize, n: usize, at: usize) {
+    unsafe fn run(
+        &self,
+        out: Out,
+        j: usize,
+        piece: &Piece,
+        (first, n): (usize, usize),
+        at: usize,
+        around: bool,
+    ) {
         let count = n * self.row_elements;
         if count == 0 {
             return;
@@ -185,7 +195,7 @@ impl<'p> Layout<'p> {
         // contract); the piece holds the rows.
         unsafe {
             let dst = out.dst().add(at * out.width());
-            self.put(out, j, piece, first, count, dst);
+            self.put(out, j, piece, first, count, dst, around);
         }
     }
 
@@ -214,15 +224,18 @@ impl<'p> Layout<'p> {
             }
         }
         // SAFETY: forwarded from the caller.
-        unsafe { self.put(out, j, piece, first, n, scratch) };
+        // The scratch is read at once: through the cache.
+        unsafe { self.put(out, j, piece, first, n, scratch, false) };
         scratch
     }
 
     /// Writes `count` values of column `j`'s piece, from its row `first`,
-    /// at `dst`: converted and filled, or their mask.
+    /// at `dst`: converted and filled, or their mask; values of the
+    /// target's dtype copied around the cache when `around`.
     ///
     /// # Safety
     /// As [`Layout::write`]; `dst` has room for `count` elements.
+    #[allow(clippy::too_many_arguments)] // one call's place, in parts
     unsafe fn put(
         &self,
         out: Out,
@@ -231,6 +244,7 @@ impl<'p> Layout<'p> {
         first: usize,
         count: usize,
         dst: *mut u8,
+        around: bool,
     ) {
         let rows = count / self.row_elements.max(1);
         match out {
@@ -239,7 +253,12 @@ impl<'p> Layout<'p> {
                 let (src, bit) = at_value(piece, source, first * self.row_elements);
                 // SAFETY: the piece's values from row `first` (caller's
                 // contract), and room at `dst`.
-                unsafe { convert::convert(source, src, bit, target, dst, count) };
+                unsafe {
+                    match around && source == target && !source.is_bit_packed() {
+                        true => uncached::copy(src, dst, count * source.width()),
+                        false => convert::convert(source, src, bit, target, dst, count),
+                    }
+                };
                 if let Some(value) = fill {
                     for map in piece.maps.iter().filter(|m| !m.rows) {
                         // SAFETY: the map's rows `first..first + rows`,

@@ -12,7 +12,8 @@
 //!   (concatenated, or a table's columns as a matrix), by row ranges;
 //! - [`jagged`]: variable-length rows: offsets summed, values row by row,
 //!   padded rows and their masks;
-//! - [`threads`]: the split of a copy's rows over threads, and the pool.
+//! - [`threads`]: the split of a copy's rows over threads, and the pool;
+//! - [`uncached`]: copies of outputs too large for the cache, around it.
 //!
 //! The kernels take raw pointers: sources may be unaligned (the C Data
 //! Interface allows it) and are read with unaligned loads; destinations are
@@ -27,6 +28,7 @@ pub mod layout;
 pub mod nulls;
 pub mod threads;
 pub mod transpose;
+pub mod uncached;
 
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
