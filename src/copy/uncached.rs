@@ -22,6 +22,7 @@ use std::sync::OnceLock;
 
 /// Pieces smaller than this are copied by `memcpy` whatever the output:
 /// a few lines gain nothing from bypassing the cache.
+#[cfg(all(target_arch = "x86_64", not(miri)))]
 const MIN_PIECE: usize = 4096;
 
 /// Whether a copy writing `bytes` in all bypasses the cache: at least
