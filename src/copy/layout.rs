@@ -216,10 +216,7 @@ impl<'p> Layout<'p> {
     ) -> *const u8 {
         if let Out::Values { target, fill, .. } = out {
             let source = self.sources[j];
-            if source == target
-                && !source.is_bit_packed()
-                && (fill.is_none() || piece.maps.iter().all(|m| m.rows))
-            {
+            if as_is(source, target) && (fill.is_none() || piece.maps.iter().all(|m| m.rows)) {
                 return piece.data.cast::<u8>().wrapping_add(first * source.width());
             }
         }
@@ -254,7 +251,7 @@ impl<'p> Layout<'p> {
                 // SAFETY: the piece's values from row `first` (caller's
                 // contract), and room at `dst`.
                 unsafe {
-                    match around && source == target && !source.is_bit_packed() {
+                    match around && as_is(source, target) {
                         true => uncached::copy(src, dst, count * source.width()),
                         false => convert::convert(source, src, bit, target, dst, count),
                     }
@@ -278,6 +275,12 @@ impl<'p> Layout<'p> {
             }
         }
     }
+}
+
+/// Whether values of `source` land in `target` byte for byte (the same
+/// dtype, a byte or more each).
+fn as_is(source: &DType, target: &DType) -> bool {
+    source == target && !source.is_bit_packed()
 }
 
 /// The address of value `index` of a piece of `dtype`, and for a
