@@ -112,6 +112,7 @@ pub mod __internal {
     // ASan) and benches; not a stable API.
     pub use crate::batches::{BatchOptions, Batches, Output, Source};
     pub use crate::bitmap::count_set_bits;
+    pub use crate::copy::uncached::threshold as uncached_threshold;
     pub use crate::extension::parse_tensor_type;
     pub use crate::options::{Padding, Side};
 }

@@ -124,30 +124,47 @@ fn one_column_or_one_row_is_shared_in_either_order() {
     }
 }
 
-/// A column-major copy larger than the cache, where glibc's rule for one
-/// `memcpy` (three quarters of the last-level cache) sends its stores
-/// around the cache (src/copy/uncached.rs): each column's bytes are still
-/// its own, from separate buffers at unaligned offsets.
-#[test]
-#[cfg_attr(miri, ignore)]
-fn a_column_major_copy_larger_than_the_cache_holds_every_column() {
-    // SAFETY: sysconf has no preconditions.
-    let l3 = unsafe { libc::sysconf(libc::_SC_LEVEL3_CACHE_SIZE) }.max(0) as usize;
-    let bytes = (l3 / 4 * 3 + (1 << 20)).max(64 << 20);
+/// The bytes of a copy whose output bypasses the cache (three quarters of
+/// the last-level cache: src/copy/uncached.rs), at least 64 MiB; `None`
+/// (and a note) where that would take over a GiB.
+fn past_the_cache() -> Option<usize> {
+    let threshold = arrow_dlpack::__internal::uncached_threshold();
+    let bytes = threshold.saturating_add(1 << 20).max(64 << 20);
     if bytes > 1 << 30 {
-        eprintln!("an L3 of {l3} bytes: a copy past it would take over a GiB; not run");
-        return;
+        eprintln!("outputs bypass the cache from {threshold} bytes: over a GiB; not run");
+        return None;
     }
-    let columns = 12;
-    let rows = bytes / (columns * 8) + 1;
+    Some(bytes)
+}
+
+/// `columns` columns of `rows` values from `value(i, j)`, each sliced one
+/// value in: separate buffers at unaligned offsets.
+fn sliced_columns<T: arrow_array::ArrowPrimitiveType>(
+    rows: usize,
+    columns: usize,
+    value: impl Fn(usize, usize) -> T::Native,
+) -> RecordBatch {
     let arrays: Vec<(String, ArrayRef)> = (0..columns)
         .map(|j| {
-            let values = (0..rows + 1).map(|i| (i * 16 + j) as f64);
-            let a = Float64Array::from_iter_values(values).slice(1, rows);
+            let values = (0..rows + 1).map(|i| value(i, j));
+            let a = arrow_array::PrimitiveArray::<T>::from_iter_values(values).slice(1, rows);
             (format!("c{j}"), Arc::new(a) as ArrayRef)
         })
         .collect();
-    let batch = RecordBatch::try_from_iter(arrays).unwrap();
+    RecordBatch::try_from_iter(arrays).unwrap()
+}
+
+/// A column-major copy larger than the cache, its stores sent around the
+/// cache: each column's bytes are still its own.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn a_column_major_copy_larger_than_the_cache_holds_every_column() {
+    let Some(bytes) = past_the_cache() else {
+        return;
+    };
+    let columns = 12;
+    let rows = bytes / (columns * 8) + 1;
+    let batch = sliced_columns::<Float64Type>(rows, columns, |i, j| (i * 16 + j) as f64);
     let t = record_batch_to_dlpack(&batch, &options(CopyPolicy::IfNeeded, Order::ColumnMajor))
         .unwrap()
         .tensor;
@@ -160,6 +177,52 @@ fn a_column_major_copy_larger_than_the_cache_holds_every_column() {
             .enumerate()
             .all(|(i, &v)| v == ((i + 1) * 16 + j) as f64);
         assert!(right, "column {j}");
+    }
+}
+
+/// Row-major copies larger than the cache, each way around it: rows of
+/// one tile's whole line (8 float64, 16 float32: non-temporal tiles),
+/// staged rows (40 float64, 17 float32: blocks copied out with
+/// non-temporal stores), rows wider than a stage whose tiles write whole
+/// lines (264 float64: non-temporal tiles) and whose tiles do not (265:
+/// through the cache). Every element at its row and column.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn row_major_copies_larger_than_the_cache_hold_every_element() {
+    let Some(bytes) = past_the_cache() else {
+        return;
+    };
+    for columns in [8, 40, 264, 265] {
+        let rows = bytes / (columns * 8) + 1;
+        let value = |i: usize, j: usize| (i * 1024 + j) as f64;
+        let batch = sliced_columns::<Float64Type>(rows, columns, value);
+        let t = record_batch_to_dlpack(&batch, &options(CopyPolicy::IfNeeded, Order::RowMajor))
+            .unwrap()
+            .tensor;
+        assert_eq!(t.strides(), Some(&[columns as i64, 1][..]));
+        // SAFETY: the tensor's `rows * columns` contiguous elements.
+        let data =
+            unsafe { std::slice::from_raw_parts(t.data_ptr().cast::<f64>(), rows * columns) };
+        for (i, row) in data.chunks(columns).enumerate() {
+            let right = row.iter().enumerate().all(|(j, &v)| v == value(i + 1, j));
+            assert!(right, "{columns} float64 columns: row {i}");
+        }
+    }
+    for columns in [16, 17] {
+        let rows = bytes / (columns * 4) + 1;
+        // Exact in float32: below 2^24.
+        let value = |i: usize, j: usize| ((i % 16384) * 1024 + j) as f32;
+        let batch = sliced_columns::<arrow_array::types::Float32Type>(rows, columns, value);
+        let t = record_batch_to_dlpack(&batch, &options(CopyPolicy::IfNeeded, Order::RowMajor))
+            .unwrap()
+            .tensor;
+        // SAFETY: as above, float32.
+        let data =
+            unsafe { std::slice::from_raw_parts(t.data_ptr().cast::<f32>(), rows * columns) };
+        for (i, row) in data.chunks(columns).enumerate() {
+            let right = row.iter().enumerate().all(|(j, &v)| v == value(i + 1, j));
+            assert!(right, "{columns} float32 columns: row {i}");
+        }
     }
 }
 

@@ -164,7 +164,7 @@ impl<'p> Layout<'p> {
                     // and the closure gives `m` elements of each column.
                     unsafe {
                         let dst = out.dst().add(from * self.row_bytes(width));
-                        transpose::rows(self.columns, n, width, dst, |j, at, m, scratch| {
+                        transpose::rows(self.columns, n, width, dst, around, |j, at, m, scratch| {
                             self.slice(out, j, pieces[j], first + at, m, scratch)
                         })
                     };

@@ -3,7 +3,7 @@
 //! A strided scatter of whole columns (element `i` of column `j` to
 //! `dst[i * columns + j]`) touches a new cache line for every element once
 //! the matrix outgrows the cache. Here the matrix is written in tiles of
-//! [`BLOCK_ROWS`] rows by up to [`GROUP`] columns: each column's slice of
+//! [`BLOCK_ROWS`] rows (staged ones: [`stage_rows`]) by up to [`GROUP`] columns: each column's slice of
 //! the tile is read sequentially (from the column itself, or from a
 //! scratch buffer it was converted into: a few streams, which prefetchers
 //! follow), and each row's part of the tile is written at once (for 8-byte
@@ -13,13 +13,17 @@
 //! Rows wider than a tile are staged: a block's tiles are written into a
 //! buffer that stays in L2 across them, and the block's whole rows copied
 //! out in one run ([`rows`]); rows too wide for that are written directly,
-//! the lines a few rows on prefetched.
+//! the lines a few rows on prefetched. A matrix larger than the cache
+//! holds bypasses it ([`uncached`]): the staged blocks are copied out, and
+//! rows whose tiles write whole lines stored, with non-temporal stores.
 //!
 //! The tiles whose rows are a whole cache line (8 columns of 8 bytes, 16
 //! of 4) are transposed in AVX2 registers where the CPU has them (checked
 //! at run time): 4x4 blocks of 8-byte and 8x8 blocks of 4-byte elements,
 //! a load per column slice and a store per row, instead of an element at
 //! a time.
+
+use super::uncached;
 
 /// Calls `$f::<W, C>(args)` with `W` the element width (1, 2, 4 or 8
 /// bytes) and `C` the column count of a group (1 to 8), both constants, so
@@ -66,8 +70,25 @@ const MAX_GROUP: usize = 16;
 
 /// The most bytes of a block of whole rows that [`rows`] writes into a
 /// staging buffer before copying it out in one run: within a core's L2
-/// (2 MiB on the machine measured, 1 MiB on older ones).
+/// (1 MiB on the machine measured).
 const STAGE_MAX: usize = 1 << 20;
+
+/// The bytes of staged rows a block of [`rows`] aims at ([`stage_rows`]).
+const STAGE_BYTES: usize = 768 << 10;
+
+/// The most rows of a staged block: 16 KiB of a float64 column.
+const STAGE_ROWS_MAX: usize = 4 * BLOCK_ROWS;
+
+/// Rows of a staged block of rows of `row_bytes` (at most
+/// [`STAGED_ROW_MAX`]): as many as [`STAGE_BYTES`] holds, a multiple of
+/// 64, from [`BLOCK_ROWS`] (whose widest rows fill [`STAGE_MAX`]) to
+/// [`STAGE_ROWS_MAX`]. A tile reads a run of its columns' elements as
+/// long as a block: longer runs, fewer of them to start (measured on
+/// 64 MiB of float64, one thread, blocks of 512 rows against 768 to 1,024:
+/// 100 columns 8.0 -> 9.0 GB/s, 40 columns 7.4 -> 8.8 to 9.1).
+fn stage_rows(row_bytes: usize) -> usize {
+    (STAGE_BYTES / row_bytes / 64 * 64).clamp(BLOCK_ROWS, STAGE_ROWS_MAX)
+}
 
 /// The widest row (in bytes) that [`rows`] stages: a block of
 /// [`BLOCK_ROWS`] of them fills [`STAGE_MAX`]. Wider rows are written
@@ -75,10 +96,13 @@ const STAGE_MAX: usize = 1 << 20;
 const STAGED_ROW_MAX: usize = STAGE_MAX / BLOCK_ROWS;
 
 /// Writes a `rows x columns` matrix of `width`-byte elements row-major at
-/// `dst` (row `i`, column `j` at `dst + (i * columns + j) * width`).
+/// `dst` (row `i`, column `j` at `dst + (i * columns + j) * width`),
+/// around the cache where `around` ([`uncached`]: the staged blocks copied
+/// out with non-temporal stores, and rows written directly, where each
+/// tile's part of a row is a whole line, stored so by the AVX2 tiles).
 /// `column(j, first, n, scratch)` returns where column `j`'s elements
 /// `first..first + n` lie contiguously: its own memory, or `scratch` (room
-/// for [`BLOCK_ROWS`] elements) after writing them there.
+/// for `n` elements) after writing them there.
 ///
 /// # Safety
 /// `dst` has room for the matrix; `column` returns `n` readable elements.
@@ -87,6 +111,7 @@ pub unsafe fn rows(
     rows: usize,
     width: usize,
     dst: *mut u8,
+    around: bool,
     mut column: impl FnMut(usize, usize, usize, *mut u8) -> *const u8,
 ) {
     if rows == 0 || columns == 0 {
@@ -94,11 +119,7 @@ pub unsafe fn rows(
         // columns may claim any number of rows).
         return;
     }
-    // A slot of `BLOCK_ROWS` elements for each column of a group: 64
-    // bytes a row of the tile, whatever the width (`group_of`).
     let group_columns = group_of(width);
-    let mut scratch = vec![0u64; BLOCK_ROWS * 8];
-    let mut slices = [std::ptr::null::<u8>(); MAX_GROUP];
     let row_bytes = columns * width;
     // Rows wider than a tile are written a tile's columns at a time: the
     // block's rows are staged where they stay in L2 across its tiles, then
@@ -107,13 +128,27 @@ pub unsafe fn rows(
     // fewer rows, as 1,000 columns would need, the tiles' per-column cost
     // outweighs it, so wider rows are written directly).
     let staged = columns > group_columns && row_bytes <= STAGED_ROW_MAX;
+    let block_rows = match staged {
+        true => stage_rows(row_bytes).min(rows),
+        false => BLOCK_ROWS.min(rows),
+    };
     let mut stage = match staged {
-        true => vec![0u8; BLOCK_ROWS.min(rows) * row_bytes],
+        true => vec![0u8; block_rows * row_bytes],
         false => Vec::new(),
+    };
+    // A slot of a block's elements for each column of a group: 64 bytes a
+    // row of the tile, whatever the width (`group_of`).
+    let mut scratch = vec![0u64; block_rows * 8];
+    let mut slices = [std::ptr::null::<u8>(); MAX_GROUP];
+    let writes = Writes {
+        // The stage is read again at once: through the cache.
+        stream: around && !staged,
+        lines_ahead: row_bytes > STAGED_ROW_MAX,
+        sources_ahead: staged && !around,
     };
     let mut first = 0;
     while first < rows {
-        let n = BLOCK_ROWS.min(rows - first);
+        let n = block_rows.min(rows - first);
         // SAFETY: row `first` is inside the matrix (caller's contract).
         let block = unsafe { dst.add(first * row_bytes) };
         let at = match staged {
@@ -123,13 +158,13 @@ pub unsafe fn rows(
         for group in (0..columns).step_by(group_columns) {
             let k = group_columns.min(columns - group);
             for (g, slice) in slices[..k].iter_mut().enumerate() {
-                // SAFETY: slot `g` of the scratch, `BLOCK_ROWS` elements
+                // SAFETY: slot `g` of the scratch, `block_rows` elements
                 // of `width` bytes (`g * width < 64`).
                 let own = unsafe {
                     scratch
                         .as_mut_ptr()
                         .cast::<u8>()
-                        .add(g * BLOCK_ROWS * width)
+                        .add(g * block_rows * width)
                 };
                 *slice = column(group + g, first, n, own);
             }
@@ -137,36 +172,98 @@ pub unsafe fn rows(
             // group + k`, are inside the matrix (caller's contract) or the
             // stage (`n` rows of `row_bytes`); each slice holds `n`
             // elements.
-            unsafe { tile(&slices[..k], width, n, at.add(group * width), row_bytes) };
+            unsafe {
+                tile(
+                    &slices[..k],
+                    width,
+                    n,
+                    at.add(group * width),
+                    row_bytes,
+                    writes,
+                )
+            };
         }
         if staged {
             // SAFETY: the block's `n` whole rows, written to the stage
             // above, go to their place in the matrix; distinct buffers.
-            unsafe { std::ptr::copy_nonoverlapping(at, block, n * row_bytes) };
+            unsafe {
+                match around {
+                    true => uncached::copy(at, block, n * row_bytes),
+                    false => std::ptr::copy_nonoverlapping(at, block, n * row_bytes),
+                }
+            };
         }
         first += n;
     }
+    if around {
+        // The tiles' non-temporal stores, ordered before the caller
+        // reports the rows written.
+        uncached::fence();
+    }
 }
 
-/// Writes `n` rows of `slices.len()` (at most [`GROUP`]) elements, one row
-/// every `stride` bytes from `dst`, element `j` of row `i` from
-/// `slices[j][i]`.
+/// How the tiles of one matrix write its rows: decided once by [`rows`],
+/// as measured on the development machine (AMD EPYC, 64 MiB of float64).
+#[derive(Clone, Copy)]
+struct Writes {
+    /// Non-temporal stores, where the AVX2 tiles' rows are whole lines
+    /// (each 64 bytes starting a line): rows written directly into a
+    /// matrix that bypasses the cache (1,000 columns: 6.0 -> 12.2 GB/s on
+    /// one thread, 10.8 -> 19.4 on two). A fence follows ([`uncached`]).
+    stream: bool,
+    /// Prefetch the lines a few rows on before writing them: rows wider
+    /// than a stage written through the cache, each tile's part a line on
+    /// a page of its own, which no hardware prefetcher fetches ahead
+    /// (1,000 columns: 1.2 to 2.2x on one thread; on staged rows, already
+    /// in L2, it only costs).
+    lines_ahead: bool,
+    /// Prefetch each float64 source column 8 lines on: staged rows read
+    /// a stream per column, more over a block than the hardware
+    /// prefetchers follow (100 columns, criterion: 5.9 -> 6.5-6.7 GiB/s on
+    /// one thread); not where the block is copied out around the cache
+    /// (then 8% slower with it) nor on unstaged rows (3 to 6% slower).
+    sources_ahead: bool,
+}
+
+/// Writes `n` rows of `slices.len()` (at most [`MAX_GROUP`]) elements,
+/// one row every `stride` bytes from `dst`, element `j` of row `i` from
+/// `slices[j][i]`, as `writes` says.
 ///
 /// # Safety
 /// Each slice holds `n` elements of `width` bytes; each row's elements lie
 /// in the destination.
-unsafe fn tile(slices: &[*const u8], width: usize, n: usize, dst: *mut u8, stride: usize) {
+unsafe fn tile(
+    slices: &[*const u8],
+    width: usize,
+    n: usize,
+    dst: *mut u8,
+    stride: usize,
+    writes: Writes,
+) {
     // Rows the registers wrote: the rest go element by element.
     #[cfg(target_arch = "x86_64")]
-    let done = match (width, slices.len()) {
-        // SAFETY: forwarded from the caller; AVX2 checked.
-        (8, 8) if x86::avx2() => unsafe { x86::tile_8x8(slices, n, dst, stride) },
-        // SAFETY: as above.
-        (4, 16) if x86::avx2() => unsafe { x86::tile_4x16(slices, n, dst, stride) },
-        _ => 0,
+    let done = {
+        // Every row's part a whole line: 64 bytes (the AVX2 tiles'), each
+        // starting one.
+        let lines = writes.stream && (dst as usize) % 64 == 0 && stride % 64 == 0;
+        let w = writes;
+        // SAFETY: forwarded from the caller; AVX2 checked; streamed rows
+        // are whole lines.
+        unsafe {
+            match (width, slices.len(), lines) {
+                (8, 8, false) if x86::avx2() => x86::tile_8x8::<false>(slices, n, dst, stride, w),
+                (8, 8, true) if x86::avx2() => x86::tile_8x8::<true>(slices, n, dst, stride, w),
+                (4, 16, false) if x86::avx2() => x86::tile_4x16::<false>(slices, n, dst, stride, w),
+                (4, 16, true) if x86::avx2() => x86::tile_4x16::<true>(slices, n, dst, stride, w),
+                _ => 0,
+            }
+        }
     };
     #[cfg(not(target_arch = "x86_64"))]
-    let done = 0;
+    let done = {
+        let _ = writes;
+        0
+    };
     if done == n {
         return;
     }
@@ -190,25 +287,14 @@ unsafe fn tile(slices: &[*const u8], width: usize, n: usize, dst: *mut u8, strid
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// Rows wider than [`super::STAGED_ROW_MAX`] are written by the tiles
-    /// straight into the matrix: each row's part is a line on a page of
-    /// its own, which no hardware prefetcher fetches ahead, so the tiles
-    /// ask for the lines [`AHEAD`] rows on before writing (measured on
-    /// 1,000 float64 columns: 1.2 to 2.2x on one thread; on staged rows,
-    /// already in L2, it only costs).
-    const PREFETCH_STRIDE: usize = super::STAGED_ROW_MAX;
+    use super::Writes;
 
-    /// How many rows ahead the tiles prefetch the lines they will write.
+    /// How many rows ahead the tiles prefetch the lines they will write
+    /// ([`Writes::lines_ahead`]).
     const AHEAD: usize = 16;
 
-    /// Staged rows (wider than a tile, at most [`super::STAGED_ROW_MAX`])
-    /// read a tile's 8 float64 columns a line at a time, a stream per
-    /// column, more streams over a block than the hardware prefetchers
-    /// follow: the 8x8 tile asks for each column's line this many
-    /// elements (8 lines) ahead. Measured on 100 float64 columns, criterion,
-    /// with and without, two sittings: 1 thread 5.9 -> 6.5-6.7 GiB/s, 2
-    /// threads 11.1-11.8 -> 12.1-12.7; on unstaged rows (1,000 columns,
-    /// whose written lines are prefetched) it cost 3 to 6%, so they do not.
+    /// How many elements (8 lines) ahead the 8x8 tile prefetches each
+    /// source column ([`Writes::sources_ahead`]).
     const SOURCE_AHEAD: usize = 64;
 
     /// Asks for the lines of rows `i..i + count` at `stride` from `dst`
@@ -229,17 +315,25 @@ mod x86 {
 
     /// Rows of a tile of 8 columns of 8-byte elements, four at a time: the
     /// 4x4 blocks of columns 0-3 and 4-7 transposed in registers, each row
-    /// stored as 64 bytes. Returns the rows written (`n` rounded down to
-    /// a multiple of 4).
+    /// stored as 64 bytes: with non-temporal stores where `STREAM` (each
+    /// row's 64 bytes a whole line). Returns the rows written (`n` rounded
+    /// down to a multiple of 4).
     ///
     /// # Safety
-    /// AVX2; as [`super::tile`] with 8 slices.
+    /// AVX2; as [`super::tile`] with 8 slices; where `STREAM`, `dst` and
+    /// `stride` are multiples of 64.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn tile_8x8(slices: &[*const u8], n: usize, dst: *mut u8, stride: usize) -> usize {
+    pub unsafe fn tile_8x8<const STREAM: bool>(
+        slices: &[*const u8],
+        n: usize,
+        dst: *mut u8,
+        stride: usize,
+        writes: Writes,
+    ) -> usize {
         let s: [*const f64; 8] = std::array::from_fn(|j| slices[j].cast::<f64>());
-        let ahead = stride > PREFETCH_STRIDE;
-        // Staged: wider than one tile's 64 bytes, not written directly.
-        let sources_ahead = stride > 64 && !ahead;
+        // Lines written whole around the cache are not read first.
+        let ahead = writes.lines_ahead && !STREAM;
+        let sources_ahead = writes.sources_ahead;
         let mut i = 0;
         while i + 4 <= n {
             if ahead && i + AHEAD < n {
@@ -271,8 +365,14 @@ mod x86 {
                 let (left, right) = (half(&c[..4]), half(&c[4..]));
                 for r in 0..4 {
                     let row = dst.add((i + r) * stride).cast::<f64>();
-                    _mm256_storeu_pd(row, left[r]);
-                    _mm256_storeu_pd(row.add(4), right[r]);
+                    if STREAM {
+                        // 64-byte aligned rows (caller's contract).
+                        _mm256_stream_pd(row, left[r]);
+                        _mm256_stream_pd(row.add(4), right[r]);
+                    } else {
+                        _mm256_storeu_pd(row, left[r]);
+                        _mm256_storeu_pd(row.add(4), right[r]);
+                    }
                 }
             }
             i += 4;
@@ -282,15 +382,22 @@ mod x86 {
 
     /// Rows of a tile of 16 columns of 4-byte elements, eight at a time:
     /// the 8x8 blocks of columns 0-7 and 8-15 transposed in registers,
-    /// each row stored as 64 bytes. Returns the rows written (`n` rounded
-    /// down to a multiple of 8).
+    /// each row stored as 64 bytes (as in [`tile_8x8`], non-temporal where
+    /// `STREAM`). Returns the rows written (`n` rounded down to a multiple
+    /// of 8).
     ///
     /// # Safety
-    /// AVX2; as [`super::tile`] with 16 slices.
+    /// As [`tile_8x8`], with 16 slices.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn tile_4x16(slices: &[*const u8], n: usize, dst: *mut u8, stride: usize) -> usize {
+    pub unsafe fn tile_4x16<const STREAM: bool>(
+        slices: &[*const u8],
+        n: usize,
+        dst: *mut u8,
+        stride: usize,
+        writes: Writes,
+    ) -> usize {
         let s: [*const f32; 16] = std::array::from_fn(|j| slices[j].cast::<f32>());
-        let ahead = stride > PREFETCH_STRIDE;
+        let ahead = writes.lines_ahead && !STREAM;
         let mut i = 0;
         while i + 8 <= n {
             if ahead && i + AHEAD < n {
@@ -330,8 +437,14 @@ mod x86 {
                 let right = block(std::array::from_fn(|j| _mm256_loadu_ps(s[8 + j].add(i))));
                 for r in 0..8 {
                     let row = dst.add((i + r) * stride).cast::<f32>();
-                    _mm256_storeu_ps(row, left[r]);
-                    _mm256_storeu_ps(row.add(8), right[r]);
+                    if STREAM {
+                        // As in `tile_8x8`.
+                        _mm256_stream_ps(row, left[r]);
+                        _mm256_stream_ps(row.add(8), right[r]);
+                    } else {
+                        _mm256_storeu_ps(row, left[r]);
+                        _mm256_storeu_ps(row.add(8), right[r]);
+                    }
                 }
             }
             i += 8;
@@ -479,6 +592,7 @@ mod tests {
                 usize::MAX,
                 8,
                 out.as_mut_ptr(),
+                false,
                 |_, _, _, _| unreachable!(),
             );
             columns(
@@ -497,6 +611,69 @@ mod tests {
             );
         }
         assert_eq!(out, [7]);
+    }
+
+    /// `rows` of `columns` columns of `nrows` rows of `width` bytes (column
+    /// `j`'s row `i` holds bytes from `i * 64 + j`), `around` the cache or
+    /// not, into a buffer whose matrix starts `offset` bytes after a line.
+    fn rows_at(shape: (usize, usize), width: usize, around: bool, offset: usize) -> Vec<u8> {
+        let (columns, nrows) = shape;
+        let cols: Vec<Vec<u8>> = (0..columns)
+            .map(|j| {
+                (0..nrows * width)
+                    .map(|b| ((b / width) * 64 + j + b % width * 3) as u8)
+                    .collect()
+            })
+            .collect();
+        let bytes = columns * nrows * width;
+        let mut buffer = vec![0u8; bytes + 128];
+        let start = buffer.as_ptr().align_offset(64) + offset;
+        // SAFETY: `buffer` holds the matrix from `start`; each column its
+        // rows.
+        unsafe {
+            rows(
+                columns,
+                nrows,
+                width,
+                buffer.as_mut_ptr().add(start),
+                around,
+                |j, first, _, _| cols[j].as_ptr().add(first * width),
+            )
+        };
+        buffer[start..start + bytes].to_vec()
+    }
+
+    #[test]
+    fn around_the_cache_every_element_lands_where_it_does_through_it() {
+        // Rows of one tile's whole line (8 float64, 16 float32), rows
+        // staged (40 columns), rows wider than a stage (264 x 8 bytes and
+        // 528 x 4 bytes: 33 lines each), and one float64 more (not whole
+        // lines): each at a line's start and 8 bytes after it, over two
+        // blocks and a ragged end. Under Miri (which runs no AVX2 tiles)
+        // the small ones.
+        let shapes: &[(usize, usize, usize)] = match cfg!(miri) {
+            true => &[(8, 8, 9), (16, 4, 9), (40, 8, 5)],
+            false => &[
+                (8, 8, 1100),
+                (16, 4, 1100),
+                (40, 8, 1100),
+                (264, 8, 1030),
+                (528, 4, 1030),
+                (265, 8, 600),
+            ],
+        };
+        for &(columns, width, nrows) in shapes {
+            for offset in [0, 8] {
+                let through = rows_at((columns, nrows), width, false, offset);
+                let around = rows_at((columns, nrows), width, true, offset);
+                let at = format!("{columns}x{nrows} of {width} bytes, {offset} past a line");
+                assert!(around == through, "{at}");
+                // And the matrix itself: element (i, j) from column j.
+                let last = ((nrows - 1) * columns + columns - 1) * width;
+                let expected = ((nrows - 1) * 64 + columns - 1) as u8;
+                assert_eq!(through[last], expected, "{at}");
+            }
+        }
     }
 
     #[test]
@@ -538,6 +715,7 @@ mod tests {
                         nrows,
                         width,
                         out.as_mut_ptr(),
+                        false,
                         |j, first, n, scratch| {
                             // Odd columns through the scratch, even ones direct.
                             let src = cols[j].as_ptr().add(first * width);
