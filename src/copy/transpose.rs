@@ -307,6 +307,31 @@ mod x86 {
         }
     }
 
+    /// Stores one row of a tile, 64 bytes: `halves` at `row` and 32 bytes
+    /// on; with non-temporal stores where `STREAM`.
+    ///
+    /// # Safety
+    /// AVX2; `row` has 64 bytes of room, and starts a line where `STREAM`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn store_row<const STREAM: bool>(row: *mut u8, halves: [__m256i; 2]) {
+        // SAFETY: 64 bytes of room (caller's contract); unaligned stores,
+        // or aligned ones at a line's start.
+        unsafe {
+            let (first, second) = (row.cast::<__m256i>(), row.add(32).cast::<__m256i>());
+            match STREAM {
+                true => {
+                    _mm256_stream_si256(first, halves[0]);
+                    _mm256_stream_si256(second, halves[1]);
+                }
+                false => {
+                    _mm256_storeu_si256(first, halves[0]);
+                    _mm256_storeu_si256(second, halves[1]);
+                }
+            }
+        }
+    }
+
     /// Whether the CPU has AVX2 (not under Miri, which interprets the
     /// scalar path).
     pub fn avx2() -> bool {
@@ -364,15 +389,8 @@ mod x86 {
                 };
                 let (left, right) = (half(&c[..4]), half(&c[4..]));
                 for r in 0..4 {
-                    let row = dst.add((i + r) * stride).cast::<f64>();
-                    if STREAM {
-                        // 64-byte aligned rows (caller's contract).
-                        _mm256_stream_pd(row, left[r]);
-                        _mm256_stream_pd(row.add(4), right[r]);
-                    } else {
-                        _mm256_storeu_pd(row, left[r]);
-                        _mm256_storeu_pd(row.add(4), right[r]);
-                    }
+                    let halves = [left[r], right[r]].map(|h| _mm256_castpd_si256(h));
+                    store_row::<STREAM>(dst.add((i + r) * stride), halves);
                 }
             }
             i += 4;
@@ -436,15 +454,8 @@ mod x86 {
                 let left = block(std::array::from_fn(|j| _mm256_loadu_ps(s[j].add(i))));
                 let right = block(std::array::from_fn(|j| _mm256_loadu_ps(s[8 + j].add(i))));
                 for r in 0..8 {
-                    let row = dst.add((i + r) * stride).cast::<f32>();
-                    if STREAM {
-                        // As in `tile_8x8`.
-                        _mm256_stream_ps(row, left[r]);
-                        _mm256_stream_ps(row.add(8), right[r]);
-                    } else {
-                        _mm256_storeu_ps(row, left[r]);
-                        _mm256_storeu_ps(row.add(8), right[r]);
-                    }
+                    let halves = [left[r], right[r]].map(|h| _mm256_castps_si256(h));
+                    store_row::<STREAM>(dst.add((i + r) * stride), halves);
                 }
             }
             i += 8;
