@@ -3,12 +3,12 @@
 //! A strided scatter of whole columns (element `i` of column `j` to
 //! `dst[i * columns + j]`) touches a new cache line for every element once
 //! the matrix outgrows the cache. Here the matrix is written in tiles of
-//! [`BLOCK_ROWS`] rows (staged ones: [`stage_rows`]) by up to [`GROUP`] columns: each column's slice of
-//! the tile is read sequentially (from the column itself, or from a
-//! scratch buffer it was converted into: a few streams, which prefetchers
-//! follow), and each row's part of the tile is written at once (for 8-byte
-//! elements, a whole cache line), so every line of the matrix is written
-//! once, whole, whatever the number of columns.
+//! [`BLOCK_ROWS`] rows (staged ones: [`stage_rows`]) by up to [`GROUP`]
+//! columns: each column's slice of the tile is read sequentially (from the
+//! column itself, or from a scratch buffer it was converted into: a few
+//! streams, which prefetchers follow), and each row's part of the tile is
+//! written at once (for 8-byte elements, a whole cache line), so every line
+//! of the matrix is written once, whole, whatever the number of columns.
 //!
 //! Rows wider than a tile are staged: a block's tiles are written into a
 //! buffer that stays in L2 across them, and the block's whole rows copied
@@ -246,7 +246,11 @@ unsafe fn tile(
         // Every row's part a whole line: 64 bytes (the AVX2 tiles'), each
         // starting one.
         let lines = writes.stream && (dst as usize) % 64 == 0 && stride % 64 == 0;
-        let w = writes;
+        // Lines written whole around the cache are not read first.
+        let w = Writes {
+            lines_ahead: writes.lines_ahead && !lines,
+            ..writes
+        };
         // SAFETY: forwarded from the caller; AVX2 checked; streamed rows
         // are whole lines.
         unsafe {
@@ -356,9 +360,7 @@ mod x86 {
         writes: Writes,
     ) -> usize {
         let s: [*const f64; 8] = std::array::from_fn(|j| slices[j].cast::<f64>());
-        // Lines written whole around the cache are not read first.
-        let ahead = writes.lines_ahead && !STREAM;
-        let sources_ahead = writes.sources_ahead;
+        let (ahead, sources_ahead) = (writes.lines_ahead, writes.sources_ahead);
         let mut i = 0;
         while i + 4 <= n {
             if ahead && i + AHEAD < n {
@@ -415,7 +417,7 @@ mod x86 {
         writes: Writes,
     ) -> usize {
         let s: [*const f32; 16] = std::array::from_fn(|j| slices[j].cast::<f32>());
-        let ahead = writes.lines_ahead && !STREAM;
+        let ahead = writes.lines_ahead;
         let mut i = 0;
         while i + 8 <= n {
             if ahead && i + AHEAD < n {
