@@ -193,36 +193,35 @@ fn row_major_copies_larger_than_the_cache_hold_every_element() {
         return;
     };
     for columns in [8, 40, 264, 265] {
-        let rows = bytes / (columns * 8) + 1;
-        let value = |i: usize, j: usize| (i * 1024 + j) as f64;
-        let batch = sliced_columns::<Float64Type>(rows, columns, value);
-        let t = record_batch_to_dlpack(&batch, &options(CopyPolicy::IfNeeded, Order::RowMajor))
-            .unwrap()
-            .tensor;
-        assert_eq!(t.strides(), Some(&[columns as i64, 1][..]));
-        // SAFETY: the tensor's `rows * columns` contiguous elements.
-        let data =
-            unsafe { std::slice::from_raw_parts(t.data_ptr().cast::<f64>(), rows * columns) };
-        for (i, row) in data.chunks(columns).enumerate() {
-            let right = row.iter().enumerate().all(|(j, &v)| v == value(i + 1, j));
-            assert!(right, "{columns} float64 columns: row {i}");
-        }
+        assert_row_major::<Float64Type>(bytes, columns, |i, j| (i * 1024 + j) as f64);
     }
     for columns in [16, 17] {
-        let rows = bytes / (columns * 4) + 1;
         // Exact in float32: below 2^24.
         let value = |i: usize, j: usize| ((i % 16384) * 1024 + j) as f32;
-        let batch = sliced_columns::<arrow_array::types::Float32Type>(rows, columns, value);
-        let t = record_batch_to_dlpack(&batch, &options(CopyPolicy::IfNeeded, Order::RowMajor))
-            .unwrap()
-            .tensor;
-        // SAFETY: as above, float32.
-        let data =
-            unsafe { std::slice::from_raw_parts(t.data_ptr().cast::<f32>(), rows * columns) };
-        for (i, row) in data.chunks(columns).enumerate() {
-            let right = row.iter().enumerate().all(|(j, &v)| v == value(i + 1, j));
-            assert!(right, "{columns} float32 columns: row {i}");
-        }
+        assert_row_major::<arrow_array::types::Float32Type>(bytes, columns, value);
+    }
+}
+
+/// `columns` columns of `T` from `value(i, j)` (sliced one value in),
+/// copied into a row-major matrix of at least `bytes`: its strides, and
+/// every element at its row and column.
+fn assert_row_major<T: arrow_array::ArrowPrimitiveType>(
+    bytes: usize,
+    columns: usize,
+    value: impl Fn(usize, usize) -> T::Native,
+) {
+    let rows = bytes / (columns * std::mem::size_of::<T::Native>()) + 1;
+    let batch = sliced_columns::<T>(rows, columns, &value);
+    let t = record_batch_to_dlpack(&batch, &options(CopyPolicy::IfNeeded, Order::RowMajor))
+        .unwrap()
+        .tensor;
+    assert_eq!(t.strides(), Some(&[columns as i64, 1][..]));
+    // SAFETY: the tensor's `rows * columns` contiguous elements of `T`.
+    let data =
+        unsafe { std::slice::from_raw_parts(t.data_ptr().cast::<T::Native>(), rows * columns) };
+    for (i, row) in data.chunks(columns).enumerate() {
+        let right = row.iter().enumerate().all(|(j, &v)| v == value(i + 1, j));
+        assert!(right, "{columns} columns of {}: row {i}", T::DATA_TYPE);
     }
 }
 
