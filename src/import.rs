@@ -10,7 +10,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use crate::abi::{
-    ArrowArray, ArrowDeviceArray, ArrowSchema, DLDevice, DLManagedTensorVersioned,
+    ARROW_FLAG_NULLABLE, ArrowArray, ArrowDeviceArray, ArrowSchema, DLDevice, DLManagedTensorVersioned,
     DLPACK_MAJOR_VERSION,
 };
 use crate::arrow::write::{self, Keeper};
@@ -359,9 +359,6 @@ pub unsafe fn import_jagged(
     }
     Ok(device)
 }
-
-/// `ARROW_FLAG_NULLABLE` of the C Data Interface.
-const ARROW_FLAG_NULLABLE: i64 = 2;
 
 /// The names of `columns` columns: the caller's (`column_names`, each a C
 /// string), else "0", "1", ...

@@ -41,9 +41,13 @@
 //! - `plan`: share or copy, dtype and promotion, order, fill, mask.
 //! - `copy`: the kernels that write a copy's bytes (conversions, bits,
 //!   nulls, gathers, transposes, the layout of pieces in a tensor).
-//! - `owner`: the one allocation behind a tensor (a moved array or its own
-//!   bytes) and its deleter.
+//! - `pinned`: page-locked host memory from the CUDA driver, loaded at
+//!   run time (`owner` allocates copies there on request).
+//! - `owner`: the one allocation behind a tensor (a moved array, a share
+//!   of a kept one, or its own bytes) and its deleter.
 //! - `export`: read -> plan -> owner, returning the tensor and its mask.
+//! - `batches`: training batches of a stream, each output made through
+//!   `export`; its options checked when they are built.
 //! - `dlpack::read`: the only reader of untrusted DLPack tensors, producing
 //!   a plan; `arrow::write`: the Arrow C arrays and schemas imports hand
 //!   out; `import`: plan -> Arrow C structs owning the tensor.

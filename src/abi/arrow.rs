@@ -20,6 +20,14 @@ pub struct ArrowSchema {
     pub private_data: *mut c_void,
 }
 
+/// `ArrowSchema.flags`: the dictionary's order is meaningful.
+pub const ARROW_FLAG_DICTIONARY_ORDERED: i64 = 1;
+/// `ArrowSchema.flags`: the field may hold nulls (a field without it
+/// promises none; the library writes it on every child it makes).
+pub const ARROW_FLAG_NULLABLE: i64 = 2;
+/// `ArrowSchema.flags`: a map's keys are sorted within each entry.
+pub const ARROW_FLAG_MAP_KEYS_SORTED: i64 = 4;
+
 /// `struct ArrowArray`: the data of an array. Moving it means copying the
 /// struct bitwise and setting the source's `release` to NULL.
 #[repr(C)]

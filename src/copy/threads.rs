@@ -152,10 +152,9 @@ pub fn split(rows: usize, row_bytes: usize, threads: usize, f: impl Fn(Range<usi
 /// Whole columns, because each task then writes (and reads) long runs:
 /// cut by rows, a wide table's runs are short (1,000 columns of 8,388
 /// rows in 8 tasks: 8 KiB each), and two threads copying those ran no
-/// faster than one. 1,000 x 8,388 float64 on 2 threads, from Python, the
-/// two splits alternated in one process: 4.8 ms by rows, 3.7 ms by
-/// columns (polars' `to_numpy(order="fortran")`, which also copies whole
-/// columns: 3.4 ms).
+/// faster than one (polars' `to_numpy(order="fortran")` also copies whole
+/// columns; the two splits compared: docs/benchmarks.md, "Measured
+/// decisions").
 pub fn split_column_major(
     rows: usize,
     columns: usize,

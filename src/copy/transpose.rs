@@ -83,9 +83,8 @@ const STAGE_ROWS_MAX: usize = 4 * BLOCK_ROWS;
 /// [`STAGED_ROW_MAX`]): as many as [`STAGE_BYTES`] holds, a multiple of
 /// 64, from [`BLOCK_ROWS`] (whose widest rows fill [`STAGE_MAX`]) to
 /// [`STAGE_ROWS_MAX`]. A tile reads a run of its columns' elements as
-/// long as a block: longer runs, fewer of them to start (measured on
-/// 64 MiB of float64, one thread, blocks of 512 rows against 768 to 1,024:
-/// 100 columns 8.0 -> 9.0 GB/s, 40 columns 7.4 -> 8.8 to 9.1).
+/// long as a block: longer runs, fewer of them to start (768 to 1,024
+/// rows measured best; docs/benchmarks.md, "Measured decisions").
 fn stage_rows(row_bytes: usize) -> usize {
     (STAGE_BYTES / row_bytes / 64 * 64).clamp(BLOCK_ROWS, STAGE_ROWS_MAX)
 }
@@ -123,10 +122,10 @@ pub unsafe fn rows(
     let row_bytes = columns * width;
     // Rows wider than a tile are written a tile's columns at a time: the
     // block's rows are staged where they stay in L2 across its tiles, then
-    // copied out whole (measured on 100 float64 columns: 1.1 to 2x the
-    // direct writes, whose lines each tile half-writes; with blocks of
-    // fewer rows, as 1,000 columns would need, the tiles' per-column cost
-    // outweighs it, so wider rows are written directly).
+    // copied out whole (faster than direct writes, whose lines each tile
+    // half-writes; with blocks of fewer rows, as 1,000 columns would need,
+    // the tiles' per-column cost outweighs it, so wider rows are written
+    // directly; docs/benchmarks.md, "Measured decisions").
     let staged = columns > group_columns && row_bytes <= STAGED_ROW_MAX;
     let block_rows = match staged {
         true => stage_rows(row_bytes).min(rows),
@@ -202,26 +201,23 @@ pub unsafe fn rows(
     }
 }
 
-/// How the tiles of one matrix write its rows: decided once by [`rows`],
-/// as measured on the development machine (AMD EPYC, 64 MiB of float64).
+/// How the tiles of one matrix write its rows: decided once by [`rows`]
+/// (each choice's measurement: docs/benchmarks.md, "Measured decisions").
 #[derive(Clone, Copy)]
 struct Writes {
     /// Non-temporal stores, where the AVX2 tiles' rows are whole lines
     /// (each 64 bytes starting a line): rows written directly into a
-    /// matrix that bypasses the cache (1,000 columns: 6.0 -> 12.2 GB/s on
-    /// one thread, 10.8 -> 19.4 on two). A fence follows ([`uncached`]).
+    /// matrix that bypasses the cache. A fence follows ([`uncached`]).
     stream: bool,
     /// Prefetch the lines a few rows on before writing them: rows wider
     /// than a stage written through the cache, each tile's part a line on
-    /// a page of its own, which no hardware prefetcher fetches ahead
-    /// (1,000 columns: 1.2 to 2.2x on one thread; on staged rows, already
-    /// in L2, it only costs).
+    /// a page of its own, which no hardware prefetcher fetches ahead (on
+    /// staged rows, already in L2, it only costs).
     lines_ahead: bool,
     /// Prefetch each float64 source column 8 lines on: staged rows read
     /// a stream per column, more over a block than the hardware
-    /// prefetchers follow (100 columns, criterion: 5.9 -> 6.5-6.7 GiB/s on
-    /// one thread); not where the block is copied out around the cache
-    /// (then 8% slower with it) nor on unstaged rows (3 to 6% slower).
+    /// prefetchers follow; not where the block is copied out around the
+    /// cache nor on unstaged rows, where it measured slower.
     sources_ahead: bool,
 }
 

@@ -12,15 +12,7 @@
 //! [`copy`] applies it to each piece (the row-major tiles, which write
 //! whole lines, store theirs so themselves: `transpose`). Below the
 //! threshold nothing changes: a smaller output stays in the cache for its
-//! consumer.
-//!
-//! Measured on the development machine (AMD EPYC, 32 MiB of L3 a CCX), 2
-//! threads from Python, before and after alternated twice: 320 MB, a
-//! column-major copy of 100 float64 columns 19.3-19.7 -> 13.6-13.7 ms
-//! (with one read of the result after it: 29.7-30.1 -> 24.2-24.6 ms), 16
-//! chunks concatenated 18.6 -> 12.8-13.1 ms; 64 MiB, a column-major copy
-//! of 100 float64 columns 17.3-18.1 -> 24.4-24.5 GB/s, of 1,000 16.3-16.4
-//! -> 19.8-21.3 GB/s.
+//! consumer. What it gained: docs/benchmarks.md, "Measured decisions".
 
 use std::sync::OnceLock;
 

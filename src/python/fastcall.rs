@@ -6,9 +6,9 @@
 //! tuple and their keywords as a dict (`METH_VARARGS | METH_KEYWORDS`):
 //! `METH_FASTCALL` joined the stable ABI in 3.10. Every DLPack consumer
 //! calls `__dlpack__` with keywords (`max_version=...`), and building,
-//! parsing and freeing that dict cost about a fifth of
-//! `np.from_dlpack(to_dlpack(a))` (measured: the same code built for the
-//! 3.10 stable ABI ran 19% faster). So when the running Python is 3.10 or
+//! parsing and freeing that dict is a large part of
+//! `np.from_dlpack(to_dlpack(a))` (docs/benchmarks.md, "Measured
+//! decisions"). So when the running Python is 3.10 or
 //! later, module initialization replaces both with `METH_FASTCALL |
 //! METH_KEYWORDS` ones: keyword names are matched by pointer against the
 //! interned names (CPython and NumPy intern them), else by value; the work

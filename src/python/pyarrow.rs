@@ -5,10 +5,9 @@
 //! Why: both run the same C++ export (`arrow::ExportDeviceArray`, with the
 //! schema), but the capsule protocol wraps it in two capsules (a `malloc`
 //! and a capsule object each, made by pyarrow and destroyed when the
-//! exporter is done), a result tuple and a `**kwargs` dict. Measured
-//! (callgrind, `np.from_dlpack(to_dlpack(a))` of a 1-element pyarrow
-//! array): about 1,000 of the path's 9,400 instructions; see the README's
-//! step table. The pointer export is documented pyarrow API ("a low-level
+//! exporter is done), a result tuple and a `**kwargs` dict: a tenth of
+//! the path's instructions (docs/benchmarks.md, "Measured decisions";
+//! the per-call steps: its "Per call, from Python"). The pointer export is documented pyarrow API ("a low-level
 //! function intended for expert users"; the way Arrow libraries exchanged
 //! arrays before the capsules).
 //!
@@ -33,7 +32,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 
-use crate::abi::{ArrowDeviceArray, ArrowSchema};
+use crate::abi::{ARROW_FLAG_NULLABLE, ArrowDeviceArray, ArrowSchema};
 use crate::arrow::write::static_schema;
 
 /// pyarrow's array type and its pointer export, found once the program
@@ -223,9 +222,9 @@ fn address<'py>(py: Python<'py>, address: *mut c_void) -> PyResult<Bound<'py, Py
 }
 
 /// The format of `obj`'s type when it is one of the parameter-free types
-/// of [`PRIMITIVE`], by `obj`'s class (a pointer comparison; reading
-/// `obj.type.id` cost a third of what writing the schema saves); None for
-/// any other.
+/// of [`PRIMITIVE`], by `obj`'s class (a pointer comparison: cheaper
+/// than reading `obj.type.id`, which measured too costly beside what
+/// writing the schema saves); None for any other.
 fn primitive_format(obj: &Bound<'_, PyAny>, pyarrow: &Pyarrow) -> Option<&'static CStr> {
     // SAFETY: a live object.
     let class = unsafe { ffi::Py_TYPE(obj.as_ptr()) };
@@ -235,7 +234,3 @@ fn primitive_format(obj: &Bound<'_, PyAny>, pyarrow: &Pyarrow) -> Option<&'stati
         .find(|(known, _)| known.as_ptr().cast() == class)?;
     Some(format)
 }
-
-/// `ARROW_FLAG_NULLABLE` of the C Data Interface: the field may hold nulls
-/// (pyarrow sets it on every exported type).
-const ARROW_FLAG_NULLABLE: i64 = 2;
