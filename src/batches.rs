@@ -24,34 +24,10 @@ use crate::arrow::stream::Reader;
 use crate::dtype::{self, Accept, DType};
 use crate::error::{Error, err};
 use crate::export::{self, Exported, Hold, Jagged};
-use crate::options::{ArrowDlpackCopy, ArrowDlpackOrder, ExportOptions, Padding};
+pub use crate::options::BatchOptions;
+use crate::options::{ArrowDlpackCopy, ArrowDlpackOrder, ExportOptions, Lists};
 use crate::owner::Kept;
 use crate::plan;
-
-/// How a batcher cuts and converts.
-#[derive(Debug, Clone)]
-pub struct BatchOptions {
-    pub batch_size: usize,
-    /// The columns each batch has, by name (`None`: every column not in a
-    /// `stack` group, in the schema's order).
-    pub columns: Option<Vec<String>>,
-    /// Groups of columns, each one row-major matrix under its name.
-    pub stack: Vec<(String, Vec<String>)>,
-    /// Lists and strings as jagged pairs (else padded).
-    pub jagged: bool,
-    pub padding: Padding,
-    /// Nulls become this value (`None`: nulls are an error).
-    pub fill: Option<f64>,
-    /// Every tensor's dtype, converted to (`None`: the columns' own; a
-    /// group's promoted).
-    pub dtype: Option<&'static DType>,
-    /// The last, shorter batch is dropped.
-    pub drop_last: bool,
-    /// Every tensor is a copy in page-locked memory.
-    pub pinned: bool,
-    /// Threads a copy runs on (0: the default).
-    pub threads: usize,
-}
 
 /// One output of a batch.
 pub enum Output {
@@ -228,15 +204,6 @@ impl Batches {
             schema: Box::new(schema),
             chunks: 0,
         };
-        if batches.options.batch_size == 0 {
-            return Err(err!(
-                ARROW_DLPACK_INVALID_ARGUMENT,
-                "batch_size must be positive, not 0"
-            ));
-        }
-        if batches.options.pinned {
-            crate::pinned::check()?;
-        }
         // On failure `batches` drops: the schema and the source released.
         batches.plan()?;
         Ok(batches)
@@ -304,13 +271,7 @@ impl Batches {
             Ok(())
         };
         let mut outputs = Vec::new();
-        for (name, members) in &self.options.stack {
-            if members.is_empty() {
-                return Err(err!(
-                    ARROW_DLPACK_INVALID_ARGUMENT,
-                    "stack group {name:?} has no columns"
-                ));
-            }
+        for (name, members) in self.options.groups() {
             let mut js = Vec::with_capacity(members.len());
             for m in members {
                 let j = index(m, &format!("stack group {name:?}'s column"))?;
@@ -341,14 +302,14 @@ impl Batches {
                 .unwrap_or(dtype::NO_COLUMNS);
             outputs.push((
                 name.clone(),
-                Kind::Stack(js, self.options.dtype.unwrap_or(natural)),
+                Kind::Stack(js, self.options.target().unwrap_or(natural)),
             ));
         }
         let dense_or_variable = |j: usize| match table.columns[j].rows {
             Rows::Dense => Kind::Dense(j),
             _ => Kind::Variable(j),
         };
-        match &self.options.columns {
+        match self.options.column_names() {
             Some(names) => {
                 for name in names {
                     let j = index(name, "column")?;
@@ -366,23 +327,23 @@ impl Batches {
             }
         }
         // The outputs in the order asked: the columns, then the groups.
-        let groups = self.options.stack.len().min(outputs.len());
+        let groups = self.options.groups().len().min(outputs.len());
         outputs.rotate_left(groups);
         self.export = ExportOptions {
-            copy: match self.options.pinned {
+            copy: match self.options.is_pinned() {
                 // The point of pinned memory is the transfer: every
                 // tensor is a copy into it.
                 true => ArrowDlpackCopy::ARROW_DLPACK_COPY_ALWAYS,
                 false => ArrowDlpackCopy::ARROW_DLPACK_COPY_IF_NEEDED,
             },
             order: ArrowDlpackOrder::ARROW_DLPACK_ROW_MAJOR,
-            fill: self.options.fill,
+            fill: self.options.fill_value(),
             temporal_as_integer: false,
-            dtype: self.options.dtype,
+            dtype: self.options.target(),
             dictionary_as_indices: false,
             mask: false,
-            threads: self.options.threads,
-            pinned: self.options.pinned,
+            threads: self.options.thread_count(),
+            pinned: self.options.is_pinned(),
         };
         self.table = table;
         self.outputs = outputs;
@@ -483,10 +444,10 @@ impl Batches {
     /// rows it would have covered are skipped: the stream is not read
     /// back).
     pub fn next_batch(&mut self) -> Result<Option<(usize, Vec<Output>)>, Error> {
-        let size = self.options.batch_size;
+        let size = self.options.batch_size();
         self.fill(size)?;
         let n = self.pending().min(size);
-        if n == 0 || (n < size && self.options.drop_last) {
+        if n == 0 || (n < size && self.options.drops_last()) {
             self.held.clear();
             return Ok(None);
         }
@@ -595,10 +556,10 @@ impl Batches {
             Kind::Variable(j) => {
                 let column: &ColumnType<'_> = &self.table.columns[*j];
                 let pieces = column_pieces(*j)?;
-                match self.options.jagged {
-                    true => {
+                match self.options.list_mode() {
+                    Lists::Jagged => {
                         let options = ExportOptions {
-                            mask: self.options.fill.is_some(),
+                            mask: self.options.fill_value().is_some(),
                             ..self.export
                         };
                         // SAFETY: as above.
@@ -619,14 +580,14 @@ impl Batches {
                             validity,
                         })
                     }
-                    false => {
+                    Lists::Padded => {
                         let options = ExportOptions {
                             mask: true,
                             ..self.export
                         };
                         // SAFETY: pieces of kept chunks.
                         let made: Exported<DLManagedTensorVersioned> = unsafe {
-                            export::padded_of(column, &pieces, &options, &self.options.padding)
+                            export::padded_of(column, &pieces, &options, self.options.padding())
                         }?;
                         Ok(Output::Padded {
                             values: made.tensor,

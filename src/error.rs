@@ -141,6 +141,18 @@ pub enum Term {
     PadValue,
     /// The padding's side, written before the value.
     PadSide,
+    /// A batcher's batch size, written before what is wrong with it.
+    BatchSize,
+    /// A batcher's list of columns.
+    Columns,
+    /// A batcher's groups of stacked columns.
+    Stack,
+    /// How a batcher gives lists.
+    Lists,
+    /// A batcher's padding length.
+    BatchPadLength,
+    /// A batcher's padding side.
+    BatchPadSide,
 }
 
 /// The byte that starts a term in a message buffer (the next byte is
@@ -149,7 +161,7 @@ pub enum Term {
 const TERM_MARK: u8 = 0x01;
 const TERM_BASE: u8 = b'A';
 
-const TERMS: [Term; 12] = [
+const TERMS: [Term; 18] = [
     Term::FillAdvice,
     Term::FillValue,
     Term::CopyNever,
@@ -162,6 +174,12 @@ const TERMS: [Term; 12] = [
     Term::PadLength,
     Term::PadValue,
     Term::PadSide,
+    Term::BatchSize,
+    Term::Columns,
+    Term::Stack,
+    Term::Lists,
+    Term::BatchPadLength,
+    Term::BatchPadSide,
 ];
 
 impl Term {
@@ -204,6 +222,18 @@ impl Term {
             (Term::PadValue, Face::Python) => "the padding value ",
             (Term::PadSide, Face::C) => "padding->side ",
             (Term::PadSide, Face::Python) => "the padding side ",
+            (Term::BatchSize, Face::C) => "options.batch_size ",
+            (Term::BatchSize, Face::Python) => "batch_size ",
+            (Term::Columns, Face::C) => "options.columns ",
+            (Term::Columns, Face::Python) => "columns ",
+            (Term::Stack, Face::C) => "options.stack ",
+            (Term::Stack, Face::Python) => "stack ",
+            (Term::Lists, Face::C) => "options.lists ",
+            (Term::Lists, Face::Python) => "lists ",
+            (Term::BatchPadLength, Face::C) => "options.pad_length ",
+            (Term::BatchPadLength, Face::Python) => "pad_length ",
+            (Term::BatchPadSide, Face::C) => "options.pad_side ",
+            (Term::BatchPadSide, Face::Python) => "pad_side ",
         }
     }
 }

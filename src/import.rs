@@ -10,8 +10,8 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use crate::abi::{
-    ARROW_FLAG_NULLABLE, ArrowArray, ArrowDeviceArray, ArrowSchema, DLDevice, DLManagedTensorVersioned,
-    DLPACK_MAJOR_VERSION,
+    ARROW_FLAG_NULLABLE, ArrowArray, ArrowDeviceArray, ArrowSchema, DLDevice,
+    DLManagedTensorVersioned, DLPACK_MAJOR_VERSION,
 };
 use crate::arrow::write::{self, Keeper};
 use crate::copy::{self, Bytes, bits, gather};

@@ -264,16 +264,71 @@ pub enum Side {
     Left,
 }
 
-/// Validated padding.
+impl Side {
+    /// The side named `"right"` or `"left"` (the Python keywords' values);
+    /// `field` names the argument in a refusal.
+    pub fn named(name: &str, field: Term) -> Result<Side, Error> {
+        match name {
+            "right" => Ok(Side::Right),
+            "left" => Ok(Side::Left),
+            other => Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "{field}must be 'right' or 'left', not {other:?}"
+            )),
+        }
+    }
+
+    /// The side numbered 0 (right) or 1 (left): the C fields.
+    pub fn numbered(n: i32, field: Term) -> Result<Side, Error> {
+        match n {
+            0 => Ok(Side::Right),
+            1 => Ok(Side::Left),
+            n => Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "{field}{n} is unknown: 0 pads at the end, 1 at the start"
+            )),
+        }
+    }
+}
+
+/// Validated padding: made only by [`Padding::new`] (or the default: 0,
+/// on the right, to the longest row).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Padding {
     /// `None`: the longest row.
-    pub length: Option<usize>,
-    pub side: Side,
-    pub value: f64,
+    length: Option<usize>,
+    side: Side,
+    value: f64,
 }
 
 impl Padding {
+    /// Padding to `length` elements (`None`: each row set's longest; a
+    /// length must be positive), at `side`, with `value` (checked against
+    /// the dtype when the tensor is planned). `length_field` names the
+    /// length in a refusal.
+    pub fn new(
+        length: Option<i64>,
+        side: Side,
+        value: f64,
+        length_field: Term,
+    ) -> Result<Padding, Error> {
+        let length = match length {
+            None => None,
+            Some(n) if n > 0 => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            Some(n) => {
+                return Err(err!(
+                    ARROW_DLPACK_INVALID_ARGUMENT,
+                    "{length_field}must be a positive number of elements, or none for the longest row; got {n}"
+                ));
+            }
+        };
+        Ok(Padding {
+            length,
+            side,
+            value,
+        })
+    }
+
     /// Validates the C padding (`None`: the defaults).
     pub fn from_c(padding: Option<&ArrowDlpackPadding>) -> Result<Padding, Error> {
         let Some(p) = padding else {
@@ -287,34 +342,241 @@ impl Padding {
                 p.reserved0
             ));
         }
-        let length = match p.length {
-            0 => None,
-            n if n > 0 => Some(usize::try_from(n).unwrap_or(usize::MAX)),
-            n => {
-                return Err(err!(
-                    ARROW_DLPACK_INVALID_ARGUMENT,
-                    "{}{n} is negative: 0 pads to the longest row",
-                    Term::PadLength
-                ));
-            }
+        if p.length < 0 {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "{}{} is negative: 0 pads to the longest row",
+                Term::PadLength,
+                p.length
+            ));
+        }
+        let length = (p.length > 0).then_some(p.length);
+        let side = Side::numbered(p.side, Term::PadSide)?;
+        Padding::new(length, side, p.value, Term::PadLength)
+    }
+
+    /// The length every row is cut or padded to (`None`: the longest).
+    pub fn length(&self) -> Option<usize> {
+        self.length
+    }
+
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    /// The padding value, as given.
+    pub fn value(&self) -> f64 {
+        self.value
+    }
+}
+
+/// How a batch gives a list or string column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lists {
+    /// `[rows, length, ...]` and its mask.
+    #[default]
+    Padded,
+    /// Values and offsets (and the rows' validity with null rows).
+    Jagged,
+}
+
+impl Lists {
+    /// `"padded"` or `"jagged"` (the Python keyword's values).
+    pub fn named(name: &str) -> Result<Lists, Error> {
+        match name {
+            "padded" => Ok(Lists::Padded),
+            "jagged" => Ok(Lists::Jagged),
+            other => Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "{}must be 'padded' or 'jagged', not {other:?}",
+                Term::Lists
+            )),
+        }
+    }
+
+    /// 0 (padded) or 1 (jagged): the C field.
+    pub fn numbered(n: i32) -> Result<Lists, Error> {
+        match n {
+            0 => Ok(Lists::Padded),
+            1 => Ok(Lists::Jagged),
+            n => Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "{}{n} is unknown: 0 pads lists, 1 gives them jagged",
+                Term::Lists
+            )),
+        }
+    }
+}
+
+/// How a batcher cuts and converts, checked when built: a batch size and
+/// a padding refused here never reach a batcher. What needs the source's
+/// schema (that each named column exists, that a `stack` group's columns
+/// are dense, that no column is in two places) is checked when the
+/// batcher reads the schema.
+#[derive(Debug, Clone)]
+pub struct BatchOptions {
+    batch_size: usize,
+    columns: Option<Vec<String>>,
+    stack: Vec<(String, Vec<String>)>,
+    lists: Lists,
+    padding: Padding,
+    fill: Option<f64>,
+    dtype: Option<&'static DType>,
+    drop_last: bool,
+    pinned: bool,
+    threads: usize,
+}
+
+impl BatchOptions {
+    /// Batches of `batch_size` rows (positive), every other option at its
+    /// default: every column, lists padded to each batch's longest row,
+    /// nulls refused, the columns' own dtypes, the last batch kept, the
+    /// default thread count.
+    pub fn new(batch_size: i64) -> Result<BatchOptions, Error> {
+        let Some(batch_size) = usize::try_from(batch_size).ok().filter(|&n| n > 0) else {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "{}must be positive, not {batch_size}",
+                Term::BatchSize
+            ));
         };
-        let side = match p.side {
-            0 => Side::Right,
-            1 => Side::Left,
-            n => {
-                return Err(err!(
-                    ARROW_DLPACK_INVALID_ARGUMENT,
-                    "{}{n} is unknown: 0 pads at the end, 1 at the start",
-                    Term::PadSide
-                ));
-            }
-        };
-        Ok(Padding {
-            length,
-            side,
-            value: p.value,
+        Ok(BatchOptions {
+            batch_size,
+            columns: None,
+            stack: Vec::new(),
+            lists: Lists::Padded,
+            padding: Padding::default(),
+            fill: None,
+            dtype: None,
+            drop_last: false,
+            pinned: false,
+            threads: 0,
         })
     }
+
+    /// The columns each batch has, by name, each once (`None`: every
+    /// column not in a `stack` group, in the schema's order).
+    pub fn columns(mut self, columns: Option<Vec<String>>) -> Result<BatchOptions, Error> {
+        if let Some(names) = &columns {
+            if let Some(twice) = first_repeated(names.iter()) {
+                return Err(err!(
+                    ARROW_DLPACK_INVALID_ARGUMENT,
+                    "{}names {twice:?} twice",
+                    Term::Columns
+                ));
+            }
+        }
+        self.columns = columns;
+        Ok(self)
+    }
+
+    /// Groups of dense columns, each one row-major matrix under its name:
+    /// each group named once, none empty.
+    pub fn stack(mut self, groups: Vec<(String, Vec<String>)>) -> Result<BatchOptions, Error> {
+        if let Some(twice) = first_repeated(groups.iter().map(|(name, _)| name)) {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "{}names group {twice:?} twice",
+                Term::Stack
+            ));
+        }
+        if let Some((name, _)) = groups.iter().find(|(_, members)| members.is_empty()) {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "stack group {name:?} has no columns"
+            ));
+        }
+        self.stack = groups;
+        Ok(self)
+    }
+
+    /// Lists and strings padded or jagged, and the padding.
+    pub fn lists(mut self, lists: Lists, padding: Padding) -> BatchOptions {
+        self.lists = lists;
+        self.padding = padding;
+        self
+    }
+
+    /// Nulls become `fill` (`None`: nulls are an error; the value is
+    /// checked against each tensor's dtype when it is planned).
+    pub fn fill(mut self, fill: Option<f64>) -> BatchOptions {
+        self.fill = fill;
+        self
+    }
+
+    /// Every tensor's dtype (`None`: the columns' own, a group's promoted).
+    pub fn dtype(mut self, dtype: Option<&'static DType>) -> BatchOptions {
+        self.dtype = dtype;
+        self
+    }
+
+    /// The last, shorter batch dropped.
+    pub fn drop_last(mut self, drop_last: bool) -> BatchOptions {
+        self.drop_last = drop_last;
+        self
+    }
+
+    /// Every tensor a copy in page-locked memory: refused here when the
+    /// CUDA driver cannot give it.
+    pub fn pinned(mut self, pinned: bool) -> Result<BatchOptions, Error> {
+        if pinned {
+            crate::pinned::check()?;
+        }
+        self.pinned = pinned;
+        Ok(self)
+    }
+
+    /// Threads a copy runs on (0: the default).
+    pub fn threads(mut self, threads: usize) -> BatchOptions {
+        self.threads = threads;
+        self
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    pub fn column_names(&self) -> Option<&[String]> {
+        self.columns.as_deref()
+    }
+
+    pub fn groups(&self) -> &[(String, Vec<String>)] {
+        &self.stack
+    }
+
+    pub fn list_mode(&self) -> Lists {
+        self.lists
+    }
+
+    pub fn padding(&self) -> &Padding {
+        &self.padding
+    }
+
+    pub fn fill_value(&self) -> Option<f64> {
+        self.fill
+    }
+
+    pub fn target(&self) -> Option<&'static DType> {
+        self.dtype
+    }
+
+    pub fn drops_last(&self) -> bool {
+        self.drop_last
+    }
+
+    pub fn is_pinned(&self) -> bool {
+        self.pinned
+    }
+
+    pub fn thread_count(&self) -> usize {
+        self.threads
+    }
+}
+
+/// The first name that appears twice.
+fn first_repeated<'a>(names: impl Iterator<Item = &'a String>) -> Option<&'a String> {
+    let mut seen = std::collections::HashSet::new();
+    names.into_iter().find(|n| !seen.insert(n.as_str()))
 }
 
 /// Validated import options.

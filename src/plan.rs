@@ -553,18 +553,18 @@ pub fn padded(
     let source = column.values.dtype;
     let target = options.dtype.unwrap_or(source);
     let fill = fill_bytes(options, target)?;
-    let pad = crate::copy::convert::exact(padding.value, target).ok_or_else(|| {
+    let pad = crate::copy::convert::exact(padding.value(), target).ok_or_else(|| {
         err!(
             ARROW_DLPACK_INVALID_ARGUMENT,
             "{}{} cannot be held exactly by the tensor's dtype {}",
             Term::PadValue,
-            padding.value,
+            padding.value(),
             target.name
         )
     })?;
     variable_nulls(pieces, fill)?;
     let length = padding
-        .length
+        .length()
         .unwrap_or_else(|| rows.iter().map(|f| f.longest).max().unwrap_or(0));
     let count: usize = pieces.iter().map(|p| p.rows).sum();
     let inner = &column.values.dims;
@@ -591,7 +591,7 @@ pub fn padded(
         dtype: target,
         dims,
         length,
-        side: padding.side,
+        side: padding.side(),
         pad,
         fill,
         mask: options.mask,

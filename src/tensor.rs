@@ -19,7 +19,7 @@ use arrow_schema::{DataType, Field, Schema};
 use crate::abi::{ArrowArray, ArrowSchema, DLDataType, DLDevice, DLManagedTensorVersioned};
 use crate::arrow::read;
 use crate::dlpack::read::Memory;
-use crate::error::{Error, err};
+use crate::error::{Error, Term, err};
 use crate::options::{self, ArrowDlpackCopy, ArrowDlpackOrder};
 use crate::{export, import, managed};
 
@@ -774,11 +774,9 @@ pub fn chunks_to_padded(
     padding: &Padding,
 ) -> Result<Exported, Error> {
     let core = options.core()?;
-    let padding = options::Padding {
-        length: padding.length,
-        side: padding.side,
-        value: padding.value,
-    };
+    // A length past i64 is cut or padded to at most that many elements.
+    let length = padding.length.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    let padding = options::Padding::new(length, padding.side, padding.value, Term::PadLength)?;
     let chunks: Vec<ArrayRef> = chunks.into_iter().collect();
     // SAFETY: a valid schema; the chunks are arrays of it.
     with_chunks(field, &chunks, |schema, arrays| unsafe {

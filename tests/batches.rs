@@ -8,24 +8,17 @@ mod common;
 
 use std::ffi::CStr;
 
-use arrow_dlpack::__internal::{BatchOptions, Batches, Output, Padding};
+use arrow_dlpack::__internal::{BatchOptions, Batches, Lists, Output, Padding, Side, Term};
 use arrow_dlpack::Status;
 use arrow_dlpack::abi::*;
 use common::{Raw, Seen, take};
 
-fn options(batch_size: usize) -> BatchOptions {
-    BatchOptions {
-        batch_size,
-        columns: None,
-        stack: Vec::new(),
-        jagged: false,
-        padding: Padding::default(),
-        fill: None,
-        dtype: None,
-        drop_last: false,
-        pinned: false,
-        threads: 1,
-    }
+fn options(batch_size: i64) -> BatchOptions {
+    BatchOptions::new(batch_size).unwrap().threads(1)
+}
+
+fn names(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
 }
 
 const NAMES: [&CStr; 3] = [c"a", c"b", c"ids"];
@@ -84,14 +77,7 @@ fn batches_inside_a_chunk_share_it_and_spanning_ones_copy() {
     let a0 = chunks[0].child(0).buffers[1] as usize;
     let (_schema, mut p) = producer(&mut chunks);
     let mut s = p.c_stream();
-    let mut b = open(
-        &mut s,
-        BatchOptions {
-            columns: Some(vec!["a".into()]),
-            ..options(3)
-        },
-    )
-    .unwrap();
+    let mut b = open(&mut s, options(3).columns(Some(names(&["a"]))).unwrap()).unwrap();
     assert!(s.release.is_none(), "the stream moved in");
     let mut seen = Vec::new();
     while let Some((rows, mut outputs)) = b.next_batch().unwrap() {
@@ -128,10 +114,9 @@ fn a_stack_group_and_padded_lists() {
     let mut chunks = vec![chunk(4, 0)];
     let (_schema, mut p) = producer(&mut chunks);
     let mut s = p.c_stream();
-    let o = BatchOptions {
-        stack: vec![("ab".into(), vec!["a".into(), "b".into()])],
-        ..options(4)
-    };
+    let o = options(4)
+        .stack(vec![("ab".into(), names(&["a", "b"]))])
+        .unwrap();
     let mut b = open(&mut s, o).unwrap();
     assert_eq!(b.names().collect::<Vec<_>>(), vec!["ids", "ab"]);
     let (_, mut outputs) = b.next_batch().unwrap().unwrap();
@@ -162,14 +147,7 @@ fn abandoned_half_way_everything_is_released_once_and_tensors_stay_valid() {
     let mut chunks = vec![chunk(3, 0), chunk(3, 3), chunk(3, 6)];
     let (_schema, mut p) = producer(&mut chunks);
     let mut s = p.c_stream();
-    let mut b = open(
-        &mut s,
-        BatchOptions {
-            columns: Some(vec!["a".into()]),
-            ..options(2)
-        },
-    )
-    .unwrap();
+    let mut b = open(&mut s, options(2).columns(Some(names(&["a"]))).unwrap()).unwrap();
     let (_, mut outputs) = b.next_batch().unwrap().unwrap();
     let Output::Tensor(kept) = outputs.remove(0) else {
         panic!()
@@ -194,14 +172,7 @@ fn a_stream_failing_midway_is_an_error_and_what_was_read_is_released() {
     let (_schema, mut p) = producer(&mut chunks);
     p.fail_at = Some(1);
     let mut s = p.c_stream();
-    let mut b = open(
-        &mut s,
-        BatchOptions {
-            columns: Some(vec!["b".into()]),
-            ..options(2)
-        },
-    )
-    .unwrap();
+    let mut b = open(&mut s, options(2).columns(Some(names(&["b"]))).unwrap()).unwrap();
     let (_, first) = b.next_batch().unwrap().unwrap();
     first.into_iter().for_each(Output::delete);
     let e = b.next_batch().map(|_| ()).unwrap_err();
@@ -226,29 +197,87 @@ fn a_stream_failing_midway_is_an_error_and_what_was_read_is_released() {
 }
 
 #[test]
+fn option_values_are_refused_when_built_naming_the_field() {
+    let refused = |made: Result<BatchOptions, arrow_dlpack::Error>, needle: &str| {
+        let e = made.map(|_| ()).unwrap_err();
+        assert_eq!(e.status(), Status::ARROW_DLPACK_INVALID_ARGUMENT);
+        assert!(e.message().contains(needle), "{}", e.message());
+    };
+    refused(
+        BatchOptions::new(0),
+        "options.batch_size must be positive, not 0",
+    );
+    refused(
+        BatchOptions::new(-3),
+        "options.batch_size must be positive, not -3",
+    );
+    refused(
+        options(2).columns(Some(names(&["a", "b", "a"]))),
+        "options.columns names \"a\" twice",
+    );
+    refused(
+        options(2).stack(vec![
+            ("g".into(), names(&["a"])),
+            ("g".into(), names(&["b"])),
+        ]),
+        "options.stack names group \"g\" twice",
+    );
+    refused(
+        options(2).stack(vec![("g".into(), Vec::new())]),
+        "stack group \"g\" has no columns",
+    );
+    let e = Lists::named("ragged").unwrap_err();
+    assert!(
+        e.message()
+            .contains("options.lists must be 'padded' or 'jagged', not \"ragged\"")
+    );
+    let e = Lists::numbered(2).unwrap_err();
+    assert!(
+        e.message().contains("options.lists 2 is unknown"),
+        "{}",
+        e.message()
+    );
+    let e = Side::named("up", Term::BatchPadSide).unwrap_err();
+    assert!(
+        e.message()
+            .contains("options.pad_side must be 'right' or 'left', not \"up\"")
+    );
+    for length in [0, -1] {
+        let e = Padding::new(Some(length), Side::Right, 0.0, Term::BatchPadLength).unwrap_err();
+        assert!(
+            e.message().contains(&format!("options.pad_length must be a positive number of elements, or none for the longest row; got {length}")),
+            "{}",
+            e.message()
+        );
+    }
+    assert_eq!(
+        Padding::new(None, Side::Left, 1.0, Term::BatchPadLength)
+            .unwrap()
+            .length(),
+        None
+    );
+    assert_eq!(Lists::numbered(1).unwrap(), Lists::Jagged);
+}
+
+#[test]
 fn bad_options_release_the_stream_and_name_what_is_wrong() {
     for (o, needle) in [
-        (options(0), "batch_size must be positive"),
         (
-            BatchOptions {
-                columns: Some(vec!["zz".into()]),
-                ..options(2)
-            },
+            options(2).columns(Some(names(&["zz"]))).unwrap(),
             "\"zz\" is not a column of the source (its columns: a, b, ids)",
         ),
         (
-            BatchOptions {
-                stack: vec![("g".into(), vec!["a".into(), "ids".into()])],
-                ..options(2)
-            },
+            options(2)
+                .stack(vec![("g".into(), names(&["a", "ids"]))])
+                .unwrap(),
             "column \"ids\" of stack group \"g\" is a list or string column",
         ),
         (
-            BatchOptions {
-                columns: Some(vec!["a".into()]),
-                stack: vec![("g".into(), vec!["a".into()])],
-                ..options(2)
-            },
+            options(2)
+                .columns(Some(names(&["a"])))
+                .unwrap()
+                .stack(vec![("g".into(), names(&["a"]))])
+                .unwrap(),
             "column \"a\" is in two places: stack group \"g\" and columns",
         ),
     ] {

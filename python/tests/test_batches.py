@@ -179,6 +179,9 @@ def test_sources_the_users_have():
         ({"lists": "ragged"}, ValueError, "lists must be 'padded' or 'jagged'"),
         ({"pad_side": "up"}, ValueError, "pad_side must be 'right' or 'left'"),
         ({"pad_length": 0}, ValueError, "pad_length must be a positive"),
+        ({"pad_length": -2}, ValueError, "pad_length must be a positive .*; got -2"),
+        ({"columns": ["a", "b", "a"]}, ValueError, 'columns names "a" twice'),
+        ({"stack": {"g": ["a"]}, "columns": ["b", "b"]}, ValueError, 'columns names "b" twice'),
     ],
 )
 def test_bad_arguments_are_clear_errors_and_release_the_source(kwargs, error, match, pool_unchanged):

@@ -307,3 +307,18 @@ def test_bfloat16_is_torchs_conversion_bit_for_bit(xs):
     nan = torch.from_numpy(np.isnan(x))
     assert torch.equal(ours[~nan], theirs[~nan])
     assert bool((ours[nan] == 0x7FC0).all())
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"side": "up"}, "the padding side must be 'right' or 'left', not \"up\""),
+        ({"length": 0}, "the padding length must be a positive number of elements"),
+        ({"length": -4}, "the padding length must be a positive .*; got -4"),
+    ],
+)
+def test_bad_padding_is_a_value_error_naming_it_and_leaves_the_array(kwargs, match):
+    arr = pa.array([[1, 2], [3]], pa.list_(pa.int32()))
+    with pytest.raises(ValueError, match=match):
+        arrow_dlpack.to_padded(arr, **kwargs)
+    assert arr.to_pylist() == [[1, 2], [3]]

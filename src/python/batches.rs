@@ -22,8 +22,8 @@ use crate::abi::{ArrowArray, ArrowArrayStream, ArrowSchema};
 use crate::arrow::stream::Reader;
 use crate::batches::{BatchOptions, Batches, Output, Source};
 use crate::error::Status;
-use crate::error::{Error, Face, err};
-use crate::options::{Padding, Side};
+use crate::error::{Error, Face, Term, err};
+use crate::options::{Lists, Padding, Side};
 
 /// Moves a producer's structs out of their capsules (their `release`
 /// becomes NULL there, so the capsules' destructors do nothing).
@@ -293,38 +293,6 @@ pub fn batches(
     drop_last: bool,
     pin_memory: bool,
 ) -> PyResult<BatchIterator> {
-    if batch_size <= 0 {
-        return Err(PyValueError::new_err(format!(
-            "batch_size must be positive, got {batch_size}"
-        )));
-    }
-    let jagged = match lists {
-        "padded" => false,
-        "jagged" => true,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "lists must be 'padded' or 'jagged', got {other:?}"
-            )));
-        }
-    };
-    let side = match pad_side {
-        "right" => Side::Right,
-        "left" => Side::Left,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "pad_side must be 'right' or 'left', got {other:?}"
-            )));
-        }
-    };
-    let length = match pad_length {
-        None => None,
-        Some(n) if n > 0 => Some(n as usize),
-        Some(n) => {
-            return Err(PyValueError::new_err(format!(
-                "pad_length must be a positive number of elements, or None for each batch's longest row; got {n}"
-            )));
-        }
-    };
     let mut groups = Vec::new();
     if let Some(stack) = stack {
         for (name, members) in stack.iter() {
@@ -337,22 +305,24 @@ pub fn batches(
             groups.push((name, members));
         }
     }
-    let options = BatchOptions {
-        batch_size: batch_size as usize,
-        columns,
-        stack: groups,
-        jagged,
-        padding: Padding {
-            length,
-            side,
-            value: pad_value,
-        },
-        fill: null_value,
-        dtype: dtype.map(dtype_of).transpose()?,
-        drop_last,
-        pinned: pin_memory,
-        threads: 0,
-    };
+    let dtype = dtype.map(dtype_of).transpose()?;
+    // Every value checked by the core's constructors, refusals in
+    // Python's words.
+    let options = (|| -> Result<BatchOptions, Error> {
+        let options = BatchOptions::new(batch_size)?;
+        let lists = Lists::named(lists)?;
+        let side = Side::named(pad_side, Term::BatchPadSide)?;
+        let padding = Padding::new(pad_length, side, pad_value, Term::BatchPadLength)?;
+        options
+            .columns(columns)?
+            .stack(groups)?
+            .lists(lists, padding)
+            .fill(null_value)
+            .dtype(dtype)
+            .drop_last(drop_last)
+            .pinned(pin_memory)
+    })()
+    .map_err(error)?;
     let kind = source.get_type();
     let raised = Raised::default();
     let made = if type_attribute(&kind, intern!(py, "__arrow_c_stream__")).is_some() {

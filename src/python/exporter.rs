@@ -21,7 +21,7 @@ use crate::abi::{
 };
 use crate::arrow::read::device_facts;
 use crate::dtype::{self, DType};
-use crate::error::Error;
+use crate::error::{Error, Face, Term};
 use crate::export;
 use crate::managed::{self, Managed};
 use crate::options::{ArrowDlpackCopy, ArrowDlpackOrder, ExportOptions};
@@ -832,31 +832,16 @@ pub fn to_jagged<'py>(
 #[pyo3(signature = (obj, length=None, value=0.0, side=None, null_value=None, dtype=None))]
 pub fn to_padded<'py>(
     obj: &Bound<'py, PyAny>,
-    length: Option<usize>,
+    length: Option<i64>,
     value: f64,
     side: Option<&str>,
     null_value: Option<f64>,
     dtype: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let side = match side.unwrap_or("right") {
-        "right" => crate::options::Side::Right,
-        "left" => crate::options::Side::Left,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "side must be 'right' or 'left', got {other:?}"
-            )));
-        }
-    };
-    let padding = crate::options::Padding {
-        length: length.filter(|&n| n > 0),
-        side,
-        value,
-    };
-    if length == Some(0) {
-        return Err(PyValueError::new_err(
-            "length must be a positive number of elements, or None for the longest row",
-        ));
-    }
+    use crate::options::{Padding, Side};
+    let padding = Side::named(side.unwrap_or("right"), Term::PadSide)
+        .and_then(|side| Padding::new(length, side, value, Term::PadLength))
+        .map_err(|e| PyValueError::new_err(e.message_for(Face::Python)))?;
     let options = variable_options(null_value, dtype, None, true)?;
     let mut source = Source::Consumed;
     host_source(obj, &mut source)?;
