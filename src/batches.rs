@@ -20,14 +20,14 @@ use std::sync::Arc;
 
 use crate::abi::{ArrowArray, ArrowArrayStream, ArrowSchema, DLManagedTensorVersioned};
 use crate::arrow::read::{self, Batch, ColumnType, Location, Rows, TableType};
+use crate::arrow::release::Release;
 use crate::arrow::stream::Reader;
 use crate::dtype::{self, Accept, DType};
 use crate::error::{Error, err};
-use crate::export::{self, Exported, Hold, Jagged};
+use crate::export::{self, Exported, Hold, Input, Jagged};
 pub use crate::options::BatchOptions;
 use crate::options::{ArrowDlpackCopy, ArrowDlpackOrder, ExportOptions, Lists};
 use crate::owner::Kept;
-use crate::plan;
 
 /// One output of a batch.
 pub enum Output {
@@ -102,8 +102,8 @@ impl Source for Stream {
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        // SAFETY: the stream moved in, released once.
-        unsafe { release_stream(&mut self.0) };
+        // SAFETY: the stream moved in (`Batches::from_stream`).
+        unsafe { self.0.release_once() };
     }
 }
 
@@ -144,11 +144,9 @@ impl Drop for Batches {
     fn drop(&mut self) {
         self.close();
         self.table.columns.clear();
-        if let Some(release) = self.schema.release {
-            // SAFETY: the source's schema, released once, after the types
-            // that pointed into it.
-            unsafe { release(&mut *self.schema) };
-        }
+        // SAFETY: the source's schema, moved in (`Batches::new`), released
+        // after the types that pointed into it.
+        unsafe { self.schema.release_once() };
     }
 }
 
@@ -389,8 +387,8 @@ impl Batches {
             let rows = match checked {
                 Ok(rows) => rows,
                 Err(e) => {
-                    // SAFETY: the chunk is ours, released once.
-                    unsafe { release_array(&mut chunk) };
+                    // SAFETY: the chunk the source handed over, not kept.
+                    unsafe { chunk.release_once() };
                     self.close();
                     return Err(e);
                 }
@@ -415,10 +413,8 @@ impl Batches {
         if let Some(mut schema) = schema {
             // SAFETY: both are valid schemas.
             let same = unsafe { read::same_type(&self.schema, &schema) };
-            if let Some(release) = schema.release {
-                // SAFETY: the chunk's schema, ours, released once.
-                unsafe { release(&mut schema) };
-            }
+            // SAFETY: the chunk's schema, handed over with it by the source.
+            unsafe { schema.release_once() };
             if !same {
                 return Err(err!(
                     ARROW_DLPACK_INVALID_ARGUMENT,
@@ -524,33 +520,26 @@ impl Batches {
         };
         match kind {
             Kind::Dense(j) => {
-                let column = &self.table.columns[*j];
-                let pieces = column_pieces(*j)?;
-                let plan = plan::tensor(column, &pieces, rows as i64, &self.export)?;
-                let layout = || crate::copy::layout::Layout::tensor(&column.values, &pieces);
+                let input = Input::Column(&self.table.columns[*j], column_pieces(*j)?, rows);
                 // SAFETY: the pieces were read from `kept`, in order.
-                let made: Exported<DLManagedTensorVersioned> =
-                    unsafe { export::make(&plan, layout, Hold::Kept(kept), Location::CPU.device) }?;
+                let made: Exported<DLManagedTensorVersioned> = unsafe {
+                    export::made(&input, &self.export, Hold::Kept(kept), Location::CPU.device)
+                }?;
                 Ok(Output::Tensor(made.tensor))
             }
             Kind::Stack(js, dtype) => {
-                let batches = read(js)?;
                 let group = TableType {
                     columns: js.iter().map(|&j| self.table.columns[j].clone()).collect(),
                 };
+                let input = Input::Table(&group, read(js)?, rows);
                 let options = ExportOptions {
                     dtype: Some(dtype),
                     ..self.export
                 };
-                let plan = plan::matrix(&group, &batches, rows, &options)?;
-                let order = match plan.make {
-                    plan::Make::Copy(order) => order,
-                    plan::Make::Share { .. } => plan::Order::Columns,
-                };
-                let layout = || crate::copy::layout::Layout::matrix(&group, &batches, order);
                 // SAFETY: as above.
-                let made: Exported<DLManagedTensorVersioned> =
-                    unsafe { export::make(&plan, layout, Hold::Kept(kept), Location::CPU.device) }?;
+                let made: Exported<DLManagedTensorVersioned> = unsafe {
+                    export::made(&input, &options, Hold::Kept(kept), Location::CPU.device)
+                }?;
                 Ok(Output::Tensor(made.tensor))
             }
             Kind::Variable(j) => {
@@ -597,27 +586,5 @@ impl Batches {
                 }
             }
         }
-    }
-}
-
-/// Releases a chunk the batcher read.
-///
-/// # Safety
-/// A live array, released once.
-unsafe fn release_array(array: &mut ArrowArray) {
-    if let Some(release) = array.release {
-        // SAFETY: forwarded from the caller.
-        unsafe { release(array) };
-    }
-}
-
-/// Releases a stream moved in.
-///
-/// # Safety
-/// A live stream, released once.
-unsafe fn release_stream(stream: &mut ArrowArrayStream) {
-    if let Some(release) = stream.release {
-        // SAFETY: forwarded from the caller.
-        unsafe { release(stream) };
     }
 }

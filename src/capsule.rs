@@ -20,6 +20,7 @@ use std::sync::OnceLock;
 use std::ptr::NonNull;
 
 use crate::abi::{ArrowArray, ArrowSchema, DLManagedTensor, DLManagedTensorVersioned};
+use crate::arrow::release::Release;
 use crate::managed;
 
 type GetName = unsafe extern "C" fn(*mut c_void) -> *const c_char;
@@ -134,9 +135,7 @@ pub(crate) unsafe fn free_schema(schema: NonNull<ArrowSchema>) {
     // SAFETY: live (the caller's contract); its release callback is called
     // at most once, then the memory is freed.
     unsafe {
-        if let Some(release) = (*s).release {
-            release(s);
-        }
+        (*s).release_once();
         libc::free(s.cast());
     }
 }
@@ -150,9 +149,7 @@ pub(crate) unsafe fn free_device_array(array: NonNull<ArrowArray>) {
     let a = array.as_ptr();
     // SAFETY: as in `free_schema`.
     unsafe {
-        if let Some(release) = (*a).release {
-            release(a);
-        }
+        (*a).release_once();
         libc::free(a.cast());
     }
 }

@@ -12,6 +12,7 @@ use crate::abi::{
     ArrowArray, ArrowArrayStream, ArrowDeviceArray, ArrowSchema, DLDevice, DLManagedTensorVersioned,
 };
 use crate::arrow::read::{self, Accept, Batch, ColumnType, Location, Mode, Piece, TableType, Type};
+use crate::arrow::release::Release;
 use crate::arrow::stream::Reader;
 use crate::copy::layout::{Layout, Out};
 use crate::copy::threads;
@@ -189,15 +190,48 @@ pub unsafe fn export_stream<M: Managed>(
     stream: &mut ArrowArrayStream,
     options: &ExportOptions,
 ) -> Result<Exported<M>, Error> {
+    // SAFETY: forwarded from the caller; the chunks are of the type.
+    unsafe {
+        read_stream(stream, dense_type, options, |ty, arrays| {
+            export_chunks(ty, arrays, options)
+        })
+    }
+}
+
+/// The one way an export reads a stream: its schema's type through
+/// `read_type` (under `options`), checked before any chunk is read, then
+/// every chunk; `then` makes what the export makes of them. The stream is
+/// borrowed and never released; the chunks are the reader's, released
+/// when `then` returns unless it moved them.
+///
+/// # Safety
+/// `stream` is a live C stream.
+unsafe fn read_stream<R>(
+    stream: &mut ArrowArrayStream,
+    read_type: for<'s> unsafe fn(&'s ArrowSchema, &ExportOptions) -> Result<Type<'s>, Error>,
+    options: &ExportOptions,
+    then: impl FnOnce(&Type<'_>, &mut [&mut ArrowArray]) -> Result<R, Error>,
+) -> Result<R, Error> {
     // SAFETY: forwarded from the caller.
     let reader = unsafe { Reader::open(stream) }?;
     // SAFETY: the stream's schema, live while the reader is.
-    let ty = unsafe { read::read_type(&reader.schema, accept(options)) }?;
+    let ty = unsafe { read_type(&reader.schema, options) }?;
     // SAFETY: the stream is live.
     let mut chunks = unsafe { reader.rest() }?;
-    let mut arrays = crate::arrow::stream::arrays(&mut chunks);
-    // SAFETY: chunks the stream gave with its schema.
-    unsafe { export_chunks(&ty, &mut arrays, options) }
+    then(&ty, &mut crate::arrow::stream::arrays(&mut chunks))
+}
+
+/// The type of what a dense export under `options` reads: a column or a
+/// table.
+///
+/// # Safety
+/// `schema` is valid.
+unsafe fn dense_type<'s>(
+    schema: &'s ArrowSchema,
+    options: &ExportOptions,
+) -> Result<Type<'s>, Error> {
+    // SAFETY: forwarded from the caller.
+    unsafe { read::read_type(schema, accept(options)) }
 }
 
 /// The tensor of `chunks`, arrays of type `ty`, stacked along the first
@@ -212,28 +246,94 @@ pub unsafe fn export_chunks<M: Managed>(
     chunks: &mut [&mut ArrowArray],
     options: &ExportOptions,
 ) -> Result<Exported<M>, Error> {
-    match ty {
-        Type::Column(column) => {
-            // SAFETY: forwarded from the caller.
-            let (pieces, rows) = unsafe { column_pieces(column, chunks) }?;
-            let plan = plan::tensor(column, &pieces, rows, options)?;
-            let layout = || Layout::tensor(&column.values, &pieces);
-            // SAFETY: the pieces were read from `chunks`, in order.
-            unsafe { make(&plan, layout, Hold::Move(chunks), Location::CPU.device) }
-        }
-        Type::Table(table) => {
-            // SAFETY: forwarded from the caller.
-            let (batches, rows) = unsafe { table_batches(table, chunks) }?;
-            let plan = plan::matrix(table, &batches, rows, options)?;
-            let order = match plan.make {
-                Make::Copy(order) => order,
-                Make::Share { .. } => plan::Order::Columns,
-            };
-            let layout = || Layout::matrix(table, &batches, order);
-            // SAFETY: as above.
-            unsafe { make(&plan, layout, Hold::Move(chunks), Location::CPU.device) }
+    // SAFETY: forwarded from the caller.
+    let input = unsafe { Input::read(ty, chunks) }?;
+    // SAFETY: the input was read from `chunks`, in order.
+    unsafe { made(&input, options, Hold::Move(chunks), Location::CPU.device) }
+}
+
+/// What a dense export read, ready to plan: one column's pieces, or a
+/// table's batches (the columns of each chunk), and their rows in all.
+pub enum Input<'a, 's> {
+    Column(&'a ColumnType<'s>, Vec<Piece>, usize),
+    Table(&'a TableType<'s>, Vec<Batch>, usize),
+}
+
+impl<'a, 's> Input<'a, 's> {
+    /// Reads every chunk of `ty` (nulls kept and counted).
+    ///
+    /// # Safety
+    /// `chunks` are live arrays of the schema `ty` was read from.
+    pub unsafe fn read(ty: &'a Type<'s>, chunks: &[&mut ArrowArray]) -> Result<Self, Error> {
+        Ok(match ty {
+            Type::Column(column) => {
+                // SAFETY: forwarded from the caller.
+                let (pieces, rows) = unsafe { column_pieces(column, chunks) }?;
+                Input::Column(column, pieces, rows)
+            }
+            Type::Table(table) => {
+                // SAFETY: forwarded from the caller.
+                let (batches, rows) = unsafe { table_batches(table, chunks) }?;
+                Input::Table(table, batches, rows)
+            }
+        })
+    }
+
+    /// The plan of the tensor (and mask) of the input under `options`.
+    fn plan(&self, options: &ExportOptions) -> Result<Plan, Error> {
+        match self {
+            Input::Column(column, pieces, rows) => {
+                plan::tensor(column, pieces, *rows as i64, options)
+            }
+            Input::Table(table, batches, rows) => plan::matrix(table, batches, *rows, options),
         }
     }
+
+    /// The input's pieces laid out as `plan` makes them (a table shared
+    /// as it lies is column-major).
+    fn layout(&self, plan: &Plan) -> Layout<'_> {
+        match self {
+            Input::Column(column, pieces, _) => Layout::tensor(&column.values, pieces),
+            Input::Table(table, batches, _) => {
+                let order = match plan.make {
+                    Make::Copy(order) => order,
+                    Make::Share { .. } => plan::Order::Columns,
+                };
+                Layout::matrix(table, batches, order)
+            }
+        }
+    }
+}
+
+/// The one export pipeline: an input -> its plan -> the tensor (and mask,
+/// when asked for) made from its layout, the memory shared held as `hold`
+/// says.
+///
+/// # Safety
+/// The input was read from the live arrays `hold` names, in order.
+pub unsafe fn made<M: Managed>(
+    input: &Input<'_, '_>,
+    options: &ExportOptions,
+    hold: Hold<'_, '_>,
+    device: DLDevice,
+) -> Result<Exported<M>, Error> {
+    let plan = input.plan(options)?;
+    // SAFETY: forwarded from the caller.
+    unsafe { make(&plan, || input.layout(&plan), hold, device) }
+}
+
+/// The validity mask of what [`made`] would make of `input` under
+/// `options`, the tensor planned but not made.
+///
+/// # Safety
+/// The input's pieces address live memory.
+unsafe fn mask_of(
+    input: &Input<'_, '_>,
+    options: &ExportOptions,
+) -> Result<NonNull<DLManagedTensorVersioned>, Error> {
+    let plan = input.plan(&for_mask(options))?;
+    // SAFETY: forwarded from the caller.
+    unsafe { mask(&plan, &input.layout(&plan)) }
 }
 
 /// Reads each chunk of a column (nulls kept and counted); their rows in all.
@@ -243,10 +343,10 @@ pub unsafe fn export_chunks<M: Managed>(
 unsafe fn column_pieces(
     column: &ColumnType<'_>,
     chunks: &[&mut ArrowArray],
-) -> Result<(Vec<Piece>, i64), Error> {
+) -> Result<(Vec<Piece>, usize), Error> {
     let many = chunks.len() > 1;
     let mut pieces = Vec::with_capacity(chunks.len());
-    let mut rows = 0i64;
+    let mut rows = 0usize;
     for (i, array) in chunks.iter().enumerate() {
         let at = |e: Error| match many {
             true => e.context(format_args!("chunk {i}")),
@@ -258,12 +358,16 @@ unsafe fn column_pieces(
             unsafe { read::read_piece(array, column, None, Location::CPU, keep) }.map_err(at)?;
         // SAFETY: the piece passed layers 1 and 2.
         unsafe { piece.count_nulls(true) }.map_err(at)?;
-        rows = rows.checked_add(piece.rows as i64).ok_or_else(|| {
-            err!(
-                ARROW_DLPACK_INVALID_ARROW,
-                "chunk {i}: the stream's length overflows"
-            )
-        })?;
+        // The total is a tensor extent: an i64.
+        rows = rows
+            .checked_add(piece.rows)
+            .filter(|&r| i64::try_from(r).is_ok())
+            .ok_or_else(|| {
+                err!(
+                    ARROW_DLPACK_INVALID_ARROW,
+                    "chunk {i}: the stream's length overflows"
+                )
+            })?;
         pieces.push(piece);
     }
     Ok((pieces, rows))
@@ -309,7 +413,7 @@ unsafe fn table_batches(
 ///
 /// # Safety
 /// `arrays[i]` is the live array chunk `i` of the layout was read from.
-pub unsafe fn make<'p, M: Managed>(
+unsafe fn make<'p, M: Managed>(
     plan: &Plan,
     layout: impl FnOnce() -> Layout<'p>,
     hold: Hold<'_, '_>,
@@ -457,15 +561,13 @@ pub unsafe fn validity_stream(
     stream: &mut ArrowArrayStream,
     options: &ExportOptions,
 ) -> Result<NonNull<DLManagedTensorVersioned>, Error> {
-    // SAFETY: forwarded from the caller.
-    let reader = unsafe { Reader::open(stream) }?;
-    // SAFETY: the stream's schema, live while the reader is.
-    let ty = unsafe { read::read_type(&reader.schema, accept(options)) }?;
-    // SAFETY: the stream is live.
-    let mut chunks = unsafe { reader.rest() }?;
-    let mut arrays = crate::arrow::stream::arrays(&mut chunks);
-    // SAFETY: chunks of the schema; released when dropped.
-    unsafe { validity_of(&ty, &mut arrays, options) }
+    // SAFETY: forwarded from the caller; the chunks, of the type, are
+    // only read (released by the reader).
+    unsafe {
+        read_stream(stream, dense_type, options, |ty, arrays| {
+            validity_of(ty, arrays, options)
+        })
+    }
 }
 
 /// The mask of the chunks' tensor, which is planned but not made.
@@ -477,27 +579,10 @@ unsafe fn validity_of(
     chunks: &mut [&mut ArrowArray],
     options: &ExportOptions,
 ) -> Result<NonNull<DLManagedTensorVersioned>, Error> {
-    let options = for_mask(options);
-    match ty {
-        Type::Column(column) => {
-            // SAFETY: forwarded from the caller.
-            let (pieces, rows) = unsafe { column_pieces(column, chunks) }?;
-            let plan = plan::tensor(column, &pieces, rows, &options)?;
-            // SAFETY: the pieces address the live arrays.
-            unsafe { mask(&plan, &Layout::tensor(&column.values, &pieces)) }
-        }
-        Type::Table(table) => {
-            // SAFETY: forwarded from the caller.
-            let (batches, rows) = unsafe { table_batches(table, chunks) }?;
-            let plan = plan::matrix(table, &batches, rows, &options)?;
-            let order = match plan.make {
-                Make::Copy(order) => order,
-                Make::Share { .. } => plan::Order::Columns,
-            };
-            // SAFETY: as above.
-            unsafe { mask(&plan, &Layout::matrix(table, &batches, order)) }
-        }
-    }
+    // SAFETY: forwarded from the caller.
+    let input = unsafe { Input::read(ty, chunks) }?;
+    // SAFETY: the pieces address the live arrays.
+    unsafe { mask_of(&input, options) }
 }
 
 // ---- variable-length columns ------------------------------------------------
@@ -532,11 +617,11 @@ fn accept_variable(options: &ExportOptions) -> Accept {
 unsafe fn variable_type<'s>(
     schema: &'s ArrowSchema,
     options: &ExportOptions,
-) -> Result<ColumnType<'s>, Error> {
+) -> Result<Type<'s>, Error> {
     // SAFETY: forwarded from the caller.
     let column = unsafe { read::column_type(schema, accept_variable(options)) }?;
     match column.rows.is_variable() {
-        true => Ok(column),
+        true => Ok(Type::Column(column)),
         false => Err(err!(
             ARROW_DLPACK_UNSUPPORTED_TYPE,
             "format '{}' has rows of one shape: jagged and padded tensors are made of lists, strings and binaries (export it as one tensor)",
@@ -618,9 +703,9 @@ pub unsafe fn export_jagged_chunks<M: Managed>(
     options: &ExportOptions,
 ) -> Result<Jagged<M>, Error> {
     // SAFETY: forwarded from the caller.
-    let column = unsafe { variable_type(schema, options) }?;
+    let ty = unsafe { variable_type(schema, options) }?;
     // SAFETY: as above.
-    unsafe { jagged_chunks(&column, chunks, options) }
+    unsafe { jagged_chunks(&ty, chunks, options) }
 }
 
 /// `arrow_dlpack_export_jagged_stream`: the chunks of a stream of lists
@@ -632,15 +717,12 @@ pub unsafe fn export_jagged_stream<M: Managed>(
     stream: &mut ArrowArrayStream,
     options: &ExportOptions,
 ) -> Result<Jagged<M>, Error> {
-    // SAFETY: forwarded from the caller.
-    let reader = unsafe { Reader::open(stream) }?;
-    // SAFETY: the stream's schema, live while the reader is.
-    let column = unsafe { variable_type(&reader.schema, options) }?;
-    // SAFETY: the stream is live.
-    let mut chunks = unsafe { reader.rest() }?;
-    let mut arrays = crate::arrow::stream::arrays(&mut chunks);
-    // SAFETY: chunks of the schema.
-    unsafe { jagged_chunks(&column, &mut arrays, options) }
+    // SAFETY: forwarded from the caller; the chunks are of the type.
+    unsafe {
+        read_stream(stream, variable_type, options, |ty, arrays| {
+            jagged_chunks(ty, arrays, options)
+        })
+    }
 }
 
 /// Reads each chunk of a variable-length column (nulls kept, counted).
@@ -683,10 +765,11 @@ unsafe fn row_facts(
 /// # Safety
 /// As [`export_chunks`].
 unsafe fn jagged_chunks<M: Managed>(
-    column: &ColumnType<'_>,
+    ty: &Type<'_>,
     chunks: &mut [&mut ArrowArray],
     options: &ExportOptions,
 ) -> Result<Jagged<M>, Error> {
+    let column = ty.column()?;
     // SAFETY: forwarded from the caller.
     let pieces = unsafe { variable_pieces(column, chunks) }?;
     // SAFETY: the pieces were read from `chunks`, in order.
@@ -913,11 +996,8 @@ unsafe fn make_jagged<M: Managed>(
 /// The arrays are live.
 unsafe fn release_rest(arrays: &mut [&mut ArrowArray]) {
     for array in arrays.iter_mut() {
-        if let Some(release) = array.release {
-            // SAFETY: the producer's callback, once, on its live array.
-            unsafe { release(&mut **array) };
-            array.release = None;
-        }
+        // SAFETY: the caller's live arrays, moved in by the export.
+        unsafe { array.release_once() };
     }
 }
 
@@ -949,9 +1029,9 @@ pub unsafe fn export_padded_chunks<M: Managed>(
     padding: &Padding,
 ) -> Result<Exported<M>, Error> {
     // SAFETY: forwarded from the caller.
-    let column = unsafe { variable_type(schema, options) }?;
+    let ty = unsafe { variable_type(schema, options) }?;
     // SAFETY: as above.
-    unsafe { padded_chunks(&column, chunks, options, padding) }
+    unsafe { padded_chunks(&ty, chunks, options, padding) }
 }
 
 /// `arrow_dlpack_export_padded_stream`: the chunks of a stream of lists
@@ -964,15 +1044,12 @@ pub unsafe fn export_padded_stream<M: Managed>(
     options: &ExportOptions,
     padding: &Padding,
 ) -> Result<Exported<M>, Error> {
-    // SAFETY: forwarded from the caller.
-    let reader = unsafe { Reader::open(stream) }?;
-    // SAFETY: the stream's schema, live while the reader is.
-    let column = unsafe { variable_type(&reader.schema, options) }?;
-    // SAFETY: the stream is live.
-    let mut chunks = unsafe { reader.rest() }?;
-    let mut arrays = crate::arrow::stream::arrays(&mut chunks);
-    // SAFETY: chunks of the schema.
-    unsafe { padded_chunks(&column, &mut arrays, options, padding) }
+    // SAFETY: forwarded from the caller; the chunks are of the type.
+    unsafe {
+        read_stream(stream, variable_type, options, |ty, arrays| {
+            padded_chunks(ty, arrays, options, padding)
+        })
+    }
 }
 
 /// The padded tensor of `chunks` of a variable-length column.
@@ -980,11 +1057,12 @@ pub unsafe fn export_padded_stream<M: Managed>(
 /// # Safety
 /// As [`export_chunks`].
 unsafe fn padded_chunks<M: Managed>(
-    column: &ColumnType<'_>,
+    ty: &Type<'_>,
     chunks: &mut [&mut ArrowArray],
     options: &ExportOptions,
     padding: &Padding,
 ) -> Result<Exported<M>, Error> {
+    let column = ty.column()?;
     // SAFETY: forwarded from the caller.
     let pieces = unsafe { variable_pieces(column, chunks) }?;
     // SAFETY: pieces of live arrays.

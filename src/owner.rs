@@ -22,6 +22,7 @@ use crate::abi::{
     ArrowArray, DLDataType, DLDevice, DLPACK_FLAG_BITMASK_IS_COPIED, DLPACK_FLAG_BITMASK_READ_ONLY,
     DLTensor,
 };
+use crate::arrow::release::Release;
 use crate::dims::Dims;
 use crate::error::{Error, err};
 use crate::managed::Managed;
@@ -77,10 +78,9 @@ impl Kept {
 
 impl Drop for Kept {
     fn drop(&mut self) {
-        if let Some(release) = self.0.release {
-            // SAFETY: the producer's callback, once, on its array (moved in).
-            unsafe { release(&mut self.0) };
-        }
+        // SAFETY: the array moved in (`Kept::new`), or disarmed by an
+        // uncommitted `Keeper`.
+        unsafe { self.0.release_once() };
     }
 }
 
@@ -423,11 +423,8 @@ unsafe extern "C" fn delete<M: Managed>(managed: *mut M) {
     let (ndim, own) = unsafe {
         let own = match &mut (*owner).data {
             Data::Shared(array) => {
-                if let Some(release) = array.release {
-                    // The producer's callback, called once on its own
-                    // array (moved in, not released yet).
-                    release(array);
-                }
+                // The producer's array, moved in, released once.
+                array.release_once();
                 None
             }
             // This tensor's share goes; the last one releases the array.
@@ -645,9 +642,7 @@ unsafe extern "C" fn delete_half<M: Managed>(managed: *mut M) {
     // SAFETY: the last tensor: the array, moved in, is released once and
     // the allocation, from `allocate`, freed once.
     unsafe {
-        if let Some(release) = (*pair).array.release {
-            release(ptr::addr_of_mut!((*pair).array));
-        }
+        (*ptr::addr_of_mut!((*pair).array)).release_once();
         free(pair.cast());
     }
 }

@@ -252,6 +252,20 @@ pub enum Type<'s> {
     Table(TableType<'s>),
 }
 
+impl<'s> Type<'s> {
+    /// The column's type; a table (a struct array read as a record
+    /// batch) is `UNSUPPORTED_TYPE` where one column is expected.
+    pub fn column(&self) -> Result<&ColumnType<'s>, Error> {
+        match self {
+            Type::Column(column) => Ok(column),
+            Type::Table(_) => Err(err!(
+                ARROW_DLPACK_UNSUPPORTED_TYPE,
+                "a record batch (struct array) is a table, not one column: export its columns one at a time"
+            )),
+        }
+    }
+}
+
 /// "column 2 'price'", in messages.
 pub struct ColumnName<'a>(pub usize, pub &'a [u8]);
 

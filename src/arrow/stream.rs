@@ -7,6 +7,7 @@ use std::cell::Cell;
 use std::ffi::{CStr, c_int};
 use std::marker::PhantomData;
 
+use super::release::Release;
 use crate::abi::{ArrowArray, ArrowArrayStream, ArrowSchema};
 use crate::error::{Error, err};
 
@@ -17,10 +18,8 @@ pub struct Chunk(pub ArrowArray);
 
 impl Drop for Chunk {
     fn drop(&mut self) {
-        if let Some(release) = self.0.release {
-            // SAFETY: a chunk the stream handed over, released once.
-            unsafe { release(&mut self.0) };
-        }
+        // SAFETY: a chunk the stream handed over, ours (or moved out).
+        unsafe { self.0.release_once() };
     }
 }
 
@@ -40,10 +39,8 @@ pub struct Reader<'a> {
 
 impl Drop for Reader<'_> {
     fn drop(&mut self) {
-        if let Some(release) = self.schema.release {
-            // SAFETY: the schema the stream gave us, released once.
-            unsafe { release(&mut self.schema) };
-        }
+        // SAFETY: the schema the stream gave us (or taken out: released).
+        unsafe { self.schema.release_once() };
     }
 }
 

@@ -11,6 +11,7 @@ use std::ffi::{CStr, CString, c_void};
 use std::ptr;
 use std::sync::Arc;
 
+use super::release::Release;
 use crate::abi::{ArrowArray, ArrowSchema};
 use crate::dtype::DType;
 
@@ -116,9 +117,7 @@ unsafe extern "C" fn release_array(array: *mut ArrowArray) {
         let Some(_) = (*array).release else { return };
         let private = Box::from_raw((*array).private_data.cast::<ArrayPrivate>());
         for &child in &private.children {
-            if let Some(release) = (*child).release {
-                release(child);
-            }
+            (*child).release_once();
             drop(Box::from_raw(child));
         }
         (*array).release = None;
@@ -234,9 +233,7 @@ unsafe extern "C" fn release_schema(schema: *mut ArrowSchema) {
         if !private.is_null() {
             let private = Box::from_raw(private);
             for &child in &private.children {
-                if let Some(release) = (*child).release {
-                    release(child);
-                }
+                (*child).release_once();
                 drop(Box::from_raw(child));
             }
         }

@@ -19,6 +19,7 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 use super::exporter::{DLPackExporter, dtype_of, type_name};
 use super::{ARROW_ARRAY, ARROW_SCHEMA, ARROW_STREAM, capsule_pointer, type_attribute};
 use crate::abi::{ArrowArray, ArrowArrayStream, ArrowSchema};
+use crate::arrow::release::Release;
 use crate::arrow::stream::Reader;
 use crate::batches::{BatchOptions, Batches, Output, Source};
 use crate::error::Status;
@@ -146,10 +147,8 @@ impl Source for Items {
                 }
                 if let Some(mut unused) = schema {
                     // An item without arrays.
-                    if let Some(release) = unused.release {
-                        // SAFETY: ours, released once.
-                        unsafe { release(&mut unused) };
-                    }
+                    // SAFETY: the item's schema, handed over to us.
+                    unsafe { unused.release_once() };
                 }
                 if let Some(next) = self.pending.pop_front() {
                     return Ok(Some(next));
@@ -162,15 +161,11 @@ impl Source for Items {
 impl Drop for Items {
     fn drop(&mut self) {
         for (mut array, schema) in self.pending.drain(..) {
-            // SAFETY: ours, each released once.
+            // SAFETY: the items' structs, handed over to us, not read yet.
             unsafe {
-                if let Some(release) = array.release {
-                    release(&mut array);
-                }
+                array.release_once();
                 if let Some(mut s) = schema {
-                    if let Some(release) = s.release {
-                        release(&mut s);
-                    }
+                    s.release_once();
                 }
             }
         }

@@ -33,6 +33,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 
 use crate::abi::{ARROW_FLAG_NULLABLE, ArrowDeviceArray, ArrowSchema};
+use crate::arrow::release::Release;
 use crate::arrow::write::static_schema;
 
 /// pyarrow's array type and its pointer export, found once the program
@@ -97,16 +98,12 @@ impl Structs {
 
 impl Drop for Structs {
     fn drop(&mut self) {
-        if let Some(release) = self.device.array.release {
-            // SAFETY: a live array pyarrow exported here and nobody moved
-            // out (the release callback is the producer's, called once: it
-            // sets `release` to NULL).
-            unsafe { release(&mut self.device.array) };
-        }
-        if let Some(release) = self.schema.release {
-            // SAFETY: as above, for the schema (never moved: the library
-            // reads schemas, it does not take them).
-            unsafe { release(&mut self.schema) };
+        // SAFETY: the array pyarrow exported into these structs, unless an
+        // export moved it out (then released); the schema, never moved (the
+        // library reads schemas, it does not take them).
+        unsafe {
+            self.device.array.release_once();
+            self.schema.release_once();
         }
     }
 }
