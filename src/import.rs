@@ -16,7 +16,6 @@ use crate::abi::{
 use crate::arrow::write::{self, Keeper};
 use crate::copy::{self, Bytes, bits, gather};
 use crate::dlpack::read::{self, Memory, Plan, Rows};
-use crate::dtype::Elem;
 use crate::error::{Error, Term, err};
 use crate::extension;
 use crate::managed::{self, Managed};
@@ -231,27 +230,7 @@ pub unsafe fn import_jagged(
     // SAFETY: live (caller's contract); only read.
     let o = unsafe { offsets.as_ref() }.dl_tensor();
     // SAFETY: as above.
-    let plan =
-        unsafe { read::plan_for_copy(o, Memory::HostReadable) }.map_err(|e| at("offsets", e))?;
-    let large = match plan.dtype.elem {
-        Elem::I32 => false,
-        Elem::I64 => true,
-        _ => {
-            return Err(err!(
-                ARROW_DLPACK_UNSUPPORTED_TYPE,
-                "offsets: dtype {} is not int32 or int64",
-                plan.dtype.name
-            ));
-        }
-    };
-    if plan.rows.is_some() || plan.elements < 1 || o.ndim > 1 {
-        return Err(err!(
-            ARROW_DLPACK_INVALID_ARGUMENT,
-            "offsets: a 1-D tensor of length + 1 entries expected, not ndim {} with {} elements",
-            o.ndim,
-            plan.elements
-        ));
-    }
+    let (plan, large) = unsafe { read::offsets_plan(o) }.map_err(|e| at("offsets", e))?;
     // SAFETY: live (caller's contract); only read.
     let v = unsafe { values.as_ref() }.dl_tensor();
     // SAFETY: as above.
@@ -298,30 +277,7 @@ pub unsafe fn import_jagged(
             }
         }
     };
-    let limit = values_plan.length;
-    let mut previous = entry(0);
-    if previous < 0 {
-        return Err(err!(
-            ARROW_DLPACK_INVALID_ARGUMENT,
-            "offsets[0] is {previous}: offsets start at 0 or later"
-        ));
-    }
-    for i in 1..count {
-        let next = entry(i);
-        if next < previous {
-            return Err(err!(
-                ARROW_DLPACK_INVALID_ARGUMENT,
-                "offsets[{i}] is {next}, after {previous}: offsets never decrease"
-            ));
-        }
-        previous = next;
-    }
-    if previous > limit {
-        return Err(err!(
-            ARROW_DLPACK_INVALID_ARGUMENT,
-            "offsets end at {previous}, beyond the values' {limit} rows"
-        ));
-    }
+    read::check_offsets(count, entry, values_plan.length)?;
     // The values, as the list's child: the only step that consumes a
     // tensor, and the last that can fail.
     let mut child = ArrowArray::released();

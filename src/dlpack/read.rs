@@ -8,7 +8,7 @@
 //! dereferenced.
 
 use crate::abi::*;
-use crate::dims::MAX_NDIM;
+use crate::dims::{Dims, MAX_NDIM};
 use crate::dtype::{self, DType};
 use crate::error::{Error, Status, err};
 
@@ -72,6 +72,136 @@ pub unsafe fn plan(t: &DLTensor, memory: Memory) -> Result<Plan, Error> {
 pub unsafe fn plan_for_copy(t: &DLTensor, memory: Memory) -> Result<Plan, Error> {
     // SAFETY: forwarded from the caller.
     unsafe { read(t, memory, true) }
+}
+
+/// Reads the offsets tensor of a jagged import (host memory, to be
+/// shared or gathered): int32 or int64 (`true`: int64), 1-D, at least one
+/// entry. The entries themselves are checked by [`check_offsets`] once
+/// they lie where the list will read them.
+///
+/// # Safety
+/// As [`plan`].
+pub unsafe fn offsets_plan(t: &DLTensor) -> Result<(Plan, bool), Error> {
+    // SAFETY: forwarded from the caller.
+    let plan = unsafe { plan_for_copy(t, Memory::HostReadable) }?;
+    let large = match plan.dtype.elem {
+        dtype::Elem::I32 => false,
+        dtype::Elem::I64 => true,
+        _ => {
+            return Err(err!(
+                ARROW_DLPACK_UNSUPPORTED_TYPE,
+                "dtype {} is not int32 or int64",
+                plan.dtype.name
+            ));
+        }
+    };
+    if plan.rows.is_some() || plan.elements < 1 || t.ndim > 1 {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "a 1-D tensor of length + 1 entries expected, not ndim {} with {} elements",
+            t.ndim,
+            plan.elements
+        ));
+    }
+    Ok((plan, large))
+}
+
+/// Checks `count` offsets (`entry(i)`, the offsets as the list will read
+/// them) against values of `limit` rows: the first at least 0, none
+/// decreasing, the last at most `limit` (Arrow consumers trust offsets).
+pub fn check_offsets(count: usize, entry: impl Fn(usize) -> i64, limit: i64) -> Result<(), Error> {
+    let mut previous = entry(0);
+    if previous < 0 {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "offsets[0] is {previous}: offsets start at 0 or later"
+        ));
+    }
+    for i in 1..count {
+        let next = entry(i);
+        if next < previous {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "offsets[{i}] is {next}, after {previous}: offsets never decrease"
+            ));
+        }
+        previous = next;
+    }
+    if previous > limit {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "offsets end at {previous}, beyond the values' {limit} rows"
+        ));
+    }
+    Ok(())
+}
+
+/// The extent of dimension `i` of a tensor, if it has that dimension
+/// (`None` also for a NULL shape).
+///
+/// # Safety
+/// `t` is a live tensor: `shape` holds `ndim` entries when not NULL.
+// The Python face's (`from_dlpack(columns=...)`).
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+pub unsafe fn extent(t: &DLTensor, i: usize) -> Option<i64> {
+    let ndim = usize::try_from(t.ndim).ok()?;
+    if i >= ndim || t.shape.is_null() {
+        return None;
+    }
+    // SAFETY: `i < ndim` entries (caller's contract).
+    Some(unsafe { *t.shape.add(i) })
+}
+
+/// What a tensor allocated like `prototype` (the DLPack exchange API's
+/// allocator) is: its dtype, row-major dims and bytes. Only the
+/// prototype's dtype, `ndim` and shape are read; its data never is.
+///
+/// # Safety
+/// As [`extent`].
+// The Python face's (the exchange API it offers).
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+pub unsafe fn prototype(t: &DLTensor) -> Result<(DLDataType, Dims, u64), Error> {
+    let ndim = usize::try_from(t.ndim)
+        .ok()
+        .filter(|&n| n <= MAX_NDIM)
+        .ok_or_else(|| {
+            err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "ndim {} is not in 0..={MAX_NDIM}",
+                t.ndim
+            )
+        })?;
+    if ndim > 0 && t.shape.is_null() {
+        return Err(err!(ARROW_DLPACK_INVALID_ARGUMENT, "shape is NULL"));
+    }
+    let dtype = t.dtype;
+    let bits = u64::from(dtype.bits) * u64::from(dtype.lanes);
+    if bits == 0 {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "dtype with {} bits and {} lanes has no size",
+            dtype.bits,
+            dtype.lanes
+        ));
+    }
+    let mut dims = Dims::new();
+    let mut bytes = bits.div_ceil(8);
+    for i in 0..ndim {
+        // SAFETY: `shape` holds `ndim` extents (caller's contract).
+        let extent = unsafe { *t.shape.add(i) };
+        bytes = u64::try_from(extent)
+            .ok()
+            .and_then(|e| bytes.checked_mul(e))
+            .ok_or_else(|| {
+                err!(
+                    ARROW_DLPACK_INVALID_ARGUMENT,
+                    "shape[{i}] = {extent} is negative or too large"
+                )
+            })?;
+        dims.push(extent)?;
+    }
+    dims.set_row_major_strides()?;
+    Ok((dtype, dims, bytes))
 }
 
 /// The tensor's shape and strides in elements (row-major for NULL

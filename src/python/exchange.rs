@@ -35,7 +35,6 @@ use crate::abi::{
     DLDeviceType, DLManagedTensorVersioned, DLPACK_MAJOR_VERSION, DLPACK_MINOR_VERSION,
     DLPackExchangeAPI, DLPackExchangeAPIHeader, DLPackVersion, DLTensor, K_DL_CPU,
 };
-use crate::dims::{Dims, MAX_NDIM};
 use crate::managed;
 
 /// The table, for the whole process.
@@ -227,36 +226,10 @@ fn allocate_host(
             ),
         ));
     }
-    let ndim = usize::try_from(prototype.ndim)
-        .ok()
-        .filter(|&n| n <= MAX_NDIM)
-        .ok_or_else(|| invalid(format!("ndim {} is not in 0..={MAX_NDIM}", prototype.ndim)))?;
-    if ndim > 0 && prototype.shape.is_null() {
-        return Err(invalid("shape is NULL".into()));
-    }
-    let dtype = prototype.dtype;
-    let bits = u64::from(dtype.bits) * u64::from(dtype.lanes);
-    if bits == 0 {
-        return Err(invalid(format!(
-            "dtype with {} bits and {} lanes has no size",
-            dtype.bits, dtype.lanes
-        )));
-    }
-    let element = bits.div_ceil(8);
-    let mut dims = Dims::new();
-    let mut bytes = element;
-    for i in 0..ndim {
-        // SAFETY: `shape` holds `ndim` extents (the API's contract).
-        let extent = unsafe { *prototype.shape.add(i) };
-        let checked = u64::try_from(extent)
-            .ok()
-            .and_then(|e| bytes.checked_mul(e));
-        bytes = checked
-            .ok_or_else(|| invalid(format!("shape[{i}] = {extent} is negative or too large")))?;
-        dims.push(extent).map_err(|e| invalid(e.to_string()))?;
-    }
-    dims.set_row_major_strides()
-        .map_err(|e| invalid(e.to_string()))?;
+    // SAFETY: the API's contract: a live tensor (only its dtype and shape
+    // are read, through the one DLPack reader).
+    let (dtype, dims, bytes) =
+        unsafe { crate::dlpack::read::prototype(prototype) }.map_err(|e| invalid(e.message()))?;
     let len = usize::try_from(bytes)
         .ok()
         .filter(|&b| b <= isize::MAX as usize)

@@ -551,13 +551,12 @@ fn import_tensor(
         // The library reads one name per column: the count must match.
         // SAFETY: a live versioned tensor.
         let t = unsafe { tensor.cast::<DLManagedTensorVersioned>().as_ref() }.dl_tensor();
-        // SAFETY: a 2-D tensor's shape holds two extents.
-        if t.ndim == 2 && unsafe { *t.shape.add(1) } != names.len() as i64 {
+        // SAFETY: as above (read through the one DLPack reader).
+        let columns = unsafe { crate::dlpack::read::extent(t, 1) }.filter(|_| t.ndim == 2);
+        if let Some(columns) = columns.filter(|&c| c != names.len() as i64) {
             return Err(PyValueError::new_err(format!(
-                "columns: {} names for a tensor of {} columns",
+                "columns: {} names for a tensor of {columns} columns",
                 names.len(),
-                // SAFETY: as above.
-                unsafe { *t.shape.add(1) }
             )));
         }
     }
