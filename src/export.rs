@@ -102,9 +102,7 @@ unsafe fn share<M: Managed>(
     // SAFETY: forwarded from the caller.
     let column = unsafe { read::column_type(schema, Accept::default()) }?;
     // SAFETY: as above.
-    let mut piece = unsafe { read::read_piece(array, &column, None, location, Mode::default()) }?;
-    // SAFETY: the piece passed layers 1 and 2.
-    unsafe { piece.count_nulls(false) }?;
+    let piece = unsafe { read::read_piece(array, &column, None, location, Mode::default()) }?;
     let dtype = column.values.dtype;
     let dims = plan::shared_dims(column.values, &piece);
     // SAFETY: the piece's data is the array's memory.
@@ -354,10 +352,8 @@ unsafe fn column_pieces(
         };
         let keep = Mode { keep_nulls: true };
         // SAFETY: a live array of the column's schema (caller's contract).
-        let mut piece =
+        let piece =
             unsafe { read::read_piece(array, column, None, Location::CPU, keep) }.map_err(at)?;
-        // SAFETY: the piece passed layers 1 and 2.
-        unsafe { piece.count_nulls(true) }.map_err(at)?;
         // The total is a tensor extent: an i64.
         rows = rows
             .checked_add(piece.rows)
@@ -898,15 +894,7 @@ unsafe fn make_jagged<M: Managed>(
                 let (t, dst) =
                     owner::own::<M>(plan.dtype.dl, &plan.dims, len, plan.copying.pinned)?;
                 // Each chunk's covered values, a dense run of value rows.
-                let runs: Vec<Piece> = pieces
-                    .iter()
-                    .map(|p| Piece {
-                        rows: p.offsets.map_or(0, |o| (o.last - o.first) as usize),
-                        maps: p.maps.iter().filter(|m| !m.rows).copied().collect(),
-                        offsets: None,
-                        ..p.clone()
-                    })
-                    .collect();
+                let runs: Vec<Piece> = pieces.iter().map(Piece::values_run).collect();
                 let layout = Layout::tensor(&column.values, &runs);
                 if len > 0 {
                     let out = Out::Values {

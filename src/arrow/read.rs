@@ -746,7 +746,16 @@ pub struct Piece {
     pub null_level: Level,
     /// Variable-length rows: where their offsets are.
     pub offsets: Option<Offsets>,
+    /// Private: a piece is made only by this reader, after every layer
+    /// ([`read_piece`], [`read_batch`]), or derived from one it made
+    /// ([`Piece::values_run`]); a struct literal elsewhere does not
+    /// compile.
+    _checked: Checked,
 }
+
+/// The mark of a piece the reader made (see [`Piece`]).
+#[derive(Debug, Clone, Copy)]
+struct Checked;
 
 // SAFETY: a piece describes memory its arrays keep alive and that nothing
 // writes while they live (Arrow buffers are immutable); the copy kernels
@@ -1243,8 +1252,9 @@ fn counted_nulls(nulls: usize) -> Error {
 }
 
 /// Reads one array of a column over its logical rows `start..start + rows`
-/// (the whole array: `0..length`): layers 1 and 2. The piece's nulls are
-/// not counted yet ([`Piece::count_nulls`]).
+/// (the whole array: `0..length`), every layer: the structure and the
+/// ranges, then the nulls counted (refused unless `mode.keep_nulls`). The
+/// only way to a [`Piece`] outside this module.
 ///
 /// # Safety
 /// `array` is valid for reads (the C Data Interface's guarantees, as far
@@ -1257,6 +1267,29 @@ pub unsafe fn read_piece(
     location: Location,
     mode: Mode,
 ) -> Result<Piece, Error> {
+    // SAFETY: forwarded from the caller.
+    let unchecked = unsafe { read_levels(array, column, rows, location, mode) }?;
+    // SAFETY: the piece just passed layers 1 and 2.
+    unsafe { unchecked.count_nulls(mode.keep_nulls) }
+}
+
+/// A piece that passed layers 1 and 2 (structure, ranges), its bitmaps not
+/// counted yet: private, so that nothing outside the reader holds a piece
+/// whose last layer did not run.
+struct Unchecked(Piece);
+
+/// Layers 1 and 2 of [`read_piece`].
+///
+/// # Safety
+/// As [`read_piece`].
+#[inline(always)]
+unsafe fn read_levels(
+    array: &ArrowArray,
+    column: &ColumnType<'_>,
+    rows: Option<(i64, i64)>,
+    location: Location,
+    mode: Mode,
+) -> Result<Unchecked, Error> {
     if array.release.is_none() {
         return Err(released_array());
     }
@@ -1271,6 +1304,7 @@ pub unsafe fn read_piece(
         null_rows: 0,
         null_level: Level::Depth(0),
         offsets: None,
+        _checked: Checked,
     };
     match column.rows {
         Rows::Dense => {
@@ -1293,7 +1327,7 @@ pub unsafe fn read_piece(
         // SAFETY: forwarded from the caller.
         _ => unsafe { variable(array, column, range, location, mode, &mut piece) }?,
     }
-    Ok(piece)
+    Ok(Unchecked(piece))
 }
 
 /// Reads a variable-length column's array (list, list view, string,
@@ -1664,28 +1698,42 @@ pub unsafe fn read_flat_list(
     }))
 }
 
-impl Piece {
+impl Unchecked {
     /// Layer 3: counts the validity bits of the covered ranges: any null
     /// value is `HAS_NULLS`, unless `keep` (then they are counted, into
     /// [`Piece::nulls`]); null rows of a variable-length column are always
-    /// counted, into [`Piece::null_rows`].
+    /// counted, into [`Piece::null_rows`]. The checked piece.
     ///
     /// # Safety
     /// Each bitmap holds its array's `offset + length` bits (trusted, as
-    /// the C Data Interface says); the piece came from [`read_piece`].
+    /// the C Data Interface says).
     #[inline(always)]
-    pub unsafe fn count_nulls(&mut self, keep: bool) -> Result<(), Error> {
-        if self.maps.is_empty() {
-            return Ok(());
+    unsafe fn count_nulls(mut self, keep: bool) -> Result<Piece, Error> {
+        if !self.0.maps.is_empty() {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.0.count_maps(keep) }?;
         }
-        // SAFETY: forwarded from the caller.
-        unsafe { self.count_maps(keep) }
+        Ok(self.0)
+    }
+}
+
+impl Piece {
+    /// A variable-length piece's covered values as a dense run of value
+    /// rows (as many as its offsets span, with the values' bitmaps: the
+    /// rows' own are dropped), to be copied end to end.
+    pub fn values_run(&self) -> Piece {
+        Piece {
+            rows: self.offsets.map_or(0, |o| (o.last - o.first) as usize),
+            maps: self.maps.iter().filter(|m| !m.rows).copied().collect(),
+            offsets: None,
+            ..self.clone()
+        }
     }
 
-    /// [`Piece::count_nulls`] where there are bitmaps, out of line.
+    /// [`Unchecked::count_nulls`] where there are bitmaps, out of line.
     ///
     /// # Safety
-    /// As [`Piece::count_nulls`].
+    /// As [`Unchecked::count_nulls`].
     #[inline(never)]
     unsafe fn count_maps(&mut self, keep: bool) -> Result<(), Error> {
         let mut total = 0;
@@ -2118,13 +2166,14 @@ pub unsafe fn read_batch_rows(
         let keep = Mode { keep_nulls: true };
         let range = Some((offset as i64, rows as i64));
         // SAFETY: forwarded from the caller.
-        let piece = unsafe { read_piece(child, column, range, Location::CPU, keep) }.map_err(at)?;
+        let piece =
+            unsafe { read_levels(child, column, range, Location::CPU, keep) }.map_err(at)?;
         pieces.push(piece);
         types.push(column);
     }
     let mut batch = Batch {
         rows,
-        columns: pieces,
+        columns: Vec::with_capacity(pieces.len()),
         null_rows: 0,
         row_map,
     };
@@ -2134,9 +2183,9 @@ pub unsafe fn read_batch_rows(
         // SAFETY: `offset + length` bits (trusted).
         batch.null_rows = unsafe { map.nulls() };
     }
-    for (piece, column) in batch.columns.iter_mut().zip(types) {
+    for (unchecked, column) in pieces.into_iter().zip(types) {
         // SAFETY: pieces just read.
-        unsafe { piece.count_nulls(true) }?;
+        let mut piece = unsafe { unchecked.count_nulls(true) }?;
         if let Some(map) = row_map {
             // A null row is null in every column: all of its row's values
             // (for a variable-length column, the row itself).
@@ -2152,6 +2201,7 @@ pub unsafe fn read_batch_rows(
                 }),
             }
         }
+        batch.columns.push(piece);
     }
     Ok(batch)
 }
