@@ -24,9 +24,9 @@ use crate::arrow::release::Release;
 use crate::arrow::stream::Reader;
 use crate::dtype::{self, Accept, DType};
 use crate::error::{Error, err};
-use crate::export::{self, Exported, Hold, Input, Jagged};
+use crate::export::{self, Hold, Input, Made, MadeJagged};
 pub use crate::options::BatchOptions;
-use crate::options::{ArrowDlpackCopy, ArrowDlpackOrder, ExportOptions, Lists};
+use crate::options::{ArrowDlpackCopy, ArrowDlpackOrder, ExportPolicy, Lists};
 use crate::owner::Kept;
 
 /// One output of a batch.
@@ -108,7 +108,7 @@ impl Drop for Stream {
 }
 
 /// A chunk read and kept, and the rows of it not batched yet.
-struct Held {
+struct Pending {
     kept: Arc<Kept>,
     /// The first row not batched yet.
     start: usize,
@@ -120,12 +120,12 @@ pub struct Batches {
     // Dropped first: the kept chunks (they point into nothing else here),
     // then the types (which point into `schema`), then the source; the
     // schema last (`Drop`).
-    held: VecDeque<Held>,
+    held: VecDeque<Pending>,
     table: TableType<'static>,
     outputs: Vec<(String, Kind)>,
     options: BatchOptions,
     /// The options each output is made under (copy as needed).
-    export: ExportOptions,
+    export: ExportPolicy,
     source: Option<Box<dyn Source>>,
     schema: Box<ArrowSchema>,
     /// Chunks read so far (for messages).
@@ -196,7 +196,7 @@ impl Batches {
                 columns: Vec::new(),
             },
             outputs: Vec::new(),
-            export: ExportOptions::SHARE,
+            export: ExportPolicy::SHARE,
             options,
             source: Some(source),
             schema: Box::new(schema),
@@ -327,7 +327,7 @@ impl Batches {
         // The outputs in the order asked: the columns, then the groups.
         let groups = self.options.groups().len().min(outputs.len());
         outputs.rotate_left(groups);
-        self.export = ExportOptions {
+        self.export = ExportPolicy {
             copy: match self.options.is_pinned() {
                 // The point of pinned memory is the transfer: every
                 // tensor is a copy into it.
@@ -396,7 +396,7 @@ impl Batches {
             // SAFETY: a live array: moved into the keep.
             let kept = unsafe { Kept::new(&mut chunk) };
             if rows > 0 {
-                self.held.push_back(Held {
+                self.held.push_back(Pending {
                     kept,
                     start: 0,
                     rows,
@@ -522,7 +522,7 @@ impl Batches {
             Kind::Dense(j) => {
                 let input = Input::Column(&self.table.columns[*j], column_pieces(*j)?, rows);
                 // SAFETY: the pieces were read from `kept`, in order.
-                let made: Exported<DLManagedTensorVersioned> = unsafe {
+                let made: Made<DLManagedTensorVersioned> = unsafe {
                     export::made(&input, &self.export, Hold::Kept(kept), Location::CPU.device)
                 }?;
                 Ok(Output::Tensor(made.tensor))
@@ -532,12 +532,12 @@ impl Batches {
                     columns: js.iter().map(|&j| self.table.columns[j].clone()).collect(),
                 };
                 let input = Input::Table(&group, read(js)?, rows);
-                let options = ExportOptions {
+                let options = ExportPolicy {
                     dtype: Some(dtype),
                     ..self.export
                 };
                 // SAFETY: as above.
-                let made: Exported<DLManagedTensorVersioned> = unsafe {
+                let made: Made<DLManagedTensorVersioned> = unsafe {
                     export::made(&input, &options, Hold::Kept(kept), Location::CPU.device)
                 }?;
                 Ok(Output::Tensor(made.tensor))
@@ -547,12 +547,12 @@ impl Batches {
                 let pieces = column_pieces(*j)?;
                 match self.options.list_mode() {
                     Lists::Jagged => {
-                        let options = ExportOptions {
+                        let options = ExportPolicy {
                             mask: self.options.fill_value().is_some(),
                             ..self.export
                         };
                         // SAFETY: as above.
-                        let made: Jagged<DLManagedTensorVersioned> = unsafe {
+                        let made: MadeJagged<DLManagedTensorVersioned> = unsafe {
                             export::jagged_of(column, &pieces, Hold::Kept(kept), &options)
                         }?;
                         let validity = match (made.mask, made.null_rows) {
@@ -570,12 +570,12 @@ impl Batches {
                         })
                     }
                     Lists::Padded => {
-                        let options = ExportOptions {
+                        let options = ExportPolicy {
                             mask: true,
                             ..self.export
                         };
                         // SAFETY: pieces of kept chunks.
-                        let made: Exported<DLManagedTensorVersioned> = unsafe {
+                        let made: Made<DLManagedTensorVersioned> = unsafe {
                             export::padded_of(column, &pieces, &options, self.options.padding())
                         }?;
                         Ok(Output::Padded {

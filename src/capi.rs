@@ -14,9 +14,9 @@ use crate::abi::{
 };
 use crate::dlpack::read::Memory;
 use crate::error::{ArrowDlpackError, ArrowDlpackStatus, Error, Status, err};
-use crate::export::Exported;
+use crate::export::Made;
 use crate::managed::Managed;
-use crate::options::{ExportOptions, ImportOptions, Padding};
+use crate::options::{ExportPolicy, ImportPolicy, Pad};
 use crate::{export, import};
 
 pub use crate::capsule::arrow_dlpack_capsule_destructor;
@@ -347,7 +347,7 @@ unsafe fn export_with<M: Managed>(
         let (array, schema) = (non_null!(array, as_mut)?, non_null!(schema, as_ref)?);
         // SAFETY: NULL or valid (the caller's contract).
         let c_options = unsafe { options.as_ref() };
-        let options = ExportOptions::from_c(c_options)?;
+        let options = ExportPolicy::from_c(c_options)?;
         // SAFETY: valid structs, per the caller's contract.
         let made = unsafe { export::export_with::<M>(array, schema, &options) }?;
         // SAFETY: as above.
@@ -360,7 +360,7 @@ unsafe fn export_with<M: Managed>(
 ///
 /// # Safety
 /// `options->validity`, when the mask was asked for, is valid for writes.
-unsafe fn hand_out<M>(made: Exported<M>, options: Option<&ArrowDlpackExportOptions>) -> *mut M {
+unsafe fn hand_out<M>(made: Made<M>, options: Option<&ArrowDlpackExportOptions>) -> *mut M {
     if let (Some(mask), Some(o)) = (made.mask, options) {
         // SAFETY: non-NULL (the mask was asked for by it), writable.
         unsafe { o.validity.write(mask.as_ptr()) };
@@ -424,7 +424,7 @@ unsafe fn export_stream<M: Managed>(
         let stream = non_null!(stream, as_mut)?;
         // SAFETY: NULL or valid (the caller's contract).
         let c_options = unsafe { options.as_ref() };
-        let options = ExportOptions::from_c(c_options)?;
+        let options = ExportPolicy::from_c(c_options)?;
         // SAFETY: a live stream, per the caller's contract.
         let made = unsafe { export::export_stream::<M>(stream, &options) }?;
         // SAFETY: as above.
@@ -462,7 +462,7 @@ pub unsafe extern "C" fn arrow_dlpack_export_validity(
         {
             let (array, schema) = (non_null!(array, as_ref)?, non_null!(schema, as_ref)?);
             // SAFETY: NULL or valid (the caller's contract).
-            let options = ExportOptions::from_c(unsafe { options.as_ref() })?;
+            let options = ExportPolicy::from_c(unsafe { options.as_ref() })?;
             // SAFETY: valid structs, per the caller's contract.
             unsafe { export::validity(array, schema, &options) }.map(NonNull::as_ptr)
         }
@@ -490,7 +490,7 @@ pub unsafe extern "C" fn arrow_dlpack_export_validity_stream(
         {
             let stream = non_null!(stream, as_mut)?;
             // SAFETY: NULL or valid (the caller's contract).
-            let options = ExportOptions::from_c(unsafe { options.as_ref() })?;
+            let options = ExportPolicy::from_c(unsafe { options.as_ref() })?;
             // SAFETY: a live stream, per the caller's contract.
             unsafe { export::validity_stream(stream, &options) }.map(NonNull::as_ptr)
         }
@@ -560,7 +560,7 @@ pub unsafe extern "C" fn arrow_dlpack_export_jagged(
         let out = non_null!(out, as_mut)?;
         // SAFETY: NULL or valid (the caller's contract).
         let c_options = unsafe { options.as_ref() };
-        let options = ExportOptions::from_c(c_options)?;
+        let options = ExportPolicy::from_c(c_options)?;
         // SAFETY: valid structs, per the caller's contract.
         let made =
             unsafe { export::export_jagged::<DLManagedTensorVersioned>(array, schema, &options) }?;
@@ -594,7 +594,7 @@ pub unsafe extern "C" fn arrow_dlpack_export_jagged_stream(
             let out = non_null!(out, as_mut)?;
             // SAFETY: NULL or valid (the caller's contract).
             let c_options = unsafe { options.as_ref() };
-            let options = ExportOptions::from_c(c_options)?;
+            let options = ExportPolicy::from_c(c_options)?;
             // SAFETY: a live stream, per the caller's contract.
             let made = unsafe {
                 export::export_jagged_stream::<DLManagedTensorVersioned>(stream, &options)
@@ -611,7 +611,7 @@ pub unsafe extern "C" fn arrow_dlpack_export_jagged_stream(
 /// `out` is writable; `options->validity`, when the mask was asked for,
 /// is valid for writes.
 unsafe fn hand_out_jagged(
-    made: export::Jagged<DLManagedTensorVersioned>,
+    made: export::MadeJagged<DLManagedTensorVersioned>,
     out: &mut ArrowDlpackJagged,
     options: Option<&ArrowDlpackExportOptions>,
 ) -> Status {
@@ -656,9 +656,9 @@ pub unsafe extern "C" fn arrow_dlpack_export_padded(
         let (array, schema) = (non_null!(array, as_mut)?, non_null!(schema, as_ref)?);
         // SAFETY: NULL or valid (the caller's contract).
         let c_options = unsafe { options.as_ref() };
-        let options = ExportOptions::from_c(c_options)?;
+        let options = ExportPolicy::from_c(c_options)?;
         // SAFETY: as above.
-        let padding = Padding::from_c(unsafe { padding.as_ref() })?;
+        let padding = Pad::from_c(unsafe { padding.as_ref() })?;
         // SAFETY: valid structs, per the caller's contract.
         let made = unsafe { export::export_padded(array, schema, &options, &padding) }?;
         // SAFETY: as above.
@@ -688,9 +688,9 @@ pub unsafe extern "C" fn arrow_dlpack_export_padded_stream(
             let stream = non_null!(stream, as_mut)?;
             // SAFETY: NULL or valid (the caller's contract).
             let c_options = unsafe { options.as_ref() };
-            let options = ExportOptions::from_c(c_options)?;
+            let options = ExportPolicy::from_c(c_options)?;
             // SAFETY: as above.
-            let padding = Padding::from_c(unsafe { padding.as_ref() })?;
+            let padding = Pad::from_c(unsafe { padding.as_ref() })?;
             // SAFETY: a live stream, per the caller's contract.
             let made = unsafe { export::export_padded_stream(stream, &options, &padding) }?;
             // SAFETY: as above.
@@ -823,7 +823,7 @@ pub unsafe extern "C" fn arrow_dlpack_import_with(
         let out_array = non_null!(out_array, as_mut)?;
         let out_schema = non_null!(out_schema, as_mut)?;
         // SAFETY: NULL or valid (the caller's contract).
-        let options = ImportOptions::from_c(unsafe { options.as_ref() })?;
+        let options = ImportPolicy::from_c(unsafe { options.as_ref() })?;
         // SAFETY: as `arrow_dlpack_import`.
         let tensor = unsafe { import::versioned(tensor) }?;
         // SAFETY: a live tensor the caller hands over on success; writable
@@ -867,7 +867,7 @@ pub unsafe extern "C" fn arrow_dlpack_import_jagged(
         let out_array = non_null!(out_array, as_mut)?;
         let out_schema = non_null!(out_schema, as_mut)?;
         // SAFETY: NULL or valid (the caller's contract).
-        let options = ImportOptions::from_c(unsafe { options.as_ref() })?;
+        let options = ImportPolicy::from_c(unsafe { options.as_ref() })?;
         // SAFETY: as `arrow_dlpack_import`.
         let (values, offsets) =
             unsafe { (import::versioned(values)?, import::versioned(offsets)?) };

@@ -382,6 +382,13 @@ const UNSUPPORTED_PREFIXED: &[(&[u8], &str, bool)] = &[
 
 const FIXED_SIZE_LIST: &[u8] = b"+w:";
 
+/// The list size of a `fixed_size_list` format (`+w:N`), the one parse of
+/// it; `None` for any other format or a malformed size.
+#[inline]
+pub fn fixed_size_list(format: &[u8]) -> Option<i64> {
+    format.strip_prefix(FIXED_SIZE_LIST).and_then(parse_count)
+}
+
 /// Classifies a format string: a supported type, or an error that names it.
 ///
 /// Unknown formats and strict prefixes of a known format (`"t"`, `"+w"`)
@@ -394,7 +401,7 @@ pub fn classify(format: &[u8], accept: Accept) -> Result<Format, Error> {
             return Ok(Format::Primitive(t));
         }
     }
-    if let Some(n) = format.strip_prefix(FIXED_SIZE_LIST).and_then(parse_count) {
+    if let Some(n) = fixed_size_list(format) {
         return Ok(Format::FixedSizeList(n));
     }
     classify_other(format, accept)
@@ -417,8 +424,9 @@ fn classify_other(format: &[u8], accept: Accept) -> Result<Format, Error> {
     if format == b"+s" && accept.table {
         return Ok(Format::Struct);
     }
-    if let Some(size) = format.strip_prefix(FIXED_SIZE_LIST) {
-        return match parse_count(size) {
+    if format.starts_with(FIXED_SIZE_LIST) {
+        // Not a valid size: `classify` took every valid one.
+        return match fixed_size_list(format) {
             Some(n) => Ok(Format::FixedSizeList(n)),
             None => Err(err!(
                 ARROW_DLPACK_INVALID_ARROW,
@@ -481,7 +489,7 @@ fn unsupported(format: &[u8], what: &str) -> Error {
 
 /// A decimal integer without sign or leading garbage, as `i64`.
 #[inline]
-pub fn parse_count(digits: &[u8]) -> Option<i64> {
+fn parse_count(digits: &[u8]) -> Option<i64> {
     if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }

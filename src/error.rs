@@ -113,7 +113,7 @@ pub enum Face {
 }
 
 /// What the caller wrote or can write, in a message: rendered in the words
-/// of the face that reports it (see [`Face`]).
+/// of the face that reports it (see `Face`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Term {

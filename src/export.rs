@@ -19,13 +19,13 @@ use crate::copy::threads;
 use crate::dtype;
 use crate::error::{Error, err};
 use crate::managed::{self, Managed};
-use crate::options::{ArrowDlpackCopy, ExportOptions, Padding};
+use crate::options::{ArrowDlpackCopy, ExportPolicy, Pad};
 use crate::owner;
 use crate::plan::{self, Make, Plan};
 
 /// A tensor made under options, and its validity mask when asked for.
 #[derive(Debug)]
-pub struct Exported<M> {
+pub struct Made<M> {
     pub tensor: NonNull<M>,
     pub mask: Option<NonNull<DLManagedTensorVersioned>>,
 }
@@ -136,7 +136,7 @@ unsafe fn share_flat<M: Managed>(
 }
 
 /// What a read under `options` accepts.
-fn accept(options: &ExportOptions) -> Accept {
+fn accept(options: &ExportPolicy) -> Accept {
     Accept {
         boolean: true,
         temporal: options.temporal_as_integer,
@@ -154,8 +154,8 @@ fn accept(options: &ExportOptions) -> Accept {
 pub unsafe fn export_with<M: Managed>(
     array: &mut ArrowArray,
     schema: &ArrowSchema,
-    options: &ExportOptions,
-) -> Result<Exported<M>, Error> {
+    options: &ExportPolicy,
+) -> Result<Made<M>, Error> {
     // A primitive array these options leave as it is (the most common
     // export from Python) is shared as the plain export shares it; any
     // other input, and any failure, takes the path below, which decides
@@ -166,7 +166,7 @@ pub unsafe fn export_with<M: Managed>(
             if options.dtype.is_none_or(|t| t == flat.dtype) {
                 // SAFETY: the data is the array's memory.
                 let tensor = unsafe { share_flat(array, &flat, Location::CPU) }?;
-                return Ok(Exported { tensor, mask: None });
+                return Ok(Made { tensor, mask: None });
             }
         }
     }
@@ -186,8 +186,8 @@ pub unsafe fn export_with<M: Managed>(
 /// `stream` is a live C stream.
 pub unsafe fn export_stream<M: Managed>(
     stream: &mut ArrowArrayStream,
-    options: &ExportOptions,
-) -> Result<Exported<M>, Error> {
+    options: &ExportPolicy,
+) -> Result<Made<M>, Error> {
     // SAFETY: forwarded from the caller; the chunks are of the type.
     unsafe {
         read_stream(stream, dense_type, options, |ty, arrays| {
@@ -206,8 +206,8 @@ pub unsafe fn export_stream<M: Managed>(
 /// `stream` is a live C stream.
 unsafe fn read_stream<R>(
     stream: &mut ArrowArrayStream,
-    read_type: for<'s> unsafe fn(&'s ArrowSchema, &ExportOptions) -> Result<Type<'s>, Error>,
-    options: &ExportOptions,
+    read_type: for<'s> unsafe fn(&'s ArrowSchema, &ExportPolicy) -> Result<Type<'s>, Error>,
+    options: &ExportPolicy,
     then: impl FnOnce(&Type<'_>, &mut [&mut ArrowArray]) -> Result<R, Error>,
 ) -> Result<R, Error> {
     // SAFETY: forwarded from the caller.
@@ -226,7 +226,7 @@ unsafe fn read_stream<R>(
 /// `schema` is valid.
 unsafe fn dense_type<'s>(
     schema: &'s ArrowSchema,
-    options: &ExportOptions,
+    options: &ExportPolicy,
 ) -> Result<Type<'s>, Error> {
     // SAFETY: forwarded from the caller.
     unsafe { read::read_type(schema, accept(options)) }
@@ -242,8 +242,8 @@ unsafe fn dense_type<'s>(
 pub unsafe fn export_chunks<M: Managed>(
     ty: &Type<'_>,
     chunks: &mut [&mut ArrowArray],
-    options: &ExportOptions,
-) -> Result<Exported<M>, Error> {
+    options: &ExportPolicy,
+) -> Result<Made<M>, Error> {
     // SAFETY: forwarded from the caller.
     let input = unsafe { Input::read(ty, chunks) }?;
     // SAFETY: the input was read from `chunks`, in order.
@@ -278,7 +278,7 @@ impl<'a, 's> Input<'a, 's> {
     }
 
     /// The plan of the tensor (and mask) of the input under `options`.
-    fn plan(&self, options: &ExportOptions) -> Result<Plan, Error> {
+    fn plan(&self, options: &ExportPolicy) -> Result<Plan, Error> {
         match self {
             Input::Column(column, pieces, rows) => {
                 plan::tensor(column, pieces, *rows as i64, options)
@@ -295,7 +295,7 @@ impl<'a, 's> Input<'a, 's> {
             Input::Table(table, batches, _) => {
                 let order = match plan.make {
                     Make::Copy(order) => order,
-                    Make::Share { .. } => plan::Order::Columns,
+                    Make::Share { .. } => plan::Major::Column,
                 };
                 Layout::matrix(table, batches, order)
             }
@@ -311,10 +311,10 @@ impl<'a, 's> Input<'a, 's> {
 /// The input was read from the live arrays `hold` names, in order.
 pub unsafe fn made<M: Managed>(
     input: &Input<'_, '_>,
-    options: &ExportOptions,
+    options: &ExportPolicy,
     hold: Hold<'_, '_>,
     device: DLDevice,
-) -> Result<Exported<M>, Error> {
+) -> Result<Made<M>, Error> {
     let plan = input.plan(options)?;
     // SAFETY: forwarded from the caller.
     unsafe { make(&plan, || input.layout(&plan), hold, device) }
@@ -327,7 +327,7 @@ pub unsafe fn made<M: Managed>(
 /// The input's pieces address live memory.
 unsafe fn mask_of(
     input: &Input<'_, '_>,
-    options: &ExportOptions,
+    options: &ExportPolicy,
 ) -> Result<NonNull<DLManagedTensorVersioned>, Error> {
     let plan = input.plan(&for_mask(options))?;
     // SAFETY: forwarded from the caller.
@@ -414,7 +414,7 @@ unsafe fn make<'p, M: Managed>(
     layout: impl FnOnce() -> Layout<'p>,
     hold: Hold<'_, '_>,
     device: DLDevice,
-) -> Result<Exported<M>, Error> {
+) -> Result<Made<M>, Error> {
     let layout = (plan.mask || matches!(plan.make, Make::Copy(_))).then(layout);
     let mask = match &layout {
         // SAFETY: the pieces address live memory (caller's contract).
@@ -453,7 +453,7 @@ unsafe fn make<'p, M: Managed>(
     // The arrays not moved into the tensor: copied (or empty), released now.
     // SAFETY: live arrays (caller's contract).
     unsafe { hold.finish() };
-    Ok(Exported { tensor, mask })
+    Ok(Made { tensor, mask })
 }
 
 /// Bytes of the layout's tensor of `width`-byte elements, checked.
@@ -514,8 +514,8 @@ unsafe fn mask(
 /// The options under which the mask of what `options` would make is
 /// planned: nulls as if filled (with 0, which every dtype holds) and a copy
 /// allowed (none is made: only the mask is).
-fn for_mask(options: &ExportOptions) -> ExportOptions {
-    ExportOptions {
+fn for_mask(options: &ExportPolicy) -> ExportPolicy {
+    ExportPolicy {
         fill: Some(options.fill.unwrap_or(0.0)),
         copy: match options.copy {
             ArrowDlpackCopy::ARROW_DLPACK_COPY_NEVER => {
@@ -537,7 +537,7 @@ fn for_mask(options: &ExportOptions) -> ExportOptions {
 pub unsafe fn validity(
     array: &ArrowArray,
     schema: &ArrowSchema,
-    options: &ExportOptions,
+    options: &ExportPolicy,
 ) -> Result<NonNull<DLManagedTensorVersioned>, Error> {
     // SAFETY: forwarded from the caller.
     let ty = unsafe { read::read_type(schema, accept(options)) }?;
@@ -555,7 +555,7 @@ pub unsafe fn validity(
 /// As [`export_stream`].
 pub unsafe fn validity_stream(
     stream: &mut ArrowArrayStream,
-    options: &ExportOptions,
+    options: &ExportPolicy,
 ) -> Result<NonNull<DLManagedTensorVersioned>, Error> {
     // SAFETY: forwarded from the caller; the chunks, of the type, are
     // only read (released by the reader).
@@ -573,7 +573,7 @@ pub unsafe fn validity_stream(
 unsafe fn validity_of(
     ty: &Type<'_>,
     chunks: &mut [&mut ArrowArray],
-    options: &ExportOptions,
+    options: &ExportPolicy,
 ) -> Result<NonNull<DLManagedTensorVersioned>, Error> {
     // SAFETY: forwarded from the caller.
     let input = unsafe { Input::read(ty, chunks) }?;
@@ -585,7 +585,7 @@ unsafe fn validity_of(
 
 /// A jagged tensor pair, and the rows' validity mask when asked for.
 #[derive(Debug)]
-pub struct Jagged<M> {
+pub struct MadeJagged<M> {
     pub values: NonNull<M>,
     pub offsets: NonNull<M>,
     pub mask: Option<NonNull<DLManagedTensorVersioned>>,
@@ -594,7 +594,7 @@ pub struct Jagged<M> {
 }
 
 /// What a read of a variable-length column accepts under `options`.
-fn accept_variable(options: &ExportOptions) -> Accept {
+fn accept_variable(options: &ExportPolicy) -> Accept {
     Accept {
         boolean: true,
         temporal: options.temporal_as_integer,
@@ -612,7 +612,7 @@ fn accept_variable(options: &ExportOptions) -> Accept {
 /// `schema` is valid.
 unsafe fn variable_type<'s>(
     schema: &'s ArrowSchema,
-    options: &ExportOptions,
+    options: &ExportPolicy,
 ) -> Result<Type<'s>, Error> {
     // SAFETY: forwarded from the caller.
     let column = unsafe { read::column_type(schema, accept_variable(options)) }?;
@@ -635,8 +635,8 @@ unsafe fn variable_type<'s>(
 pub unsafe fn export_jagged<M: Managed>(
     array: &mut ArrowArray,
     schema: &ArrowSchema,
-    options: &ExportOptions,
-) -> Result<Jagged<M>, Error> {
+    options: &ExportPolicy,
+) -> Result<MadeJagged<M>, Error> {
     let plain = options.dtype.is_none()
         && !options.mask
         && options.copy != ArrowDlpackCopy::ARROW_DLPACK_COPY_ALWAYS;
@@ -660,19 +660,19 @@ pub unsafe fn export_jagged<M: Managed>(
 unsafe fn share_flat_list<M: Managed>(
     array: &mut ArrowArray,
     flat: &read::FlatList,
-) -> Result<Jagged<M>, Error> {
+) -> Result<MadeJagged<M>, Error> {
     let cpu = Location::CPU.device;
     let offsets_dtype = match flat.large {
         true => &dtype::INT64,
         false => &dtype::INT32,
     };
     let parts = [
-        owner::Part {
+        owner::PairPart {
             data: flat.offsets.cast_mut(),
             dtype: offsets_dtype.dl,
             length: flat.rows + 1,
         },
-        owner::Part {
+        owner::PairPart {
             data: flat.values,
             dtype: flat.dtype.dl,
             length: flat.elements,
@@ -680,7 +680,7 @@ unsafe fn share_flat_list<M: Managed>(
     ];
     // SAFETY: both parts lie in the array's memory (caller's contract).
     let [offsets, values] = unsafe { owner::share_pair::<M>(array, parts, cpu) }?;
-    Ok(Jagged {
+    Ok(MadeJagged {
         values,
         offsets,
         mask: None,
@@ -696,8 +696,8 @@ unsafe fn share_flat_list<M: Managed>(
 pub unsafe fn export_jagged_chunks<M: Managed>(
     schema: &ArrowSchema,
     chunks: &mut [&mut ArrowArray],
-    options: &ExportOptions,
-) -> Result<Jagged<M>, Error> {
+    options: &ExportPolicy,
+) -> Result<MadeJagged<M>, Error> {
     // SAFETY: forwarded from the caller.
     let ty = unsafe { variable_type(schema, options) }?;
     // SAFETY: as above.
@@ -711,8 +711,8 @@ pub unsafe fn export_jagged_chunks<M: Managed>(
 /// As [`export_stream`].
 pub unsafe fn export_jagged_stream<M: Managed>(
     stream: &mut ArrowArrayStream,
-    options: &ExportOptions,
-) -> Result<Jagged<M>, Error> {
+    options: &ExportPolicy,
+) -> Result<MadeJagged<M>, Error> {
     // SAFETY: forwarded from the caller; the chunks are of the type.
     unsafe {
         read_stream(stream, variable_type, options, |ty, arrays| {
@@ -763,8 +763,8 @@ unsafe fn row_facts(
 unsafe fn jagged_chunks<M: Managed>(
     ty: &Type<'_>,
     chunks: &mut [&mut ArrowArray],
-    options: &ExportOptions,
-) -> Result<Jagged<M>, Error> {
+    options: &ExportPolicy,
+) -> Result<MadeJagged<M>, Error> {
     let column = ty.column()?;
     // SAFETY: forwarded from the caller.
     let pieces = unsafe { variable_pieces(column, chunks) }?;
@@ -780,8 +780,8 @@ pub unsafe fn jagged_of<M: Managed>(
     column: &ColumnType<'_>,
     pieces: &[Piece],
     hold: Hold<'_, '_>,
-    options: &ExportOptions,
-) -> Result<Jagged<M>, Error> {
+    options: &ExportPolicy,
+) -> Result<MadeJagged<M>, Error> {
     let facts = match plan::jagged_follows_rows(column, pieces, options) {
         // SAFETY: pieces of live arrays.
         true => Some(unsafe { row_facts(column, pieces) }?),
@@ -805,17 +805,17 @@ unsafe fn make_jagged<M: Managed>(
     column: &ColumnType<'_>,
     pieces: &[Piece],
     hold: Hold<'_, '_>,
-) -> Result<Jagged<M>, Error> {
-    use crate::copy::jagged::{self, Rows};
+) -> Result<MadeJagged<M>, Error> {
+    use crate::copy::jagged::{self, ListRows};
     use plan::Part;
-    let rows = Rows::new(column, pieces);
+    let rows = ListRows::new(column, pieces);
     let count = rows.len();
     let cpu = Location::CPU.device;
     let (offsets_dtype, offset_width) = match plan.large {
         true => (&dtype::INT64, 8),
         false => (&dtype::INT32, 4),
     };
-    // The offsets and the values, once made (no `Vec`: see `Rows`).
+    // The offsets and the values, once made (no `Vec`: see `ListRows`).
     let mut made: [Option<NonNull<DLManagedTensorVersioned>>; 2] = [None, None];
     // A shared part's keep: a keeper of the moved array (committed once
     // everything is made), or the kept array's own.
@@ -832,7 +832,7 @@ unsafe fn make_jagged<M: Managed>(
         (_, None) => (None, None),
     };
     let share = kept.as_ref().or(keeper.as_ref().map(owner::Keeper::kept));
-    let result = (|keeper: Option<&Arc<owner::Kept>>| -> Result<Jagged<M>, Error> {
+    let result = (|keeper: Option<&Arc<owner::Kept>>| -> Result<MadeJagged<M>, Error> {
         let offsets_dims = crate::dims::Dims::matrix(count as i64 + 1, 1, true);
         let mut offsets_dims = offsets_dims;
         offsets_dims.truncate(1);
@@ -916,7 +916,7 @@ unsafe fn make_jagged<M: Managed>(
                 })?;
                 let (t, dst) =
                     owner::own::<M>(plan.dtype.dl, &plan.dims, len, plan.copying.pinned)?;
-                let out = jagged::Values {
+                let out = jagged::ValuesOut {
                     dst,
                     target: plan.dtype,
                     fill: plan.fill,
@@ -951,7 +951,7 @@ unsafe fn make_jagged<M: Managed>(
             }
             false => None,
         };
-        Ok(Jagged {
+        Ok(MadeJagged {
             values,
             offsets,
             mask,
@@ -998,9 +998,9 @@ unsafe fn release_rest(arrays: &mut [&mut ArrowArray]) {
 pub unsafe fn export_padded<M: Managed>(
     array: &mut ArrowArray,
     schema: &ArrowSchema,
-    options: &ExportOptions,
-    padding: &Padding,
-) -> Result<Exported<M>, Error> {
+    options: &ExportPolicy,
+    padding: &Pad,
+) -> Result<Made<M>, Error> {
     // SAFETY: forwarded from the caller: a chunk of one.
     unsafe { export_padded_chunks(schema, &mut [array], options, padding) }
 }
@@ -1013,9 +1013,9 @@ pub unsafe fn export_padded<M: Managed>(
 pub unsafe fn export_padded_chunks<M: Managed>(
     schema: &ArrowSchema,
     chunks: &mut [&mut ArrowArray],
-    options: &ExportOptions,
-    padding: &Padding,
-) -> Result<Exported<M>, Error> {
+    options: &ExportPolicy,
+    padding: &Pad,
+) -> Result<Made<M>, Error> {
     // SAFETY: forwarded from the caller.
     let ty = unsafe { variable_type(schema, options) }?;
     // SAFETY: as above.
@@ -1029,9 +1029,9 @@ pub unsafe fn export_padded_chunks<M: Managed>(
 /// As [`export_stream`].
 pub unsafe fn export_padded_stream<M: Managed>(
     stream: &mut ArrowArrayStream,
-    options: &ExportOptions,
-    padding: &Padding,
-) -> Result<Exported<M>, Error> {
+    options: &ExportPolicy,
+    padding: &Pad,
+) -> Result<Made<M>, Error> {
     // SAFETY: forwarded from the caller; the chunks are of the type.
     unsafe {
         read_stream(stream, variable_type, options, |ty, arrays| {
@@ -1047,9 +1047,9 @@ pub unsafe fn export_padded_stream<M: Managed>(
 unsafe fn padded_chunks<M: Managed>(
     ty: &Type<'_>,
     chunks: &mut [&mut ArrowArray],
-    options: &ExportOptions,
-    padding: &Padding,
-) -> Result<Exported<M>, Error> {
+    options: &ExportPolicy,
+    padding: &Pad,
+) -> Result<Made<M>, Error> {
     let column = ty.column()?;
     // SAFETY: forwarded from the caller.
     let pieces = unsafe { variable_pieces(column, chunks) }?;
@@ -1067,14 +1067,14 @@ unsafe fn padded_chunks<M: Managed>(
 pub unsafe fn padded_of<M: Managed>(
     column: &ColumnType<'_>,
     pieces: &[Piece],
-    options: &ExportOptions,
-    padding: &Padding,
-) -> Result<Exported<M>, Error> {
-    use crate::copy::jagged::{self, Rows};
+    options: &ExportPolicy,
+    padding: &Pad,
+) -> Result<Made<M>, Error> {
+    use crate::copy::jagged::{self, ListRows};
     // SAFETY: pieces of live arrays.
     let facts = unsafe { row_facts(column, pieces) }?;
     let plan = plan::padded(column, pieces, &facts, padding, options)?;
-    let rows = Rows::new(column, pieces);
+    let rows = ListRows::new(column, pieces);
     let count = rows.len();
     let mask = match plan.mask {
         true => {
@@ -1099,7 +1099,7 @@ pub unsafe fn padded_of<M: Managed>(
     let made = owner::own::<M>(plan.dtype.dl, &plan.dims, bytes, plan.copying.pinned);
     let tensor = match made {
         Ok((t, dst)) => {
-            let out = jagged::Values {
+            let out = jagged::ValuesOut {
                 dst,
                 target: plan.dtype,
                 fill: plan.fill,
@@ -1119,5 +1119,5 @@ pub unsafe fn padded_of<M: Managed>(
             return Err(e);
         }
     };
-    Ok(Exported { tensor, mask })
+    Ok(Made { tensor, mask })
 }

@@ -13,13 +13,13 @@ use crate::abi::{
     ARROW_FLAG_NULLABLE, ArrowArray, ArrowDeviceArray, ArrowSchema, DLDevice,
     DLManagedTensorVersioned, DLPACK_MAJOR_VERSION,
 };
-use crate::arrow::write::{self, Keeper};
+use crate::arrow::write::{self, Anchor};
 use crate::copy::{self, Bytes, bits, gather};
-use crate::dlpack::read::{self, Memory, Plan, Rows};
+use crate::dlpack::read::{self, Memory, TensorPlan, TensorRows};
 use crate::error::{Error, Term, err};
 use crate::extension;
 use crate::managed::{self, Managed};
-use crate::options::{self, ArrowDlpackCopy, ImportOptions};
+use crate::options::{self, ArrowDlpackCopy, ImportPolicy};
 
 /// Owns a tensor on behalf of the Arrow arrays that point into it: dropping
 /// it (when the last of them is released) calls the tensor's deleter, once.
@@ -56,11 +56,11 @@ pub unsafe fn import_to_c<M: Managed + 'static>(
     let plan = unsafe { read::plan(tensor.as_ref().dl_tensor(), memory) }?;
     // Everything fallible happens before the tensor changes hands.
     let schema = schema_of(&plan);
-    let keeper: Keeper = Arc::new(TensorOwner(tensor));
+    let anchor: Anchor = Arc::new(TensorOwner(tensor));
     // SAFETY: the out structs are the caller's storage, written without
     // being read (they may hold anything).
     unsafe {
-        std::ptr::write(out_array, array_of(&plan, plan.data, keeper));
+        std::ptr::write(out_array, array_of(&plan, plan.data, anchor));
         std::ptr::write(out_schema, schema);
     }
     Ok(plan.device)
@@ -87,7 +87,7 @@ pub unsafe fn import_device<M: Managed + 'static>(
 }
 
 /// The schema of what `plan` describes.
-fn schema_of(plan: &Plan) -> ArrowSchema {
+fn schema_of(plan: &TensorPlan) -> ArrowSchema {
     match &plan.rows {
         None => write::primitive_schema(plan.dtype, c""),
         Some(rows) => write::fixed_size_list_schema(
@@ -99,15 +99,15 @@ fn schema_of(plan: &Plan) -> ArrowSchema {
 }
 
 /// The array of what `plan` describes, its values at `data`, held by
-/// `keeper`.
-fn array_of(plan: &Plan, data: *mut u8, keeper: Keeper) -> ArrowArray {
+/// `anchor`.
+fn array_of(plan: &TensorPlan, data: *mut u8, anchor: Anchor) -> ArrowArray {
     let data = data.cast_const().cast();
     match plan.rows {
         Some(_) => {
-            let values = write::primitive_array(plan.elements, data, keeper.clone());
-            write::fixed_size_list_array(plan.length, values, keeper)
+            let values = write::primitive_array(plan.elements, data, anchor.clone());
+            write::fixed_size_list_array(plan.length, values, anchor)
         }
-        None => write::primitive_array(plan.elements, data, keeper),
+        None => write::primitive_array(plan.elements, data, anchor),
     }
 }
 
@@ -121,7 +121,7 @@ fn array_of(plan: &Plan, data: *mut u8, keeper: Keeper) -> ArrowArray {
 /// As [`import_to_c`].
 pub unsafe fn import_with(
     tensor: NonNull<DLManagedTensorVersioned>,
-    options: &ImportOptions,
+    options: &ImportPolicy,
     out_array: &mut ArrowArray,
     out_schema: &mut ArrowSchema,
 ) -> Result<DLDevice, Error> {
@@ -155,8 +155,8 @@ pub unsafe fn import_with(
     // SAFETY: the plan accepted the tensor.
     let (shape, strides) = unsafe { read::shape_strides(t) };
     // A copy is row-major in the tensor's logical order.
-    let plan = Plan {
-        rows: plan.rows.map(|r| Rows {
+    let plan = TensorPlan {
+        rows: plan.rows.map(|r| TensorRows {
             physical: shape[1..].to_vec(),
             permutation: None,
             list_size: r.list_size,
@@ -215,7 +215,7 @@ pub unsafe fn import_with(
 pub unsafe fn import_jagged(
     values: NonNull<DLManagedTensorVersioned>,
     offsets: NonNull<DLManagedTensorVersioned>,
-    options: &ImportOptions,
+    options: &ImportPolicy,
     out_array: &mut ArrowArray,
     out_schema: &mut ArrowSchema,
 ) -> Result<DLDevice, Error> {
@@ -282,7 +282,7 @@ pub unsafe fn import_jagged(
     // tensor, and the last that can fail.
     let mut child = ArrowArray::released();
     let mut child_schema = ArrowSchema::released();
-    let values_options = ImportOptions {
+    let values_options = ImportPolicy {
         copy: options.copy,
         as_columns: false,
         column_names: std::ptr::null(),
@@ -295,7 +295,7 @@ pub unsafe fn import_jagged(
     // nullable "item": `list<item: float>`, the type users compare with).
     child_schema.name = c"item".as_ptr();
     child_schema.flags |= ARROW_FLAG_NULLABLE;
-    let keeper: Keeper = match shared {
+    let anchor: Anchor = match shared {
         true => Arc::new(TensorOwner(offsets)),
         false => {
             // The offsets were copied: the tensor is no longer needed.
@@ -309,7 +309,7 @@ pub unsafe fn import_jagged(
     unsafe {
         std::ptr::write(
             out_array,
-            write::list_array(count as i64 - 1, entries.cast(), child, keeper),
+            write::list_array(count as i64 - 1, entries.cast(), child, anchor),
         );
         std::ptr::write(out_schema, write::list_schema(large, child_schema));
     }
@@ -362,7 +362,7 @@ unsafe fn column_names(names: *const *const c_char, columns: usize) -> Result<Ve
 /// As [`import_to_c`].
 unsafe fn import_columns(
     tensor: NonNull<DLManagedTensorVersioned>,
-    options: &ImportOptions,
+    options: &ImportPolicy,
     out_array: &mut ArrowArray,
     out_schema: &mut ArrowSchema,
 ) -> Result<DLDevice, Error> {
@@ -432,15 +432,15 @@ unsafe fn import_columns(
                 "tensor strides {strides:?}: column offsets overflow"
             ));
         };
-        let keeper: Keeper = Arc::new(TensorOwner(tensor));
+        let anchor: Anchor = Arc::new(TensorOwner(tensor));
         let children = starts
             .into_iter()
-            .map(|data| write::primitive_array(rows, data, keeper.clone()))
+            .map(|data| write::primitive_array(rows, data, anchor.clone()))
             .collect();
         // SAFETY: the out structs are the caller's storage, written
         // without being read.
         unsafe {
-            std::ptr::write(out_array, write::struct_array(rows, children, keeper));
+            std::ptr::write(out_array, write::struct_array(rows, children, anchor));
             std::ptr::write(out_schema, schema());
         }
         return Ok(plan.device);
@@ -491,20 +491,20 @@ unsafe fn import_columns(
     // SAFETY: live and owned (caller's contract); not used after this.
     unsafe { managed::delete(tensor) };
     let data = values.as_ptr().cast_const().cast::<c_void>();
-    let keeper: Keeper = Arc::new(values);
+    let anchor: Anchor = Arc::new(values);
     let children = (0..columns as i64)
         .map(|j| match plan.dtype.is_bit_packed() {
             // Column `j` is bits `j * rows..` of the one bitmap.
-            true => write::boolean_array(rows, j * rows, data, keeper.clone()),
+            true => write::boolean_array(rows, j * rows, data, anchor.clone()),
             false => {
                 let at = data.wrapping_byte_add((j * rows * width) as usize);
-                write::primitive_array(rows, at, keeper.clone())
+                write::primitive_array(rows, at, anchor.clone())
             }
         })
         .collect();
     // SAFETY: as above.
     unsafe {
-        std::ptr::write(out_array, write::struct_array(rows, children, keeper));
+        std::ptr::write(out_array, write::struct_array(rows, children, anchor));
         std::ptr::write(out_schema, schema());
     }
     Ok(plan.device)

@@ -119,5 +119,5 @@ pub mod __internal {
     pub use crate::copy::uncached::threshold as uncached_threshold;
     pub use crate::error::Term;
     pub use crate::extension::parse_tensor_type;
-    pub use crate::options::{Lists, Padding, Side};
+    pub use crate::options::{Lists, Pad, Side};
 }

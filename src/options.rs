@@ -135,7 +135,7 @@ impl Default for ArrowDlpackImportOptions {
 
 /// Validated export options.
 #[derive(Debug, Clone, Copy)]
-pub struct ExportOptions {
+pub struct ExportPolicy {
     pub copy: ArrowDlpackCopy,
     /// The layout of a struct array's 2-D tensor.
     pub order: ArrowDlpackOrder,
@@ -155,12 +155,12 @@ pub struct ExportOptions {
     pub pinned: bool,
 }
 
-impl ExportOptions {
+impl ExportPolicy {
     /// The defaults: share, never copy.
     // Not C: cbindgen would walk this struct literal's fields in no fixed
     // order, and the header's enums would come out in a random order.
     /// cbindgen:ignore
-    pub const SHARE: ExportOptions = ExportOptions {
+    pub const SHARE: ExportPolicy = ExportPolicy {
         copy: ArrowDlpackCopy::ARROW_DLPACK_COPY_NEVER,
         order: ArrowDlpackOrder::ARROW_DLPACK_ORDER_ANY,
         fill: None,
@@ -175,15 +175,15 @@ impl ExportOptions {
     /// Validates the C options (`None`: the defaults). Inlined: most
     /// callers pass NULL, which is then a constant, not a call.
     #[inline(always)]
-    pub fn from_c(options: Option<&ArrowDlpackExportOptions>) -> Result<ExportOptions, Error> {
+    pub fn from_c(options: Option<&ArrowDlpackExportOptions>) -> Result<ExportPolicy, Error> {
         match options {
-            None => Ok(ExportOptions::SHARE),
+            None => Ok(ExportPolicy::SHARE),
             Some(o) => Self::from_given(o),
         }
     }
 
     /// Validates options a caller gave.
-    fn from_given(o: &ArrowDlpackExportOptions) -> Result<ExportOptions, Error> {
+    fn from_given(o: &ArrowDlpackExportOptions) -> Result<ExportPolicy, Error> {
         reserved_zero(&o.reserved, "options.")?;
         let threads = thread_count(o.threads)?;
         let copy = copy_policy(o.copy)?;
@@ -221,7 +221,7 @@ impl ExportOptions {
                 dtype::unsupported_dlpack(t).context(format_args!("{}", Term::Dtype))
             })?),
         };
-        Ok(ExportOptions {
+        Ok(ExportPolicy {
             copy,
             order,
             fill,
@@ -291,18 +291,18 @@ impl Side {
     }
 }
 
-/// Validated padding: made only by [`Padding::new`] (or the default: 0,
+/// Validated padding: made only by [`Pad::new`] (or the default: 0,
 /// on the right, to the longest row).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Padding {
+pub struct Pad {
     /// `None`: the longest row.
     length: Option<usize>,
     side: Side,
     value: f64,
 }
 
-impl Padding {
-    /// Padding to `length` elements (`None`: each row set's longest; a
+impl Pad {
+    /// Pad to `length` elements (`None`: each row set's longest; a
     /// length must be positive), at `side`, with `value` (checked against
     /// the dtype when the tensor is planned). `length_field` names the
     /// length in a refusal.
@@ -311,7 +311,7 @@ impl Padding {
         side: Side,
         value: f64,
         length_field: Term,
-    ) -> Result<Padding, Error> {
+    ) -> Result<Pad, Error> {
         let length = match length {
             None => None,
             Some(n) if n > 0 => Some(usize::try_from(n).unwrap_or(usize::MAX)),
@@ -322,7 +322,7 @@ impl Padding {
                 ));
             }
         };
-        Ok(Padding {
+        Ok(Pad {
             length,
             side,
             value,
@@ -330,9 +330,9 @@ impl Padding {
     }
 
     /// Validates the C padding (`None`: the defaults).
-    pub fn from_c(padding: Option<&ArrowDlpackPadding>) -> Result<Padding, Error> {
+    pub fn from_c(padding: Option<&ArrowDlpackPadding>) -> Result<Pad, Error> {
         let Some(p) = padding else {
-            return Ok(Padding::default());
+            return Ok(Pad::default());
         };
         reserved_zero(&p.reserved, "padding->")?;
         if p.reserved0 != 0 {
@@ -352,7 +352,7 @@ impl Padding {
         }
         let length = (p.length > 0).then_some(p.length);
         let side = Side::numbered(p.side, Term::PadSide)?;
-        Padding::new(length, side, p.value, Term::PadLength)
+        Pad::new(length, side, p.value, Term::PadLength)
     }
 
     /// The length every row is cut or padded to (`None`: the longest).
@@ -419,7 +419,7 @@ pub struct BatchOptions {
     columns: Option<Vec<String>>,
     stack: Vec<(String, Vec<String>)>,
     lists: Lists,
-    padding: Padding,
+    padding: Pad,
     fill: Option<f64>,
     dtype: Option<&'static DType>,
     drop_last: bool,
@@ -445,7 +445,7 @@ impl BatchOptions {
             columns: None,
             stack: Vec::new(),
             lists: Lists::Padded,
-            padding: Padding::default(),
+            padding: Pad::default(),
             fill: None,
             dtype: None,
             drop_last: false,
@@ -491,7 +491,7 @@ impl BatchOptions {
     }
 
     /// Lists and strings padded or jagged, and the padding.
-    pub fn lists(mut self, lists: Lists, padding: Padding) -> BatchOptions {
+    pub fn lists(mut self, lists: Lists, padding: Pad) -> BatchOptions {
         self.lists = lists;
         self.padding = padding;
         self
@@ -548,7 +548,7 @@ impl BatchOptions {
         self.lists
     }
 
-    pub fn padding(&self) -> &Padding {
+    pub fn padding(&self) -> &Pad {
         &self.padding
     }
 
@@ -581,7 +581,7 @@ fn first_repeated<'a>(names: impl Iterator<Item = &'a String>) -> Option<&'a Str
 
 /// Validated import options.
 #[derive(Debug, Clone, Copy)]
-pub struct ImportOptions {
+pub struct ImportPolicy {
     pub copy: ArrowDlpackCopy,
     /// A 2-D tensor's columns become a struct array's children.
     pub as_columns: bool,
@@ -592,11 +592,11 @@ pub struct ImportOptions {
     pub threads: usize,
 }
 
-impl ImportOptions {
+impl ImportPolicy {
     /// The defaults: share, never copy, one array.
-    // As `ExportOptions::SHARE`.
+    // As `ExportPolicy::SHARE`.
     /// cbindgen:ignore
-    pub const SHARE: ImportOptions = ImportOptions {
+    pub const SHARE: ImportPolicy = ImportPolicy {
         copy: ArrowDlpackCopy::ARROW_DLPACK_COPY_NEVER,
         as_columns: false,
         column_names: std::ptr::null(),
@@ -604,9 +604,9 @@ impl ImportOptions {
     };
 
     /// Validates the C options (`None`: the defaults).
-    pub fn from_c(options: Option<&ArrowDlpackImportOptions>) -> Result<ImportOptions, Error> {
+    pub fn from_c(options: Option<&ArrowDlpackImportOptions>) -> Result<ImportPolicy, Error> {
         let Some(o) = options else {
-            return Ok(ImportOptions::SHARE);
+            return Ok(ImportPolicy::SHARE);
         };
         reserved_zero(&o.reserved, "options.")?;
         if o.reserved0 != 0 {
@@ -634,7 +634,7 @@ impl ImportOptions {
                 "options.column_names is set but options.as_columns is 0: names are for the columns of a 2-D tensor"
             ));
         }
-        Ok(ImportOptions {
+        Ok(ImportPolicy {
             copy,
             as_columns,
             column_names: o.column_names,

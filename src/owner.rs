@@ -561,7 +561,7 @@ struct Pair<M> {
 }
 
 /// One tensor of [`share_pair`]: its data, dtype and length.
-pub struct Part {
+pub struct PairPart {
     pub data: *mut std::ffi::c_void,
     pub dtype: DLDataType,
     pub length: i64,
@@ -576,7 +576,7 @@ pub struct Part {
 #[inline(always)]
 pub unsafe fn share_pair<M: Managed>(
     array: &mut ArrowArray,
-    parts: [Part; 2],
+    parts: [PairPart; 2],
     device: DLDevice,
 ) -> Result<[NonNull<M>; 2], Error> {
     let layout = Layout::new::<Pair<M>>();

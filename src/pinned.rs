@@ -23,7 +23,7 @@ type Status = c_int;
 type Init = unsafe extern "C" fn(c_uint) -> Status;
 type DeviceGet = unsafe extern "C" fn(*mut c_int, c_int) -> Status;
 type Retain = unsafe extern "C" fn(*mut *mut c_void, c_int) -> Status;
-type Release = unsafe extern "C" fn(c_int) -> Status;
+type PrimaryRelease = unsafe extern "C" fn(c_int) -> Status;
 type Push = unsafe extern "C" fn(*mut c_void) -> Status;
 type Pop = unsafe extern "C" fn(*mut *mut c_void) -> Status;
 type Alloc = unsafe extern "C" fn(*mut *mut c_void, usize, c_uint) -> Status;
@@ -33,7 +33,7 @@ type Free = unsafe extern "C" fn(*mut c_void) -> Status;
 struct Driver {
     device_get: DeviceGet,
     retain: Retain,
-    release: Release,
+    release: PrimaryRelease,
     push: Push,
     pop: Pop,
     alloc: Alloc,
@@ -82,7 +82,9 @@ fn load() -> Result<Driver, String> {
         Ok(Driver {
             device_get: transmute::<*mut c_void, DeviceGet>(find(c"cuDeviceGet")?),
             retain: transmute::<*mut c_void, Retain>(find(c"cuDevicePrimaryCtxRetain")?),
-            release: transmute::<*mut c_void, Release>(find(c"cuDevicePrimaryCtxRelease_v2")?),
+            release: transmute::<*mut c_void, PrimaryRelease>(find(
+                c"cuDevicePrimaryCtxRelease_v2",
+            )?),
             push: transmute::<*mut c_void, Push>(find(c"cuCtxPushCurrent_v2")?),
             pop: transmute::<*mut c_void, Pop>(find(c"cuCtxPopCurrent_v2")?),
             alloc: transmute::<*mut c_void, Alloc>(find(c"cuMemHostAlloc")?),

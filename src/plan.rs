@@ -14,15 +14,15 @@ use crate::arrow::read::{
 use crate::dims::Dims;
 use crate::dtype::{self, DType};
 use crate::error::{Error, Term, err};
-use crate::options::{self, ArrowDlpackCopy, ArrowDlpackOrder, ExportOptions, Padding, Side};
+use crate::options::{self, ArrowDlpackCopy, ArrowDlpackOrder, ExportPolicy, Pad, Side};
 
 /// How a copy lays out its elements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Order {
+pub enum Major {
     /// Row after row (a matrix: row-major).
-    Rows,
+    Row,
     /// Column after column (a matrix: column-major).
-    Columns,
+    Column,
 }
 
 /// How the tensor is made.
@@ -32,7 +32,7 @@ pub enum Make {
     /// `data`.
     Share { chunk: usize, data: *mut c_void },
     /// One copy, in this order.
-    Copy(Order),
+    Copy(Major),
 }
 
 /// How a plan's copies are made: on how many threads, into what memory
@@ -45,7 +45,7 @@ pub struct Copying {
 }
 
 impl Copying {
-    pub fn of(options: &ExportOptions) -> Copying {
+    pub fn of(options: &ExportPolicy) -> Copying {
         Copying {
             threads: crate::copy::threads::resolve(options.threads),
             pinned: options.pinned,
@@ -77,7 +77,7 @@ pub fn shared_dims(values: Values, piece: &Piece) -> Dims {
 
 /// The fill value's bytes as an element of `target`, if nulls are filled;
 /// `INVALID_ARGUMENT` where `target` cannot hold it exactly.
-pub fn fill_bytes(options: &ExportOptions, target: &DType) -> Result<Option<[u8; 8]>, Error> {
+pub fn fill_bytes(options: &ExportPolicy, target: &DType) -> Result<Option<[u8; 8]>, Error> {
     let Some(value) = options.fill else {
         return Ok(None);
     };
@@ -122,7 +122,7 @@ pub fn tensor(
     column: &ColumnType<'_>,
     pieces: &[Piece],
     rows: i64,
-    options: &ExportOptions,
+    options: &ExportPolicy,
 ) -> Result<Plan, Error> {
     let source = column.values.dtype;
     let target = options.dtype.unwrap_or(source);
@@ -168,7 +168,7 @@ pub fn tensor(
     let make = match (copy, pieces.is_empty()) {
         // No chunk at all: an empty tensor of the type's shape, made as a
         // (zero-byte) copy.
-        (true, _) | (_, true) => Make::Copy(Order::Rows),
+        (true, _) | (_, true) => Make::Copy(Major::Row),
         (false, false) => {
             // One piece with elements (or none at all): share it.
             let chunk = pieces.iter().position(|p| p.elements > 0).unwrap_or(0);
@@ -198,7 +198,7 @@ pub fn matrix(
     table: &TableType<'_>,
     batches: &[Batch],
     rows: usize,
-    options: &ExportOptions,
+    options: &ExportPolicy,
 ) -> Result<Plan, Error> {
     let name = |j: usize| ColumnName(j, table.columns[j].name());
     for (j, column) in table.columns.iter().enumerate() {
@@ -227,16 +227,16 @@ pub fn matrix(
     let shareable = why.is_none();
     let copy = must_copy(why.map(|e| move || e), options.copy)?;
     let order = match (copy, options.order) {
-        (false, _) | (true, ArrowDlpackOrder::ARROW_DLPACK_COLUMN_MAJOR) => Order::Columns,
-        (true, ArrowDlpackOrder::ARROW_DLPACK_ROW_MAJOR) => Order::Rows,
+        (false, _) | (true, ArrowDlpackOrder::ARROW_DLPACK_COLUMN_MAJOR) => Major::Column,
+        (true, ArrowDlpackOrder::ARROW_DLPACK_ROW_MAJOR) => Major::Row,
         // ANY: a copy of what could be shared keeps its layout (the same
         // tensor, writable); anything else is row-major.
         (true, ArrowDlpackOrder::ARROW_DLPACK_ORDER_ANY) => match shareable {
-            true => Order::Columns,
-            false => Order::Rows,
+            true => Major::Column,
+            false => Major::Row,
         },
     };
-    let dims = Dims::matrix(rows as i64, columns as i64, order == Order::Rows);
+    let dims = Dims::matrix(rows as i64, columns as i64, order == Major::Row);
     let make = match (copy, batches.is_empty()) {
         (true, _) | (_, true) => Make::Copy(order),
         (false, false) => {
@@ -385,7 +385,7 @@ pub struct JaggedPlan {
 pub fn jagged_follows_rows(
     column: &ColumnType<'_>,
     pieces: &[Piece],
-    options: &ExportOptions,
+    options: &ExportPolicy,
 ) -> bool {
     use crate::arrow::read::Rows;
     let with_rows = pieces.iter().filter(|p| p.rows > 0).count();
@@ -431,7 +431,7 @@ pub fn jagged(
     column: &ColumnType<'_>,
     pieces: &[Piece],
     rows: Option<&[RowFacts]>,
-    options: &ExportOptions,
+    options: &ExportPolicy,
 ) -> Result<JaggedPlan, Error> {
     use crate::arrow::read::Rows;
     let source = column.values.dtype;
@@ -547,8 +547,8 @@ pub fn padded(
     column: &ColumnType<'_>,
     pieces: &[Piece],
     rows: &[RowFacts],
-    padding: &Padding,
-    options: &ExportOptions,
+    padding: &Pad,
+    options: &ExportPolicy,
 ) -> Result<PaddedPlan, Error> {
     let source = column.values.dtype;
     let target = options.dtype.unwrap_or(source);

@@ -364,14 +364,14 @@ pub struct Exported {
 
 impl ExportOptions {
     /// The validated options of the core.
-    fn core(&self) -> Result<options::ExportOptions, Error> {
+    fn core(&self) -> Result<options::ExportPolicy, Error> {
         let dtype = match self.dtype {
             None => None,
             Some(t) => Some(crate::dtype::target(t).ok_or_else(|| {
                 crate::dtype::unsupported_dlpack(t).context(format_args!("dtype"))
             })?),
         };
-        Ok(options::ExportOptions {
+        Ok(options::ExportPolicy {
             copy: self.copy.policy(),
             order: match self.order {
                 Order::Any => ArrowDlpackOrder::ARROW_DLPACK_ORDER_ANY,
@@ -389,8 +389,8 @@ impl ExportOptions {
     }
 }
 
-impl From<export::Exported<DLManagedTensorVersioned>> for Exported {
-    fn from(made: export::Exported<DLManagedTensorVersioned>) -> Exported {
+impl From<export::Made<DLManagedTensorVersioned>> for Exported {
+    fn from(made: export::Made<DLManagedTensorVersioned>) -> Exported {
         Exported {
             tensor: Tensor(made.tensor),
             validity: made.mask.map(Tensor),
@@ -494,7 +494,7 @@ fn with_chunks<T>(
 
 /// What `export_with` accepts under `options` (the type of a field is
 /// read as the export of one array would read it).
-fn export_accept(options: &options::ExportOptions) -> read::Accept {
+fn export_accept(options: &options::ExportPolicy) -> read::Accept {
     read::Accept {
         boolean: true,
         temporal: options.temporal_as_integer,
@@ -519,10 +519,10 @@ pub fn from_dlpack_with_options(
     tensor: Tensor,
     options: &ImportOptions,
 ) -> Result<(Field, ArrayRef), (Error, Tensor)> {
-    let core = options::ImportOptions {
+    let core = options::ImportPolicy {
         copy: options.copy.policy(),
         threads: options.threads,
-        ..options::ImportOptions::SHARE
+        ..options::ImportPolicy::SHARE
     };
     // SAFETY: as in `from_dlpack`.
     import_c(tensor, |t, a, s| unsafe {
@@ -644,7 +644,7 @@ pub fn record_batch_from_dlpack(
             return Err((e, tensor));
         }
     }
-    let core = options::ImportOptions {
+    let core = options::ImportPolicy {
         copy: options.copy.policy(),
         as_columns: true,
         column_names: pointers.as_ref().map_or(std::ptr::null(), |p| p.as_ptr()),
@@ -674,8 +674,8 @@ pub struct Jagged {
     pub validity: Option<Tensor>,
 }
 
-impl From<export::Jagged<DLManagedTensorVersioned>> for Jagged {
-    fn from(made: export::Jagged<DLManagedTensorVersioned>) -> Jagged {
+impl From<export::MadeJagged<DLManagedTensorVersioned>> for Jagged {
+    fn from(made: export::MadeJagged<DLManagedTensorVersioned>) -> Jagged {
         Jagged {
             values: Tensor(made.values),
             offsets: Tensor(made.offsets),
@@ -776,7 +776,7 @@ pub fn chunks_to_padded(
     let core = options.core()?;
     // A length past i64 is cut or padded to at most that many elements.
     let length = padding.length.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
-    let padding = options::Padding::new(length, padding.side, padding.value, Term::PadLength)?;
+    let padding = options::Pad::new(length, padding.side, padding.value, Term::PadLength)?;
     let chunks: Vec<ArrayRef> = chunks.into_iter().collect();
     // SAFETY: a valid schema; the chunks are arrays of it.
     with_chunks(field, &chunks, |schema, arrays| unsafe {
@@ -804,7 +804,7 @@ pub fn from_jagged(
     values: Tensor,
     offsets: Tensor,
 ) -> Result<(Field, ArrayRef), (Error, Tensor, Tensor)> {
-    let core = options::ImportOptions::SHARE;
+    let core = options::ImportPolicy::SHARE;
     let mut c_array = FFI_ArrowArray::empty();
     let mut c_schema = FFI_ArrowSchema::empty();
     // SAFETY: live tensors of ours, handed over on success; writable out

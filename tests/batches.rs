@@ -8,7 +8,7 @@ mod common;
 
 use std::ffi::CStr;
 
-use arrow_dlpack::__internal::{BatchOptions, Batches, Lists, Output, Padding, Side, Term};
+use arrow_dlpack::__internal::{BatchOptions, Batches, Lists, Output, Pad, Side, Term};
 use arrow_dlpack::Status;
 use arrow_dlpack::abi::*;
 use common::{Raw, Seen, take};
@@ -243,7 +243,7 @@ fn option_values_are_refused_when_built_naming_the_field() {
             .contains("options.pad_side must be 'right' or 'left', not \"up\"")
     );
     for length in [0, -1] {
-        let e = Padding::new(Some(length), Side::Right, 0.0, Term::BatchPadLength).unwrap_err();
+        let e = Pad::new(Some(length), Side::Right, 0.0, Term::BatchPadLength).unwrap_err();
         assert!(
             e.message().contains(&format!("options.pad_length must be a positive number of elements, or none for the longest row; got {length}")),
             "{}",
@@ -251,7 +251,7 @@ fn option_values_are_refused_when_built_naming_the_field() {
         );
     }
     assert_eq!(
-        Padding::new(None, Side::Left, 1.0, Term::BatchPadLength)
+        Pad::new(None, Side::Left, 1.0, Term::BatchPadLength)
             .unwrap()
             .length(),
         None

@@ -163,16 +163,16 @@ def batches(
     native = _native.batches(
         source,
         batch_size,
-        columns,
-        stack,
-        lists,
-        float(pad_value),
-        pad_length,
-        pad_side,
-        null_value,
-        dtype,
-        drop_last,
-        pin_memory,
+        columns=columns,
+        stack=stack,
+        lists=lists,
+        pad_value=pad_value,
+        pad_length=pad_length,
+        pad_side=pad_side,
+        null_value=null_value,
+        dtype=dtype,
+        drop_last=drop_last,
+        pin_memory=pin_memory,
     )
     return _closing(native)
 

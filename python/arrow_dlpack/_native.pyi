@@ -63,16 +63,7 @@ def set_threads(n: int) -> None: ...
 def batches(
     source: Any,
     batch_size: int,
-    columns: Optional[list] = None,
-    stack: Optional[dict] = None,
-    lists: str = "padded",
-    pad_value: float = 0.0,
-    pad_length: Optional[int] = None,
-    pad_side: str = "right",
-    null_value: Optional[float] = None,
-    dtype: Any = None,
-    drop_last: bool = False,
-    pin_memory: bool = False,
+    **options: Any,
 ) -> "Batches": ...
 
 class Batches:

@@ -328,3 +328,15 @@ def test_pin_memory_writes_into_the_drivers_pinned_memory(tmp_path):
     assert len(allocs) == 4 and len(frees) == 4, calls
     assert all("context=1" in c for c in allocs + frees), calls
     assert "cuMemHostAlloc size=32 flags=1 context=1" in allocs
+
+
+def test_keywords_are_read_once_by_name_and_a_wrong_one_is_a_type_error():
+    table = chunked_table([4])
+    with pytest.raises(TypeError, match="batches\\(\\) got an unexpected keyword argument 'shuffle'"):
+        arrow_dlpack._native.batches(table, 2, shuffle=True)
+    with pytest.raises(TypeError, match="batches\\(\\) argument lists=3 has the wrong type \\(int\\)"):
+        arrow_dlpack.batches(table, 2, lists=3)
+    options = {"columns": ["a"]}
+    got = [np.from_dlpack(b["a"]).tolist() for b in arrow_dlpack._native.batches(table, 3, **options)]
+    assert got == [table.column("a").to_pylist()[:3], table.column("a").to_pylist()[3:]]
+    assert options == {"columns": ["a"]}

@@ -15,8 +15,10 @@
 //!    the range of each level a piece covers (a list's child range from
 //!    its first and last offset, which are read here and nowhere else in
 //!    this layer); the null policy, deciding which bitmaps must be counted.
-//! 3. [`Piece::count_nulls`]: the validity bits of the covered ranges,
-//!    counted; possible only on a [`Piece`], which only layers 1 and 2 make.
+//! 3. [`Unchecked::count_nulls`]: the validity bits of the covered ranges,
+//!    counted; possible only on an [`Unchecked`] piece, which only layers 1
+//!    and 2 make, and the only way to a [`Piece`] ([`read_piece`] runs all
+//!    three).
 //!
 //! A [`Piece`] is what one array contributes to a tensor: one column's
 //! rows, with its values' address, the bitmaps over them and, for
@@ -668,7 +670,7 @@ pub struct NullMap {
 
 impl NullMap {
     /// The map of rows `first..first + rows` of the covered range.
-    pub fn rows(&self, first: usize, rows: usize) -> NullMap {
+    pub fn slice(&self, first: usize, rows: usize) -> NullMap {
         NullMap {
             first: self.first + first * self.per_row,
             count: rows * self.per_row,
@@ -736,11 +738,11 @@ pub struct Piece {
     /// rows (`NullMap::rows`: its own, and a struct's around it). Empty,
     /// and unallocated, where no level may hold a null.
     pub maps: Vec<NullMap>,
-    /// Null entries of the values found by [`Piece::count_nulls`], over
+    /// Null entries of the values found by [`Unchecked::count_nulls`], over
     /// all levels.
     pub nulls: usize,
     /// Null rows of a variable-length column found by
-    /// [`Piece::count_nulls`].
+    /// [`Unchecked::count_nulls`].
     pub null_rows: usize,
     /// The outermost level where they were found.
     pub null_level: Level,
@@ -1137,10 +1139,7 @@ pub unsafe fn read_flat(
                 // SAFETY: as above; a non-NULL format is a C string.
                 false => unsafe { CStr::from_ptr(schema.format) }.to_bytes(),
             };
-            let Some(size) = format
-                .strip_prefix(b"+w:".as_slice())
-                .and_then(dtype::parse_count)
-            else {
+            let Some(size) = dtype::fixed_size_list(format) else {
                 return Ok(None);
             };
             if !schema.metadata.is_null()

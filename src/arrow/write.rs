@@ -1,8 +1,8 @@
 //! The Arrow C structs that imports hand out: arrays whose buffers belong
-//! to a shared keeper (the imported tensor), and schemas, with their
+//! to a shared anchor (the imported tensor), and schemas, with their
 //! release callbacks.
 //!
-//! Every array made here holds a share of its [`Keeper`]: the keeper is
+//! Every array made here holds a share of its [`Anchor`]: the anchor is
 //! dropped (the tensor deleted) when the last array sharing it is released,
 //! in whatever order a consumer releases or moves them. A schema of a
 //! primitive type allocates nothing.
@@ -17,36 +17,36 @@ use crate::dtype::DType;
 
 /// What an array's buffers belong to, shared by every array that points
 /// into them; dropping the last share frees them.
-pub type Keeper = Arc<dyn Send + Sync>;
+pub type Anchor = Arc<dyn Send + Sync>;
 
-/// What an `ArrowArray` made here owns: a share of the keeper, its buffer
+/// What an `ArrowArray` made here owns: a share of the anchor, its buffer
 /// pointers and its children (`Box`es turned raw, freed by
 /// `release_array`).
 struct ArrayPrivate {
-    _keeper: Keeper,
+    _anchor: Anchor,
     buffers: [*const c_void; 2],
     children: Vec<*mut ArrowArray>,
 }
 
 /// A primitive array of `length` elements at `values` (no validity bitmap),
-/// holding `keeper` (moved in: the caller clones it for every other array
+/// holding `anchor` (moved in: the caller clones it for every other array
 /// that shares it, and no share is taken and dropped for nothing).
-pub fn primitive_array(length: i64, values: *const c_void, keeper: Keeper) -> ArrowArray {
-    array(length, 2, [ptr::null(), values], Vec::new(), keeper)
+pub fn primitive_array(length: i64, values: *const c_void, anchor: Anchor) -> ArrowArray {
+    array(length, 2, [ptr::null(), values], Vec::new(), anchor)
 }
 
 /// A boolean array of `length` values from bit `offset` of `bits`.
-pub fn boolean_array(length: i64, offset: i64, bits: *const c_void, keeper: Keeper) -> ArrowArray {
+pub fn boolean_array(length: i64, offset: i64, bits: *const c_void, anchor: Anchor) -> ArrowArray {
     ArrowArray {
         offset,
-        ..primitive_array(length, bits, keeper)
+        ..primitive_array(length, bits, anchor)
     }
 }
 
 /// A `fixed_size_list` array of `length` rows over `child`, holding
-/// `keeper`.
-pub fn fixed_size_list_array(length: i64, child: ArrowArray, keeper: Keeper) -> ArrowArray {
-    array(length, 1, [ptr::null(); 2], vec![child], keeper)
+/// `anchor`.
+pub fn fixed_size_list_array(length: i64, child: ArrowArray, anchor: Anchor) -> ArrowArray {
+    array(length, 1, [ptr::null(); 2], vec![child], anchor)
 }
 
 /// A list array of `length` rows (`+l` or `+L`: the offsets' width) over
@@ -55,16 +55,16 @@ pub fn list_array(
     length: i64,
     offsets: *const c_void,
     child: ArrowArray,
-    keeper: Keeper,
+    anchor: Anchor,
 ) -> ArrowArray {
-    array(length, 2, [ptr::null(), offsets], vec![child], keeper)
+    array(length, 2, [ptr::null(), offsets], vec![child], anchor)
 }
 
 /// A struct array of `length` rows over `children` (no validity bitmap).
 /// The children hold their own shares: a consumer may move one out and
 /// release it after the struct.
-pub fn struct_array(length: i64, children: Vec<ArrowArray>, keeper: Keeper) -> ArrowArray {
-    array(length, 1, [ptr::null(); 2], children, keeper)
+pub fn struct_array(length: i64, children: Vec<ArrowArray>, anchor: Anchor) -> ArrowArray {
+    array(length, 1, [ptr::null(); 2], children, anchor)
 }
 
 /// An array with `n_buffers` of `buffers` and `children`.
@@ -73,7 +73,7 @@ fn array(
     n_buffers: i64,
     buffers: [*const c_void; 2],
     children: Vec<ArrowArray>,
-    keeper: Keeper,
+    anchor: Anchor,
 ) -> ArrowArray {
     let children: Vec<*mut ArrowArray> = children
         .into_iter()
@@ -82,7 +82,7 @@ fn array(
     let n_children = children.len() as i64;
     // Raw from the start: the struct hands out pointers into it.
     let private = Box::into_raw(Box::new(ArrayPrivate {
-        _keeper: keeper,
+        _anchor: anchor,
         buffers,
         children,
     }));
@@ -108,7 +108,7 @@ fn array(
 
 /// The release callback of arrays made here: releases each child unless a
 /// consumer moved it out, frees them, then drops this struct's share of
-/// the keeper (the last share frees the buffers, on this thread).
+/// the anchor (the last share frees the buffers, on this thread).
 unsafe extern "C" fn release_array(array: *mut ArrowArray) {
     // SAFETY: called by the consumer on a live array made by `array` (the
     // C Data Interface: release once, then `release` is NULL); its private

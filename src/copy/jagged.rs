@@ -6,7 +6,7 @@
 //! on its own (the offsets, a prefix sum, excepted), so that the work can
 //! be split over threads with the same result.
 //!
-//! Rows are read through [`Piece::row`], after [`Piece::check_rows`]
+//! ListRows are read through [`Piece::row`], after [`Piece::check_rows`]
 //! checked every offset a kernel follows.
 
 use std::ops::Range;
@@ -20,23 +20,23 @@ use crate::options::Side;
 ///
 /// Allocates nothing: a zero-copy export makes one (its offsets shared),
 /// where an allocation costs as much as the rest of the export.
-pub struct Rows<'p> {
+pub struct ListRows<'p> {
     column: &'p ColumnType<'p>,
     pieces: &'p [Piece],
     len: usize,
 }
 
-impl<'p> Rows<'p> {
+impl<'p> ListRows<'p> {
     /// The rows of `pieces`, whose rows [`Piece::check_rows`] checked.
-    pub fn new(column: &'p ColumnType<'p>, pieces: &'p [Piece]) -> Rows<'p> {
-        Rows {
+    pub fn new(column: &'p ColumnType<'p>, pieces: &'p [Piece]) -> ListRows<'p> {
+        ListRows {
             column,
             pieces,
             len: pieces.iter().map(|p| p.rows).sum(),
         }
     }
 
-    /// Rows in all.
+    /// ListRows in all.
     pub fn len(&self) -> usize {
         self.len
     }
@@ -97,7 +97,7 @@ unsafe fn offset_at(offsets: *const u8, large: bool, k: usize) -> usize {
 /// # Safety
 /// `dst` has room for the entries; the total fits their type (the
 /// planner's check).
-pub unsafe fn offsets(rows: &Rows<'_>, compact: bool, large: bool, dst: *mut u8) {
+pub unsafe fn offsets(rows: &ListRows<'_>, compact: bool, large: bool, dst: *mut u8) {
     let mut total = 0usize;
     let put = |k: usize, v: usize| {
         // SAFETY: entry `k <= rows` of the room (caller's contract); the
@@ -124,7 +124,7 @@ pub unsafe fn offsets(rows: &Rows<'_>, compact: bool, large: bool, dst: *mut u8)
 /// What a row copy writes: values converted to `target`, nulls written as
 /// `fill`.
 #[derive(Clone, Copy)]
-pub struct Values {
+pub struct ValuesOut {
     pub dst: *mut u8,
     pub target: &'static DType,
     pub fill: Option<[u8; 8]>,
@@ -132,9 +132,9 @@ pub struct Values {
 
 // SAFETY: the destination is the caller's, written one row range at a
 // time; the pieces address memory their arrays keep alive.
-unsafe impl Send for Values {}
+unsafe impl Send for ValuesOut {}
 // SAFETY: as above: disjoint row ranges never touch the same bytes.
-unsafe impl Sync for Values {}
+unsafe impl Sync for ValuesOut {}
 
 /// Writes `count` elements of `row` from its element `skip` at `dst`,
 /// converted and filled.
@@ -142,12 +142,12 @@ unsafe impl Sync for Values {}
 /// # Safety
 /// The row's elements exist; `dst` has room.
 unsafe fn put_row(
-    rows: &Rows<'_>,
+    rows: &ListRows<'_>,
     piece: &Piece,
     row: &Row,
     skip: usize,
     count: usize,
-    out: &Values,
+    out: &ValuesOut,
     dst: *mut u8,
 ) {
     let e = rows.row_elements();
@@ -169,7 +169,7 @@ unsafe fn put_row(
                     dst,
                     out.target.width(),
                     &value,
-                    &map.rows(row.first + skip, count),
+                    &map.slice(row.first + skip, count),
                 )
             };
         }
@@ -184,11 +184,11 @@ unsafe fn put_row(
 /// `offsets` holds the rows' offsets; `out.dst` holds every value they
 /// count; the pieces are alive and checked.
 pub unsafe fn values(
-    rows: &Rows<'_>,
+    rows: &ListRows<'_>,
     range: Range<usize>,
     compact: bool,
     offsets: (*const u8, bool),
-    out: &Values,
+    out: &ValuesOut,
 ) {
     let element = rows.row_elements() * out.target.width();
     // SAFETY: forwarded from the caller.
@@ -219,12 +219,12 @@ pub unsafe fn values(
 /// # Safety
 /// `out.dst` holds the padded tensor; the pieces are alive and checked.
 pub unsafe fn padded(
-    rows: &Rows<'_>,
+    rows: &ListRows<'_>,
     range: Range<usize>,
     length: usize,
     side: Side,
     pad: [u8; 8],
-    out: &Values,
+    out: &ValuesOut,
 ) {
     let width = out.target.width();
     let element = rows.row_elements() * width;
@@ -261,7 +261,7 @@ fn placed(row: &Row, length: usize, side: Side) -> (usize, usize, usize) {
 /// # Safety
 /// `dst` holds the mask; the pieces are alive and checked.
 pub unsafe fn padded_mask(
-    rows: &Rows<'_>,
+    rows: &ListRows<'_>,
     range: Range<usize>,
     length: usize,
     side: Side,
@@ -276,7 +276,7 @@ pub unsafe fn padded_mask(
             dst.add(at).write_bytes(1, n);
             // Nulls among the elements themselves (the values' top level).
             for map in piece.maps.iter().filter(|m| !m.rows && m.per_row == 1) {
-                let elements = nulls_of_elements(map.rows(row.first + skip, n));
+                let elements = nulls_of_elements(map.slice(row.first + skip, n));
                 nulls::clear(dst.add(at), &elements);
             }
         })
@@ -297,7 +297,7 @@ fn nulls_of_elements(map: crate::arrow::read::NullMap) -> crate::arrow::read::Nu
 ///
 /// # Safety
 /// `dst` holds a byte a row; the pieces are alive.
-pub unsafe fn row_mask(rows: &Rows<'_>, range: Range<usize>, dst: *mut u8) {
+pub unsafe fn row_mask(rows: &ListRows<'_>, range: Range<usize>, dst: *mut u8) {
     for (p, piece_rows, first) in rows.spans(range) {
         for (k, r) in piece_rows.enumerate() {
             // SAFETY: a row of the piece; a byte of room (caller's contract).

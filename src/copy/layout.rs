@@ -10,7 +10,7 @@ use std::ops::Range;
 use super::{convert, nulls, threads, transpose, uncached};
 use crate::arrow::read::{Batch, Piece, TableType, Values};
 use crate::dtype::DType;
-use crate::plan::Order;
+use crate::plan::Major;
 
 /// The pieces one tensor is made of: chunk after chunk, a piece for each
 /// column.
@@ -24,7 +24,7 @@ pub struct Layout<'p> {
     sources: Vec<&'static DType>,
     /// Values in one row of one column (1 for a table's columns).
     row_elements: usize,
-    order: Order,
+    order: Major,
 }
 
 /// What a layout writes, and where: the tensor's (or the mask's) first
@@ -71,12 +71,12 @@ impl<'p> Layout<'p> {
             columns: 1,
             sources: vec![values.dtype],
             row_elements: values.row_elements(),
-            order: Order::Rows,
+            order: Major::Row,
         }
     }
 
     /// A table's batches as a matrix in `order`.
-    pub fn matrix(table: &TableType<'_>, batches: &'p [Batch], order: Order) -> Layout<'p> {
+    pub fn matrix(table: &TableType<'_>, batches: &'p [Batch], order: Major) -> Layout<'p> {
         Layout {
             starts: starts(batches.iter().map(|b| b.rows)),
             pieces: batches.iter().flat_map(|b| &b.columns).collect(),
@@ -112,11 +112,11 @@ impl<'p> Layout<'p> {
         // SAFETY: each block of rows and columns is written by one thread.
         let write = |r, c| unsafe { self.write(out, r, c, around) };
         match self.order {
-            Order::Columns => {
+            Major::Column => {
                 let element = self.row_elements * width;
                 threads::split_column_major(self.rows(), self.columns, element, threads, write);
             }
-            Order::Rows => {
+            Major::Row => {
                 let all = 0..self.columns;
                 let rows = |r| write(r, all.clone());
                 threads::split(self.rows(), self.row_bytes(width), threads, rows);
@@ -141,7 +141,7 @@ impl<'p> Layout<'p> {
             let (first, n) = (from - span[0], to - from);
             let pieces = &self.pieces[c * self.columns..(c + 1) * self.columns];
             match (self.order, self.columns) {
-                (_, 1) | (Order::Columns, _) => {
+                (_, 1) | (Major::Column, _) => {
                     for (j, piece) in pieces
                         .iter()
                         .enumerate()
@@ -149,8 +149,8 @@ impl<'p> Layout<'p> {
                         .skip(columns.start)
                     {
                         let at = match self.order {
-                            Order::Columns => j * total + from,
-                            Order::Rows => from,
+                            Major::Column => j * total + from,
+                            Major::Row => from,
                         } * self.row_elements;
                         // SAFETY: rows `first..first + n` of the piece go
                         // to their place in the destination (caller's
@@ -158,15 +158,22 @@ impl<'p> Layout<'p> {
                         unsafe { self.run(out, j, piece, (first, n), at, around) };
                     }
                 }
-                (Order::Rows, _) => {
+                (Major::Row, _) => {
                     let width = out.width();
                     // SAFETY: this chunk's rows start at output row `from`,
                     // and the closure gives `m` elements of each column.
                     unsafe {
                         let dst = out.dst().add(from * self.row_bytes(width));
-                        transpose::rows(self.columns, n, width, dst, around, |j, at, m, scratch| {
-                            self.slice(out, j, pieces[j], first + at, m, scratch)
-                        })
+                        transpose::row_major(
+                            self.columns,
+                            n,
+                            width,
+                            dst,
+                            around,
+                            |j, at, m, scratch| {
+                                self.slice(out, j, pieces[j], first + at, m, scratch)
+                            },
+                        )
                     };
                 }
             }
@@ -260,7 +267,9 @@ impl<'p> Layout<'p> {
                     for map in piece.maps.iter().filter(|m| !m.rows) {
                         // SAFETY: the map's rows `first..first + rows`,
                         // whose entries cover the values just written.
-                        unsafe { nulls::fill(dst, target.width(), &value, &map.rows(first, rows)) };
+                        unsafe {
+                            nulls::fill(dst, target.width(), &value, &map.slice(first, rows))
+                        };
                     }
                 }
             }
@@ -269,7 +278,7 @@ impl<'p> Layout<'p> {
                 unsafe {
                     dst.write_bytes(1, count);
                     for map in piece.maps.iter().filter(|m| !m.rows) {
-                        nulls::clear(dst, &map.rows(first, rows));
+                        nulls::clear(dst, &map.slice(first, rows));
                     }
                 }
             }

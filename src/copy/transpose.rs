@@ -12,7 +12,7 @@
 //!
 //! Rows wider than a tile are staged: a block's tiles are written into a
 //! buffer that stays in L2 across them, and the block's whole rows copied
-//! out in one run ([`rows`]); rows too wide for that are written directly,
+//! out in one run ([`row_major`]); rows too wide for that are written directly,
 //! the lines a few rows on prefetched. A matrix larger than the cache
 //! holds bypasses it ([`uncached`]): the staged blocks are copied out, and
 //! rows whose tiles write whole lines stored, with non-temporal stores.
@@ -56,7 +56,7 @@ pub const BLOCK_ROWS: usize = 512;
 /// Columns of one tile of [`columns`]: 8 of 8 bytes fill a cache line.
 const GROUP: usize = 8;
 
-/// Columns of one tile of [`rows`] for `width`-byte elements: a cache
+/// Columns of one tile of [`row_major`] for `width`-byte elements: a cache
 /// line of 4- and 8-byte ones (16 and 8), 8 of narrower ones.
 fn group_of(width: usize) -> usize {
     match width {
@@ -65,15 +65,15 @@ fn group_of(width: usize) -> usize {
     }
 }
 
-/// The most columns a tile of [`rows`] has.
+/// The most columns a tile of [`row_major`] has.
 const MAX_GROUP: usize = 16;
 
-/// The most bytes of a block of whole rows that [`rows`] writes into a
+/// The most bytes of a block of whole rows that [`row_major`] writes into a
 /// staging buffer before copying it out in one run: within a core's L2
 /// (1 MiB on the machine measured).
 const STAGE_MAX: usize = 1 << 20;
 
-/// The bytes of staged rows a block of [`rows`] aims at ([`stage_rows`]).
+/// The bytes of staged rows a block of [`row_major`] aims at ([`stage_rows`]).
 const STAGE_BYTES: usize = 768 << 10;
 
 /// The most rows of a staged block: 16 KiB of a float64 column.
@@ -89,7 +89,7 @@ fn stage_rows(row_bytes: usize) -> usize {
     (STAGE_BYTES / row_bytes / 64 * 64).clamp(BLOCK_ROWS, STAGE_ROWS_MAX)
 }
 
-/// The widest row (in bytes) that [`rows`] stages: a block of
+/// The widest row (in bytes) that [`row_major`] stages: a block of
 /// [`BLOCK_ROWS`] of them fills [`STAGE_MAX`]. Wider rows are written
 /// directly (and their lines prefetched).
 const STAGED_ROW_MAX: usize = STAGE_MAX / BLOCK_ROWS;
@@ -105,7 +105,7 @@ const STAGED_ROW_MAX: usize = STAGE_MAX / BLOCK_ROWS;
 ///
 /// # Safety
 /// `dst` has room for the matrix; `column` returns `n` readable elements.
-pub unsafe fn rows(
+pub unsafe fn row_major(
     columns: usize,
     rows: usize,
     width: usize,
@@ -201,7 +201,7 @@ pub unsafe fn rows(
     }
 }
 
-/// How the tiles of one matrix write its rows: decided once by [`rows`]
+/// How the tiles of one matrix write its rows: decided once by [`row_major`]
 /// (each choice's measurement: docs/benchmarks.md, "Measured decisions").
 #[derive(Clone, Copy)]
 struct Writes {
@@ -494,7 +494,7 @@ unsafe fn tile_typed<const W: usize, const C: usize>(
 /// column_stride) * width` (strides in elements, any sign), column `j` at
 /// `dst + j * pitch * width` (column-major, `pitch >= rows` elements from
 /// one column to the next: a block of rows of a taller matrix): the
-/// reverse of [`rows`], in the same tiles, so that each row's part of a
+/// reverse of [`row_major`], in the same tiles, so that each row's part of a
 /// tile is read at once (a cache line of a row-major source) and each
 /// column's slice written sequentially.
 ///
@@ -509,7 +509,7 @@ pub unsafe fn columns(
     (dst, pitch): (*mut u8, usize),
 ) {
     if rows == 0 || columns == 0 {
-        return; // as in `rows`
+        return; // as in `row_major`
     }
     let w = width as isize;
     // Wrapping: strides may be negative, and a dimension of extent 1 may
@@ -596,7 +596,7 @@ mod tests {
         let mut out = [7u8; 1];
         // SAFETY: nothing is read or written.
         unsafe {
-            rows(
+            row_major(
                 0,
                 usize::MAX,
                 8,
@@ -640,7 +640,7 @@ mod tests {
         // SAFETY: `buffer` holds the matrix from `start`; each column its
         // rows.
         unsafe {
-            rows(
+            row_major(
                 columns,
                 nrows,
                 width,
@@ -719,7 +719,7 @@ mod tests {
                 let mut out = vec![0u8; columns * nrows * width];
                 // SAFETY: `out` holds the matrix; each column its rows.
                 unsafe {
-                    rows(
+                    row_major(
                         columns,
                         nrows,
                         width,

@@ -23,7 +23,7 @@ pub enum Memory {
 
 /// What a tensor becomes.
 #[derive(Debug)]
-pub struct Plan {
+pub struct TensorPlan {
     pub dtype: &'static DType,
     /// The first element (`data + byte_offset`).
     pub data: *mut u8,
@@ -32,7 +32,7 @@ pub struct Plan {
     /// The Arrow array's length: the first dimension (1 for a 0-D tensor).
     pub length: i64,
     /// For N-D tensors, what each row is.
-    pub rows: Option<Rows>,
+    pub rows: Option<TensorRows>,
     pub device: DLDevice,
     /// Read for a copy ([`plan_for_copy`]) of a tensor that cannot be
     /// shared as is (strides Arrow cannot describe): why not. The copy
@@ -44,7 +44,7 @@ pub struct Plan {
 /// `physical` shape (row-major in memory) over a `fixed_size_list` of
 /// `list_size` elements.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Rows {
+pub struct TensorRows {
     pub physical: Vec<i64>,
     /// Logical dimension `i` is physical dimension `permutation[i]`
     /// (`None`: row-major, the identity).
@@ -57,7 +57,7 @@ pub struct Rows {
 /// # Safety
 /// `t` is a live tensor: `shape`/`strides` hold `ndim` entries when not
 /// NULL.
-pub unsafe fn plan(t: &DLTensor, memory: Memory) -> Result<Plan, Error> {
+pub unsafe fn plan(t: &DLTensor, memory: Memory) -> Result<TensorPlan, Error> {
     // SAFETY: forwarded from the caller.
     unsafe { read(t, memory, false) }
 }
@@ -69,7 +69,7 @@ pub unsafe fn plan(t: &DLTensor, memory: Memory) -> Result<Plan, Error> {
 ///
 /// # Safety
 /// As [`plan`].
-pub unsafe fn plan_for_copy(t: &DLTensor, memory: Memory) -> Result<Plan, Error> {
+pub unsafe fn plan_for_copy(t: &DLTensor, memory: Memory) -> Result<TensorPlan, Error> {
     // SAFETY: forwarded from the caller.
     unsafe { read(t, memory, true) }
 }
@@ -81,7 +81,7 @@ pub unsafe fn plan_for_copy(t: &DLTensor, memory: Memory) -> Result<Plan, Error>
 ///
 /// # Safety
 /// As [`plan`].
-pub unsafe fn offsets_plan(t: &DLTensor) -> Result<(Plan, bool), Error> {
+pub unsafe fn offsets_plan(t: &DLTensor) -> Result<(TensorPlan, bool), Error> {
     // SAFETY: forwarded from the caller.
     let plan = unsafe { plan_for_copy(t, Memory::HostReadable) }?;
     let large = match plan.dtype.elem {
@@ -231,7 +231,7 @@ pub unsafe fn shape_strides(t: &DLTensor) -> (Vec<i64>, Vec<i64>) {
 
 /// # Safety
 /// As [`plan`].
-unsafe fn read(t: &DLTensor, memory: Memory, for_copy: bool) -> Result<Plan, Error> {
+unsafe fn read(t: &DLTensor, memory: Memory, for_copy: bool) -> Result<TensorPlan, Error> {
     let dtype = match for_copy {
         true => dtype::from_dlpack_or_bool(t.dtype),
         false => dtype::from_dlpack(t.dtype),
@@ -343,18 +343,18 @@ unsafe fn read(t: &DLTensor, memory: Memory, for_copy: bool) -> Result<Plan, Err
             }
             (shape[0], None)
         }
-        _ => match (rows(shape, strides), for_copy) {
+        _ => match (row_shape(shape, strides), for_copy) {
             (Ok(r), _) => (shape[0], Some(r)),
             (Err(e), false) => return Err(e),
             // Only a layout can be unshareable here: sizes are refused.
             (Err(e), true) if e.status() == Status::ARROW_DLPACK_UNSUPPORTED_LAYOUT => {
                 unshareable = Some(Box::new(e));
-                (shape[0], Some(rows(shape, None)?))
+                (shape[0], Some(row_shape(shape, None)?))
             }
             (Err(e), true) => return Err(e),
         },
     };
-    Ok(Plan {
+    Ok(TensorPlan {
         dtype,
         data,
         elements: (byte_len / width) as i64,
@@ -367,7 +367,7 @@ unsafe fn read(t: &DLTensor, memory: Memory, for_copy: bool) -> Result<Plan, Err
 
 /// The physical shape and permutation of the rows of a dense N-D tensor
 /// whose first dimension is outermost.
-fn rows(shape: &[i64], strides: Option<&[i64]>) -> Result<Rows, Error> {
+fn row_shape(shape: &[i64], strides: Option<&[i64]>) -> Result<TensorRows, Error> {
     let inner = &shape[1..];
     // Checked even though the total fit: a 0 extent makes the total 0
     // whatever the others are. Folded from the innermost dimension, so that
@@ -385,7 +385,7 @@ fn rows(shape: &[i64], strides: Option<&[i64]>) -> Result<Rows, Error> {
             "a row of {row} elements exceeds fixed_size_list's 32-bit size"
         ));
     };
-    let rows = |physical: Vec<i64>, permutation| Rows {
+    let rows = |physical: Vec<i64>, permutation| TensorRows {
         physical,
         permutation,
         list_size,
@@ -469,8 +469,11 @@ mod tests {
 
     #[test]
     fn row_major_and_permuted_rows() {
-        let rows =
-            |s: &[i64], t: Option<&[i64]>| rows(s, t).map(|r| (r.physical, r.permutation)).unwrap();
+        let rows = |s: &[i64], t: Option<&[i64]>| {
+            row_shape(s, t)
+                .map(|r| (r.physical, r.permutation))
+                .unwrap()
+        };
         assert_eq!(rows(&[2, 3, 4], None), (vec![3, 4], None));
         assert_eq!(rows(&[2, 3, 4], Some(&[12, 4, 1])), (vec![3, 4], None));
         // np.arange(24).reshape(2, 4, 3).transpose(0, 2, 1)
@@ -486,7 +489,7 @@ mod tests {
     }
 
     /// A float64 tensor of `shape` and `strides` on the CPU, read for a copy.
-    fn read_strided(shape: &mut [i64], strides: &mut [i64]) -> Result<Plan, Error> {
+    fn read_strided(shape: &mut [i64], strides: &mut [i64]) -> Result<TensorPlan, Error> {
         let mut data = [0f64; 4];
         let t = DLTensor {
             data: data.as_mut_ptr().cast(),
@@ -537,7 +540,7 @@ mod tests {
     #[test]
     fn layouts_that_need_a_copy_are_refused() {
         for strides in [[1, 2], [6, 2], [3, -1], [3, 0]] {
-            let e = rows(&[2, 3], Some(&strides)).unwrap_err();
+            let e = row_shape(&[2, 3], Some(&strides)).unwrap_err();
             assert_eq!(
                 e.status(),
                 crate::Status::ARROW_DLPACK_UNSUPPORTED_LAYOUT,

@@ -24,7 +24,7 @@ use crate::arrow::stream::Reader;
 use crate::batches::{BatchOptions, Batches, Output, Source};
 use crate::error::Status;
 use crate::error::{Error, Face, Term, err};
-use crate::options::{Lists, Padding, Side};
+use crate::options::{Lists, Pad, Side};
 
 /// Moves a producer's structs out of their capsules (their `release`
 /// becomes NULL there, so the capsules' destructors do nothing).
@@ -265,31 +265,86 @@ impl BatchIterator {
     }
 }
 
-/// ``batches(source, batch_size, *, columns=None, stack=None,
-/// lists="padded", pad_value=0, pad_length=None, pad_side="right",
-/// null_value=None, dtype=None, drop_last=False, pin_memory=False)``: see
-/// ``arrow_dlpack.batches``.
-#[pyfunction]
-#[pyo3(signature = (source, batch_size, columns=None, stack=None, lists="padded", pad_value=0.0,
-    pad_length=None, pad_side="right", null_value=None, dtype=None, drop_last=false, pin_memory=false))]
-#[allow(clippy::too_many_arguments)]
-pub fn batches(
-    py: Python<'_>,
-    source: &Bound<'_, PyAny>,
+/// The keywords of a dict (a call's `**options`), each taken once by
+/// name; what is left at the end is a `TypeError`, as Python's own calls
+/// refuse an unexpected keyword.
+pub(super) struct Keywords<'py> {
+    left: Option<Bound<'py, PyDict>>,
+    function: &'static str,
+}
+
+impl<'py> Keywords<'py> {
+    /// The keywords of `function`'s call (a copy: the caller's dict is
+    /// left as it is).
+    pub(super) fn new(
+        options: Option<&Bound<'py, PyDict>>,
+        function: &'static str,
+    ) -> PyResult<Self> {
+        Ok(Keywords {
+            left: options.map(|d| d.copy()).transpose()?,
+            function,
+        })
+    }
+
+    /// The value of keyword `name` (`None`: not given, or given as None).
+    pub(super) fn take<T: for<'a> FromPyObject<'a, 'py>>(
+        &mut self,
+        name: &str,
+    ) -> PyResult<Option<T>> {
+        let Some(left) = &self.left else {
+            return Ok(None);
+        };
+        let Some(value) = left.get_item(name)? else {
+            return Ok(None);
+        };
+        left.del_item(name)?;
+        if value.is_none() {
+            return Ok(None);
+        }
+        value.extract::<T>().map(Some).map_err(|_| {
+            let given = value
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default();
+            PyTypeError::new_err(format!(
+                "{}() argument {name}={} has the wrong type ({given})",
+                self.function,
+                value.repr().map(|r| r.to_string()).unwrap_or_default()
+            ))
+        })
+    }
+
+    /// The raw value of keyword `name`, unconverted.
+    pub(super) fn take_any(&mut self, name: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.take::<Bound<'py, PyAny>>(name)
+    }
+
+    /// Every keyword was taken: else a `TypeError` naming the first left.
+    pub(super) fn done(self) -> PyResult<()> {
+        match self.left.as_ref().and_then(|d| d.keys().iter().next()) {
+            None => Ok(()),
+            Some(key) => Err(PyTypeError::new_err(format!(
+                "{}() got an unexpected keyword argument {}",
+                self.function,
+                key.repr()?
+            ))),
+        }
+    }
+}
+
+/// The batch keywords (`columns`, `stack`, `lists`, `pad_value`,
+/// `pad_length`, `pad_side`, `null_value`, `dtype`, `drop_last`,
+/// `pin_memory`) taken from `keywords`, each value checked by the core's
+/// constructors (refusals in Python's words): the one reading of them,
+/// for `batches()` and the loader.
+pub(super) fn batch_options(
     batch_size: i64,
-    columns: Option<Vec<String>>,
-    stack: Option<&Bound<'_, PyDict>>,
-    lists: &str,
-    pad_value: f64,
-    pad_length: Option<i64>,
-    pad_side: &str,
-    null_value: Option<f64>,
-    dtype: Option<&Bound<'_, PyAny>>,
-    drop_last: bool,
-    pin_memory: bool,
-) -> PyResult<BatchIterator> {
+    keywords: &mut Keywords<'_>,
+) -> PyResult<BatchOptions> {
+    let columns: Option<Vec<String>> = keywords.take("columns")?;
     let mut groups = Vec::new();
-    if let Some(stack) = stack {
+    if let Some(stack) = keywords.take::<Bound<'_, PyDict>>("stack")? {
         for (name, members) in stack.iter() {
             let name: String = name
                 .extract()
@@ -300,24 +355,52 @@ pub fn batches(
             groups.push((name, members));
         }
     }
-    let dtype = dtype.map(dtype_of).transpose()?;
-    // Every value checked by the core's constructors, refusals in
-    // Python's words.
-    let options = (|| -> Result<BatchOptions, Error> {
+    let lists: Option<String> = keywords.take("lists")?;
+    let pad_value: Option<f64> = keywords.take("pad_value")?;
+    let pad_length: Option<i64> = keywords.take("pad_length")?;
+    let pad_side: Option<String> = keywords.take("pad_side")?;
+    let null_value: Option<f64> = keywords.take("null_value")?;
+    let dtype = keywords
+        .take_any("dtype")?
+        .map(|d| dtype_of(&d))
+        .transpose()?;
+    let drop_last: Option<bool> = keywords.take("drop_last")?;
+    let pin_memory: Option<bool> = keywords.take("pin_memory")?;
+    (|| -> Result<BatchOptions, Error> {
         let options = BatchOptions::new(batch_size)?;
-        let lists = Lists::named(lists)?;
-        let side = Side::named(pad_side, Term::BatchPadSide)?;
-        let padding = Padding::new(pad_length, side, pad_value, Term::BatchPadLength)?;
+        let lists = Lists::named(lists.as_deref().unwrap_or("padded"))?;
+        let side = Side::named(pad_side.as_deref().unwrap_or("right"), Term::BatchPadSide)?;
+        let padding = Pad::new(
+            pad_length,
+            side,
+            pad_value.unwrap_or(0.0),
+            Term::BatchPadLength,
+        )?;
         options
             .columns(columns)?
             .stack(groups)?
             .lists(lists, padding)
             .fill(null_value)
             .dtype(dtype)
-            .drop_last(drop_last)
-            .pinned(pin_memory)
+            .drop_last(drop_last.unwrap_or(false))
+            .pinned(pin_memory.unwrap_or(false))
     })()
-    .map_err(error)?;
+    .map_err(error)
+}
+
+/// ``batches(source, batch_size, **options)``: see
+/// ``arrow_dlpack.batches`` for the keywords.
+#[pyfunction]
+#[pyo3(signature = (source, batch_size, **options))]
+pub fn batches(
+    py: Python<'_>,
+    source: &Bound<'_, PyAny>,
+    batch_size: i64,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<BatchIterator> {
+    let mut keywords = Keywords::new(options, "batches")?;
+    let options = batch_options(batch_size, &mut keywords)?;
+    keywords.done()?;
     let kind = source.get_type();
     let raised = Raised::default();
     let made = if type_attribute(&kind, intern!(py, "__arrow_c_stream__")).is_some() {

@@ -24,7 +24,7 @@ use crate::dtype::{self, DType};
 use crate::error::{Error, Face, Term};
 use crate::export;
 use crate::managed::{self, Managed};
-use crate::options::{ArrowDlpackCopy, ArrowDlpackOrder, ExportOptions};
+use crate::options::{ArrowDlpackCopy, ArrowDlpackOrder, ExportPolicy};
 
 /// `$function::<M>($args)` for the tensor flavour asked for (DLPack 1.x
 /// or legacy): one of the library's exports, its tensor untyped.
@@ -39,7 +39,7 @@ macro_rules! in_flavour {
 }
 
 /// What an exporter holds until a consumer takes it.
-enum Source {
+enum Producer {
     /// A producer's array: the capsules (they keep the structs alive, and
     /// release the array if it is never moved) and the structs in them.
     /// `device` is the struct ArrowDeviceArray around `array`, or NULL for
@@ -67,35 +67,35 @@ enum Source {
 // SAFETY: the pointers point into the capsules (or the tensor) the source
 // owns; none of it is tied to a thread, and the exporter is only touched
 // under PyO3's borrow flag (one `&mut` at a time).
-unsafe impl Send for Source {}
+unsafe impl Send for Producer {}
 // SAFETY: as above: shared access reads nothing through the pointers.
-unsafe impl Sync for Source {}
+unsafe impl Sync for Producer {}
 
-impl Source {
+impl Producer {
     /// An array source's structs: the schema, the array, and the
     /// `ArrowDeviceArray` around the array (NULL for a plain
     /// `__arrow_c_array__` export); live while the source is.
     fn arrays(&mut self) -> Option<(*const ArrowSchema, *mut ArrowArray, *mut ArrowDeviceArray)> {
         match self {
-            Source::Array {
+            Producer::Array {
                 schema,
                 array,
                 device,
                 ..
             } => Some((*schema, *array, *device)),
-            Source::Structs(structs) => Some((
+            Producer::Structs(structs) => Some((
                 &raw const structs.schema,
                 &raw mut structs.device.array,
                 &raw mut structs.device,
             )),
-            Source::Stream { .. } | Source::Ready(_) | Source::Consumed => None,
+            Producer::Stream { .. } | Producer::Ready(_) | Producer::Consumed => None,
         }
     }
 }
 
-impl Drop for Source {
+impl Drop for Producer {
     fn drop(&mut self) {
-        if let Source::Ready(tensor) = *self {
+        if let Producer::Ready(tensor) = *self {
             // SAFETY: owned here and not handed out (taking it replaces
             // the source with `Consumed`).
             unsafe { managed::delete(tensor) };
@@ -125,8 +125,8 @@ impl Options {
     /// The library's options for a consumer's `copy` (None, False, True).
     /// Built here, valid by construction: the library's own functions are
     /// called directly, not through the C ABI's checks of C options.
-    fn for_copy(self, copy: Option<bool>) -> ExportOptions {
-        ExportOptions {
+    fn for_copy(self, copy: Option<bool>) -> ExportPolicy {
+        ExportPolicy {
             copy: copy_policy(copy),
             order: self.order,
             fill: self.fill,
@@ -162,7 +162,7 @@ pub(super) fn copy_policy(copy: Option<bool>) -> ArrowDlpackCopy {
 /// once.
 #[pyclass(module = "arrow_dlpack", name = "DLPackExporter", subclass)]
 pub struct DLPackExporter {
-    source: Source,
+    source: Producer,
     options: Options,
     /// `(device_type, device_id)`, DLPack numbering; kept after consumption.
     device: Device,
@@ -176,7 +176,7 @@ impl DLPackExporter {
         // SAFETY: a live tensor (the caller's).
         let device = unsafe { tensor.as_ref() }.dl_tensor().device;
         DLPackExporter {
-            source: Source::Ready(tensor),
+            source: Producer::Ready(tensor),
             options: Options::default(),
             device: dlpack_device(device.device_type, i64::from(device.device_id)),
             via: "a finished tensor",
@@ -211,22 +211,22 @@ impl DLPackExporter {
         }
         let arrays = self.source.arrays();
         let tensor = match self.source {
-            Source::Consumed => {
+            Producer::Consumed => {
                 return Err(PyBufferError::new_err(
                     "this arrow_dlpack exporter was already consumed; call to_dlpack again",
                 ));
             }
-            Source::Ready(tensor) => return self.take_ready(tensor, versioned, stream, copy),
-            Source::Stream { stream: s, .. } => {
+            Producer::Ready(tensor) => return self.take_ready(tensor, versioned, stream, copy),
+            Producer::Stream { stream: s, .. } => {
                 cpu_stream(stream)?;
                 let options = self.options.for_copy(copy);
                 // SAFETY: a live stream (its capsule is held); the library
                 // reads it to its end and never releases it.
                 let tensor = unsafe { in_flavour!(versioned, stream_tensor, (&mut *s, &options)) };
-                self.source = Source::Consumed; // read, whatever happened
+                self.source = Producer::Consumed; // read, whatever happened
                 tensor
             }
-            Source::Array { .. } | Source::Structs(_) => {
+            Producer::Array { .. } | Producer::Structs(_) => {
                 let (schema, array, device) = arrays.expect("an array source");
                 // SAFETY: NULL or the producer's live device struct.
                 let on_device = unsafe { device.as_mut() }.filter(|_| self.device != CPU);
@@ -250,7 +250,7 @@ impl DLPackExporter {
         // still ours.
         let tensor = tensor.map_err(buffer_error)?;
         // The array moved into the tensor: the structs (or capsules) go now.
-        self.source = Source::Consumed;
+        self.source = Producer::Consumed;
         Ok(tensor)
     }
 
@@ -319,7 +319,7 @@ impl DLPackExporter {
             ));
         }
         // Handed out: the old source must not delete it.
-        std::mem::forget(std::mem::replace(&mut self.source, Source::Consumed));
+        std::mem::forget(std::mem::replace(&mut self.source, Producer::Consumed));
         Ok(tensor.cast())
     }
 }
@@ -365,7 +365,7 @@ unsafe fn export_device_tensor<M: Managed>(
 unsafe fn array_tensor<M: Managed>(
     array: &mut ArrowArray,
     schema: &ArrowSchema,
-    options: &ExportOptions,
+    options: &ExportPolicy,
 ) -> Result<NonNull<M>, Error> {
     // SAFETY: forwarded from the caller.
     unsafe { export::export_with::<M>(array, schema, options) }.map(|made| made.tensor)
@@ -377,7 +377,7 @@ unsafe fn array_tensor<M: Managed>(
 /// As `export::export_stream`.
 unsafe fn stream_tensor<M: Managed>(
     stream: &mut ArrowArrayStream,
-    options: &ExportOptions,
+    options: &ExportPolicy,
 ) -> Result<NonNull<M>, Error> {
     // SAFETY: forwarded from the caller.
     unsafe { export::export_stream::<M>(stream, options) }.map(|made| made.tensor)
@@ -457,17 +457,17 @@ impl DLPackExporter {
     /// no Arrow type) or a type the library cannot read.
     fn __arrow_c_schema__<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         match &mut self.source {
-            Source::Stream { stream, .. } => {
+            Producer::Stream { stream, .. } => {
                 // A stream's schema may be asked for any number of times.
                 // SAFETY: a live stream, held by its capsule.
                 let reader = unsafe { crate::arrow::stream::Reader::open(&mut **stream) }
                     .map_err(buffer_error)?;
                 super::schema_capsule(py, &reader.schema)
             }
-            Source::Consumed => Err(PyBufferError::new_err(
+            Producer::Consumed => Err(PyBufferError::new_err(
                 "this arrow_dlpack exporter was already consumed; call to_dlpack again",
             )),
-            Source::Ready(_) => Err(PyBufferError::new_err(
+            Producer::Ready(_) => Err(PyBufferError::new_err(
                 "this exporter holds a finished DLPack tensor, which has no Arrow type",
             )),
             source => {
@@ -480,7 +480,7 @@ impl DLPackExporter {
 
     fn __repr__(&self) -> String {
         let state = match self.source {
-            Source::Consumed => "consumed",
+            Producer::Consumed => "consumed",
             _ => "not consumed",
         };
         format!(
@@ -496,10 +496,10 @@ impl DLPackExporter {
 /// pyarrow's arrays by pyarrow's pointer export (see `super::pyarrow`),
 /// else the device protocol first (the only one that says where the data
 /// is), then the array protocol, then the stream.
-fn arrow_source(obj: &Bound<'_, PyAny>, slot: &mut Source) -> PyResult<(Device, &'static str)> {
+fn arrow_source(obj: &Bound<'_, PyAny>, slot: &mut Producer) -> PyResult<(Device, &'static str)> {
     if let Some(pyarrow) = super::pyarrow::exporter_of(obj) {
-        *slot = Source::Structs(Structs::empty());
-        let Source::Structs(structs) = slot else {
+        *slot = Producer::Structs(Structs::empty());
+        let Producer::Structs(structs) = slot else {
             unreachable!("just written")
         };
         super::pyarrow::export_into(obj, pyarrow, structs)?;
@@ -514,7 +514,7 @@ fn arrow_source(obj: &Bound<'_, PyAny>, slot: &mut Source) -> PyResult<(Device, 
         let device = capsule_pointer(&array, ARROW_DEVICE_ARRAY)?.cast::<ArrowDeviceArray>();
         // SAFETY: the producer's live struct, held by its capsule.
         let (facts, _) = device_facts(unsafe { &*device });
-        *slot = Source::Array {
+        *slot = Producer::Array {
             _capsules: (Held::new(schema), Held::new(array)),
             schema: schema_ptr,
             // SAFETY: a field of the live struct.
@@ -525,7 +525,7 @@ fn arrow_source(obj: &Bound<'_, PyAny>, slot: &mut Source) -> PyResult<(Device, 
     }
     if let Some(export) = type_attribute(&kind, intern!(py, "__arrow_c_array__")) {
         let (schema, array) = capsule_pair(&call_with(&export, obj)?)?;
-        *slot = Source::Array {
+        *slot = Producer::Array {
             schema: capsule_pointer(&schema, ARROW_SCHEMA)?.cast(),
             array: capsule_pointer(&array, ARROW_ARRAY)?.cast(),
             device: ptr::null_mut(),
@@ -537,7 +537,7 @@ fn arrow_source(obj: &Bound<'_, PyAny>, slot: &mut Source) -> PyResult<(Device, 
         // Read when a consumer asks: by the library, to its end.
         let capsule = obj.call_method0(intern!(py, "__arrow_c_stream__"))?;
         let stream = capsule_pointer(&capsule, ARROW_STREAM)?.cast();
-        *slot = Source::Stream {
+        *slot = Producer::Stream {
             _capsule: Held::new(capsule),
             stream,
         };
@@ -683,7 +683,7 @@ pub fn to_dlpack<'py>(
     let exporter = Bound::new(
         obj.py(),
         DLPackExporter {
-            source: Source::Consumed,
+            source: Producer::Consumed,
             options,
             device: CPU,
             via: "",
@@ -707,7 +707,7 @@ pub fn to_dlpack<'py>(
 /// array([ True, False,  True])
 #[pyfunction]
 pub fn validity(obj: &Bound<'_, PyAny>) -> PyResult<DLPackExporter> {
-    let mut source = Source::Consumed;
+    let mut source = Producer::Consumed;
     let (device, _) = arrow_source(obj, &mut source)?;
     // The mask of what `to_dlpack(obj)` gives its consumers (`copy=None`),
     // made without making that tensor.
@@ -723,7 +723,7 @@ pub fn validity(obj: &Bound<'_, PyAny>) -> PyResult<DLPackExporter> {
         Some((schema, array, _)) => unsafe { export::validity(&*array, &*schema, &options) },
         None => match source {
             // SAFETY: a live stream, held by `source`'s capsule.
-            Source::Stream { stream, .. } => unsafe {
+            Producer::Stream { stream, .. } => unsafe {
                 export::validity_stream(&mut *stream, &options)
             },
             _ => unreachable!("a producer's source"),
@@ -738,7 +738,7 @@ fn variable_options(
     dtype: Option<&Bound<'_, PyAny>>,
     copy: Option<bool>,
     mask: bool,
-) -> PyResult<ExportOptions> {
+) -> PyResult<ExportPolicy> {
     let mut options = Options {
         fill: null_value,
         dtype: dtype.map(dtype_of).transpose()?,
@@ -751,7 +751,7 @@ fn variable_options(
 
 /// A host array source's structs, or its stream; `BufferError` for
 /// device data (a variable-length column's offsets would be read).
-fn host_source(obj: &Bound<'_, PyAny>, source: &mut Source) -> PyResult<()> {
+fn host_source(obj: &Bound<'_, PyAny>, source: &mut Producer) -> PyResult<()> {
     let (device, _) = arrow_source(obj, source)?;
     if device != CPU {
         return Err(PyBufferError::new_err(format!(
@@ -785,7 +785,7 @@ pub fn to_jagged<'py>(
     copy: Option<bool>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let options = variable_options(null_value, dtype, copy, null_value.is_some())?;
-    let mut source = Source::Consumed;
+    let mut source = Producer::Consumed;
     host_source(obj, &mut source)?;
     let made = match source.arrays() {
         // SAFETY: live structs, held by `source`; moved on success.
@@ -794,7 +794,7 @@ pub fn to_jagged<'py>(
         },
         None => match &source {
             // SAFETY: a live stream, held by `source`'s capsule.
-            Source::Stream { stream, .. } => unsafe {
+            Producer::Stream { stream, .. } => unsafe {
                 export::export_jagged_stream::<DLManagedTensorVersioned>(&mut **stream, &options)
             },
             _ => unreachable!("a producer's source"),
@@ -838,12 +838,12 @@ pub fn to_padded<'py>(
     null_value: Option<f64>,
     dtype: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    use crate::options::{Padding, Side};
+    use crate::options::{Pad, Side};
     let padding = Side::named(side.unwrap_or("right"), Term::PadSide)
-        .and_then(|side| Padding::new(length, side, value, Term::PadLength))
+        .and_then(|side| Pad::new(length, side, value, Term::PadLength))
         .map_err(|e| PyValueError::new_err(e.message_for(Face::Python)))?;
     let options = variable_options(null_value, dtype, None, true)?;
-    let mut source = Source::Consumed;
+    let mut source = Producer::Consumed;
     host_source(obj, &mut source)?;
     let made = match source.arrays() {
         // SAFETY: live structs, held by `source`; moved on success.
@@ -857,7 +857,7 @@ pub fn to_padded<'py>(
         },
         None => match &source {
             // SAFETY: a live stream, held by `source`'s capsule.
-            Source::Stream { stream, .. } => unsafe {
+            Producer::Stream { stream, .. } => unsafe {
                 export::export_padded_stream::<DLManagedTensorVersioned>(
                     &mut **stream,
                     &options,

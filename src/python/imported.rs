@@ -22,12 +22,12 @@ use crate::device::is_host_readable;
 use crate::dlpack::read::Memory;
 use crate::import;
 use crate::managed::Managed;
-use crate::options::ImportOptions;
+use crate::options::ImportPolicy;
 
 /// The structs of an imported array, malloc'd (the C ABI's capsule
 /// destructor frees them with `free`: see `crate::capsule`): released and
 /// freed when dropped, unless handed to capsules first.
-struct Structs {
+struct CapsuleStructs {
     schema: NonNull<ArrowSchema>,
     /// A struct ArrowDeviceArray; its first member is the struct ArrowArray
     /// that `__arrow_c_array__` hands out.
@@ -36,20 +36,20 @@ struct Structs {
 
 // SAFETY: owned here alone; their release callbacks are the library's,
 // callable from any thread; access goes through PyO3's borrow flag.
-unsafe impl Send for Structs {}
+unsafe impl Send for CapsuleStructs {}
 // SAFETY: shared access reads plain fields only.
-unsafe impl Sync for Structs {}
+unsafe impl Sync for CapsuleStructs {}
 
-impl Structs {
+impl CapsuleStructs {
     /// Zeroed structs (released, NULL pointers: a valid value of every
     /// field) for the library to write; MemoryError if malloc fails.
-    fn new() -> PyResult<Structs> {
+    fn new() -> PyResult<CapsuleStructs> {
         let allocate = |size| NonNull::new(calloc(size));
         match (
             allocate(std::mem::size_of::<ArrowSchema>()),
             allocate(std::mem::size_of::<ArrowDeviceArray>()),
         ) {
-            (Some(schema), Some(array)) => Ok(Structs {
+            (Some(schema), Some(array)) => Ok(CapsuleStructs {
                 schema: schema.cast(),
                 array: array.cast(),
             }),
@@ -73,7 +73,7 @@ fn calloc(size: usize) -> *mut c_void {
     unsafe { libc::calloc(1, size) }
 }
 
-impl Drop for Structs {
+impl Drop for CapsuleStructs {
     fn drop(&mut self) {
         // SAFETY: malloc'd, owned here, not freed yet.
         unsafe {
@@ -93,7 +93,7 @@ impl Drop for Structs {
 #[pyclass(module = "arrow_dlpack", name = "ArrowArrayFromDLPack")]
 pub struct ArrowArrayFromDLPack {
     /// None once a consumer took them.
-    structs: Option<Structs>,
+    structs: Option<CapsuleStructs>,
     /// `(device_type, device_id)` of the data, DLPack numbering.
     #[pyo3(get)]
     device: Device,
@@ -491,13 +491,13 @@ pub fn from_jagged<'py>(
     let imported = (|| {
         let v = versioned_host(&values, values_device, "values")?;
         let o = versioned_host(&offsets, offsets_device, "offsets")?;
-        let structs = Structs::new()?;
+        let structs = CapsuleStructs::new()?;
         // SAFETY: malloc'd, zeroed structs, ours alone: writable.
         let (schema, struct_) =
             unsafe { (&mut *structs.schema.as_ptr(), &mut *structs.array.as_ptr()) };
-        let options = ImportOptions {
+        let options = ImportPolicy {
             copy: copy_policy(None),
-            ..ImportOptions::SHARE
+            ..ImportPolicy::SHARE
         };
         // SAFETY: live tensors, moved on success only; writable structs.
         unsafe { import::import_jagged(v, o, &options, &mut struct_.array, schema) }
@@ -561,7 +561,7 @@ fn import_tensor(
         }
     }
     let pointers: Vec<*const std::ffi::c_char> = names.iter().map(|n| n.as_ptr()).collect();
-    let structs = Structs::new()?;
+    let structs = CapsuleStructs::new()?;
     // SAFETY: malloc'd, zeroed structs, ours alone: writable.
     let (schema, struct_) =
         unsafe { (&mut *structs.schema.as_ptr(), &mut *structs.array.as_ptr()) };
@@ -569,7 +569,7 @@ fn import_tensor(
     // success only; writable out structs; the names outlive the call.
     let imported = unsafe {
         if versioned && host {
-            let options = ImportOptions {
+            let options = ImportPolicy {
                 copy: copy_policy(copy),
                 as_columns: columns,
                 column_names: match names.is_empty() {
