@@ -426,8 +426,8 @@ impl Batches {
         let batch = unsafe { read::read_batch(chunk, &self.table) }?;
         for (j, (piece, column)) in batch.columns.iter().zip(&self.table.columns).enumerate() {
             if !matches!(column.rows, Rows::Dense) {
-                // SAFETY: a piece of a live chunk.
-                unsafe { piece.check_rows(column) }.map_err(|e| {
+                // SAFETY: a piece of the live chunk just read.
+                unsafe { read::check_rows(column, std::slice::from_ref(piece)) }.map_err(|e| {
                     e.context(format_args!("{}", read::ColumnName(j, column.name())))
                 })?;
             }

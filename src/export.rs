@@ -734,28 +734,6 @@ unsafe fn variable_pieces(
     unsafe { column_pieces(column, chunks) }.map(|(pieces, _)| pieces)
 }
 
-/// Checks every piece's rows (layer 3), naming the chunk.
-///
-/// # Safety
-/// The pieces were read from live arrays of `column`.
-unsafe fn row_facts(
-    column: &ColumnType<'_>,
-    pieces: &[Piece],
-) -> Result<Vec<read::RowFacts>, Error> {
-    let many = pieces.len() > 1;
-    pieces
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            // SAFETY: forwarded from the caller.
-            unsafe { p.check_rows(column) }.map_err(|e| match many {
-                true => e.context(format_args!("chunk {i}")),
-                false => e,
-            })
-        })
-        .collect()
-}
-
 /// The jagged pair of `chunks` of a variable-length column.
 ///
 /// # Safety
@@ -784,7 +762,7 @@ pub unsafe fn jagged_of<M: Managed>(
 ) -> Result<MadeJagged<M>, Error> {
     let facts = match plan::jagged_follows_rows(column, pieces, options) {
         // SAFETY: pieces of live arrays.
-        true => Some(unsafe { row_facts(column, pieces) }?),
+        true => Some(unsafe { read::check_rows(column, pieces) }?),
         false => None,
     };
     let plan = plan::jagged(column, pieces, facts.as_deref(), options)?;
@@ -1072,7 +1050,7 @@ pub unsafe fn padded_of<M: Managed>(
 ) -> Result<Made<M>, Error> {
     use crate::copy::jagged::{self, ListRows};
     // SAFETY: pieces of live arrays.
-    let facts = unsafe { row_facts(column, pieces) }?;
+    let facts = unsafe { read::check_rows(column, pieces) }?;
     let plan = plan::padded(column, pieces, &facts, padding, options)?;
     let rows = ListRows::new(column, pieces);
     let count = rows.len();

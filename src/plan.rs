@@ -380,7 +380,7 @@ pub struct JaggedPlan {
 
 /// Whether a plan for these pieces may follow every offset (a copy of the
 /// offsets or of the values row by row, or null rows to look into): then
-/// [`Piece::check_rows`] must check them first, and its facts are
+/// [`read::check_rows`](crate::arrow::read::check_rows) must check them first, and its facts are
 /// [`jagged`]'s `rows`. A share of an unsliced list reads two offsets.
 pub fn jagged_follows_rows(
     column: &ColumnType<'_>,
@@ -425,7 +425,7 @@ fn variable_nulls(pieces: &[Piece], fill: Option<[u8; 8]>) -> Result<(), Error> 
 /// A variable-length column's jagged tensor pair: values end to end and
 /// offsets from 0, shared where they can be (one chunk, its first offset
 /// 0, no conversion, nothing to fill or drop), else copied. `rows` are
-/// the facts of [`Piece::check_rows`] where [`jagged_follows_rows`] asked
+/// the facts of [`read::check_rows`](crate::arrow::read::check_rows) where [`jagged_follows_rows`] asked
 /// for them.
 pub fn jagged(
     column: &ColumnType<'_>,

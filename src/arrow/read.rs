@@ -1760,6 +1760,33 @@ impl Piece {
     }
 }
 
+/// Layer 3 of a variable-length column's pieces: every row's offsets (or
+/// views) followed and checked, a failure naming the chunk where there
+/// are several; the rows' facts. The only maker of [`RowFacts`], which the
+/// plans that follow rows take.
+///
+/// # Safety
+/// The pieces were read ([`read_piece`], [`read_batch`]) from live arrays
+/// of `column`, still live.
+pub unsafe fn check_rows(
+    column: &ColumnType<'_>,
+    pieces: &[Piece],
+) -> Result<Vec<RowFacts>, Error> {
+    let many = pieces.len() > 1;
+    pieces
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            // SAFETY: a piece of a live array of `column` (caller's
+            // contract).
+            unsafe { p.check_rows(column) }.map_err(|e| match many {
+                true => e.context(format_args!("chunk {i}")),
+                false => e,
+            })
+        })
+        .collect()
+}
+
 /// Where one row of a variable-length piece lies.
 #[derive(Debug, Clone, Copy)]
 pub struct Row {
@@ -1843,7 +1870,7 @@ impl Piece {
     /// # Safety
     /// The piece came from [`read_piece`] of `column` (a variable-length
     /// one); the buffers hold the entries the C Data Interface says.
-    pub unsafe fn check_rows(&self, column: &ColumnType<'_>) -> Result<RowFacts, Error> {
+    unsafe fn check_rows(&self, column: &ColumnType<'_>) -> Result<RowFacts, Error> {
         let mut facts = RowFacts::default();
         let Some(o) = self.offsets else {
             return Ok(facts); // an empty array without offsets
@@ -1943,7 +1970,7 @@ impl Piece {
     /// Where row `r` lies.
     ///
     /// # Safety
-    /// As [`Piece::check_rows`], which passed: every offset followed here
+    /// As [`check_rows`], which passed: every offset followed here
     /// was checked.
     #[inline(always)]
     pub unsafe fn row(&self, column: &ColumnType<'_>, r: usize) -> Row {

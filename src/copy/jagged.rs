@@ -6,7 +6,7 @@
 //! on its own (the offsets, a prefix sum, excepted), so that the work can
 //! be split over threads with the same result.
 //!
-//! ListRows are read through [`Piece::row`], after [`Piece::check_rows`]
+//! ListRows are read through [`Piece::row`], after [`read::check_rows`](crate::arrow::read::check_rows)
 //! checked every offset a kernel follows.
 
 use std::ops::Range;
@@ -27,7 +27,7 @@ pub struct ListRows<'p> {
 }
 
 impl<'p> ListRows<'p> {
-    /// The rows of `pieces`, whose rows [`Piece::check_rows`] checked.
+    /// The rows of `pieces`, whose rows [`read::check_rows`](crate::arrow::read::check_rows) checked.
     pub fn new(column: &'p ColumnType<'p>, pieces: &'p [Piece]) -> ListRows<'p> {
         ListRows {
             column,
