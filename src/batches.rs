@@ -536,7 +536,7 @@ impl Batches {
                     dtype: Some(dtype),
                     ..self.export
                 };
-                // SAFETY: as above.
+                // SAFETY: as for the block above, the pieces were read from `kept`, in order.
                 let made: Made<DLManagedTensorVersioned> = unsafe {
                     export::made(&input, &options, Hold::Kept(kept), Location::CPU.device)
                 }?;
@@ -551,7 +551,8 @@ impl Batches {
                             mask: self.options.fill_value().is_some(),
                             ..self.export
                         };
-                        // SAFETY: as above.
+                        // SAFETY: as for the block above, the pieces were read from `kept`, in
+                        // order.
                         let made: MadeJagged<DLManagedTensorVersioned> = unsafe {
                             export::jagged_of(column, &pieces, Hold::Kept(kept), &options)
                         }?;

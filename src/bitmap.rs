@@ -44,11 +44,13 @@ fn count_ones(bytes: &[u8]) -> usize {
             return unsafe { x86::count_avx512(bytes) };
         }
         if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: as above.
+            // SAFETY: as for the block above, the CPU supports every feature the function
+            // enables.
             return unsafe { x86::count_avx2(bytes) };
         }
         if std::arch::is_x86_feature_detected!("popcnt") {
-            // SAFETY: as above.
+            // SAFETY: as for the block above, the CPU supports every feature the function
+            // enables.
             return unsafe { x86::count_popcnt(bytes) };
         }
     }

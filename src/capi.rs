@@ -50,7 +50,8 @@ macro_rules! ffi_boundary {
                     "panic in {}; please report this bug",
                     $name
                 );
-                // SAFETY: as above.
+                // SAFETY: as for the block above, `error` is NULL or caller-provided writable
+                // storage (every entry point's contract).
                 unsafe { report(error, Some(&e)) };
                 ($failed)(Status::ARROW_DLPACK_INTERNAL_ERROR)
             }
@@ -133,7 +134,8 @@ pub unsafe extern "C" fn arrow_dlpack_export(
     schema: *const ArrowSchema,
     error: *mut ArrowDlpackError,
 ) -> *mut DLManagedTensor {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `arrow_dlpack_export`'s caller promises it: pointers are NULL or valid; the
+    // structs follow the C Data Interface.
     unsafe { export_host("arrow_dlpack_export", array, schema, error) }
 }
 
@@ -150,7 +152,8 @@ pub unsafe extern "C" fn arrow_dlpack_export_versioned(
     schema: *const ArrowSchema,
     error: *mut ArrowDlpackError,
 ) -> *mut DLManagedTensorVersioned {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `arrow_dlpack_export_versioned`'s caller promises it: pointers are NULL or valid;
+    // the structs follow the C Data Interface.
     unsafe { export_host("arrow_dlpack_export_versioned", array, schema, error) }
 }
 
@@ -195,7 +198,8 @@ pub unsafe extern "C" fn arrow_dlpack_export_device(
     sync_event: *mut *mut c_void,
     error: *mut ArrowDlpackError,
 ) -> *mut DLManagedTensorVersioned {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `arrow_dlpack_export_device`'s caller promises it: pointers are NULL or valid;
+    // the structs follow the C Device Data Interface.
     unsafe {
         export_device(
             "arrow_dlpack_export_device",
@@ -227,7 +231,8 @@ pub unsafe extern "C" fn arrow_dlpack_export_device_legacy(
     sync_event: *mut *mut c_void,
     error: *mut ArrowDlpackError,
 ) -> *mut DLManagedTensor {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `arrow_dlpack_export_device_legacy`'s caller promises it: pointers are NULL or
+    // valid; the structs follow the C Device Data Interface.
     unsafe {
         export_device(
             "arrow_dlpack_export_device_legacy",
@@ -301,7 +306,8 @@ pub unsafe extern "C" fn arrow_dlpack_export_with(
     options: *const ArrowDlpackExportOptions,
     error: *mut ArrowDlpackError,
 ) -> *mut DLManagedTensorVersioned {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `arrow_dlpack_export_with`'s caller promises it: pointers are NULL or valid; the
+    // structs follow the C Data Interface.
     unsafe { export_with("arrow_dlpack_export_with", array, schema, options, error) }
 }
 
@@ -320,7 +326,8 @@ pub unsafe extern "C" fn arrow_dlpack_export_with_legacy(
     options: *const ArrowDlpackExportOptions,
     error: *mut ArrowDlpackError,
 ) -> *mut DLManagedTensor {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `arrow_dlpack_export_with_legacy`'s caller promises it: as
+    // `arrow_dlpack_export_with`.
     unsafe {
         export_with(
             "arrow_dlpack_export_with_legacy",
@@ -350,7 +357,7 @@ unsafe fn export_with<M: Managed>(
         let options = ExportPolicy::from_c(c_options)?;
         // SAFETY: valid structs, per the caller's contract.
         let made = unsafe { export::export_with::<M>(array, schema, &options) }?;
-        // SAFETY: as above.
+        // SAFETY: as for the block above, valid structs, per the caller's contract.
         Ok(unsafe { hand_out(made, c_options) })
     })
 }
@@ -391,7 +398,8 @@ pub unsafe extern "C" fn arrow_dlpack_export_stream(
     options: *const ArrowDlpackExportOptions,
     error: *mut ArrowDlpackError,
 ) -> *mut DLManagedTensorVersioned {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `arrow_dlpack_export_stream`'s caller promises it: pointers are NULL or valid;
+    // the stream follows the C Stream Interface.
     unsafe { export_stream("arrow_dlpack_export_stream", stream, options, error) }
 }
 
@@ -406,7 +414,8 @@ pub unsafe extern "C" fn arrow_dlpack_export_stream_legacy(
     options: *const ArrowDlpackExportOptions,
     error: *mut ArrowDlpackError,
 ) -> *mut DLManagedTensor {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `arrow_dlpack_export_stream_legacy`'s caller promises it: as
+    // `arrow_dlpack_export_stream`.
     unsafe { export_stream("arrow_dlpack_export_stream_legacy", stream, options, error) }
 }
 
@@ -427,7 +436,7 @@ unsafe fn export_stream<M: Managed>(
         let options = ExportPolicy::from_c(c_options)?;
         // SAFETY: a live stream, per the caller's contract.
         let made = unsafe { export::export_stream::<M>(stream, &options) }?;
-        // SAFETY: as above.
+        // SAFETY: as for the block above, a live stream, per the caller's contract.
         Ok(unsafe { hand_out(made, c_options) })
     })
 }
@@ -564,7 +573,7 @@ pub unsafe extern "C" fn arrow_dlpack_export_jagged(
         // SAFETY: valid structs, per the caller's contract.
         let made =
             unsafe { export::export_jagged::<DLManagedTensorVersioned>(array, schema, &options) }?;
-        // SAFETY: as above.
+        // SAFETY: as for the block above, valid structs, per the caller's contract.
         Ok(unsafe { hand_out_jagged(made, out, c_options) })
     })
 }
@@ -599,7 +608,7 @@ pub unsafe extern "C" fn arrow_dlpack_export_jagged_stream(
             let made = unsafe {
                 export::export_jagged_stream::<DLManagedTensorVersioned>(stream, &options)
             }?;
-            // SAFETY: as above.
+            // SAFETY: as for the block above, a live stream, per the caller's contract.
             Ok(unsafe { hand_out_jagged(made, out, c_options) })
         }
     )
@@ -657,11 +666,11 @@ pub unsafe extern "C" fn arrow_dlpack_export_padded(
         // SAFETY: NULL or valid (the caller's contract).
         let c_options = unsafe { options.as_ref() };
         let options = ExportPolicy::from_c(c_options)?;
-        // SAFETY: as above.
+        // SAFETY: as for the block above, nULL or valid (the caller's contract).
         let padding = Pad::from_c(unsafe { padding.as_ref() })?;
         // SAFETY: valid structs, per the caller's contract.
         let made = unsafe { export::export_padded(array, schema, &options, &padding) }?;
-        // SAFETY: as above.
+        // SAFETY: as for the block above, valid structs, per the caller's contract.
         Ok(unsafe { hand_out(made, c_options) })
     })
 }
@@ -689,11 +698,11 @@ pub unsafe extern "C" fn arrow_dlpack_export_padded_stream(
             // SAFETY: NULL or valid (the caller's contract).
             let c_options = unsafe { options.as_ref() };
             let options = ExportPolicy::from_c(c_options)?;
-            // SAFETY: as above.
+            // SAFETY: as for the block above, nULL or valid (the caller's contract).
             let padding = Pad::from_c(unsafe { padding.as_ref() })?;
             // SAFETY: a live stream, per the caller's contract.
             let made = unsafe { export::export_padded_stream(stream, &options, &padding) }?;
-            // SAFETY: as above.
+            // SAFETY: as for the block above, a live stream, per the caller's contract.
             Ok(unsafe { hand_out(made, c_options) })
         }
     )
@@ -892,7 +901,8 @@ unsafe fn import_into<M: Managed + 'static>(
     out_schema: *mut ArrowSchema,
 ) -> Result<crate::abi::DLDevice, Error> {
     let out_schema = non_null!(out_schema, as_mut)?;
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `import_into`'s caller promises it: `tensor`, when `Ok`, is live and the caller's
+    // to hand over; `out_schema` is NULL or valid for writes.
     unsafe { import::import_to_c(tensor?, memory, out_array, out_schema) }
 }
 

@@ -449,7 +449,7 @@ mod tests {
             format!("{}", Term::FillAdvice).repeat(60)
         );
         long.write_to(&mut out);
-        // SAFETY: as above.
+        // SAFETY: as for the block above, nUL-terminated by `write_to`.
         let text = unsafe { CStr::from_ptr(out.message.as_ptr()) };
         assert_eq!(text.to_bytes().len(), MESSAGE_CAPACITY - 1);
         assert!(

@@ -40,7 +40,8 @@ pub unsafe fn export<M: Managed>(
     array: &mut ArrowArray,
     schema: &ArrowSchema,
 ) -> Result<NonNull<M>, Error> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `export`'s caller promises it: `array` and `schema` are valid (the C Data
+    // Interface's guarantees).
     unsafe { share(array, schema, Location::CPU) }
 }
 
@@ -54,7 +55,8 @@ pub unsafe fn export_device<M: Managed>(
     schema: &ArrowSchema,
 ) -> Result<(NonNull<M>, *mut c_void), Error> {
     let device = read::device_of(array)?;
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `export_device`'s caller promises it: `array` and `schema` are valid (the C
+    // Device Data Interface's guarantees).
     let tensor = unsafe { share(&mut array.array, schema, Location { device }) }?;
     Ok((tensor, array.sync_event))
 }
@@ -77,7 +79,7 @@ impl Hold<'_, '_> {
     /// The arrays are live.
     unsafe fn finish(self) {
         if let Hold::Move(arrays) = self {
-            // SAFETY: forwarded from the caller.
+            // SAFETY: `finish`'s caller promises it: the arrays are live.
             unsafe { release_rest(arrays) };
         }
     }
@@ -94,14 +96,17 @@ unsafe fn share<M: Managed>(
     schema: &ArrowSchema,
     location: Location,
 ) -> Result<NonNull<M>, Error> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `share`'s caller promises it: as `export`'s: `array` and `schema` are valid (the
+    // C Data Interface's guarantees).
     if let Some(flat) = unsafe { read::read_flat(array, schema, location) }? {
         // SAFETY: the data is the array's memory.
         return unsafe { share_flat(array, &flat, location) };
     }
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `share`'s caller promises it: as `export`'s: `array` and `schema` are valid (the
+    // C Data Interface's guarantees).
     let column = unsafe { read::column_type(schema, Accept::default()) }?;
-    // SAFETY: as above.
+    // SAFETY: as for the block above, `share`'s caller promises it: as `export`'s: `array` and
+    // `schema` are valid (the C Data Interface's guarantees).
     let piece = unsafe { read::read_piece(array, &column, None, location, Mode::default()) }?;
     let dtype = column.values.dtype;
     let dims = plan::shared_dims(column.values, &piece);
@@ -161,7 +166,8 @@ pub unsafe fn export_with<M: Managed>(
     // other input, and any failure, takes the path below, which decides
     // and reports with every option in view.
     if options.copy != ArrowDlpackCopy::ARROW_DLPACK_COPY_ALWAYS && !options.mask {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `export_with`'s caller promises it: as `export`'s: `array` and `schema` are
+        // valid (the C Data Interface's guarantees).
         if let Ok(Some(flat)) = unsafe { read::read_flat(array, schema, Location::CPU) } {
             if options.dtype.is_none_or(|t| t == flat.dtype) {
                 // SAFETY: the data is the array's memory.
@@ -170,7 +176,8 @@ pub unsafe fn export_with<M: Managed>(
             }
         }
     }
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `export_with`'s caller promises it: as `export`'s: `array` and `schema` are valid
+    // (the C Data Interface's guarantees).
     let ty = unsafe { read::read_type(schema, accept(options)) }?;
     // SAFETY: as above: a chunk of one.
     unsafe { export_chunks(&ty, &mut [array], options) }
@@ -210,7 +217,7 @@ unsafe fn read_stream<R>(
     options: &ExportPolicy,
     then: impl FnOnce(&Type<'_>, &mut [&mut ArrowArray]) -> Result<R, Error>,
 ) -> Result<R, Error> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `read_stream`'s caller promises it: `stream` is a live C stream.
     let reader = unsafe { Reader::open(stream) }?;
     // SAFETY: the stream's schema, live while the reader is.
     let ty = unsafe { read_type(&reader.schema, options) }?;
@@ -228,7 +235,7 @@ unsafe fn dense_type<'s>(
     schema: &'s ArrowSchema,
     options: &ExportPolicy,
 ) -> Result<Type<'s>, Error> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `dense_type`'s caller promises it: `schema` is valid.
     unsafe { read::read_type(schema, accept(options)) }
 }
 
@@ -244,7 +251,8 @@ pub unsafe fn export_chunks<M: Managed>(
     chunks: &mut [&mut ArrowArray],
     options: &ExportPolicy,
 ) -> Result<Made<M>, Error> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `export_chunks`'s caller promises it: `chunks` are live arrays of the schema `ty`
+    // was read from.
     let input = unsafe { Input::read(ty, chunks) }?;
     // SAFETY: the input was read from `chunks`, in order.
     unsafe { made(&input, options, Hold::Move(chunks), Location::CPU.device) }
@@ -265,12 +273,14 @@ impl<'a, 's> Input<'a, 's> {
     pub unsafe fn read(ty: &'a Type<'s>, chunks: &[&mut ArrowArray]) -> Result<Self, Error> {
         Ok(match ty {
             Type::Column(column) => {
-                // SAFETY: forwarded from the caller.
+                // SAFETY: `read`'s caller promises it: `chunks` are live arrays of the schema
+                // `ty` was read from.
                 let (pieces, rows) = unsafe { column_pieces(column, chunks) }?;
                 Input::Column(column, pieces, rows)
             }
             Type::Table(table) => {
-                // SAFETY: forwarded from the caller.
+                // SAFETY: `read`'s caller promises it: `chunks` are live arrays of the schema
+                // `ty` was read from.
                 let (batches, rows) = unsafe { table_batches(table, chunks) }?;
                 Input::Table(table, batches, rows)
             }
@@ -316,7 +326,8 @@ pub unsafe fn made<M: Managed>(
     device: DLDevice,
 ) -> Result<Made<M>, Error> {
     let plan = input.plan(options)?;
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `made`'s caller promises it: the input was read from the live arrays `hold`
+    // names, in order.
     unsafe { make(&plan, || input.layout(&plan), hold, device) }
 }
 
@@ -330,7 +341,7 @@ unsafe fn mask_of(
     options: &ExportPolicy,
 ) -> Result<NonNull<DLManagedTensorVersioned>, Error> {
     let plan = input.plan(&for_mask(options))?;
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `mask_of`'s caller promises it: the input's pieces address live memory.
     unsafe { mask(&plan, &input.layout(&plan)) }
 }
 
@@ -539,11 +550,12 @@ pub unsafe fn validity(
     schema: &ArrowSchema,
     options: &ExportPolicy,
 ) -> Result<NonNull<DLManagedTensorVersioned>, Error> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `validity`'s caller promises it: as `export`'s: `array` and `schema` are valid
+    // (the C Data Interface's guarantees).
     let ty = unsafe { read::read_type(schema, accept(options)) }?;
     // SAFETY: the array is only read; a shallow copy, never released.
     let mut borrowed = unsafe { std::ptr::read(array) };
-    // SAFETY: as above.
+    // SAFETY: as for the block above, the array is only read; a shallow copy, never released.
     unsafe { validity_of(&ty, &mut [&mut borrowed], options) }
 }
 
@@ -575,7 +587,8 @@ unsafe fn validity_of(
     chunks: &mut [&mut ArrowArray],
     options: &ExportPolicy,
 ) -> Result<NonNull<DLManagedTensorVersioned>, Error> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `validity_of`'s caller promises it: as `export_chunks`'s; the arrays are only
+    // read: `chunks` are live arrays of the schema `ty` was read from.
     let input = unsafe { Input::read(ty, chunks) }?;
     // SAFETY: the pieces address the live arrays.
     unsafe { mask_of(&input, options) }
@@ -614,7 +627,7 @@ unsafe fn variable_type<'s>(
     schema: &'s ArrowSchema,
     options: &ExportPolicy,
 ) -> Result<Type<'s>, Error> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `variable_type`'s caller promises it: `schema` is valid.
     let column = unsafe { read::column_type(schema, accept_variable(options)) }?;
     match column.rows.is_variable() {
         true => Ok(Type::Column(column)),
@@ -641,7 +654,8 @@ pub unsafe fn export_jagged<M: Managed>(
         && !options.mask
         && options.copy != ArrowDlpackCopy::ARROW_DLPACK_COPY_ALWAYS;
     if plain {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `export_jagged`'s caller promises it: as `export`'s: `array` and `schema` are
+        // valid (the C Data Interface's guarantees).
         if let Some(flat) = unsafe { read::read_flat_list(array, schema, Location::CPU) }? {
             // SAFETY: read from `array`, live.
             return unsafe { share_flat_list(array, &flat) };
@@ -698,9 +712,11 @@ pub unsafe fn export_jagged_chunks<M: Managed>(
     chunks: &mut [&mut ArrowArray],
     options: &ExportPolicy,
 ) -> Result<MadeJagged<M>, Error> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `export_jagged_chunks`'s caller promises it: `schema` is valid; `chunks` are live
+    // arrays of it.
     let ty = unsafe { variable_type(schema, options) }?;
-    // SAFETY: as above.
+    // SAFETY: as for the block above, `export_jagged_chunks`'s caller promises it: `schema` is
+    // valid; `chunks` are live arrays of it.
     unsafe { jagged_chunks(&ty, chunks, options) }
 }
 
@@ -730,7 +746,8 @@ unsafe fn variable_pieces(
     chunks: &[&mut ArrowArray],
 ) -> Result<Vec<Piece>, Error> {
     // The same reading as a dense column's, rows counted the same way.
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `variable_pieces`'s caller promises it: as `export_chunks`'s: `chunks` are live
+    // arrays of the schema `ty` was read from.
     unsafe { column_pieces(column, chunks) }.map(|(pieces, _)| pieces)
 }
 
@@ -744,7 +761,8 @@ unsafe fn jagged_chunks<M: Managed>(
     options: &ExportPolicy,
 ) -> Result<MadeJagged<M>, Error> {
     let column = ty.column()?;
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `jagged_chunks`'s caller promises it: as `export_chunks`'s: `chunks` are live
+    // arrays of the schema `ty` was read from.
     let pieces = unsafe { variable_pieces(column, chunks) }?;
     // SAFETY: the pieces were read from `chunks`, in order.
     unsafe { jagged_of(column, &pieces, Hold::Move(chunks), options) }
@@ -941,7 +959,8 @@ unsafe fn make_jagged<M: Managed>(
             if let Some(keeper) = keeper {
                 keeper.commit();
             }
-            // SAFETY: forwarded from the caller.
+            // SAFETY: `make_jagged`'s caller promises it: as `make`'s: `arrays[i]` is the live
+            // array chunk `i` of the layout was read from.
             unsafe { hold.finish() };
             Ok(jagged)
         }
@@ -994,9 +1013,11 @@ pub unsafe fn export_padded_chunks<M: Managed>(
     options: &ExportPolicy,
     padding: &Pad,
 ) -> Result<Made<M>, Error> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `export_padded_chunks`'s caller promises it: `schema` is valid; `chunks` are live
+    // arrays of it.
     let ty = unsafe { variable_type(schema, options) }?;
-    // SAFETY: as above.
+    // SAFETY: as for the block above, `export_padded_chunks`'s caller promises it: `schema` is
+    // valid; `chunks` are live arrays of it.
     unsafe { padded_chunks(&ty, chunks, options, padding) }
 }
 
@@ -1029,7 +1050,8 @@ unsafe fn padded_chunks<M: Managed>(
     padding: &Pad,
 ) -> Result<Made<M>, Error> {
     let column = ty.column()?;
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `padded_chunks`'s caller promises it: as `export_chunks`'s: `chunks` are live
+    // arrays of the schema `ty` was read from.
     let pieces = unsafe { variable_pieces(column, chunks) }?;
     // SAFETY: pieces of live arrays.
     let made = unsafe { padded_of(column, &pieces, options, padding) }?;

@@ -79,7 +79,7 @@ pub unsafe fn fixed_shape_tensor_json(schema: &ArrowSchema) -> Result<Option<&[u
 /// # Safety
 /// `*cursor` is valid for reading 4 bytes.
 unsafe fn read_i32(cursor: &mut *const u8) -> i32 {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `read_i32`'s caller promises it: `*cursor` is valid for reading 4 bytes.
     let value = unsafe { cursor.cast::<i32>().read_unaligned() };
     // SAFETY: within the block (caller's contract).
     *cursor = unsafe { cursor.add(4) };
@@ -89,7 +89,8 @@ unsafe fn read_i32(cursor: &mut *const u8) -> i32 {
 /// # Safety
 /// `*cursor` is at a length-prefixed byte string of the metadata block.
 unsafe fn bytes<'a>(cursor: &mut *const u8, entry: i32, what: &str) -> Result<&'a [u8], Error> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `bytes`'s caller promises it: `*cursor` is at a length-prefixed byte string of
+    // the metadata block.
     let len = unsafe { read_i32(cursor) };
     if !(0..=MAX_ENTRY_BYTES).contains(&len) {
         return Err(err!(

@@ -77,7 +77,8 @@ pub unsafe fn import_device<M: Managed + 'static>(
     out_array: &mut ArrowDeviceArray,
     out_schema: &mut ArrowSchema,
 ) -> Result<DLDevice, Error> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `import_device`'s caller promises it: as `import_to_c`'s: `tensor` is live and
+    // owned by the caller; `out_array`/`out_schema` are valid for writes.
     let device =
         unsafe { import_to_c(tensor, Memory::AnyDevice, &mut out_array.array, out_schema) }?;
     (out_array.device_type, out_array.device_id) = crate::device::to_arrow(device);
@@ -126,12 +127,13 @@ pub unsafe fn import_with(
     out_schema: &mut ArrowSchema,
 ) -> Result<DLDevice, Error> {
     if options.as_columns {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `import_with`'s caller promises it: as `import_to_c`'s: `tensor` is live and
+        // owned by the caller; `out_array`/`out_schema` are valid for writes.
         return unsafe { import_columns(tensor, options, out_array, out_schema) };
     }
     // SAFETY: live (caller's contract).
     let t = unsafe { tensor.as_ref() }.dl_tensor();
-    // SAFETY: as above.
+    // SAFETY: as for the block above, live (caller's contract).
     let plan = unsafe { read::plan_for_copy(t, Memory::HostReadable) }?;
     let needed = match (&plan.unshareable, plan.dtype.is_bit_packed()) {
         (Some(why), _) => Some(why.message().to_string()),
@@ -146,7 +148,8 @@ pub unsafe fn import_with(
         (None, policy) => policy == ArrowDlpackCopy::ARROW_DLPACK_COPY_ALWAYS,
     };
     if !copy {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `import_with`'s caller promises it: as `import_to_c`'s: `tensor` is live and
+        // owned by the caller; `out_array`/`out_schema` are valid for writes.
         return unsafe { import_to_c(tensor, Memory::HostReadable, out_array, out_schema) };
     }
     // Whether the tensor's memory is already in the copy's order.
@@ -229,11 +232,11 @@ pub unsafe fn import_jagged(
     let at = |what: &str, e: Error| e.context(format_args!("{what}"));
     // SAFETY: live (caller's contract); only read.
     let o = unsafe { offsets.as_ref() }.dl_tensor();
-    // SAFETY: as above.
+    // SAFETY: as for the block above, live (caller's contract); only read.
     let (plan, large) = unsafe { read::offsets_plan(o) }.map_err(|e| at("offsets", e))?;
     // SAFETY: live (caller's contract); only read.
     let v = unsafe { values.as_ref() }.dl_tensor();
-    // SAFETY: as above.
+    // SAFETY: as for the block above, live (caller's contract); only read.
     let values_plan =
         unsafe { read::plan_for_copy(v, Memory::HostReadable) }.map_err(|e| at("values", e))?;
     // The offsets, where the list will read them: shared, or gathered
@@ -502,7 +505,7 @@ unsafe fn import_columns(
             }
         })
         .collect();
-    // SAFETY: as above.
+    // SAFETY: as for the block above, live and owned (caller's contract); not used after this.
     unsafe {
         std::ptr::write(out_array, write::struct_array(rows, children, anchor));
         std::ptr::write(out_schema, schema());

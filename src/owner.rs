@@ -699,7 +699,7 @@ mod tests {
         }
         // The legacy flavour has no flags, and the same owner.
         let (t, bytes) = own::<DLManagedTensor>(F64, &dims(&[2]), 16, false).unwrap();
-        // SAFETY: as above.
+        // SAFETY: as for the block above, a live tensor made above, its bytes `n * 8` long.
         unsafe {
             bytes.cast::<[f64; 2]>().write([1.0, 2.0]);
             crate::managed::delete(t);

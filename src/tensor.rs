@@ -281,7 +281,8 @@ struct Imported {
 // SAFETY: its release may run on any thread (the C Data Interface), and it
 // is never read through this wrapper.
 unsafe impl Send for Imported {}
-// SAFETY: as above.
+// SAFETY: as for the block above, its release may run on any thread (the C Data Interface), and
+// it is never read through this wrapper.
 unsafe impl Sync for Imported {}
 impl std::panic::RefUnwindSafe for Imported {}
 
@@ -484,7 +485,8 @@ fn with_chunks<T>(
     // SAFETY: arrow-rs's structs have the C layout (asserted below) and
     // are valid for the call.
     let schema = unsafe { &*(&raw const schema).cast::<ArrowSchema>() };
-    // SAFETY: as above.
+    // SAFETY: as for the block above, arrow-rs's structs have the C layout (asserted below) and
+    // are valid for the call.
     let mut c_arrays: Vec<&mut ArrowArray> = arrays
         .iter_mut()
         .map(|a| unsafe { &mut *(a as *mut FFI_ArrowArray).cast::<ArrowArray>() })

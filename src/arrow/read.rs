@@ -184,7 +184,8 @@ impl Values {
 /// Both are valid schemas (their formats and names C strings, their
 /// children and dictionaries valid where not NULL).
 pub unsafe fn same_type(a: &ArrowSchema, b: &ArrowSchema) -> bool {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `same_type`'s caller promises it: both are valid schemas (their formats and names
+    // C strings, their children and dictionaries valid where not NULL).
     unsafe {
         let text = |p: *const std::ffi::c_char| (!p.is_null()).then(|| CStr::from_ptr(p));
         if text(a.format) != text(b.format) || text(a.name) != text(b.name) {
@@ -329,13 +330,18 @@ pub unsafe fn read_type(schema: &ArrowSchema, accept: Accept) -> Result<Type<'_>
     if schema.release.is_none() {
         return Err(released_schema());
     }
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `read_type`'s caller promises it: `schema` is valid for reads and follows the C
+    // Data Interface as far as it is trusted (see the module documentation).
     let format = unsafe { format_of(schema) }?;
     if accept.table && format == b"+s" && schema.dictionary.is_null() {
-        // SAFETY: as above.
+        // SAFETY: as for the block above, `read_type`'s caller promises it: `schema` is valid
+        // for reads and follows the C Data Interface as far as it is trusted (see the module
+        // documentation).
         return unsafe { table_type(schema, accept) }.map(Type::Table);
     }
-    // SAFETY: as above.
+    // SAFETY: as for the block above, `read_type`'s caller promises it: `schema` is valid for
+    // reads and follows the C Data Interface as far as it is trusted (see the module
+    // documentation).
     unsafe { column_type(schema, accept) }.map(Type::Column)
 }
 
@@ -352,7 +358,8 @@ pub unsafe fn column_type(schema: &ArrowSchema, accept: Accept) -> Result<Column
     // SAFETY: `schema` is valid (caller's contract); its metadata block
     // is read only through checked lengths.
     let tensor_json = unsafe { extension::fixed_shape_tensor_json(schema) }?;
-    // SAFETY: as above.
+    // SAFETY: as for the block above, `schema` is valid (caller's contract); its metadata block
+    // is read only through checked lengths.
     let format = unsafe { format_of(schema) }?;
     let parsed = dtype::classify(format, accept)?;
     let dictionary = !schema.dictionary.is_null();
@@ -383,11 +390,15 @@ pub unsafe fn column_type(schema: &ArrowSchema, accept: Accept) -> Result<Column
     let (rows, values) = match parsed {
         Format::Primitive(_) | Format::FixedSizeList(_) => (
             Rows::Dense,
-            // SAFETY: forwarded from the caller.
+            // SAFETY: `column_type`'s caller promises it: as `read_type`'s: `schema` is valid
+            // for reads and follows the C Data Interface as far as it is trusted (see the
+            // module documentation).
             unsafe { values_type(schema, parsed, tensor_json, inner, 0) }?,
         ),
         Format::List { large } | Format::ListView { large } => {
-            // SAFETY: forwarded from the caller.
+            // SAFETY: `column_type`'s caller promises it: as `read_type`'s: `schema` is valid
+            // for reads and follows the C Data Interface as far as it is trusted (see the
+            // module documentation).
             let child = unsafe { only_child(schema, format) }?;
             // SAFETY: a valid child schema (trusted when non-NULL).
             let values = unsafe {
@@ -414,7 +425,9 @@ pub unsafe fn column_type(schema: &ArrowSchema, accept: Accept) -> Result<Column
             (rows, values)
         }
         Format::Binary { .. } | Format::BinaryView => {
-            // SAFETY: forwarded from the caller.
+            // SAFETY: `column_type`'s caller promises it: as `read_type`'s: `schema` is valid
+            // for reads and follows the C Data Interface as far as it is trusted (see the
+            // module documentation).
             unsafe { no_children(schema, format) }?;
             let rows = match parsed {
                 Format::Binary { large } => Rows::Binary { large },
@@ -524,7 +537,7 @@ unsafe fn values_type(
         match parsed {
             Format::Primitive(t) => {
                 if schema.n_children != 0 {
-                    // SAFETY: as above.
+                    // SAFETY: as for the block above, a valid schema (trusted when reached).
                     let format = unsafe { format_of(schema) }.map_err(at)?;
                     return Err(at(err!(
                         ARROW_DLPACK_INVALID_ARROW,
@@ -543,9 +556,11 @@ unsafe fn values_type(
                         MAX_NDIM - 1
                     ));
                 }
-                // SAFETY: as above.
+                // SAFETY: as for the block above, a valid schema (trusted when reached).
                 let format = unsafe { format_of(schema) }.map_err(at)?;
-                // SAFETY: forwarded from the caller.
+                // SAFETY: `values_type`'s caller promises it: as `read_type`'s: `schema` is
+                // valid for reads and follows the C Data Interface as far as it is trusted (see
+                // the module documentation).
                 schema = unsafe { only_child(schema, format) }.map_err(at)?;
                 dims.push(size)?;
                 depth += 1;
@@ -555,7 +570,7 @@ unsafe fn values_type(
                 parsed = dtype::classify(format, accept).map_err(at)?;
             }
             _ => {
-                // SAFETY: as above.
+                // SAFETY: as for the block above, a valid child schema (trusted when non-NULL).
                 let format = unsafe { format_of(schema) }.map_err(at)?;
                 return Err(at(dtype::classify(format, Accept::default())
                     .err()
@@ -609,7 +624,8 @@ unsafe fn table_type(schema: &ArrowSchema, accept: Accept) -> Result<TableType<'
     for j in 0..n as usize {
         // SAFETY: `n` non-NULL entries (checked), valid schemas (trusted).
         let child = unsafe { &**schema.children.add(j) };
-        // SAFETY: as above.
+        // SAFETY: as for the block above, `n` non-NULL entries (checked), valid schemas
+        // (trusted).
         let column = unsafe { column_type(child, accept) }.map_err(|e| {
             // SAFETY: as above; a name is NULL or a C string.
             e.context(format_args!("{}", ColumnName(j, unsafe { name_of(child) })))
@@ -684,7 +700,7 @@ impl NullMap {
     /// The bitmap holds `first + count` bits.
     pub unsafe fn nulls(&self) -> usize {
         let bytes = (self.first + self.count).div_ceil(8);
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `nulls`'s caller promises it: the bitmap holds `first + count` bits.
         let bits = unsafe { std::slice::from_raw_parts(self.bitmap, bytes) };
         self.count - bitmap::count_set_bits(bits, self.first, self.count)
     }
@@ -694,7 +710,8 @@ impl NullMap {
     /// # Safety
     /// As [`NullMap::nulls`].
     pub unsafe fn first_null(&self) -> Option<usize> {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `first_null`'s caller promises it: as `nulls`'s: The bitmap holds `first +
+        // count` bits.
         (0..self.count).find(|&i| unsafe { !bitmap::bit(self.bitmap, self.first + i) })
     }
 }
@@ -1130,7 +1147,9 @@ pub unsafe fn read_flat(
         return Ok(None);
     }
     // The schema first: a primitive, or `+w:N` of one.
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `read_flat`'s caller promises it: as `read_type`'s and [`read_piece`]: `schema`
+    // is valid for reads and follows the C Data Interface as far as it is trusted (see the
+    // module documentation).
     let (dtype, list) = match unsafe { plain_primitive(schema) } {
         Some(t) => (t, None),
         None => {
@@ -1153,7 +1172,7 @@ pub unsafe fn read_flat(
             let Some(child) = (unsafe { (*schema.children).as_ref() }) else {
                 return Ok(None);
             };
-            // SAFETY: as above.
+            // SAFETY: as for the block above, one entry, NULL or a valid schema (trusted).
             match (child.release.is_some(), unsafe { plain_primitive(child) }) {
                 (true, Some(t)) => (t, Some(size)),
                 _ => return Ok(None),
@@ -1166,7 +1185,9 @@ pub unsafe fn read_flat(
     let mode = Mode::default();
     let (data, maps) = match list {
         None => {
-            // SAFETY: forwarded from the caller.
+            // SAFETY: `read_flat`'s caller promises it: as `read_type`'s and [`read_piece`]:
+            // `schema` is valid for reads and follows the C Data Interface as far as it is
+            // trusted (see the module documentation).
             unsafe { level_structure(array, LevelFormat::Dtype(dtype), 2, 0, false) }?;
             let covered = level_range(array, 0, array.length, 0, location, mode)?;
             let (data, _) = values_at(array, dtype, covered.first, array.length)?;
@@ -1189,7 +1210,9 @@ pub unsafe fn read_flat(
             }));
         }
         Some(size) => {
-            // SAFETY: forwarded from the caller.
+            // SAFETY: `read_flat`'s caller promises it: as `read_type`'s and [`read_piece`]:
+            // `schema` is valid for reads and follows the C Data Interface as far as it is
+            // trusted (see the module documentation).
             unsafe { level_structure(array, LevelFormat::FixedSizeList(size), 1, 1, false) }?;
             let covered = level_range(array, 0, array.length, 0, location, mode)?;
             let (Some(start), Some(count)) = (
@@ -1266,7 +1289,8 @@ pub unsafe fn read_piece(
     location: Location,
     mode: Mode,
 ) -> Result<Piece, Error> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `read_piece`'s caller promises it: `array` is valid for reads (the C Data
+    // Interface's guarantees, as far as they are trusted: see the module documentation).
     let unchecked = unsafe { read_levels(array, column, rows, location, mode) }?;
     // SAFETY: the piece just passed layers 1 and 2.
     unsafe { unchecked.count_nulls(mode.keep_nulls) }
@@ -1307,7 +1331,9 @@ unsafe fn read_levels(
     };
     match column.rows {
         Rows::Dense => {
-            // SAFETY: forwarded from the caller.
+            // SAFETY: `read_levels`'s caller promises it: as `read_piece`'s: `array` is valid
+            // for reads (the C Data Interface's guarantees, as far as they are trusted: see the
+            // module documentation).
             (piece.data, piece.bit_offset) = unsafe {
                 dense(
                     array,
@@ -1323,7 +1349,9 @@ unsafe fn read_levels(
             }?;
             piece.elements = piece.rows * column.values.row_elements();
         }
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `read_levels`'s caller promises it: as `read_piece`'s: `array` is valid for
+        // reads (the C Data Interface's guarantees, as far as they are trusted: see the module
+        // documentation).
         _ => unsafe { variable(array, column, range, location, mode, &mut piece) }?,
     }
     Ok(Unchecked(piece))
@@ -1357,7 +1385,9 @@ unsafe fn variable(
         Rows::Binary { .. } | Rows::BinaryView => (3, 0),
         Rows::Dense => unreachable!("dense columns are read by `dense`"),
     };
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `variable`'s caller promises it: as `read_piece`'s: `array` is valid for reads
+    // (the C Data Interface's guarantees, as far as they are trusted: see the module
+    // documentation).
     unsafe {
         level_structure(
             array,
@@ -1499,7 +1529,9 @@ unsafe fn variable(
             // SAFETY: a schema that passed layer 1: the list's child.
             let child_format =
                 unsafe { format_of(&**column.schema.children) }.map_err(|e| locate(1, e))?;
-            // SAFETY: forwarded from the caller.
+            // SAFETY: `variable`'s caller promises it: as `read_piece`'s: `array` is valid for
+            // reads (the C Data Interface's guarantees, as far as they are trusted: see the
+            // module documentation).
             (piece.data, piece.bit_offset) = unsafe {
                 dense(
                     child,
@@ -1603,7 +1635,7 @@ pub unsafe fn read_flat_list(
             let Some(child) = (unsafe { (*schema.children).as_ref() }) else {
                 return Ok(None);
             };
-            // SAFETY: as above.
+            // SAFETY: as for the block above, one entry, NULL or a valid schema (trusted).
             match (child.release.is_some(), unsafe { plain_primitive(child) }) {
                 (true, Some(t)) if !t.is_bit_packed() => (format == b"+L", Some(t)),
                 _ => return Ok(None),
@@ -1623,7 +1655,9 @@ pub unsafe fn read_flat_list(
         Some(_) => (2, 1),
         None => (3, 0),
     };
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `read_flat_list`'s caller promises it: as `read_type`'s and [`read_piece`]:
+    // `schema` is valid for reads and follows the C Data Interface as far as it is trusted (see
+    // the module documentation).
     unsafe {
         level_structure(
             array,
@@ -1709,7 +1743,8 @@ impl Unchecked {
     #[inline(always)]
     unsafe fn count_nulls(mut self, keep: bool) -> Result<Piece, Error> {
         if !self.0.maps.is_empty() {
-            // SAFETY: forwarded from the caller.
+            // SAFETY: `count_nulls`'s caller promises it: each bitmap holds its array's `offset
+            // + length` bits (trusted, as the C Data Interface says).
             unsafe { self.0.count_maps(keep) }?;
         }
         Ok(self.0)
@@ -1737,7 +1772,8 @@ impl Piece {
     unsafe fn count_maps(&mut self, keep: bool) -> Result<(), Error> {
         let mut total = 0;
         for map in &self.maps {
-            // SAFETY: forwarded from the caller.
+            // SAFETY: `count_maps`'s caller promises it: as `count_nulls`'s: Each bitmap holds
+            // its array's `offset + length` bits (trusted, as the C Data Interface says).
             let nulls = unsafe { map.nulls() };
             if map.rows {
                 self.null_rows += nulls;
@@ -1837,7 +1873,7 @@ impl Piece {
     /// The piece's row maps hold their bits.
     #[inline(always)]
     pub unsafe fn row_is_null(&self, r: usize) -> bool {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `row_is_null`'s caller promises it: the piece's row maps hold their bits.
         self.maps
             .iter()
             .any(|m| m.rows && unsafe { !bitmap::bit(m.bitmap, m.first + r) })
@@ -2068,7 +2104,9 @@ pub struct Batch {
 /// As [`read_piece`].
 pub unsafe fn read_batch(array: &ArrowArray, table: &TableType<'_>) -> Result<Batch, Error> {
     let all = 0..table.columns.len();
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `read_batch`'s caller promises it: as `read_piece`'s: `array` is valid for reads
+    // (the C Data Interface's guarantees, as far as they are trusted: see the module
+    // documentation).
     unsafe { read_batch_rows(array, table, None, all) }
 }
 
@@ -2191,7 +2229,9 @@ pub unsafe fn read_batch_rows(
         }
         let keep = Mode { keep_nulls: true };
         let range = Some((offset as i64, rows as i64));
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `read_batch_rows`'s caller promises it: as `read_batch`'s: as `read_piece`'s:
+        // `array` is valid for reads (the C Data Interface's guarantees, as far as they are
+        // trusted: see the module documentation).
         let piece =
             unsafe { read_levels(child, column, range, Location::CPU, keep) }.map_err(at)?;
         pieces.push(piece);

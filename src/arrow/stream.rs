@@ -67,7 +67,8 @@ impl<'a> Reader<'a> {
         let code = unsafe { get_schema(stream, &mut schema) };
         if code != 0 {
             // Not written: nothing to release.
-            // SAFETY: as above.
+            // SAFETY: as for the block above, the producer's callback, writing a schema we then
+            // own.
             return Err(unsafe { failure(stream, "get_schema", code) });
         }
         Ok(Reader {
@@ -112,7 +113,8 @@ impl<'a> Reader<'a> {
     /// As [`Reader::next`].
     pub unsafe fn rest(&self) -> Result<Vec<Chunk>, Error> {
         let mut chunks = Vec::new();
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `rest`'s caller promises it: as `next`'s: The stream is live (as it was when
+        // opened).
         while let Some(chunk) = unsafe { self.next() }? {
             chunks.push(chunk);
         }
@@ -142,7 +144,8 @@ pub unsafe fn next_array(
     // SAFETY: the producer's callback, writing an array we then own.
     let code = unsafe { get_next(stream, &mut array) };
     if code != 0 {
-        // SAFETY: as above.
+        // SAFETY: as for the block above, the producer's callback, writing an array we then
+        // own.
         return Err(unsafe { failure(stream, "get_next", code) });
     }
     Ok(array.release.is_some().then_some(array))

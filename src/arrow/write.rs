@@ -97,7 +97,8 @@ fn array(
         buffers: unsafe { (&raw mut (*private).buffers).cast() },
         children: match n_children {
             0 => ptr::null_mut(),
-            // SAFETY: as above.
+            // SAFETY: as for the block above, fields of the live allocation just made; the
+            // children's heap buffer stays put while the box lives.
             _ => unsafe { (*private).children.as_mut_ptr() },
         },
         dictionary: ptr::null_mut(),

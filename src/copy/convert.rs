@@ -241,7 +241,8 @@ pub unsafe fn convert(
     count: usize,
 ) {
     if from.is_bit_packed() {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `convert`'s caller promises it: `src` holds the elements, `dst` has room for
+        // `count` elements of `to`.
         return unsafe { bits_to(to, src, bit_offset, dst, count) };
     }
     if from.elem == to.elem {
@@ -260,7 +261,8 @@ pub unsafe fn convert(
 /// As [`convert`].
 unsafe fn bits_to(to: &DType, src: *const u8, bit_offset: usize, dst: *mut u8, count: usize) {
     if to.is_bit_packed() {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `bits_to`'s caller promises it: as `convert`'s: `src` holds the elements,
+        // `dst` has room for `count` elements of `to`.
         return unsafe { bits::unpack(src, bit_offset, dst, count) };
     }
     // SAFETY: as above; `D` is the type of the element kind.

@@ -15,7 +15,8 @@ pub unsafe fn gather(src: *const u8, shape: &[i64], strides: &[i64], width: usiz
     }
     let Some((&inner, outer)) = shape.split_last() else {
         // 0-D: one element.
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `gather`'s caller promises it: every element the shape and strides address
+        // lies in the tensor's memory (DLPack's guarantee); `dst` has room for all elements.
         return unsafe { dst.copy_from_nonoverlapping(src, width) };
     };
     let inner_stride = strides[shape.len() - 1];
@@ -71,7 +72,9 @@ pub unsafe fn gather_on(
     threads: usize,
 ) {
     let (Some(&rows), false) = (shape.first(), shape.contains(&0)) else {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `gather_on`'s caller promises it: as `gather`'s: Every element the shape and
+        // strides address lies in the tensor's memory (DLPack's guarantee); `dst` has room for
+        // all elements.
         return unsafe { gather(src, shape, strides, width, dst) };
     };
     let row_bytes = shape[1..].iter().product::<i64>() as usize * width;

@@ -81,7 +81,7 @@ impl<'p> ListRows<'p> {
 /// # Safety
 /// `offsets` holds entry `k`, written.
 unsafe fn offset_at(offsets: *const u8, large: bool, k: usize) -> usize {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `offset_at`'s caller promises it: `offsets` holds entry `k`, written.
     unsafe {
         match large {
             true => offsets.cast::<i64>().add(k).read() as usize,
@@ -110,7 +110,8 @@ pub unsafe fn offsets(rows: &ListRows<'_>, compact: bool, large: bool, dst: *mut
         }
     };
     put(0, 0);
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `offsets`'s caller promises it: `dst` has room for the entries; the total fits
+    // their type (the planner's check).
     unsafe {
         rows.each(0..rows.len(), |r, _, row| {
             if !(compact && row.null) {
@@ -191,7 +192,8 @@ pub unsafe fn values(
     out: &ValuesOut,
 ) {
     let element = rows.row_elements() * out.target.width();
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `values`'s caller promises it: `offsets` holds the rows' offsets; `out.dst` holds
+    // every value they count; the pieces are alive and checked.
     unsafe {
         rows.each(range, |r, piece, row| {
             if row.len == 0 || (compact && row.null) {
@@ -229,7 +231,8 @@ pub unsafe fn padded(
     let width = out.target.width();
     let element = rows.row_elements() * width;
     let row_bytes = length * element;
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `padded`'s caller promises it: `out.dst` holds the padded tensor; the pieces are
+    // alive and checked.
     unsafe {
         rows.each(range, |r, piece, row| {
             let dst = out.dst.add(r * row_bytes);
@@ -267,7 +270,8 @@ pub unsafe fn padded_mask(
     side: Side,
     dst: *mut u8,
 ) {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `padded_mask`'s caller promises it: `dst` holds the mask; the pieces are alive
+    // and checked.
     unsafe {
         rows.each(range, |r, piece, row| {
             let dst = dst.add(r * length);

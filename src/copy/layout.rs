@@ -227,7 +227,10 @@ impl<'p> Layout<'p> {
                 return piece.data.cast::<u8>().wrapping_add(first * source.width());
             }
         }
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `slice`'s caller promises it: as `write`'s; `scratch` has room for `n`
+        // elements: as `write_on`'s; no other writer touches these rows and columns at the same
+        // time: The pieces address live memory (their arrays are alive); `out`'s destination
+        // holds the whole tensor and no one else writes it meanwhile.
         // The scratch is read at once: through the cache.
         unsafe { self.put(out, j, piece, first, n, scratch, false) };
         scratch

@@ -45,7 +45,8 @@ pub struct Bytes {
 
 // SAFETY: plain memory, written once before it is shared, then only read.
 unsafe impl Send for Bytes {}
-// SAFETY: as above.
+// SAFETY: as for the block above, plain memory, written once before it is shared, then only
+// read.
 unsafe impl Sync for Bytes {}
 
 impl Bytes {

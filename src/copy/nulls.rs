@@ -58,7 +58,8 @@ unsafe fn for_each_null(map: &NullMap, mut f: impl FnMut(usize)) {
 /// `dst` has room for every element the map covers; its bitmap holds its
 /// bits.
 pub unsafe fn fill(dst: *mut u8, width: usize, value: &[u8; 8], map: &NullMap) {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `fill`'s caller promises it: `dst` has room for every element the map covers; its
+    // bitmap holds its bits.
     unsafe {
         for_each_null(map, |r| {
             repeat(
@@ -110,7 +111,8 @@ pub unsafe fn repeat(dst: *mut u8, width: usize, value: &[u8; 8], count: usize) 
 /// `dst` has room for every element the map covers; its bitmap holds its
 /// bits.
 pub unsafe fn clear(dst: *mut u8, map: &NullMap) {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `clear`'s caller promises it: `dst` has room for every element the map covers;
+    // its bitmap holds its bits.
     unsafe {
         for_each_null(map, |r| {
             dst.add(r * map.per_entry).write_bytes(0, map.per_entry);
@@ -143,7 +145,7 @@ mod tests {
         // SAFETY: 300 elements; 150 entries of 2.
         unsafe { fill(values.as_mut_ptr().cast(), 4, &(-1i64).to_ne_bytes(), &map) };
         let mut mask_bytes = vec![1u8; 300];
-        // SAFETY: as above.
+        // SAFETY: as for the block above, 300 elements; 150 entries of 2.
         unsafe { clear(mask_bytes.as_mut_ptr(), &map) };
         for e in 0..300 {
             let null = [0, 64, 100, 149].contains(&(e / 2));

@@ -552,7 +552,8 @@ unsafe fn untile(
     n: usize,
     outs: &[*mut u8],
 ) {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `untile`'s caller promises it: the elements are readable; each out has room for
+    // `n` elements.
     unsafe { monomorphic!(width, outs.len(), untile_typed(src, strides, n, outs)) }
 }
 

@@ -115,7 +115,8 @@ pub unsafe fn copy(src: *const u8, dst: *mut u8, n: usize) {
         // SAFETY: the CPU has AVX (checked); forwarded from the caller.
         return unsafe { copy_avx(src, dst, n) };
     }
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `copy`'s caller promises it: `src` is readable and `dst` writable for `n` bytes;
+    // they do not overlap.
     unsafe { std::ptr::copy_nonoverlapping(src, dst, n) }
 }
 

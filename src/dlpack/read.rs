@@ -58,7 +58,8 @@ pub struct TensorRows {
 /// `t` is a live tensor: `shape`/`strides` hold `ndim` entries when not
 /// NULL.
 pub unsafe fn plan(t: &DLTensor, memory: Memory) -> Result<TensorPlan, Error> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `plan`'s caller promises it: `t` is a live tensor: `shape`/`strides` hold `ndim`
+    // entries when not NULL.
     unsafe { read(t, memory, false) }
 }
 
@@ -70,7 +71,8 @@ pub unsafe fn plan(t: &DLTensor, memory: Memory) -> Result<TensorPlan, Error> {
 /// # Safety
 /// As [`plan`].
 pub unsafe fn plan_for_copy(t: &DLTensor, memory: Memory) -> Result<TensorPlan, Error> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `plan_for_copy`'s caller promises it: as `plan`'s: `t` is a live tensor:
+    // `shape`/`strides` hold `ndim` entries when not NULL.
     unsafe { read(t, memory, true) }
 }
 
@@ -82,7 +84,8 @@ pub unsafe fn plan_for_copy(t: &DLTensor, memory: Memory) -> Result<TensorPlan, 
 /// # Safety
 /// As [`plan`].
 pub unsafe fn offsets_plan(t: &DLTensor) -> Result<(TensorPlan, bool), Error> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `offsets_plan`'s caller promises it: as `plan`'s: `t` is a live tensor:
+    // `shape`/`strides` hold `ndim` entries when not NULL.
     let plan = unsafe { plan_for_copy(t, Memory::HostReadable) }?;
     let large = match plan.dtype.elem {
         dtype::Elem::I32 => false,
@@ -217,7 +220,7 @@ pub unsafe fn shape_strides(t: &DLTensor) -> (Vec<i64>, Vec<i64>) {
     // SAFETY: `ndim` entries, not NULL (checked by the plan).
     let shape = unsafe { std::slice::from_raw_parts(t.shape, ndim) }.to_vec();
     let strides = match t.strides.is_null() {
-        // SAFETY: as above.
+        // SAFETY: as for the block above, `ndim` entries, not NULL (checked by the plan).
         false => unsafe { std::slice::from_raw_parts(t.strides, ndim) }.to_vec(),
         true => {
             let mut s = vec![0; ndim];

@@ -353,7 +353,7 @@ unsafe fn export_device_tensor<M: Managed>(
     array: &mut ArrowDeviceArray,
     schema: &ArrowSchema,
 ) -> Result<NonNull<M>, Error> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `export_device_tensor`'s caller promises it: as `export::export_device`.
     unsafe { export::export_device::<M>(array, schema) }.map(|(tensor, _event)| tensor)
 }
 
@@ -367,7 +367,7 @@ unsafe fn array_tensor<M: Managed>(
     schema: &ArrowSchema,
     options: &ExportPolicy,
 ) -> Result<NonNull<M>, Error> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `array_tensor`'s caller promises it: as `export::export_with`.
     unsafe { export::export_with::<M>(array, schema, options) }.map(|made| made.tensor)
 }
 
@@ -379,7 +379,7 @@ unsafe fn stream_tensor<M: Managed>(
     stream: &mut ArrowArrayStream,
     options: &ExportPolicy,
 ) -> Result<NonNull<M>, Error> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `stream_tensor`'s caller promises it: as `export::export_stream`.
     unsafe { export::export_stream::<M>(stream, options) }.map(|made| made.tensor)
 }
 

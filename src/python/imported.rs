@@ -113,7 +113,7 @@ impl ArrowArrayFromDLPack {
         std::mem::forget(structs);
         // SAFETY: malloc'd structs of those kinds, handed over.
         let schema = unsafe { new_capsule(py, schema.cast(), ARROW_SCHEMA) };
-        // SAFETY: as above.
+        // SAFETY: as for the block above, malloc'd structs of those kinds, handed over.
         let array = unsafe { new_capsule(py, array.cast(), array_name) };
         Ok((schema?, array?))
     }
