@@ -14,6 +14,7 @@ use crate::abi::{
 use crate::arrow::read::{self, Accept, Batch, ColumnType, Location, Mode, Piece, TableType, Type};
 use crate::arrow::release::Release;
 use crate::arrow::stream::Reader;
+use crate::copy::jagged::ListRows;
 use crate::copy::layout::{Layout, Out};
 use crate::copy::threads;
 use crate::dtype;
@@ -802,17 +803,7 @@ unsafe fn make_jagged<M: Managed>(
     pieces: &[Piece],
     hold: Hold<'_, '_>,
 ) -> Result<MadeJagged<M>, Error> {
-    use crate::copy::jagged::{self, ListRows};
-    use plan::Part;
     let rows = ListRows::new(column, pieces);
-    let count = rows.len();
-    let cpu = Location::CPU.device;
-    let (offsets_dtype, offset_width) = match plan.large {
-        true => (&dtype::INT64, 8),
-        false => (&dtype::INT32, 4),
-    };
-    // The offsets and the values, once made (no `Vec`: see `ListRows`).
-    let mut made: [Option<NonNull<DLManagedTensorVersioned>>; 2] = [None, None];
     // A shared part's keep: a keeper of the moved array (committed once
     // everything is made), or the kept array's own.
     let mut hold = hold;
@@ -828,132 +819,24 @@ unsafe fn make_jagged<M: Managed>(
         (_, None) => (None, None),
     };
     let share = kept.as_ref().or(keeper.as_ref().map(owner::Keeper::kept));
-    let result = (|keeper: Option<&Arc<owner::Kept>>| -> Result<MadeJagged<M>, Error> {
-        let offsets_dims = crate::dims::Dims::matrix(count as i64 + 1, 1, true);
-        let mut offsets_dims = offsets_dims;
-        offsets_dims.truncate(1);
-        let (offsets, offsets_at) = match plan.offsets {
-            Part::Share => {
-                let o = pieces[plan.shared.unwrap_or(0)]
-                    .offsets
-                    .expect("a shared list has offsets");
-                let keeper = keeper.expect("a shared part has a keeper");
-                // SAFETY: the offsets lie in the kept array.
-                let t = unsafe {
-                    owner::share_kept::<M>(
-                        keeper,
-                        o.data.cast_mut().cast(),
-                        offsets_dtype.dl,
-                        cpu,
-                        (offsets_dims.shape(), offsets_dims.strides()),
-                    )
-                }?;
-                (t, o.data)
-            }
-            _ => {
-                let (t, dst) = owner::own::<M>(
-                    offsets_dtype.dl,
-                    &offsets_dims,
-                    (count + 1) * offset_width,
-                    plan.copying.pinned,
-                )?;
-                // SAFETY: room for `count + 1` entries; the rows checked.
-                unsafe { jagged::offsets(&rows, plan.compact, plan.large, dst) };
-                (t, dst.cast_const())
-            }
-        };
-        made[0] = Some(offsets.cast());
-        let element = column.values.row_elements() * plan.dtype.width();
-        let total = plan.dims.shape()[0] as usize;
-        let values = match plan.values {
-            Part::Share => {
-                let keeper = keeper.expect("a shared part has a keeper");
-                let data = pieces[plan.shared.unwrap_or(0)].data;
-                // SAFETY: the values lie in the kept array.
-                unsafe {
-                    owner::share_kept::<M>(
-                        keeper,
-                        data,
-                        plan.dtype.dl,
-                        cpu,
-                        (plan.dims.shape(), plan.dims.strides()),
-                    )
-                }?
-            }
-            Part::Range => {
-                let len = total.checked_mul(element).ok_or_else(|| {
-                    err!(
-                        ARROW_DLPACK_OUT_OF_MEMORY,
-                        "{total} list elements of {element} bytes overflow"
-                    )
-                })?;
-                let (t, dst) =
-                    owner::own::<M>(plan.dtype.dl, &plan.dims, len, plan.copying.pinned)?;
-                // Each chunk's covered values, a dense run of value rows.
-                let runs: Vec<Piece> = pieces.iter().map(Piece::values_run).collect();
-                let layout = Layout::tensor(&column.values, &runs);
-                if len > 0 {
-                    let out = Out::Values {
-                        dst,
-                        target: plan.dtype,
-                        fill: plan.fill,
-                    };
-                    // SAFETY: the tensor's own bytes hold every value row.
-                    unsafe { layout.write_on(out, plan.copying.threads) };
-                }
-                t
-            }
-            Part::Rows => {
-                let len = total.checked_mul(element).ok_or_else(|| {
-                    err!(
-                        ARROW_DLPACK_OUT_OF_MEMORY,
-                        "{total} list elements of {element} bytes overflow"
-                    )
-                })?;
-                let (t, dst) =
-                    owner::own::<M>(plan.dtype.dl, &plan.dims, len, plan.copying.pinned)?;
-                let out = jagged::ValuesOut {
-                    dst,
-                    target: plan.dtype,
-                    fill: plan.fill,
-                };
-                let at = threads::Src(offsets_at);
-                // SAFETY: the offsets just written place every row; the
-                // rows checked; each range written by one thread.
-                let write = |r| unsafe {
-                    jagged::values(&rows, r, plan.compact, (at.get(), plan.large), &out)
-                };
-                // Bytes a row, on average: what the split weighs.
-                let per_row = len / count.max(1);
-                threads::split(count, per_row, plan.copying.threads, write);
-                t
-            }
-        };
-        made[1] = Some(values.cast());
-        let mask = match plan.mask {
-            true => {
-                let dims = crate::dims::Dims::matrix(count as i64, 1, true);
-                let mut dims = dims;
-                dims.truncate(1);
-                let (m, dst) = owner::own::<DLManagedTensorVersioned>(
-                    dtype::BOOLEAN.dl,
-                    &dims,
-                    count,
-                    plan.copying.pinned,
-                )?;
-                // SAFETY: a byte a row.
-                unsafe { jagged::row_mask(&rows, 0..count, dst) };
-                Some(m)
-            }
-            false => None,
-        };
-        Ok(MadeJagged {
-            values,
-            offsets,
-            mask,
-            null_rows: pieces.iter().map(|p| p.null_rows).sum(),
+    // The steps, each tensor deleted if a later one fails.
+    let mut made: [Option<NonNull<M>>; 2] = [None, None];
+    // SAFETY: the pieces address live memory (`make_jagged`'s caller
+    // promises it), the shared parts inside `share`'s array.
+    let result = unsafe {
+        jagged_offsets(plan, pieces, &rows, share).and_then(|(offsets, at)| {
+            made[0] = Some(offsets);
+            let values = jagged_values(plan, column, pieces, &rows, share, at)?;
+            made[1] = Some(values);
+            let mask = jagged_mask(plan, &rows)?;
+            Ok(MadeJagged {
+                values,
+                offsets,
+                mask,
+                null_rows: pieces.iter().map(|p| p.null_rows).sum(),
+            })
         })
-    })(share);
+    };
     match result {
         Ok(jagged) => {
             if let Some(keeper) = keeper {
@@ -967,12 +850,174 @@ unsafe fn make_jagged<M: Managed>(
         Err(e) => {
             for t in made.into_iter().flatten() {
                 // SAFETY: made above, not handed out.
-                unsafe { managed::delete(t.cast::<M>()) };
+                unsafe { managed::delete(t) };
             }
             drop(keeper); // not committed: the caller's array untouched
             Err(e)
         }
     }
+}
+
+/// A jagged pair's first step, the offsets tensor: shared (`share` holds
+/// the array they lie in) or written from the rows (compacted and rebased
+/// as the plan says). Also where its entries lie, for the values' step.
+///
+/// # Safety
+/// The rows were checked (`read::check_rows`) where the plan writes
+/// offsets; a shared part lies in `share`'s array.
+unsafe fn jagged_offsets<M: Managed>(
+    plan: &plan::JaggedPlan,
+    pieces: &[Piece],
+    rows: &ListRows<'_>,
+    share: Option<&Arc<owner::Kept>>,
+) -> Result<(NonNull<M>, *const u8), Error> {
+    let count = rows.len();
+    let (dtype, width) = match plan.large {
+        true => (&dtype::INT64, 8),
+        false => (&dtype::INT32, 4),
+    };
+    let dims = vector(count + 1);
+    if let plan::Part::Share = plan.offsets {
+        let o = pieces[plan.shared.unwrap_or(0)]
+            .offsets
+            .expect("a shared list has offsets");
+        let keeper = share.expect("a shared part has a keeper");
+        // SAFETY: the offsets lie in the kept array (caller's contract).
+        let t = unsafe {
+            owner::share_kept::<M>(
+                keeper,
+                o.data.cast_mut().cast(),
+                dtype.dl,
+                Location::CPU.device,
+                (dims.shape(), dims.strides()),
+            )
+        }?;
+        return Ok((t, o.data));
+    }
+    let (t, dst) = owner::own::<M>(
+        dtype.dl,
+        &dims,
+        bytes_of(count + 1, width, "offsets")?,
+        plan.copying.pinned,
+    )?;
+    // SAFETY: room for `count + 1` entries; the rows checked (caller's
+    // contract).
+    unsafe { crate::copy::jagged::offsets(rows, plan.compact, plan.large, dst) };
+    Ok((t, dst.cast_const()))
+}
+
+/// A jagged pair's second step, the values tensor: shared, the pieces'
+/// covered values copied end to end (converted, nulls filled), or row by
+/// row where rows are dropped or gathered (placed by the offsets at
+/// `offsets_at`, on the copy's threads).
+///
+/// # Safety
+/// As [`jagged_offsets`]; `offsets_at` holds the offsets it made.
+unsafe fn jagged_values<M: Managed>(
+    plan: &plan::JaggedPlan,
+    column: &ColumnType<'_>,
+    pieces: &[Piece],
+    rows: &ListRows<'_>,
+    share: Option<&Arc<owner::Kept>>,
+    offsets_at: *const u8,
+) -> Result<NonNull<M>, Error> {
+    use plan::Part;
+    let element = column.values.row_elements() * plan.dtype.width();
+    let total = plan.dims.shape()[0] as usize;
+    if let Part::Share = plan.values {
+        let keeper = share.expect("a shared part has a keeper");
+        let data = pieces[plan.shared.unwrap_or(0)].data;
+        // SAFETY: the values lie in the kept array (caller's contract).
+        return unsafe {
+            owner::share_kept::<M>(
+                keeper,
+                data,
+                plan.dtype.dl,
+                Location::CPU.device,
+                (plan.dims.shape(), plan.dims.strides()),
+            )
+        };
+    }
+    let len = bytes_of(total, element, "list elements")?;
+    let (t, dst) = owner::own::<M>(plan.dtype.dl, &plan.dims, len, plan.copying.pinned)?;
+    match plan.values {
+        Part::Range if len > 0 => {
+            // Each chunk's covered values, a dense run of value rows.
+            let runs: Vec<Piece> = pieces.iter().map(Piece::values_run).collect();
+            let out = Out::Values {
+                dst,
+                target: plan.dtype,
+                fill: plan.fill,
+            };
+            // SAFETY: the tensor's own bytes hold every value row.
+            unsafe { Layout::tensor(&column.values, &runs).write_on(out, plan.copying.threads) };
+        }
+        Part::Rows => {
+            let count = rows.len();
+            let out = crate::copy::jagged::ValuesOut {
+                dst,
+                target: plan.dtype,
+                fill: plan.fill,
+            };
+            let at = threads::Src(offsets_at);
+            // SAFETY: the offsets written place every row; the rows
+            // checked (caller's contract); each range written by one
+            // thread.
+            let write = |r| unsafe {
+                crate::copy::jagged::values(rows, r, plan.compact, (at.get(), plan.large), &out)
+            };
+            // Bytes a row, on average: what the split weighs.
+            threads::split(count, len / count.max(1), plan.copying.threads, write);
+        }
+        _ => {}
+    }
+    Ok(t)
+}
+
+/// A jagged pair's third step, when asked for: the rows' validity mask
+/// (kDLBool, a byte a row).
+///
+/// # Safety
+/// The rows address live memory.
+unsafe fn jagged_mask(
+    plan: &plan::JaggedPlan,
+    rows: &ListRows<'_>,
+) -> Result<Option<NonNull<DLManagedTensorVersioned>>, Error> {
+    if !plan.mask {
+        return Ok(None);
+    }
+    let count = rows.len();
+    let (m, dst) = owner::own::<DLManagedTensorVersioned>(
+        dtype::BOOLEAN.dl,
+        &vector(count),
+        count,
+        plan.copying.pinned,
+    )?;
+    // SAFETY: a byte a row; the rows' maps hold their bits (caller's
+    // contract).
+    unsafe { crate::copy::jagged::row_mask(rows, 0..count, dst) };
+    Ok(Some(m))
+}
+
+/// The dims of a 1-D tensor of `n` elements.
+fn vector(n: usize) -> crate::dims::Dims {
+    let mut dims = crate::dims::Dims::matrix(n as i64, 1, true);
+    dims.truncate(1);
+    dims
+}
+
+/// `count` elements of `width` bytes, checked: the one size helper of the
+/// variable-length makers.
+fn bytes_of(count: usize, width: usize, what: &str) -> Result<usize, Error> {
+    count
+        .checked_mul(width)
+        .filter(|&n| n <= isize::MAX as usize)
+        .ok_or_else(|| {
+            err!(
+                ARROW_DLPACK_OUT_OF_MEMORY,
+                "{count} {what} of {width} bytes overflow"
+            )
+        })
 }
 
 /// Releases the arrays not moved into a tensor.
@@ -1070,7 +1115,7 @@ pub unsafe fn padded_of<M: Managed>(
     options: &ExportPolicy,
     padding: &Pad,
 ) -> Result<Made<M>, Error> {
-    use crate::copy::jagged::{self, ListRows};
+    use crate::copy::jagged;
     // SAFETY: pieces of live arrays.
     let facts = unsafe { read::check_rows(column, pieces) }?;
     let plan = plan::padded(column, pieces, &facts, padding, options)?;
@@ -1095,8 +1140,11 @@ pub unsafe fn padded_of<M: Managed>(
         }
         false => None,
     };
-    let bytes = count * plan.length * column.values.row_elements() * plan.dtype.width();
-    let made = owner::own::<M>(plan.dtype.dl, &plan.dims, bytes, plan.copying.pinned);
+    // `count * length` elements of a row's values (the plan checked the
+    // whole product).
+    let element = column.values.row_elements() * plan.dtype.width();
+    let made = bytes_of(count * plan.length, element, "padded elements")
+        .and_then(|bytes| owner::own::<M>(plan.dtype.dl, &plan.dims, bytes, plan.copying.pinned));
     let tensor = match made {
         Ok((t, dst)) => {
             let out = jagged::ValuesOut {
@@ -1108,7 +1156,7 @@ pub unsafe fn padded_of<M: Managed>(
             // rows; each range written by one thread.
             let write =
                 |r| unsafe { jagged::padded(&rows, r, plan.length, plan.side, plan.pad, &out) };
-            threads::split(count, bytes / count.max(1), plan.copying.threads, write);
+            threads::split(count, plan.length * element, plan.copying.threads, write);
             t
         }
         Err(e) => {
