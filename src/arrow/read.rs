@@ -1185,29 +1185,11 @@ pub unsafe fn read_flat(
     let mode = Mode::default();
     let (data, maps) = match list {
         None => {
-            // SAFETY: `read_flat`'s caller promises it: as `read_type`'s and [`read_piece`]:
-            // `schema` is valid for reads and follows the C Data Interface as far as it is
-            // trusted (see the module documentation).
+            // SAFETY: `read_flat`'s caller promises it: `array` is valid for reads.
             unsafe { level_structure(array, LevelFormat::Dtype(dtype), 2, 0, false) }?;
             let covered = level_range(array, 0, array.length, 0, location, mode)?;
             let (data, _) = values_at(array, dtype, covered.first, array.length)?;
-            if let Some(map) = covered.nulls {
-                // Layer 3, once the level passed the first two (the
-                // values' range included: a bogus length is refused
-                // before any read).
-                // SAFETY: the bitmap holds its array's bits (trusted).
-                let nulls = unsafe { map.nulls() };
-                if nulls > 0 {
-                    return Err(counted_nulls(nulls));
-                }
-            }
-            let rows = array.length;
-            return Ok(Some(Flat {
-                dtype,
-                data,
-                rows,
-                size: None,
-            }));
+            (data, [covered.nulls, None])
         }
         Some(size) => {
             // SAFETY: `read_flat`'s caller promises it: as `read_type`'s and [`read_piece`]:
@@ -1237,7 +1219,8 @@ pub unsafe fn read_flat(
             (data, [covered.nulls, inner.nulls])
         }
     };
-    // Layer 3, once both levels passed the first two, outermost first.
+    // Layer 3, once every level passed the first two (the values' ranges
+    // included: a bogus length is refused before any read), outermost first.
     for (depth, map) in maps.iter().enumerate() {
         if let Some(map) = map {
             // SAFETY: the bitmap holds its array's bits (trusted).
