@@ -67,13 +67,239 @@ impl Output {
 }
 
 /// What one output is made of.
-enum Kind {
+pub(crate) enum Kind {
     /// Column `j`, dense.
     Dense(usize),
     /// Columns `js` as one row-major matrix of `dtype`.
     Stack(Vec<usize>, &'static DType),
     /// Column `j`, a list or string.
     Variable(usize),
+}
+
+/// Decides each output of a batch of `table` under `options`: which
+/// columns, dense or variable, and each `stack` group's dtype (promoted
+/// once, from the schema). Names are checked here against the schema
+/// (unknown columns, a column in two places, a list column in a group).
+pub(crate) fn plan_outputs(
+    table: &TableType<'_>,
+    options: &BatchOptions,
+) -> Result<Vec<(String, Kind)>, Error> {
+    let index = |name: &str, what: &str| -> Result<usize, Error> {
+        table
+            .columns
+            .iter()
+            .position(|c| c.name() == name.as_bytes())
+            .ok_or_else(|| {
+                let names: Vec<String> = table
+                    .columns
+                    .iter()
+                    .map(|c| String::from_utf8_lossy(c.name()).into_owned())
+                    .collect();
+                err!(
+                    ARROW_DLPACK_INVALID_ARGUMENT,
+                    "{what} {name:?} is not a column of the source (its columns: {})",
+                    names.join(", ")
+                )
+            })
+    };
+    let mut placed: Vec<Option<String>> = vec![None; table.columns.len()];
+    let mut place = |j: usize, at: &str| -> Result<(), Error> {
+        if let Some(before) = &placed[j] {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "column {:?} is in two places: {before} and {at}",
+                String::from_utf8_lossy(table.columns[j].name())
+            ));
+        }
+        placed[j] = Some(at.to_string());
+        Ok(())
+    };
+    let mut outputs = Vec::new();
+    for (name, members) in options.groups() {
+        let mut js = Vec::with_capacity(members.len());
+        for m in members {
+            let j = index(m, &format!("stack group {name:?}'s column"))?;
+            if !matches!(table.columns[j].rows, Rows::Dense) {
+                return Err(err!(
+                    ARROW_DLPACK_INVALID_ARGUMENT,
+                    "column {m:?} of stack group {name:?} is a list or string column: a group is one \
+                     matrix of dense columns (batch it on its own, padded or jagged)"
+                ));
+            }
+            if table.columns[j].values.row_elements() != 1 {
+                return Err(err!(
+                    ARROW_DLPACK_INVALID_ARGUMENT,
+                    "column {m:?} of stack group {name:?} has rows of {} values: a group's columns hold \
+                     one value a row",
+                    table.columns[j].values.row_elements()
+                ));
+            }
+            place(j, &format!("stack group {name:?}"))?;
+            js.push(j);
+        }
+        // The group's dtype: the one asked for, else the members'
+        // promoted (as NumPy's `result_type`), decided here once.
+        let natural = js
+            .iter()
+            .map(|&j| table.columns[j].values.dtype)
+            .reduce(dtype::promote)
+            .unwrap_or(dtype::NO_COLUMNS);
+        outputs.push((
+            name.clone(),
+            Kind::Stack(js, options.target().unwrap_or(natural)),
+        ));
+    }
+    let dense_or_variable = |j: usize| match table.columns[j].rows {
+        Rows::Dense => Kind::Dense(j),
+        _ => Kind::Variable(j),
+    };
+    match options.column_names() {
+        Some(names) => {
+            for name in names {
+                let j = index(name, "column")?;
+                place(j, "columns")?;
+                outputs.push((name.clone(), dense_or_variable(j)));
+            }
+        }
+        None => {
+            for (j, place) in placed.iter().enumerate() {
+                if place.is_none() {
+                    let name = String::from_utf8_lossy(table.columns[j].name()).into_owned();
+                    outputs.push((name, dense_or_variable(j)));
+                }
+            }
+        }
+    }
+    // The outputs in the order asked: the columns, then the groups.
+    let groups = options.groups().len().min(outputs.len());
+    outputs.rotate_left(groups);
+    Ok(outputs)
+}
+
+/// The options every output of a batch is made under (a copy as needed;
+/// every tensor a copy into pinned memory when asked).
+pub(crate) fn export_policy(options: &BatchOptions) -> ExportPolicy {
+    ExportPolicy {
+        copy: match options.is_pinned() {
+            // The point of pinned memory is the transfer: every
+            // tensor is a copy into it.
+            true => ArrowDlpackCopy::ARROW_DLPACK_COPY_ALWAYS,
+            false => ArrowDlpackCopy::ARROW_DLPACK_COPY_IF_NEEDED,
+        },
+        order: ArrowDlpackOrder::ARROW_DLPACK_ROW_MAJOR,
+        fill: options.fill_value(),
+        temporal_as_integer: false,
+        dtype: options.target(),
+        dictionary_as_indices: false,
+        mask: false,
+        threads: options.thread_count(),
+        pinned: options.is_pinned(),
+    }
+}
+
+/// One output of a batch over `spans` (`(start, rows)`) of the chunks
+/// `kept`, in order: shared where it lies in one chunk, else one copy.
+///
+/// # Safety
+/// Each kept chunk is a struct array of `table`'s schema, checked when it
+/// was read; the spans lie inside them.
+pub(crate) unsafe fn output_of(
+    table: &TableType<'_>,
+    export: &ExportPolicy,
+    batch: &BatchOptions,
+    kind: &Kind,
+    spans: &[(usize, usize)],
+    kept: &[Arc<Kept>],
+    rows: usize,
+) -> Result<Output, Error> {
+    let read = |columns: &[usize]| -> Result<Vec<Batch>, Error> {
+        spans
+            .iter()
+            .zip(kept)
+            .map(|(&(start, take), k)| {
+                // SAFETY: a kept chunk the stream gave, checked when read.
+                unsafe {
+                    read::read_batch_rows(
+                        k.array(),
+                        table,
+                        Some((start, take)),
+                        columns.iter().copied(),
+                    )
+                }
+            })
+            .collect()
+    };
+    let column_pieces = |j: usize| -> Result<Vec<read::Piece>, Error> {
+        Ok(read(&[j])?
+            .into_iter()
+            .map(|mut b| b.columns.pop().expect("one column"))
+            .collect())
+    };
+    match kind {
+        Kind::Dense(j) => {
+            let input = Input::Column(&table.columns[*j], column_pieces(*j)?, rows);
+            // SAFETY: the pieces were read from `kept`, in order.
+            let made: Made<DLManagedTensorVersioned> =
+                unsafe { export::made(&input, export, Hold::Kept(kept), Location::CPU.device) }?;
+            Ok(Output::Tensor(made.tensor))
+        }
+        Kind::Stack(js, dtype) => {
+            let group = TableType {
+                columns: js.iter().map(|&j| table.columns[j].clone()).collect(),
+            };
+            let input = Input::Table(&group, read(js)?, rows);
+            let options = ExportPolicy {
+                dtype: Some(dtype),
+                ..*export
+            };
+            // SAFETY: as for the block above, the pieces were read from `kept`, in order.
+            let made: Made<DLManagedTensorVersioned> =
+                unsafe { export::made(&input, &options, Hold::Kept(kept), Location::CPU.device) }?;
+            Ok(Output::Tensor(made.tensor))
+        }
+        Kind::Variable(j) => {
+            let column: &ColumnType<'_> = &table.columns[*j];
+            let pieces = column_pieces(*j)?;
+            match batch.list_mode() {
+                Lists::Jagged => {
+                    let options = ExportPolicy {
+                        mask: batch.fill_value().is_some(),
+                        ..*export
+                    };
+                    // SAFETY: as for the block above, the pieces were read from `kept`, in
+                    // order.
+                    let made: MadeJagged<DLManagedTensorVersioned> =
+                        unsafe { export::jagged_of(column, &pieces, Hold::Kept(kept), &options) }?;
+                    let validity = match (made.mask, made.null_rows) {
+                        (Some(m), 0) => {
+                            // SAFETY: ours, not handed out.
+                            unsafe { crate::managed::delete(m) };
+                            None
+                        }
+                        (m, _) => m,
+                    };
+                    Ok(Output::Jagged {
+                        values: made.values,
+                        offsets: made.offsets,
+                        validity,
+                    })
+                }
+                Lists::Padded => {
+                    let options = ExportPolicy {
+                        mask: true,
+                        ..*export
+                    };
+                    // SAFETY: pieces of kept chunks.
+                    let made: Made<DLManagedTensorVersioned> =
+                        unsafe { export::padded_of(column, &pieces, &options, batch.padding()) }?;
+                    Ok(Output::Padded {
+                        values: made.tensor,
+                        mask: made.mask.expect("a padded batch's mask"),
+                    })
+                }
+            }
+        }
+    }
 }
 
 /// Where a batcher's chunks come from: a C stream, or (in the Python
@@ -238,113 +464,9 @@ impl Batches {
                 ));
             }
         };
-        let index = |name: &str, what: &str| -> Result<usize, Error> {
-            table
-                .columns
-                .iter()
-                .position(|c| c.name() == name.as_bytes())
-                .ok_or_else(|| {
-                    let names: Vec<String> = table
-                        .columns
-                        .iter()
-                        .map(|c| String::from_utf8_lossy(c.name()).into_owned())
-                        .collect();
-                    err!(
-                        ARROW_DLPACK_INVALID_ARGUMENT,
-                        "{what} {name:?} is not a column of the source (its columns: {})",
-                        names.join(", ")
-                    )
-                })
-        };
-        let mut placed: Vec<Option<String>> = vec![None; table.columns.len()];
-        let mut place = |j: usize, at: &str| -> Result<(), Error> {
-            if let Some(before) = &placed[j] {
-                return Err(err!(
-                    ARROW_DLPACK_INVALID_ARGUMENT,
-                    "column {:?} is in two places: {before} and {at}",
-                    String::from_utf8_lossy(table.columns[j].name())
-                ));
-            }
-            placed[j] = Some(at.to_string());
-            Ok(())
-        };
-        let mut outputs = Vec::new();
-        for (name, members) in self.options.groups() {
-            let mut js = Vec::with_capacity(members.len());
-            for m in members {
-                let j = index(m, &format!("stack group {name:?}'s column"))?;
-                if !matches!(table.columns[j].rows, Rows::Dense) {
-                    return Err(err!(
-                        ARROW_DLPACK_INVALID_ARGUMENT,
-                        "column {m:?} of stack group {name:?} is a list or string column: a group is one \
-                         matrix of dense columns (batch it on its own, padded or jagged)"
-                    ));
-                }
-                if table.columns[j].values.row_elements() != 1 {
-                    return Err(err!(
-                        ARROW_DLPACK_INVALID_ARGUMENT,
-                        "column {m:?} of stack group {name:?} has rows of {} values: a group's columns hold \
-                         one value a row",
-                        table.columns[j].values.row_elements()
-                    ));
-                }
-                place(j, &format!("stack group {name:?}"))?;
-                js.push(j);
-            }
-            // The group's dtype: the one asked for, else the members'
-            // promoted (as NumPy's `result_type`), decided here once.
-            let natural = js
-                .iter()
-                .map(|&j| table.columns[j].values.dtype)
-                .reduce(dtype::promote)
-                .unwrap_or(dtype::NO_COLUMNS);
-            outputs.push((
-                name.clone(),
-                Kind::Stack(js, self.options.target().unwrap_or(natural)),
-            ));
-        }
-        let dense_or_variable = |j: usize| match table.columns[j].rows {
-            Rows::Dense => Kind::Dense(j),
-            _ => Kind::Variable(j),
-        };
-        match self.options.column_names() {
-            Some(names) => {
-                for name in names {
-                    let j = index(name, "column")?;
-                    place(j, "columns")?;
-                    outputs.push((name.clone(), dense_or_variable(j)));
-                }
-            }
-            None => {
-                for (j, place) in placed.iter().enumerate() {
-                    if place.is_none() {
-                        let name = String::from_utf8_lossy(table.columns[j].name()).into_owned();
-                        outputs.push((name, dense_or_variable(j)));
-                    }
-                }
-            }
-        }
-        // The outputs in the order asked: the columns, then the groups.
-        let groups = self.options.groups().len().min(outputs.len());
-        outputs.rotate_left(groups);
-        self.export = ExportPolicy {
-            copy: match self.options.is_pinned() {
-                // The point of pinned memory is the transfer: every
-                // tensor is a copy into it.
-                true => ArrowDlpackCopy::ARROW_DLPACK_COPY_ALWAYS,
-                false => ArrowDlpackCopy::ARROW_DLPACK_COPY_IF_NEEDED,
-            },
-            order: ArrowDlpackOrder::ARROW_DLPACK_ROW_MAJOR,
-            fill: self.options.fill_value(),
-            temporal_as_integer: false,
-            dtype: self.options.target(),
-            dictionary_as_indices: false,
-            mask: false,
-            threads: self.options.thread_count(),
-            pinned: self.options.is_pinned(),
-        };
+        self.outputs = plan_outputs(&table, &self.options)?;
+        self.export = export_policy(&self.options);
         self.table = table;
-        self.outputs = outputs;
         Ok(())
     }
 
@@ -462,11 +584,28 @@ impl Batches {
             .iter()
             .map(|&(k, ..)| self.held[k].kept.clone())
             .collect();
+        let spans: Vec<(usize, usize)> = parts
+            .iter()
+            .map(|&(_, start, take)| (start, take))
+            .collect();
         let mut outputs = Vec::with_capacity(self.outputs.len());
         let mut made = || -> Result<(), Error> {
             for (name, kind) in &self.outputs {
                 let at = |e: Error| e.context(format_args!("{name:?}"));
-                outputs.push(self.output(kind, &parts, &kept, n).map_err(at)?);
+                // SAFETY: the held chunks were checked when read; the
+                // parts lie inside them.
+                let made = unsafe {
+                    output_of(
+                        &self.table,
+                        &self.export,
+                        &self.options,
+                        kind,
+                        &spans,
+                        &kept,
+                        n,
+                    )
+                };
+                outputs.push(made.map_err(at)?);
             }
             Ok(())
         };
@@ -483,108 +622,6 @@ impl Batches {
             Err(e) => {
                 outputs.into_iter().for_each(Output::delete);
                 Err(e)
-            }
-        }
-    }
-
-    /// One output of the batch over `parts` of the held chunks.
-    fn output(
-        &self,
-        kind: &Kind,
-        parts: &[(usize, usize, usize)],
-        kept: &[Arc<Kept>],
-        rows: usize,
-    ) -> Result<Output, Error> {
-        let read = |columns: &[usize]| -> Result<Vec<Batch>, Error> {
-            parts
-                .iter()
-                .zip(kept)
-                .map(|(&(_, start, take), k)| {
-                    // SAFETY: a kept chunk the stream gave, checked when read.
-                    unsafe {
-                        read::read_batch_rows(
-                            k.array(),
-                            &self.table,
-                            Some((start, take)),
-                            columns.iter().copied(),
-                        )
-                    }
-                })
-                .collect()
-        };
-        let column_pieces = |j: usize| -> Result<Vec<read::Piece>, Error> {
-            Ok(read(&[j])?
-                .into_iter()
-                .map(|mut b| b.columns.pop().expect("one column"))
-                .collect())
-        };
-        match kind {
-            Kind::Dense(j) => {
-                let input = Input::Column(&self.table.columns[*j], column_pieces(*j)?, rows);
-                // SAFETY: the pieces were read from `kept`, in order.
-                let made: Made<DLManagedTensorVersioned> = unsafe {
-                    export::made(&input, &self.export, Hold::Kept(kept), Location::CPU.device)
-                }?;
-                Ok(Output::Tensor(made.tensor))
-            }
-            Kind::Stack(js, dtype) => {
-                let group = TableType {
-                    columns: js.iter().map(|&j| self.table.columns[j].clone()).collect(),
-                };
-                let input = Input::Table(&group, read(js)?, rows);
-                let options = ExportPolicy {
-                    dtype: Some(dtype),
-                    ..self.export
-                };
-                // SAFETY: as for the block above, the pieces were read from `kept`, in order.
-                let made: Made<DLManagedTensorVersioned> = unsafe {
-                    export::made(&input, &options, Hold::Kept(kept), Location::CPU.device)
-                }?;
-                Ok(Output::Tensor(made.tensor))
-            }
-            Kind::Variable(j) => {
-                let column: &ColumnType<'_> = &self.table.columns[*j];
-                let pieces = column_pieces(*j)?;
-                match self.options.list_mode() {
-                    Lists::Jagged => {
-                        let options = ExportPolicy {
-                            mask: self.options.fill_value().is_some(),
-                            ..self.export
-                        };
-                        // SAFETY: as for the block above, the pieces were read from `kept`, in
-                        // order.
-                        let made: MadeJagged<DLManagedTensorVersioned> = unsafe {
-                            export::jagged_of(column, &pieces, Hold::Kept(kept), &options)
-                        }?;
-                        let validity = match (made.mask, made.null_rows) {
-                            (Some(m), 0) => {
-                                // SAFETY: ours, not handed out.
-                                unsafe { crate::managed::delete(m) };
-                                None
-                            }
-                            (m, _) => m,
-                        };
-                        Ok(Output::Jagged {
-                            values: made.values,
-                            offsets: made.offsets,
-                            validity,
-                        })
-                    }
-                    Lists::Padded => {
-                        let options = ExportPolicy {
-                            mask: true,
-                            ..self.export
-                        };
-                        // SAFETY: pieces of kept chunks.
-                        let made: Made<DLManagedTensorVersioned> = unsafe {
-                            export::padded_of(column, &pieces, &options, self.options.padding())
-                        }?;
-                        Ok(Output::Padded {
-                            values: made.tensor,
-                            mask: made.mask.expect("a padded batch's mask"),
-                        })
-                    }
-                }
             }
         }
     }

@@ -15,7 +15,7 @@ use crate::arrow::read::{self, Accept, Batch, ColumnType, Location, Mode, Piece,
 use crate::arrow::release::Release;
 use crate::arrow::stream::Reader;
 use crate::copy::jagged::ListRows;
-use crate::copy::layout::{Layout, Out};
+use crate::copy::layout::{Layout, Out, Pick};
 use crate::copy::threads;
 use crate::dtype;
 use crate::error::{Error, err};
@@ -330,6 +330,36 @@ pub unsafe fn made<M: Managed>(
     // SAFETY: `made`'s caller promises it: the input was read from the live arrays `hold`
     // names, in order.
     unsafe { make(&plan, || input.layout(&plan), hold, device) }
+}
+
+/// A batch gathered by index: `input`'s pieces (each chunk's whole read,
+/// counted at its picks: [`read::Piece::counted_at`]) laid out at `picks`,
+/// row `i` of the tensor the picked row `picks[i]`: always one copy, made
+/// in the tensor's own bytes (the chunks stay where they are kept).
+///
+/// # Safety
+/// The input's pieces address live memory; each pick names a row of its
+/// chunk's pieces; the input's row count is `picks.len()`.
+pub unsafe fn gathered<M: Managed>(
+    input: &Input<'_, '_>,
+    picks: &[Pick],
+    options: &ExportPolicy,
+) -> Result<Made<M>, Error> {
+    let options = ExportPolicy {
+        copy: ArrowDlpackCopy::ARROW_DLPACK_COPY_ALWAYS,
+        ..*options
+    };
+    let plan = input.plan(&options)?;
+    // SAFETY: a copy (never a share): nothing is held; the layout's pieces
+    // and picks as the caller promises.
+    unsafe {
+        make(
+            &plan,
+            || input.layout(&plan).picked(picks),
+            Hold::Kept(&[]),
+            Location::CPU.device,
+        )
+    }
 }
 
 /// The validity mask of what [`made`] would make of `input` under

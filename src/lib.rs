@@ -29,6 +29,9 @@
 //! - `dtype`: the one type table (Arrow format <-> DLPack dtype, NumPy and
 //!   PyTorch names, conversion targets).
 //! - `dims`: shapes, strides, the dimension limit, checked strides.
+//! - `epoch`: the order of a training epoch (the keyed permutation,
+//!   windows, the split over ranks and workers, the state), knowing
+//!   nothing of Arrow.
 //! - `device`: which devices exist and which the host may read.
 //! - `managed`: the two managed-tensor flavours behind one trait.
 //! - `options`: the C option structs, validated into plain values.
@@ -48,6 +51,9 @@
 //! - `export`: read -> plan -> owner, returning the tensor and its mask.
 //! - `batches`: training batches of a stream, each output made through
 //!   `export`; its options checked when they are built.
+//! - `loader`: training epochs over a source held in memory: the epoch's
+//!   order (`epoch`) cut into batches, shared where rows lie together,
+//!   gathered by index (`export::gathered`) where they do not.
 //! - `dlpack::read`: the only reader of untrusted DLPack tensors, producing
 //!   a plan; `arrow::write`: the Arrow C arrays and schemas imports hand
 //!   out; `import`: plan -> Arrow C structs owning the tensor.
@@ -73,10 +79,12 @@ mod device;
 mod dims;
 mod dlpack;
 mod dtype;
+mod epoch;
 mod error;
 mod export;
 mod extension;
 mod import;
+mod loader;
 mod managed;
 mod options;
 mod owner;
@@ -117,7 +125,9 @@ pub mod __internal {
     pub use crate::batches::{BatchOptions, Batches, Output, Source};
     pub use crate::bitmap::count_set_bits;
     pub use crate::copy::uncached::threshold as uncached_threshold;
+    pub use crate::epoch::State;
     pub use crate::error::Term;
     pub use crate::extension::parse_tensor_type;
+    pub use crate::loader::{EpochOptions, Loader};
     pub use crate::options::{Lists, Pad, Side};
 }

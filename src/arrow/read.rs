@@ -1735,6 +1735,37 @@ impl Unchecked {
 }
 
 impl Piece {
+    /// The piece as a gather from it sees it: its null counts over the
+    /// rows `rows` alone (a batch's picks from its chunk), what the
+    /// planner weighs for that batch. The data and bitmaps stay the
+    /// chunk's.
+    ///
+    /// # Safety
+    /// The piece's bitmaps hold their bits (it came from this reader, its
+    /// arrays alive); each row is one of its rows.
+    pub unsafe fn counted_at(&self, rows: &[usize]) -> Piece {
+        let mut piece = self.clone();
+        (piece.nulls, piece.null_rows) = (0, 0);
+        for map in &self.maps {
+            // SAFETY: a row of the piece: its entries lie in the map's
+            // covered range (caller's contract).
+            let n: usize = rows
+                .iter()
+                .map(|&r| unsafe { map.slice(r, 1).nulls() })
+                .sum();
+            match map.rows {
+                true => piece.null_rows += n,
+                false => {
+                    if piece.nulls == 0 && n > 0 {
+                        piece.null_level = map.level;
+                    }
+                    piece.nulls += n;
+                }
+            }
+        }
+        piece
+    }
+
     /// A variable-length piece's covered values as a dense run of value
     /// rows (as many as its offsets span, with the values' bitmaps: the
     /// rows' own are dropped), to be copied end to end.
@@ -2076,6 +2107,35 @@ pub struct Batch {
     /// The struct's own validity over the batch's rows, if it may hold
     /// nulls (also in each column's maps, after the column's own).
     pub row_map: Option<NullMap>,
+}
+
+impl Batch {
+    /// The batch as a gather from it sees it: each column's and the
+    /// struct's null counts over the rows `rows` alone
+    /// ([`Piece::counted_at`]).
+    ///
+    /// # Safety
+    /// As [`Piece::counted_at`].
+    pub unsafe fn counted_at(&self, rows: &[usize]) -> Batch {
+        Batch {
+            rows: self.rows,
+            // SAFETY: forwarded: `counted_at`'s caller promises the rows.
+            columns: self
+                .columns
+                .iter()
+                .map(|c| unsafe { c.counted_at(rows) })
+                .collect(),
+            null_rows: match &self.row_map {
+                // SAFETY: as above, for the struct's own bitmap.
+                Some(map) => rows
+                    .iter()
+                    .map(|&r| unsafe { map.slice(r, 1).nulls() })
+                    .sum(),
+                None => 0,
+            },
+            row_map: self.row_map,
+        }
+    }
 }
 
 /// Reads a struct array (a record batch) of `table`'s type: the struct

@@ -2,8 +2,11 @@
 //! one after another (a stream's chunks concatenated), or a table's
 //! columns as a row-major or column-major matrix; each value converted to
 //! the tensor's dtype and each null filled, or the validity mask of the
-//! same layout. Any range of output rows can be written on its own, so
-//! the work splits over threads with the same result.
+//! same layout. The rows are the pieces' own, chunk after chunk (rows by
+//! range: a stream concatenated, a batch of one chunk), or chosen by index
+//! ([`Pick`]: a shuffled batch gathered from anywhere in the chunks). Any
+//! range of output rows can be written on its own, so the work splits
+//! over threads with the same result.
 
 use std::ops::Range;
 
@@ -12,9 +15,19 @@ use crate::arrow::read::{Batch, Piece, TableType, Values};
 use crate::dtype::DType;
 use crate::plan::Major;
 
+/// A row chosen by index: row `row` of chunk `chunk`'s pieces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pick {
+    pub chunk: usize,
+    pub row: usize,
+}
+
 /// The pieces one tensor is made of: chunk after chunk, a piece for each
 /// column.
 pub struct Layout<'p> {
+    /// Rows by index: output row `i` is `picks[i]` (`None`: rows by
+    /// range, every piece's rows in order).
+    picks: Option<&'p [Pick]>,
     /// Chunk-major: chunk `c`'s piece of column `j` at `c * columns + j`.
     pieces: Vec<&'p Piece>,
     columns: usize,
@@ -72,6 +85,16 @@ impl<'p> Layout<'p> {
             sources: vec![values.dtype],
             row_elements: values.row_elements(),
             order: Major::Row,
+            picks: None,
+        }
+    }
+
+    /// The same pieces with the output rows chosen by index: row `i` is
+    /// `picks[i]` (each a row of its chunk's pieces).
+    pub fn picked(self, picks: &'p [Pick]) -> Layout<'p> {
+        Layout {
+            picks: Some(picks),
+            ..self
         }
     }
 
@@ -84,12 +107,16 @@ impl<'p> Layout<'p> {
             sources: table.columns.iter().map(|c| c.values.dtype).collect(),
             row_elements: 1,
             order,
+            picks: None,
         }
     }
 
     /// Rows of the whole tensor.
     pub fn rows(&self) -> usize {
-        self.starts.last().copied().unwrap_or(0)
+        match self.picks {
+            Some(picks) => picks.len(),
+            None => self.starts.last().copied().unwrap_or(0),
+        }
     }
 
     /// Bytes of one output row (all columns) of `width`-byte elements.
@@ -132,6 +159,10 @@ impl<'p> Layout<'p> {
     /// As [`Layout::write_on`]; no other writer touches these rows and
     /// columns at the same time.
     unsafe fn write(&self, out: Out, rows: Range<usize>, columns: Range<usize>, around: bool) {
+        if let Some(picks) = self.picks {
+            // SAFETY: `write`'s contract, forwarded.
+            return unsafe { self.write_picked(out, picks, rows, columns) };
+        }
         let total = self.rows();
         for (c, span) in self.starts.windows(2).enumerate() {
             let (from, to) = (rows.start.max(span[0]), rows.end.min(span[1]));
@@ -178,6 +209,78 @@ impl<'p> Layout<'p> {
                 }
             }
         }
+    }
+
+    /// [`Layout::write`] of rows chosen by index: each output row's values
+    /// copied from its chunk's row, one row of one column at a time.
+    ///
+    /// # Safety
+    /// As [`Layout::write`]; each pick names a row of its chunk's pieces.
+    unsafe fn write_picked(
+        &self,
+        out: Out,
+        picks: &[Pick],
+        rows: Range<usize>,
+        columns: Range<usize>,
+    ) {
+        let total = picks.len();
+        let width = out.width();
+        for i in rows {
+            let pick = picks[i];
+            let pieces = &self.pieces[pick.chunk * self.columns..(pick.chunk + 1) * self.columns];
+            for j in columns.clone() {
+                let at = match self.order {
+                    Major::Row => i * self.columns + j,
+                    Major::Column => j * total + i,
+                } * self.row_elements;
+                // SAFETY: element `at` starts one row of room (the caller
+                // sized the destination for `total` rows); the pick is a
+                // row of the piece (caller's contract).
+                unsafe { self.put_row(out, j, pieces[j], pick.row, out.dst().add(at * width)) };
+            }
+        }
+    }
+
+    /// Writes row `row` of column `j`'s piece (its `row_elements` values)
+    /// at `dst`: bytes copied as they are where the values land byte for
+    /// byte and nothing is filled, else through [`Layout::put`].
+    ///
+    /// # Safety
+    /// As [`Layout::put`], for one row.
+    #[inline(always)]
+    unsafe fn put_row(&self, out: Out, j: usize, piece: &Piece, row: usize, dst: *mut u8) {
+        if let Out::Values { target, fill, .. } = out {
+            let source = self.sources[j];
+            if as_is(source, target) && (fill.is_none() || piece.maps.iter().all(|m| m.rows)) {
+                let bytes = self.row_elements * source.width();
+                let src = piece
+                    .data
+                    .cast::<u8>()
+                    .cast_const()
+                    .wrapping_add(row * bytes);
+                // SAFETY: the piece's row (caller's contract) and room for
+                // it at `dst`; the two never overlap (the destination is
+                // the tensor's own).
+                unsafe {
+                    match bytes {
+                        8 => dst
+                            .cast::<u64>()
+                            .write_unaligned(src.cast::<u64>().read_unaligned()),
+                        4 => dst
+                            .cast::<u32>()
+                            .write_unaligned(src.cast::<u32>().read_unaligned()),
+                        2 => dst
+                            .cast::<u16>()
+                            .write_unaligned(src.cast::<u16>().read_unaligned()),
+                        1 => dst.write(src.read()),
+                        n => std::ptr::copy_nonoverlapping(src, dst, n),
+                    }
+                }
+                return;
+            }
+        }
+        // SAFETY: `put_row`'s contract: one row's values of room.
+        unsafe { self.put(out, j, piece, row, self.row_elements, dst, false) };
     }
 
     /// Writes rows `first..first + n` of column `j`'s piece contiguously

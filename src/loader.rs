@@ -1,0 +1,531 @@
+//! Training epochs over a source held in memory: shuffled, sharded,
+//! resumable batches (`arrow_dlpack.Loader`).
+//!
+//! The source's chunks are read and checked once, when the loader is
+//! made, and kept. Each batch's rows come from the epoch's order
+//! ([`crate::epoch`]): rows that lie together in one chunk are shared as
+//! the batcher shares them ([`crate::batches::output_of`]), the same
+//! spans across chunks are copied once; rows chosen by index (a shuffled
+//! batch) are gathered, one copy written straight from the chunks' buffers
+//! into the batch's tensors ([`export::gathered`], the layout's rows by
+//! index). What each output is, is decided once ([`plan_outputs`]).
+//!
+//! The loader counts batches handed out: its [`State`] says which epoch
+//! and global step comes next, and resumes any rank (and any world size
+//! with the same global batch).
+
+use std::sync::Arc;
+
+use crate::abi::{ArrowArray, ArrowSchema, DLManagedTensorVersioned};
+use crate::arrow::read::{self, Batch, Rows, TableType};
+use crate::arrow::release::Release;
+use crate::batches::{BatchOptions, Kind, Output, export_policy, output_of, plan_outputs};
+use crate::copy::layout::Pick;
+use crate::dtype::{self, Accept};
+use crate::epoch::{self, Order, Shuffle, Split, State, Window};
+use crate::error::{Error, err};
+use crate::export::{self, Input, Made};
+use crate::options::ExportPolicy;
+use crate::owner::{self, Kept};
+
+/// How a loader orders and splits its epochs.
+#[derive(Clone, Copy, Debug)]
+pub struct EpochOptions {
+    pub shuffle: bool,
+    pub seed: u64,
+    /// `Some(w)`: windows of `w` rows (shuffled only).
+    pub window: Option<u64>,
+    pub world_size: u64,
+    pub rank: u64,
+    /// DataLoader worker `worker` of `workers` (0 of 1 outside workers).
+    pub worker: u64,
+    pub workers: u64,
+    pub drop_last: bool,
+    /// Each batch also holds `_row`: its rows' numbers in the source.
+    pub row_ids: bool,
+}
+
+/// The name of the row-number output.
+pub const ROW_IDS: &str = "_row";
+
+/// A batch: its rows, its outputs in the order of [`Loader::names`], and
+/// the rows' numbers when asked for (last).
+pub type LoadedBatch = (usize, Vec<Output>);
+
+/// The epochs of a source held in memory.
+pub struct Loader {
+    // Dropped first: the whole-chunk reads (they point into the kept
+    // chunks), then the chunks, then the types (which point into
+    // `schema`); the schema last (`Drop`).
+    reads: Vec<Batch>,
+    chunks: Vec<Arc<Kept>>,
+    table: TableType<'static>,
+    outputs: Vec<(String, Kind)>,
+    names: Vec<String>,
+    export: ExportPolicy,
+    options: BatchOptions,
+    /// Each chunk's first row, then the total.
+    starts: Vec<u64>,
+    order: Order,
+    split: Split,
+    epochs: EpochOptions,
+    fingerprint: String,
+    /// The next batch: its epoch and global step.
+    epoch: u64,
+    step: u64,
+    /// Whether `epoch`/`step` were set (made, `set_epoch`, `restore`)
+    /// since the last iteration began: the next one starts there; else it
+    /// moves on to the next epoch.
+    fresh: bool,
+    schema: Box<ArrowSchema>,
+}
+
+// SAFETY: the loader owns its schema and chunks; the C Data Interface
+// lets any thread release them. Batches are made by one thread at a time
+// (`&mut self`).
+unsafe impl Send for Loader {}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        self.reads.clear();
+        self.chunks.clear();
+        self.table.columns.clear();
+        // SAFETY: the source's schema, moved in, released after the types
+        // that pointed into it.
+        unsafe { self.schema.release_once() };
+    }
+}
+
+impl Loader {
+    /// A loader of `chunks` (record batches of `schema`), both moved in
+    /// (released by the loader, also on failure): each chunk read and
+    /// checked now, and kept.
+    ///
+    /// # Safety
+    /// `schema` is a valid schema and `chunks` live struct arrays of it.
+    pub unsafe fn new(
+        schema: ArrowSchema,
+        chunks: Vec<ArrowArray>,
+        options: BatchOptions,
+        epochs: EpochOptions,
+    ) -> Result<Loader, Error> {
+        let mut loader = Loader {
+            reads: Vec::new(),
+            chunks: Vec::new(),
+            table: TableType {
+                columns: Vec::new(),
+            },
+            outputs: Vec::new(),
+            names: Vec::new(),
+            export: ExportPolicy::SHARE,
+            options,
+            starts: vec![0],
+            order: Order::new(0, 0, Shuffle::Off)?,
+            split: Split::new(1, 1, 0, false)?,
+            epochs,
+            fingerprint: String::new(),
+            epoch: 0,
+            step: 0,
+            fresh: true,
+            schema: Box::new(schema),
+        };
+        // Every chunk kept first: on any failure below, the loader drops
+        // and releases them all.
+        for mut chunk in chunks {
+            // SAFETY: a live array, moved into the keep.
+            loader.chunks.push(unsafe { Kept::new(&mut chunk) });
+        }
+        loader.split = Split::new(
+            loader.options.batch_size() as u64,
+            epochs.world_size,
+            epochs.rank,
+            epochs.drop_last,
+        )?;
+        if epochs.workers == 0 || epochs.worker >= epochs.workers {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "worker {} is not in [0, workers = {})",
+                epochs.worker,
+                epochs.workers
+            ));
+        }
+        loader.read()?;
+        let n = *loader.starts.last().expect("a total");
+        let shuffle = match (epochs.shuffle, epochs.window) {
+            (false, _) => Shuffle::Off,
+            (true, None) => Shuffle::Global,
+            (true, Some(w)) => Shuffle::Windows(w),
+        };
+        if epochs.window == Some(0) {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "window must be positive, not 0"
+            ));
+        }
+        loader.order = Order::new(n, epochs.seed, shuffle)?;
+        Ok(loader)
+    }
+
+    /// Reads the schema's types, decides each output, reads and checks
+    /// every chunk (as the batcher checks each chunk it reads).
+    fn read(&mut self) -> Result<(), Error> {
+        let accept = Accept {
+            boolean: true,
+            temporal: false,
+            table: true,
+            variable: true,
+            dictionary: false,
+        };
+        // SAFETY: the schema lives in its box, which outlives `table` and
+        // `reads` (field order; `Drop` releases it last).
+        let schema: &'static ArrowSchema = unsafe { &*std::ptr::from_ref(&*self.schema) };
+        // SAFETY: a valid schema (caller's contract).
+        let table = match unsafe { read::read_type(schema, accept) }? {
+            read::Type::Table(t) => t,
+            read::Type::Column(_) => {
+                return Err(err!(
+                    ARROW_DLPACK_INVALID_ARGUMENT,
+                    "a loader reads record batches (a table, a record batch reader, a dataset), not a single column"
+                ));
+            }
+        };
+        if table.columns.iter().any(|c| c.name() == ROW_IDS.as_bytes()) {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "the source has a column named {ROW_IDS:?}, the name of the row numbers (row_ids=True): rename it"
+            ));
+        }
+        let named = |name: &str| {
+            self.options
+                .column_names()
+                .is_some_and(|c| c.iter().any(|n| n == name))
+                || self
+                    .options
+                    .groups()
+                    .iter()
+                    .any(|(g, m)| g == name || m.iter().any(|n| n == name))
+        };
+        if named(ROW_IDS) {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "{ROW_IDS:?} is the name of the row numbers (row_ids=True), not a column or a group"
+            ));
+        }
+        self.outputs = plan_outputs(&table, &self.options)?;
+        self.export = export_policy(&self.options);
+        self.names = self.outputs.iter().map(|(n, _)| n.clone()).collect();
+        if self.epochs.row_ids {
+            self.names.push(ROW_IDS.to_string());
+        }
+        self.fingerprint = fingerprint(&table);
+        for (i, kept) in self.chunks.iter().enumerate() {
+            let at = |e: Error| e.context(format_args!("chunk {i}"));
+            // SAFETY: a kept struct array of the schema (caller's contract).
+            let batch = unsafe { read::read_batch(kept.array(), &table) }.map_err(at)?;
+            for (j, (piece, column)) in batch.columns.iter().zip(&table.columns).enumerate() {
+                if !matches!(column.rows, Rows::Dense) {
+                    // SAFETY: a piece of the kept chunk just read.
+                    unsafe { read::check_rows(column, std::slice::from_ref(piece)) }.map_err(
+                        |e| at(e.context(format_args!("{}", read::ColumnName(j, column.name())))),
+                    )?;
+                }
+            }
+            let total = self.starts.last().expect("a total") + batch.rows as u64;
+            self.starts.push(total);
+            self.reads.push(batch);
+        }
+        self.table = table;
+        Ok(())
+    }
+
+    /// The names each batch gives, in order (`_row` last when asked for).
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Rows in the source.
+    pub fn num_rows(&self) -> u64 {
+        self.order.rows()
+    }
+
+    /// This rank's batches in a whole epoch (the same in every worker).
+    pub fn len(&self) -> u64 {
+        self.split.steps(self.order.rows())
+    }
+
+    /// Whether an epoch holds no batch.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The epoch the next iteration reads, from its first step (`step`
+    /// kept when it is the epoch a state was loaded at).
+    pub fn set_epoch(&mut self, epoch: u64) {
+        if !(self.fresh && self.epoch == epoch) {
+            self.step = 0;
+        }
+        self.epoch = epoch;
+        self.fresh = true;
+    }
+
+    /// Begins an iteration: where the last `set_epoch` or restore put it,
+    /// else the next epoch from its start. A position past an epoch's last
+    /// batch is the next epoch's start.
+    pub fn begin(&mut self) {
+        if !self.fresh {
+            self.epoch += 1;
+            self.step = 0;
+        }
+        self.normalize();
+        self.fresh = false;
+    }
+
+    /// Past the epoch's last step: the next epoch's start.
+    fn normalize(&mut self) {
+        if self.step >= self.len() && self.step > 0 {
+            self.epoch += 1;
+            self.step = 0;
+        }
+    }
+
+    /// Where the loader stands, as a state any rank resumes.
+    pub fn state(&self) -> State {
+        let (mut epoch, mut step) = (self.epoch, self.step);
+        if step >= self.len() && step > 0 {
+            (epoch, step) = (epoch + 1, 0);
+        }
+        State {
+            version: epoch::STATE_VERSION,
+            epoch,
+            step,
+            num_rows: Some(self.order.rows()),
+            schema: self.fingerprint.clone(),
+            seed: self.epochs.seed,
+            shuffle: self.epochs.shuffle,
+            window: Window {
+                w: match self.order.shuffle() {
+                    Shuffle::Windows(w) => w,
+                    _ => 0,
+                },
+                groups: 0,
+            },
+            global_batch_size: self.split.global_batch(),
+        }
+    }
+
+    /// Continues from `state` at the next iteration: refused (the loader
+    /// as it was) unless it was taken by a loader of the same source and
+    /// options.
+    pub fn restore(&mut self, state: &State) -> Result<(), Error> {
+        state.matches(&self.state())?;
+        self.epoch = state.epoch;
+        self.step = state.step;
+        self.fresh = true;
+        Ok(())
+    }
+
+    /// The next batch of this rank (and worker) in the current epoch, or
+    /// `None` at its end. The step counts once the batch is made; a failure
+    /// leaves the position on the failed batch.
+    pub fn next_batch(&mut self) -> Result<Option<LoadedBatch>, Error> {
+        let step = epoch::worker_step(self.step, self.epochs.worker, self.epochs.workers);
+        if step >= self.len() {
+            self.step = self.step.max(self.len());
+            return Ok(None);
+        }
+        let mut rows = Vec::new();
+        epoch::batch_rows(&self.order.epoch(self.epoch), &self.split, step, &mut rows);
+        let made = self.batch(&rows)?;
+        self.step = step + 1;
+        Ok(Some((rows.len(), made)))
+    }
+
+    /// The outputs of a batch of the source rows `rows`.
+    fn batch(&self, rows: &[u64]) -> Result<Vec<Output>, Error> {
+        let mut outputs = Vec::with_capacity(self.names.len());
+        let result = (|| -> Result<(), Error> {
+            let contiguous = rows.windows(2).all(|w| w[1] == w[0] + 1);
+            match contiguous {
+                true => self.spanned(rows, &mut outputs)?,
+                false => self.gathered(rows, &mut outputs)?,
+            }
+            if self.epochs.row_ids {
+                outputs.push(Output::Tensor(row_numbers(rows)?));
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => Ok(outputs),
+            Err(e) => {
+                outputs.into_iter().for_each(Output::delete);
+                Err(e)
+            }
+        }
+    }
+
+    /// The chunk row `row` lies in, and its row there.
+    fn locate(&self, row: u64) -> (usize, usize) {
+        let chunk = self.starts.partition_point(|&s| s <= row) - 1;
+        (chunk, (row - self.starts[chunk]) as usize)
+    }
+
+    /// A batch of consecutive rows: the chunks' spans it covers, shared
+    /// inside one chunk, copied once across several (as `batches()`).
+    fn spanned(&self, rows: &[u64], outputs: &mut Vec<Output>) -> Result<(), Error> {
+        let mut spans = Vec::with_capacity(2);
+        let mut kept = Vec::with_capacity(2);
+        if let (Some(&first), Some(&last)) = (rows.first(), rows.last()) {
+            let (mut chunk, mut start) = self.locate(first);
+            let mut left = (last - first + 1) as usize;
+            while left > 0 {
+                let have = (self.starts[chunk + 1] - self.starts[chunk]) as usize - start;
+                let take = have.min(left);
+                if take > 0 {
+                    spans.push((start, take));
+                    kept.push(self.chunks[chunk].clone());
+                }
+                left -= take;
+                (chunk, start) = (chunk + 1, 0);
+            }
+        }
+        for (name, kind) in &self.outputs {
+            // SAFETY: kept chunks of the schema, checked when read; the
+            // spans lie inside them.
+            let made = unsafe {
+                output_of(
+                    &self.table,
+                    &self.export,
+                    &self.options,
+                    kind,
+                    &spans,
+                    &kept,
+                    rows.len(),
+                )
+            };
+            outputs.push(made.map_err(|e| e.context(format_args!("{name:?}")))?);
+        }
+        Ok(())
+    }
+
+    /// A batch of rows chosen by index: each output gathered from the
+    /// chunks the rows lie in, one copy.
+    fn gathered(&self, rows: &[u64], outputs: &mut Vec<Output>) -> Result<(), Error> {
+        // The chunks touched, each once, and the picks into that list.
+        let mut touched: Vec<usize> = Vec::new();
+        let mut picks = Vec::with_capacity(rows.len());
+        let mut per_chunk: Vec<Vec<usize>> = Vec::new();
+        for &row in rows {
+            let (chunk, local) = self.locate(row);
+            let k = match touched.iter().position(|&c| c == chunk) {
+                Some(k) => k,
+                None => {
+                    touched.push(chunk);
+                    per_chunk.push(Vec::new());
+                    touched.len() - 1
+                }
+            };
+            per_chunk[k].push(local);
+            picks.push(Pick {
+                chunk: k,
+                row: local,
+            });
+        }
+        // Each touched chunk's read, its null counts those of its picks.
+        // SAFETY: whole-chunk reads of kept chunks; the picked rows are
+        // theirs.
+        let counted: Vec<Batch> = touched
+            .iter()
+            .zip(&per_chunk)
+            .map(|(&c, local)| unsafe { self.reads[c].counted_at(local) })
+            .collect();
+        for (name, kind) in &self.outputs {
+            let at = |e: Error| e.context(format_args!("{name:?}"));
+            let made: Made<DLManagedTensorVersioned> = match kind {
+                Kind::Dense(j) => {
+                    let pieces = counted.iter().map(|b| b.columns[*j].clone()).collect();
+                    let input = Input::Column(&self.table.columns[*j], pieces, rows.len());
+                    // SAFETY: pieces of kept chunks; each pick a row of its
+                    // chunk.
+                    unsafe { export::gathered(&input, &picks, &self.export) }.map_err(at)?
+                }
+                Kind::Stack(js, dtype) => {
+                    let group = TableType {
+                        columns: js.iter().map(|&j| self.table.columns[j].clone()).collect(),
+                    };
+                    let batches = counted
+                        .iter()
+                        .map(|b| Batch {
+                            rows: b.rows,
+                            columns: js.iter().map(|&j| b.columns[j].clone()).collect(),
+                            null_rows: b.null_rows,
+                            row_map: b.row_map,
+                        })
+                        .collect();
+                    let input = Input::Table(&group, batches, rows.len());
+                    let options = ExportPolicy {
+                        dtype: Some(dtype),
+                        ..self.export
+                    };
+                    // SAFETY: as above.
+                    unsafe { export::gathered(&input, &picks, &options) }.map_err(at)?
+                }
+                Kind::Variable(j) => {
+                    return Err(at(err!(
+                        ARROW_DLPACK_UNSUPPORTED_TYPE,
+                        "column {:?} is a list or string column: a shuffled loader gathers dense columns and \
+                         stack groups only in this version (read list columns unshuffled, or batch them \
+                         with batches())",
+                        String::from_utf8_lossy(self.table.columns[*j].name())
+                    )));
+                }
+            };
+            outputs.push(Output::Tensor(made.tensor));
+        }
+        Ok(())
+    }
+}
+
+/// The `_row` tensor: the rows' numbers, int64.
+fn row_numbers(rows: &[u64]) -> Result<std::ptr::NonNull<DLManagedTensorVersioned>, Error> {
+    let mut dims = crate::dims::Dims::new();
+    dims.push_strided(rows.len() as i64, 1)?;
+    let (tensor, dst) =
+        owner::own::<DLManagedTensorVersioned>(dtype::INT64.dl, &dims, rows.len() * 8, false)?;
+    for (i, &r) in rows.iter().enumerate() {
+        // SAFETY: the tensor's own bytes: room for `rows.len()` int64s.
+        unsafe { dst.cast::<i64>().add(i).write_unaligned(r as i64) };
+    }
+    Ok(tensor)
+}
+
+/// A fingerprint of the columns a loader reads: their names and formats,
+/// hashed (FNV-1a) into 16 hex digits.
+fn fingerprint(table: &TableType<'_>) -> String {
+    let mut h: u64 = 0xCBF2_9CE4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes.iter().chain([0xFF].iter()) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3);
+        }
+    };
+    for c in &table.columns {
+        eat(c.name());
+        eat(c.format);
+    }
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn located_rows() {
+        let starts = [0u64, 3, 3, 10];
+        let locate = |row: u64| {
+            let chunk = starts.partition_point(|&s| s <= row) - 1;
+            (chunk, row - starts[chunk])
+        };
+        assert_eq!(locate(0), (0, 0));
+        assert_eq!(locate(2), (0, 2));
+        assert_eq!(locate(3), (2, 0));
+        assert_eq!(locate(9), (2, 6));
+    }
+}
