@@ -814,9 +814,29 @@ pub unsafe fn jagged_of<M: Managed>(
         true => Some(unsafe { read::check_rows(column, pieces) }?),
         false => None,
     };
-    let plan = plan::jagged(column, pieces, facts.as_deref(), options)?;
+    let plan = plan::jagged(column, pieces, facts.as_deref(), false, options)?;
     // SAFETY: forwarded; the rows checked where the plan follows them.
-    unsafe { make_jagged(&plan, column, pieces, hold) }
+    unsafe { make_jagged(&plan, column, pieces, ListRows::new(column, pieces), hold) }
+}
+
+/// The jagged pair of rows chosen by index (a shuffled batch): `pieces`
+/// each chunk's piece counted at its picks, `facts` those rows' facts
+/// ([`read::picked_rows`]): always copied row by row.
+///
+/// # Safety
+/// The pieces' arrays are alive and their rows were checked; each pick
+/// names a row of its piece.
+pub unsafe fn jagged_picked<M: Managed>(
+    column: &ColumnType<'_>,
+    pieces: &[Piece],
+    facts: &[read::RowFacts],
+    picks: &[Pick],
+    options: &ExportPolicy,
+) -> Result<MadeJagged<M>, Error> {
+    let plan = plan::jagged(column, pieces, Some(facts), true, options)?;
+    let rows = ListRows::picked(column, pieces, picks);
+    // SAFETY: a copy of checked rows (caller's contract); nothing held.
+    unsafe { make_jagged(&plan, column, pieces, rows, Hold::Kept(&[])) }
 }
 
 /// Makes the jagged pair `plan` says: the offsets first (the values of a
@@ -831,9 +851,9 @@ unsafe fn make_jagged<M: Managed>(
     plan: &plan::JaggedPlan,
     column: &ColumnType<'_>,
     pieces: &[Piece],
+    rows: ListRows<'_>,
     hold: Hold<'_, '_>,
 ) -> Result<MadeJagged<M>, Error> {
-    let rows = ListRows::new(column, pieces);
     // A shared part's keep: a keeper of the moved array (committed once
     // everything is made), or the kept array's own.
     let mut hold = hold;
@@ -1145,11 +1165,54 @@ pub unsafe fn padded_of<M: Managed>(
     options: &ExportPolicy,
     padding: &Pad,
 ) -> Result<Made<M>, Error> {
-    use crate::copy::jagged;
     // SAFETY: pieces of live arrays.
     let facts = unsafe { read::check_rows(column, pieces) }?;
-    let plan = plan::padded(column, pieces, &facts, padding, options)?;
-    let rows = ListRows::new(column, pieces);
+    // SAFETY: the rows just checked.
+    unsafe {
+        padded_rows(
+            column,
+            pieces,
+            &facts,
+            ListRows::new(column, pieces),
+            options,
+            padding,
+        )
+    }
+}
+
+/// The padded tensor (and mask) of rows chosen by index (a shuffled
+/// batch): `pieces` and `facts` as [`jagged_picked`] takes them.
+///
+/// # Safety
+/// As [`jagged_picked`].
+pub unsafe fn padded_picked<M: Managed>(
+    column: &ColumnType<'_>,
+    pieces: &[Piece],
+    facts: &[read::RowFacts],
+    picks: &[Pick],
+    options: &ExportPolicy,
+    padding: &Pad,
+) -> Result<Made<M>, Error> {
+    let rows = ListRows::picked(column, pieces, picks);
+    // SAFETY: forwarded: checked rows (caller's contract).
+    unsafe { padded_rows(column, pieces, facts, rows, options, padding) }
+}
+
+/// The padded tensor (and mask) of `rows` of `pieces`, whose `facts`
+/// the plan sizes it by.
+///
+/// # Safety
+/// The rows were checked; the pieces' arrays are alive.
+unsafe fn padded_rows<M: Managed>(
+    column: &ColumnType<'_>,
+    pieces: &[Piece],
+    facts: &[read::RowFacts],
+    rows: ListRows<'_>,
+    options: &ExportPolicy,
+    padding: &Pad,
+) -> Result<Made<M>, Error> {
+    use crate::copy::jagged;
+    let plan = plan::padded(column, pieces, facts, padding, options)?;
     let count = rows.len();
     let mask = match plan.mask {
         true => {

@@ -24,8 +24,9 @@ use crate::copy::layout::Pick;
 use crate::dtype::{self, Accept};
 use crate::epoch::{self, Order, Shuffle, Split, State, Window};
 use crate::error::{Error, err};
-use crate::export::{self, Input, Made};
+use crate::export::{self, Input, Made, MadeJagged};
 use crate::options::ExportPolicy;
+use crate::options::Lists;
 use crate::owner::{self, Kept};
 
 /// How a loader orders and splits its epochs.
@@ -84,6 +85,10 @@ pub struct Loader {
 // lets any thread release them. Batches are made by one thread at a time
 // (`&mut self`).
 unsafe impl Send for Loader {}
+// SAFETY: shared access reads only plain values (names, counts, the
+// state's fields); everything that touches the schema, the chunks or
+// their reads takes `&mut self` or is made of them once, when made.
+unsafe impl Sync for Loader {}
 
 impl Drop for Loader {
     fn drop(&mut self) {
@@ -235,6 +240,20 @@ impl Loader {
             self.reads.push(batch);
         }
         self.table = table;
+        Ok(())
+    }
+
+    /// Makes this loader DataLoader worker `worker` of `workers` (0 of 1:
+    /// no workers), which takes global steps `worker, worker + workers,
+    /// ...` of each epoch.
+    pub fn set_worker(&mut self, worker: u64, workers: u64) -> Result<(), Error> {
+        if workers == 0 || worker >= workers {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "worker {worker} is not in [0, workers = {workers})"
+            ));
+        }
+        (self.epochs.worker, self.epochs.workers) = (worker, workers);
         Ok(())
     }
 
@@ -470,13 +489,66 @@ impl Loader {
                     unsafe { export::gathered(&input, &picks, &options) }.map_err(at)?
                 }
                 Kind::Variable(j) => {
-                    return Err(at(err!(
-                        ARROW_DLPACK_UNSUPPORTED_TYPE,
-                        "column {:?} is a list or string column: a shuffled loader gathers dense columns and \
-                         stack groups only in this version (read list columns unshuffled, or batch them \
-                         with batches())",
-                        String::from_utf8_lossy(self.table.columns[*j].name())
-                    )));
+                    let column = &self.table.columns[*j];
+                    let (pieces, facts): (Vec<_>, Vec<_>) = counted
+                        .iter()
+                        .zip(&per_chunk)
+                        // SAFETY: the chunks' rows were checked when read;
+                        // the picked rows are theirs.
+                        .map(|(b, local)| unsafe {
+                            read::picked_rows(column, &b.columns[*j], local)
+                        })
+                        .unzip();
+                    let output = match self.options.list_mode() {
+                        Lists::Jagged => {
+                            let options = ExportPolicy {
+                                mask: self.options.fill_value().is_some(),
+                                ..self.export
+                            };
+                            // SAFETY: checked rows of kept chunks.
+                            let made: MadeJagged<DLManagedTensorVersioned> = unsafe {
+                                export::jagged_picked(column, &pieces, &facts, &picks, &options)
+                            }
+                            .map_err(at)?;
+                            let validity = match (made.mask, made.null_rows) {
+                                (Some(m), 0) => {
+                                    // SAFETY: ours, not handed out.
+                                    unsafe { crate::managed::delete(m) };
+                                    None
+                                }
+                                (m, _) => m,
+                            };
+                            Output::Jagged {
+                                values: made.values,
+                                offsets: made.offsets,
+                                validity,
+                            }
+                        }
+                        Lists::Padded => {
+                            let options = ExportPolicy {
+                                mask: true,
+                                ..self.export
+                            };
+                            // SAFETY: as above.
+                            let made: Made<DLManagedTensorVersioned> = unsafe {
+                                export::padded_picked(
+                                    column,
+                                    &pieces,
+                                    &facts,
+                                    &picks,
+                                    &options,
+                                    self.options.padding(),
+                                )
+                            }
+                            .map_err(at)?;
+                            Output::Padded {
+                                values: made.tensor,
+                                mask: made.mask.expect("a padded batch's mask"),
+                            }
+                        }
+                    };
+                    outputs.push(output);
+                    continue;
                 }
             };
             outputs.push(Output::Tensor(made.tensor));

@@ -426,11 +426,13 @@ fn variable_nulls(pieces: &[Piece], fill: Option<[u8; 8]>) -> Result<(), Error> 
 /// offsets from 0, shared where they can be (one chunk, its first offset
 /// 0, no conversion, nothing to fill or drop), else copied. `rows` are
 /// the facts of [`read::check_rows`](crate::arrow::read::check_rows) where [`jagged_follows_rows`] asked
-/// for them.
+/// for them; `gathered`: the pieces' rows are chosen by index (always
+/// copied row by row, the facts those of the rows chosen).
 pub fn jagged(
     column: &ColumnType<'_>,
     pieces: &[Piece],
     rows: Option<&[RowFacts]>,
+    gathered: bool,
     options: &ExportPolicy,
 ) -> Result<JaggedPlan, Error> {
     use crate::arrow::read::Rows;
@@ -448,7 +450,9 @@ pub fn jagged(
     let first_offset = pieces.get(chosen).and_then(|p| p.offsets).map(|o| o.first);
     let first = first_offset.unwrap_or(0);
     let nulls: usize = pieces.iter().map(|p| p.nulls).sum();
-    let rows_copy = if views {
+    let rows_copy = if gathered {
+        Some(format_args!("gathering rows by index"))
+    } else if views {
         Some(format_args!("gathering the rows of views"))
     } else if compact {
         Some(format_args!("dropping the elements of null rows"))

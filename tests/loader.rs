@@ -280,3 +280,126 @@ fn a_column_named_row_is_refused() {
     );
     assert_eq!(r[1].release_count(), 1, "the chunk released");
 }
+
+const LIST_NAMES: [&CStr; 2] = [c"x", c"ids"];
+
+/// `n` rows from `first`: `x` the row's number, `ids` a list<int64> of
+/// `row % 4` copies of the row's number, row `row % 5 == 3` null.
+fn list_chunk(n: usize, first: usize) -> Raw {
+    let x: Vec<f64> = (first..first + n).map(|i| i as f64).collect();
+    let mut offsets = vec![0i32];
+    let mut values = Vec::new();
+    for i in first..first + n {
+        values.extend(std::iter::repeat_n(i as i64, i % 4));
+        offsets.push(values.len() as i32);
+    }
+    let mut ids = Raw::list(
+        &offsets.iter().map(|&o| o as i64).collect::<Vec<_>>(),
+        false,
+        Raw::primitive("l", &values),
+    );
+    let valid: Vec<bool> = (first..first + n).map(|i| i % 5 != 3).collect();
+    let nulls = valid.iter().filter(|v| !**v).count() as i64;
+    ids.set_validity(&valid, nulls);
+    Raw::struct_of(n as i64, vec![Raw::primitive("g", &x), ids], &LIST_NAMES)
+}
+
+#[test]
+fn shuffled_list_columns_are_gathered_padded_and_jagged() {
+    for jagged in [false, true] {
+        let mut raws = vec![list_chunk(0, 0), list_chunk(7, 0), list_chunk(9, 7)];
+        let lists = match jagged {
+            true => arrow_dlpack::__internal::Lists::Jagged,
+            false => arrow_dlpack::__internal::Lists::Padded,
+        };
+        let pad = arrow_dlpack::__internal::Pad::default();
+        let options = BatchOptions::new(5)
+            .unwrap()
+            .lists(lists, pad)
+            .fill(Some(-1.0))
+            .threads(1);
+        let mut l = loader(&mut raws, options, epochs(true, None, 1, 0, false)).unwrap();
+        l.begin();
+        let mut seen = Vec::new();
+        while let Some((rows, mut outputs)) = l.next_batch().unwrap() {
+            let ids = values(outputs.pop().unwrap());
+            let ids: Vec<i64> = ids
+                .bytes
+                .chunks(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            assert_eq!(ids.len(), rows);
+            let list = outputs.pop().unwrap();
+            let x = values(outputs.pop().unwrap());
+            let x: Vec<f64> = x
+                .bytes
+                .chunks(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            assert_eq!(x, ids.iter().map(|&i| i as f64).collect::<Vec<_>>());
+            // Each row's elements: `row % 4` copies of its number (none
+            // for a null row, filled: empty).
+            let expect = |i: i64| match i % 5 == 3 {
+                true => Vec::new(),
+                false => vec![i; (i % 4) as usize],
+            };
+            match list {
+                Output::Padded { values: v, mask } => {
+                    let v = take(v.as_ptr());
+                    let m = take(mask.as_ptr());
+                    let width = v.shape[1] as usize;
+                    assert_eq!(width, ids.iter().map(|&i| expect(i).len()).max().unwrap());
+                    let v: Vec<i64> = v
+                        .bytes
+                        .chunks(8)
+                        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                        .collect();
+                    for (k, &i) in ids.iter().enumerate() {
+                        let row = &v[k * width..(k + 1) * width];
+                        let real: Vec<i64> = row
+                            .iter()
+                            .zip(&m.bytes[k * width..])
+                            .filter(|(_, m)| **m == 1)
+                            .map(|(v, _)| *v)
+                            .collect();
+                        assert_eq!(real, expect(i), "row {i}");
+                    }
+                }
+                Output::Jagged {
+                    values: v,
+                    offsets,
+                    validity,
+                } => {
+                    let v = take(v.as_ptr());
+                    let o = take(offsets.as_ptr());
+                    let v: Vec<i64> = v
+                        .bytes
+                        .chunks(8)
+                        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                        .collect();
+                    let o: Vec<usize> = o
+                        .bytes
+                        .chunks(4)
+                        .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as usize)
+                        .collect();
+                    assert_eq!(o.len(), rows + 1);
+                    for (k, &i) in ids.iter().enumerate() {
+                        assert_eq!(v[o[k]..o[k + 1]].to_vec(), expect(i), "row {i}");
+                    }
+                    if let Some(valid) = validity {
+                        let valid = take(valid.as_ptr());
+                        for (k, &i) in ids.iter().enumerate() {
+                            assert_eq!(valid.bytes[k] == 1, i % 5 != 3);
+                        }
+                    }
+                }
+                _ => panic!("a list output"),
+            }
+            seen.extend(ids);
+        }
+        seen.sort();
+        assert_eq!(seen, (0..16).collect::<Vec<_>>());
+        drop(l);
+        assert!(raws[1..].iter().all(|r| r.release_count() == 1));
+    }
+}

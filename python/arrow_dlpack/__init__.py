@@ -47,6 +47,9 @@ from ._native import (
 )
 
 
+from ._loader import Loader  # noqa: E402
+
+
 class Jagged(NamedTuple):
     """A variable-length column as two tensors (``to_jagged``): ``values``,
     every row's elements end to end; ``offsets``, where each row starts
@@ -195,6 +198,7 @@ __all__ = [
     "to_padded",
     "from_jagged",
     "batches",
+    "Loader",
     "set_threads",
     "threads",
     "Jagged",

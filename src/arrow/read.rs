@@ -1837,6 +1837,44 @@ pub unsafe fn check_rows(
         .collect()
 }
 
+/// A variable-length piece as a gather of its rows `rows` sees it: the
+/// piece counting only those rows (`rows` their number, `nulls` their
+/// elements' nulls, `null_rows` theirs), and their facts. Its data and
+/// bitmaps stay the chunk's.
+///
+/// # Safety
+/// The piece's rows were checked ([`check_rows`]) and its arrays are
+/// alive; each row is one of its rows.
+pub unsafe fn picked_rows(
+    column: &ColumnType<'_>,
+    piece: &Piece,
+    rows: &[usize],
+) -> (Piece, RowFacts) {
+    let mut counted = piece.clone();
+    (counted.rows, counted.nulls, counted.null_rows) = (rows.len(), 0, 0);
+    let mut facts = RowFacts::default();
+    for &r in rows {
+        // SAFETY: a checked row of the piece (caller's contract).
+        let row = unsafe { piece.row(column, r) };
+        if row.null {
+            counted.null_rows += 1;
+            facts.null_rows_cover_values |= row.len > 0;
+            continue;
+        }
+        facts.longest = facts.longest.max(row.len);
+        facts.total += row.len;
+        for map in piece.maps.iter().filter(|m| !m.rows) {
+            // SAFETY: the row's elements lie in the map's covered range.
+            let nulls = unsafe { map.slice(row.first, row.len).nulls() };
+            if counted.nulls == 0 && nulls > 0 {
+                counted.null_level = map.level;
+            }
+            counted.nulls += nulls;
+        }
+    }
+    (counted, facts)
+}
+
 /// Where one row of a variable-length piece lies.
 #[derive(Debug, Clone, Copy)]
 pub struct Row {

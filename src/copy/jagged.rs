@@ -11,6 +11,7 @@
 
 use std::ops::Range;
 
+use super::layout::Pick;
 use super::{convert, nulls};
 use crate::arrow::read::{ColumnType, Piece, Row};
 use crate::dtype::DType;
@@ -23,6 +24,9 @@ use crate::options::Side;
 pub struct ListRows<'p> {
     column: &'p ColumnType<'p>,
     pieces: &'p [Piece],
+    /// Rows by index: row `r` is `picks[r]` (`None`: every piece's rows,
+    /// chunk after chunk).
+    picks: Option<&'p [Pick]>,
     len: usize,
 }
 
@@ -32,7 +36,23 @@ impl<'p> ListRows<'p> {
         ListRows {
             column,
             pieces,
+            picks: None,
             len: pieces.iter().map(|p| p.rows).sum(),
+        }
+    }
+
+    /// The rows chosen by index: row `r` is row `picks[r].row` of piece
+    /// `picks[r].chunk` (whose rows were checked).
+    pub fn picked(
+        column: &'p ColumnType<'p>,
+        pieces: &'p [Piece],
+        picks: &'p [Pick],
+    ) -> ListRows<'p> {
+        ListRows {
+            column,
+            pieces,
+            picks: Some(picks),
+            len: picks.len(),
         }
     }
 
@@ -58,6 +78,15 @@ impl<'p> ListRows<'p> {
     /// # Safety
     /// The pieces' arrays are alive and their rows were checked.
     unsafe fn each(&self, range: Range<usize>, mut f: impl FnMut(usize, &Piece, Row)) {
+        if let Some(picks) = self.picks {
+            for r in range {
+                let pick = picks[r];
+                let p = &self.pieces[pick.chunk];
+                // SAFETY: a checked row of the piece (caller's contract).
+                f(r, p, unsafe { p.row(self.column, pick.row) });
+            }
+            return;
+        }
         for (p, rows, first) in self.spans(range) {
             for (k, r) in rows.enumerate() {
                 // SAFETY: a row of the piece (caller's contract).
@@ -302,6 +331,17 @@ fn nulls_of_elements(map: crate::arrow::read::NullMap) -> crate::arrow::read::Nu
 /// # Safety
 /// `dst` holds a byte a row; the pieces are alive.
 pub unsafe fn row_mask(rows: &ListRows<'_>, range: Range<usize>, dst: *mut u8) {
+    if let Some(picks) = rows.picks {
+        for r in range {
+            let pick = picks[r];
+            // SAFETY: a row of the piece; a byte of room (caller's contract).
+            unsafe {
+                dst.add(r)
+                    .write(!rows.pieces[pick.chunk].row_is_null(pick.row) as u8)
+            };
+        }
+        return;
+    }
     for (p, piece_rows, first) in rows.spans(range) {
         for (k, r) in piece_rows.enumerate() {
             // SAFETY: a row of the piece; a byte of room (caller's contract).

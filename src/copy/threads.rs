@@ -67,6 +67,17 @@ pub fn set_default(threads: usize) {
     CHOSEN.store(threads.min(MAX), Ordering::Relaxed);
 }
 
+/// Whether the default count was chosen: by [`set_default`], or by
+/// `ARROW_DLPACK_THREADS` (a positive number).
+#[cfg_attr(not(feature = "python"), allow(dead_code))] // the Python face's
+pub fn chosen() -> bool {
+    CHOSEN.load(Ordering::Relaxed) != 0
+        || std::env::var("ARROW_DLPACK_THREADS")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .is_some_and(|n| n > 0)
+}
+
 /// The thread count of copies that do not give one.
 pub fn default_count() -> usize {
     match CHOSEN.load(Ordering::Relaxed) {

@@ -48,7 +48,7 @@ unsafe fn take_array(
 }
 
 /// An item of an iterable source, as chunks: its schema and arrays.
-fn chunks_of(item: &Bound<'_, PyAny>) -> PyResult<(ArrowSchema, Vec<ArrowArray>)> {
+pub(super) fn chunks_of(item: &Bound<'_, PyAny>) -> PyResult<(ArrowSchema, Vec<ArrowArray>)> {
     let py = item.py();
     let kind = item.get_type();
     if type_attribute(&kind, intern!(py, "__arrow_c_stream__")).is_some() {
@@ -214,40 +214,7 @@ impl BatchIterator {
                 return Err(raised.unwrap_or_else(|| error(e)));
             }
         };
-        let dict = PyDict::new(py);
-        let exporter = |t| Py::new(py, DLPackExporter::ready(t));
-        for (name, output) in self.names.iter().zip(made) {
-            let value: Bound<'py, PyAny> = match output {
-                Output::Tensor(t) => exporter(t)?.into_bound(py).into_any(),
-                Output::Padded { values, mask } => super::named::padded(
-                    py,
-                    [
-                        exporter(values)?.into_bound(py).into_any(),
-                        exporter(mask)?.into_bound(py).into_any(),
-                    ],
-                )?,
-                Output::Jagged {
-                    values,
-                    offsets,
-                    validity,
-                } => {
-                    let validity = match validity {
-                        Some(v) => exporter(v)?.into_bound(py).into_any(),
-                        None => py.None().into_bound(py),
-                    };
-                    super::named::jagged(
-                        py,
-                        [
-                            exporter(values)?.into_bound(py).into_any(),
-                            exporter(offsets)?.into_bound(py).into_any(),
-                            validity,
-                        ],
-                    )?
-                }
-            };
-            dict.set_item(name.bind(py), value)?;
-        }
-        Ok(Some(dict))
+        batch_dict(py, &self.names, made).map(Some)
     }
 
     /// Releases the source and the chunks read and not batched (the
@@ -263,6 +230,49 @@ impl BatchIterator {
     fn names(&self, py: Python<'_>) -> Vec<Py<PyString>> {
         self.names.iter().map(|n| n.clone_ref(py)).collect()
     }
+}
+
+/// A batch's outputs as the dict Python sees: each name to an exporter, a
+/// `Padded` or a `Jagged` (the batcher's and the loader's).
+pub(super) fn batch_dict<'py>(
+    py: Python<'py>,
+    names: &[Py<PyString>],
+    made: Vec<Output>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    let exporter = |t| Py::new(py, DLPackExporter::ready(t)).map(|e| e.into_bound(py).into_any());
+    let mut made = made.into_iter();
+    for name in names {
+        let Some(output) = made.next() else { break };
+        let value = (|| -> PyResult<Bound<'py, PyAny>> {
+            Ok(match output {
+                Output::Tensor(t) => exporter(t)?,
+                Output::Padded { values, mask } => {
+                    super::named::padded(py, [exporter(values)?, exporter(mask)?])?
+                }
+                Output::Jagged {
+                    values,
+                    offsets,
+                    validity,
+                } => {
+                    let validity = match validity {
+                        Some(v) => exporter(v)?,
+                        None => py.None().into_bound(py),
+                    };
+                    super::named::jagged(py, [exporter(values)?, exporter(offsets)?, validity])?
+                }
+            })
+        })();
+        match value {
+            Ok(value) => dict.set_item(name.bind(py), value)?,
+            Err(e) => {
+                // The outputs not handed to an exporter yet.
+                made.for_each(Output::delete);
+                return Err(e);
+            }
+        }
+    }
+    Ok(dict)
 }
 
 /// The keywords of a dict (a call's `**options`), each taken once by

@@ -26,6 +26,7 @@ mod exporter;
 mod fastcall;
 mod guard;
 mod imported;
+mod loader;
 mod named;
 mod pyarrow;
 
@@ -224,6 +225,14 @@ fn threads() -> usize {
     crate::copy::threads::default_count()
 }
 
+/// Whether the thread count was chosen: by ``set_threads`` or
+/// ``ARROW_DLPACK_THREADS`` (a DataLoader worker's loader otherwise copies
+/// on its own thread, as torch runs one thread a worker).
+#[pyfunction]
+fn threads_chosen() -> bool {
+    crate::copy::threads::chosen()
+}
+
 /// The Python module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -239,7 +248,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_threads, m)?)?;
     m.add_function(wrap_pyfunction!(batches::batches, m)?)?;
     m.add_class::<batches::BatchIterator>()?;
+    m.add_function(wrap_pyfunction!(loader::loader, m)?)?;
+    m.add_class::<loader::NativeLoader>()?;
     m.add_function(wrap_pyfunction!(threads, m)?)?;
+    m.add_function(wrap_pyfunction!(threads_chosen, m)?)?;
     // The exporter's producer table of the DLPack C exchange API (set
     // here: the table's functions use the exporter, not the reverse).
     m.py()

@@ -1,0 +1,241 @@
+"""``arrow_dlpack.Loader``: shuffled, sharded, resumable training epochs.
+
+The order, the split over ranks and workers, the batches and the state are
+the library's core (Rust, ``_native.loader``); this module resolves what
+only Python knows (the ``torch.distributed`` group, the DataLoader worker,
+a Hugging Face dataset's table and indices), pickles the loader for spawned
+workers, and hands the state over as a dict.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import sys
+from typing import Any, Iterator, Optional
+
+from . import _native
+
+# The keywords of the batches a loader makes (``arrow_dlpack.batches``'s).
+_BATCH_KEYWORDS = (
+    "columns",
+    "stack",
+    "lists",
+    "pad_value",
+    "pad_length",
+    "pad_side",
+    "null_value",
+    "dtype",
+    "pin_memory",
+)
+
+
+def _ranks(rank: Optional[int], world_size: Optional[int]) -> tuple:
+    """Rank and world size: the given ones (only one given: the other is 0
+    or 1, never the group's), else an initialised ``torch.distributed``
+    group's (when torch is imported), else 0 and 1."""
+    if rank is None and world_size is None:
+        torch = sys.modules.get("torch")
+        distributed = getattr(torch, "distributed", None) if torch is not None else None
+        if distributed is not None and distributed.is_available() and distributed.is_initialized():
+            return distributed.get_rank(), distributed.get_world_size()
+        return 0, 1
+    return (0 if rank is None else rank), (1 if world_size is None else world_size)
+
+
+def _worker() -> tuple:
+    """This process's DataLoader worker and the worker count (0 of 1
+    outside workers): torch's ``get_worker_info()``, when torch is
+    imported."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return 0, 1
+    info = torch.utils.data.get_worker_info()
+    if info is None:
+        return 0, 1
+    return info.id, info.num_workers
+
+
+def _arrow_source(source: Any) -> Any:
+    """What the core reads: a Hugging Face ``datasets.Dataset`` as its table
+    in its own row order (its indices mapping from ``shuffle``, ``select``,
+    ``filter``, ``train_test_split`` applied: row ``i`` is ``ds[i]``); any
+    other source as it is."""
+    if type(source).__module__.split(".")[0] == "datasets" and hasattr(source, "_indices"):
+        table = source.data.table
+        indices = source._indices
+        if indices is None:
+            return table
+        # Row i of the dataset is row indices[i] of its table: the rows
+        # taken in that order (one copy, in Arrow).
+        return table.take(indices.column(0))
+    return source
+
+
+class Loader:
+    """Shuffled, sharded, resumable training epochs over an Arrow source.
+
+    ``Loader(source, batch_size, *, columns=None, stack=None,
+    lists="padded", pad_value=0, pad_length=None, pad_side="right",
+    null_value=None, dtype=None, pin_memory=False, shuffle=False, seed=0,
+    window=None, rank=None, world_size=None, drop_last=False,
+    row_ids=False, prefetch=2)``
+
+    Each iteration is one epoch: this rank's batches (dicts as
+    ``arrow_dlpack.batches`` makes them, plus ``"_row"`` with
+    ``row_ids=True``), in an order that depends only on ``seed``, the
+    epoch, the source's rows, ``shuffle`` and ``window``. Every rank yields
+    the same number of batches of the same sizes; every row is read once
+    an epoch (``drop_last=False`` repeats up to ``world_size - 1`` rows
+    from the epoch's start, as ``DistributedSampler`` pads). Iterating
+    again moves to the next epoch; ``set_epoch(e)`` chooses one.
+    ``state_dict()`` / ``load_state_dict(state)`` resume exactly, on any
+    rank, also under another ``world_size`` with the same global batch.
+
+    >>> import pyarrow as pa
+    >>> t = pa.table({"x": [0.0, 1.0, 2.0, 3.0, 4.0]})
+    >>> loader = Loader(t, 2, shuffle=True, seed=1, row_ids=True)
+    >>> sorted(int(i) for b in loader for i in __import__("numpy").from_dlpack(b["_row"]))
+    [0, 1, 2, 3, 4]
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        batch_size: int,
+        *,
+        columns: Optional[list] = None,
+        stack: Optional[dict] = None,
+        lists: str = "padded",
+        pad_value: float = 0,
+        pad_length: Optional[int] = None,
+        pad_side: str = "right",
+        null_value: Optional[float] = None,
+        dtype: Any = None,
+        pin_memory: bool = False,
+        shuffle: bool = False,
+        seed: int = 0,
+        window: Optional[int] = None,
+        rank: Optional[int] = None,
+        world_size: Optional[int] = None,
+        drop_last: bool = False,
+        row_ids: bool = False,
+        prefetch: int = 2,
+    ) -> None:
+        rank, world_size = _ranks(rank, world_size)
+        self._options = dict(
+            columns=columns,
+            stack=stack,
+            lists=lists,
+            pad_value=pad_value,
+            pad_length=pad_length,
+            pad_side=pad_side,
+            null_value=null_value,
+            dtype=dtype,
+            pin_memory=pin_memory,
+            shuffle=shuffle,
+            seed=seed,
+            window=window,
+            rank=rank,
+            world_size=world_size,
+            drop_last=drop_last,
+            row_ids=row_ids,
+            prefetch=prefetch,
+        )
+        self._source = source
+        self._batch_size = batch_size
+        self._native = _native.loader(_arrow_source(source), batch_size, **self._options)
+        self._prefetch = prefetch
+        self._pin_memory = pin_memory
+        # The epoch `set_epoch` chose, shared with DataLoader workers'
+        # copies (persistent ones included): (generation, epoch).
+        self._shared = multiprocessing.Array("q", [0, 0], lock=False)
+        self._seen = 0
+
+    # -- what torch's DataLoader and samplers call ------------------------
+
+    def __iter__(self) -> Iterator[dict]:
+        worker, workers = _worker()
+        if workers > 1 or worker > 0:
+            if self._pin_memory:
+                raise ValueError(
+                    "pin_memory=True is not for a loader inside DataLoader workers: pass "
+                    "DataLoader(..., pin_memory=True) instead"
+                )
+            if not _native.threads_chosen():
+                # One thread a worker, as torch sets its own.
+                _native.set_threads(1)
+        generation, epoch = self._shared[0], self._shared[1]
+        if generation != self._seen:
+            self._seen = generation
+            self._native.set_epoch(epoch)
+        self._native.begin(worker, workers)
+        return self._batches()
+
+    def _batches(self) -> Iterator[dict]:
+        native = self._native
+        while True:
+            batch = native.next()
+            if batch is None:
+                return
+            yield batch
+
+    def __len__(self) -> int:
+        """This rank's batches in a whole epoch."""
+        return len(self._native)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the next iteration reads (as
+        ``DistributedSampler.set_epoch``), here and in DataLoader workers'
+        copies."""
+        if epoch < 0:
+            raise ValueError(f"set_epoch takes an epoch >= 0, not {epoch}")
+        self._native.set_epoch(epoch)
+        self._shared[1] = epoch
+        self._shared[0] = self._shared[0] + 1
+        self._seen = self._shared[0]
+
+    def state_dict(self) -> dict:
+        """Where the loader stands: a dict of plain values (``version``,
+        ``epoch``, ``step``, ``num_rows``, ``schema``, ``seed``, ``shuffle``,
+        ``window``, ``global_batch_size``), the same on every rank."""
+        return json.loads(self._native.state())
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continues from ``state`` at the next iteration; a state of another
+        source or other options is a ``ValueError`` naming the key, and the
+        loader is left as it was."""
+        if not isinstance(state, dict):
+            raise TypeError(f"load_state_dict takes the dict state_dict() returned, not {type(state).__name__}")
+        try:
+            text = json.dumps(state)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"malformed state: {e}") from None
+        self._native.load_state(text)
+
+    @property
+    def names(self) -> list:
+        """The names each batch's dict has, in order."""
+        return self._native.names
+
+    @property
+    def num_rows(self) -> int:
+        return self._native.num_rows
+
+    # -- pickling: DataLoader workers started by spawn or forkserver --------
+
+    def __reduce__(self):
+        # The epoch `set_epoch` shares goes to workers being started (it can
+        # only be inherited); any other copy gets its own.
+        spawning = multiprocessing.context.get_spawning_popen() is not None
+        shared = self._shared if spawning else None
+        return (_rebuild, (self._source, self._batch_size, self._options, self._native.state(), shared))
+
+
+def _rebuild(source: Any, batch_size: int, options: dict, state: str, shared: Any) -> Loader:
+    loader = Loader(source, batch_size, **options)
+    loader._native.load_state(state)
+    if shared is not None:
+        loader._shared = shared
+        loader._seen = shared[0]
+    return loader

@@ -1,0 +1,226 @@
+//! `arrow_dlpack.Loader`'s native core: the loader of [`crate::loader`]
+//! over a Python source read into memory once. The package's `Loader`
+//! (Python) resolves ranks and workers, pickles, and turns the state into
+//! a dict; everything it asks is checked here, by the core.
+
+use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+
+use super::batches::{Keywords, batch_dict, batch_options, chunks_of};
+use super::exporter::type_name;
+use super::type_attribute;
+use crate::abi::{ArrowArray, ArrowSchema};
+use crate::arrow::read;
+use crate::arrow::release::Release;
+use crate::epoch::State;
+use crate::error::{Error, Face, Status};
+use crate::loader::{EpochOptions, Loader};
+
+/// The exception for a loader's error: `ValueError` for what the caller
+/// asked (an option, a state), `BufferError` for what the data is.
+fn error(e: Error) -> PyErr {
+    let message = e.message_for(Face::Python);
+    match e.status() {
+        Status::ARROW_DLPACK_INVALID_ARGUMENT => PyValueError::new_err(message),
+        _ => PyBufferError::new_err(message),
+    }
+}
+
+/// The structs of an item not kept: released.
+fn release_all(schema: &mut ArrowSchema, arrays: &mut [ArrowArray]) {
+    // SAFETY: structs handed over to us by a producer, not moved since.
+    unsafe {
+        schema.release_once();
+        arrays.iter_mut().for_each(|a| a.release_once());
+    }
+}
+
+/// A source read into memory once: its schema and every chunk, as they
+/// come (a stream read to its end; an iterable's items, each of the first
+/// one's schema).
+fn read_whole(source: &Bound<'_, PyAny>) -> PyResult<(ArrowSchema, Vec<ArrowArray>)> {
+    let py = source.py();
+    let kind = source.get_type();
+    if type_attribute(&kind, intern!(py, "__arrow_c_stream__")).is_some()
+        || type_attribute(&kind, intern!(py, "__arrow_c_array__")).is_some()
+    {
+        return chunks_of(source);
+    }
+    let Ok(iterator) = source.try_iter() else {
+        return Err(PyTypeError::new_err(format!(
+            "arrow_dlpack.Loader reads Arrow record batches: an object implementing __arrow_c_stream__ or \
+             __arrow_c_array__ (a pyarrow Table or RecordBatchReader, a polars DataFrame, a DuckDB relation, a \
+             Hugging Face Dataset), or an iterable of them; got {}",
+            type_name(source)?
+        )));
+    };
+    let mut first: Option<ArrowSchema> = None;
+    let mut all: Vec<ArrowArray> = Vec::new();
+    let fail = |first: &mut Option<ArrowSchema>, all: &mut Vec<ArrowArray>| {
+        if let Some(mut s) = first.take() {
+            release_all(&mut s, all);
+        }
+    };
+    for (i, item) in iterator.enumerate() {
+        let read = item.and_then(|item| chunks_of(&item));
+        let (mut schema, mut arrays) = match read {
+            Ok(c) => c,
+            Err(e) => {
+                fail(&mut first, &mut all);
+                return Err(e);
+            }
+        };
+        match &first {
+            None => first = Some(schema),
+            Some(s) => {
+                // SAFETY: both are valid schemas (their producers').
+                let same = unsafe { read::same_type(s, &schema) };
+                if !same {
+                    release_all(&mut schema, &mut arrays);
+                    fail(&mut first, &mut all);
+                    return Err(PyValueError::new_err(format!(
+                        "arrow_dlpack.Loader: item {i} of the source has another schema than the first (the \
+                         columns' names and types must stay the same)"
+                    )));
+                }
+                release_all(&mut schema, &mut []);
+            }
+        }
+        all.append(&mut arrays);
+    }
+    match first {
+        Some(schema) => Ok((schema, all)),
+        None => Err(PyValueError::new_err(
+            "arrow_dlpack.Loader: the source is empty (not even a first item to read the schema of)",
+        )),
+    }
+}
+
+/// The native loader (`arrow_dlpack._native.Loader`): made by [`loader`].
+#[pyclass(module = "arrow_dlpack._native", name = "Loader")]
+pub struct NativeLoader {
+    loader: Loader,
+    names: Vec<Py<PyString>>,
+}
+
+#[pymethods]
+impl NativeLoader {
+    /// Begins an iteration as DataLoader worker `worker` of `workers`:
+    /// where `set_epoch` or `load_state` put it, else the next epoch.
+    fn begin(&mut self, worker: u64, workers: u64) -> PyResult<()> {
+        self.loader.set_worker(worker, workers).map_err(error)?;
+        self.loader.begin();
+        Ok(())
+    }
+
+    /// The next batch's dict, or None at the epoch's end.
+    fn next<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        match self.loader.next_batch().map_err(error)? {
+            None => Ok(None),
+            Some((_, outputs)) => batch_dict(py, &self.names, outputs).map(Some),
+        }
+    }
+
+    /// The state as JSON text (`arrow_dlpack_loader_state`'s).
+    fn state(&self) -> String {
+        self.loader.state().to_json()
+    }
+
+    /// Continues from a state's JSON text at the next iteration; refused
+    /// (`ValueError` naming the key) with the loader as it was.
+    fn load_state(&mut self, text: &str) -> PyResult<()> {
+        let state = State::from_json(text).map_err(error)?;
+        self.loader.restore(&state).map_err(error)
+    }
+
+    fn set_epoch(&mut self, epoch: u64) {
+        self.loader.set_epoch(epoch);
+    }
+
+    fn __len__(&self) -> usize {
+        self.loader.len() as usize
+    }
+
+    #[getter]
+    fn names(&self, py: Python<'_>) -> Vec<Py<PyString>> {
+        self.names.iter().map(|n| n.clone_ref(py)).collect()
+    }
+
+    #[getter]
+    fn num_rows(&self) -> u64 {
+        self.loader.num_rows()
+    }
+}
+
+/// ``Loader(source, batch_size, *, shuffle, seed, window, rank,
+/// world_size, drop_last, row_ids, **batch options)``: the source read
+/// into memory once (chunks kept as they come), every option checked by
+/// the core.
+#[pyfunction]
+#[pyo3(signature = (source, batch_size, **options))]
+pub fn loader(
+    py: Python<'_>,
+    source: &Bound<'_, PyAny>,
+    batch_size: i64,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<NativeLoader> {
+    let mut keywords = Keywords::new(options, "Loader")?;
+    let shuffle: Option<bool> = keywords.take("shuffle")?;
+    let seed: Option<u64> = keywords.take("seed")?;
+    let window: Option<i64> = keywords.take("window")?;
+    let rank: Option<i64> = keywords.take("rank")?;
+    let world_size: Option<i64> = keywords.take("world_size")?;
+    let drop_last: Option<bool> = keywords.take("drop_last")?;
+    let row_ids: Option<bool> = keywords.take("row_ids")?;
+    let prefetch: Option<i64> = keywords.take("prefetch")?;
+    // The order of the contract's refusals: batch_size, world_size, rank,
+    // window, prefetch, then the rest (the source's columns).
+    let batch = batch_options(batch_size, &mut keywords)?;
+    let world_size = world_size.unwrap_or(1);
+    if world_size < 1 {
+        return Err(PyValueError::new_err(format!(
+            "world_size must be positive, not {world_size}"
+        )));
+    }
+    let rank = rank.unwrap_or(0);
+    if rank < 0 || rank >= world_size {
+        return Err(PyValueError::new_err(format!(
+            "rank {rank} is not in [0, world_size = {world_size})"
+        )));
+    }
+    if let Some(w) = window.filter(|&w| w < 1) {
+        return Err(PyValueError::new_err(format!(
+            "window must be positive, not {w}"
+        )));
+    }
+    if let Some(p) = prefetch.filter(|&p| p < 0) {
+        return Err(PyValueError::new_err(format!(
+            "prefetch must be 0 or more, not {p}"
+        )));
+    }
+    keywords.done()?;
+    let shuffle = shuffle.unwrap_or(false);
+    let epochs = EpochOptions {
+        shuffle,
+        seed: seed.unwrap_or(0),
+        window: window.filter(|_| shuffle).map(|w| w as u64),
+        world_size: world_size as u64,
+        rank: rank as u64,
+        worker: 0,
+        workers: 1,
+        drop_last: drop_last.unwrap_or(false),
+        row_ids: row_ids.unwrap_or(false),
+    };
+    let (schema, chunks) = read_whole(source)?;
+    // SAFETY: the producer's schema and arrays of it, moved in (released
+    // by the loader, also on failure).
+    let loader = unsafe { Loader::new(schema, chunks, batch, epochs) }.map_err(error)?;
+    let names = loader
+        .names()
+        .iter()
+        .map(|n| PyString::new(py, n).unbind())
+        .collect();
+    Ok(NativeLoader { loader, names })
+}
