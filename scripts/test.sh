@@ -81,7 +81,7 @@ setup() {
   # kept in the virtualenv between runs where the machine keeps target/.
   # pydantic: Ray's iter_torch_batches(collate_fn=...) imports ray.train.v2,
   # which needs it and which "ray[data]" does not pull in.
-  "$VENV/bin/pip" install -q cmake pytest hypothesis numpy pyarrow cffi nanoarrow arro3-core polars duckdb "jax[cpu]" apache-tvm-ffi torch datasets "ray[data]" pydantic
+  "$VENV/bin/pip" install -q cmake pytest hypothesis numpy pyarrow cffi nanoarrow arro3-core polars duckdb "jax[cpu]" apache-tvm-ffi torch torchdata datasets "ray[data]" pydantic
 }
 
 stage_lint() {

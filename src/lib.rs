@@ -128,6 +128,6 @@ pub mod __internal {
     pub use crate::epoch::State;
     pub use crate::error::Term;
     pub use crate::extension::parse_tensor_type;
-    pub use crate::loader::{EpochOptions, Loader};
+    pub use crate::loader::{EpochOptions, Loader, Prefetching};
     pub use crate::options::{Lists, Pad, Side};
 }

@@ -49,9 +49,31 @@ pub struct EpochOptions {
 /// The name of the row-number output.
 pub const ROW_IDS: &str = "_row";
 
-/// A batch: its rows, its outputs in the order of [`Loader::names`], and
-/// the rows' numbers when asked for (last).
-pub type LoadedBatch = (usize, Vec<Output>);
+/// A batch made: its global step, its rows, and its outputs in the order
+/// of [`Loader::names`] (the rows' numbers last when asked for). Dropped,
+/// it deletes the outputs not taken.
+pub struct LoadedBatch {
+    pub step: u64,
+    pub rows: usize,
+    outputs: Vec<Output>,
+}
+
+// SAFETY: the outputs are tensors owned by this batch alone; DLPack
+// deleters may run on any thread.
+unsafe impl Send for LoadedBatch {}
+
+impl LoadedBatch {
+    /// The outputs, handed over: the caller deletes them.
+    pub fn take(mut self) -> Vec<Output> {
+        std::mem::take(&mut self.outputs)
+    }
+}
+
+impl Drop for LoadedBatch {
+    fn drop(&mut self) {
+        self.outputs.drain(..).for_each(Output::delete);
+    }
+}
 
 /// The epochs of a source held in memory.
 pub struct Loader {
@@ -309,7 +331,13 @@ impl Loader {
 
     /// Where the loader stands, as a state any rank resumes.
     pub fn state(&self) -> State {
-        let (mut epoch, mut step) = (self.epoch, self.step);
+        self.state_at(self.epoch, self.step)
+    }
+
+    /// The state of position `(epoch, step)` (past an epoch's last batch:
+    /// the next epoch's start).
+    pub fn state_at(&self, epoch: u64, step: u64) -> State {
+        let (mut epoch, mut step) = (epoch, step);
         if step >= self.len() && step > 0 {
             (epoch, step) = (epoch + 1, 0);
         }
@@ -354,9 +382,24 @@ impl Loader {
         }
         let mut rows = Vec::new();
         epoch::batch_rows(&self.order.epoch(self.epoch), &self.split, step, &mut rows);
-        let made = self.batch(&rows)?;
+        let outputs = self.batch(&rows)?;
         self.step = step + 1;
-        Ok(Some((rows.len(), made)))
+        Ok(Some(LoadedBatch {
+            step,
+            rows: rows.len(),
+            outputs,
+        }))
+    }
+
+    /// The position of the next batch: its epoch and global step.
+    pub fn position(&self) -> (u64, u64) {
+        (self.epoch, self.step)
+    }
+
+    /// Moves the current iteration to `(epoch, step)` (a prefetcher giving
+    /// back the batches it made and did not hand out).
+    fn seek(&mut self, (epoch, step): (u64, u64)) {
+        (self.epoch, self.step) = (epoch, step);
     }
 
     /// The outputs of a batch of the source rows `rows`.
@@ -554,6 +597,191 @@ impl Loader {
             outputs.push(Output::Tensor(made.tensor));
         }
         Ok(())
+    }
+}
+
+/// A loader with up to `depth` batches made ahead on a thread of its own
+/// (`prefetch=depth`; 0: each batch made by the caller). The thread owns
+/// the loader while it runs and hands batches through a bounded queue;
+/// the state counts the batches handed out, never those made ahead.
+/// Halting (a new iteration, `set_epoch`, a restore, a fork, a drop) joins
+/// the thread and takes the loader back at the position handed out.
+pub struct Prefetching {
+    /// Present while no thread runs.
+    loader: Option<Loader>,
+    running: Option<Running>,
+    depth: usize,
+    /// The next batch handed out: its epoch and global step.
+    handed: (u64, u64),
+    /// The loader's state at position (0, 0), and its epoch's length: the
+    /// state of any position, also while the thread holds the loader.
+    template: State,
+    len: u64,
+    names: Vec<String>,
+}
+
+// SAFETY: shared access (`names`, `len`, `state`, `num_rows`) reads only
+// plain fields; the queue's receiver and the thread are used through
+// `&mut self` alone.
+unsafe impl Sync for Prefetching {}
+
+/// A running prefetch thread.
+struct Running {
+    rx: std::sync::mpsc::Receiver<Result<Option<LoadedBatch>, Error>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<Loader>,
+}
+
+impl Prefetching {
+    pub fn new(loader: Loader, depth: usize) -> Prefetching {
+        Prefetching {
+            handed: loader.position(),
+            template: loader.state_at(0, 0),
+            len: loader.len(),
+            names: loader.names().to_vec(),
+            loader: Some(loader),
+            running: None,
+            depth,
+        }
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn num_rows(&self) -> u64 {
+        self.template.num_rows.unwrap_or(0)
+    }
+
+    /// The loader, the thread (if any) joined and the loader back at the
+    /// position handed out.
+    fn halt(&mut self) -> &mut Loader {
+        if let Some(running) = self.running.take() {
+            running
+                .stop
+                .store(true, std::sync::atomic::Ordering::Release);
+            // Unblocks a send waiting for room; the batches queued are
+            // deleted with the queue.
+            drop(running.rx);
+            let loader = running
+                .handle
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            self.loader = Some(loader);
+        }
+        let handed = self.handed;
+        let loader = self.loader.as_mut().expect("the loader, back");
+        loader.seek(handed);
+        loader
+    }
+
+    /// Joins the thread (before a fork: the child then has the loader, and
+    /// no thread that does not exist there).
+    pub fn quiesce(&mut self) {
+        self.halt();
+    }
+
+    /// Begins an iteration as worker `worker` of `workers` (see
+    /// [`Loader::begin`]).
+    pub fn begin(&mut self, worker: u64, workers: u64) -> Result<(), Error> {
+        let loader = self.halt();
+        loader.set_worker(worker, workers)?;
+        loader.begin();
+        self.handed = loader.position();
+        Ok(())
+    }
+
+    /// The next batch handed out, or `None` at the epoch's end.
+    pub fn next_batch(&mut self) -> Result<Option<LoadedBatch>, Error> {
+        if self.depth == 0 {
+            let loader = self.halt();
+            let made = loader.next_batch();
+            self.handed = loader.position();
+            return made;
+        }
+        if self.running.is_none() {
+            self.start();
+        }
+        let running = self.running.as_ref().expect("running");
+        let got = running.rx.recv().unwrap_or(Ok(None));
+        match &got {
+            Ok(Some(batch)) => self.handed = (self.handed.0, batch.step + 1),
+            Ok(None) => {
+                // The epoch's end: past its last step, as the loader itself
+                // marks it.
+                self.handed.1 = self.handed.1.max(self.len);
+                self.halt();
+            }
+            Err(_) => {
+                // The thread stopped at the failed batch: the loader is back
+                // where it failed (the position handed out).
+                self.halt();
+            }
+        }
+        got
+    }
+
+    /// Starts the thread from the position handed out.
+    fn start(&mut self) {
+        let mut loader = self.loader.take().expect("no thread yet");
+        loader.seek(self.handed);
+        let (tx, rx) = std::sync::mpsc::sync_channel(self.depth);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("arrow-dlpack-prefetch".into())
+            .spawn(move || {
+                while !flag.load(std::sync::atomic::Ordering::Acquire) {
+                    let made = loader.next_batch();
+                    let last = !matches!(made, Ok(Some(_)));
+                    if tx.send(made).is_err() || last {
+                        break;
+                    }
+                }
+                loader
+            })
+            .expect("a prefetch thread");
+        self.running = Some(Running { rx, stop, handle });
+    }
+
+    /// The state of the position handed out.
+    pub fn state(&self) -> State {
+        let (mut epoch, mut step) = self.handed;
+        if step >= self.len && step > 0 {
+            (epoch, step) = (epoch + 1, 0);
+        }
+        State {
+            epoch,
+            step,
+            ..self.template.clone()
+        }
+    }
+
+    pub fn set_epoch(&mut self, epoch: u64) {
+        let loader = self.halt();
+        loader.set_epoch(epoch);
+        self.handed = loader.position();
+    }
+
+    pub fn restore(&mut self, state: &State) -> Result<(), Error> {
+        let loader = self.halt();
+        loader.restore(state)?;
+        self.handed = loader.position();
+        Ok(())
+    }
+}
+
+impl Drop for Prefetching {
+    fn drop(&mut self) {
+        self.halt();
     }
 }
 

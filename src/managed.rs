@@ -28,6 +28,9 @@ pub trait Managed: Sized {
 
     fn dl_tensor(&self) -> &DLTensor;
 
+    #[cfg_attr(not(feature = "python"), allow(dead_code))] // views' (owner::view)
+    fn dl_tensor_mut(&mut self) -> &mut DLTensor;
+
     fn manager_ctx(&self) -> *mut c_void;
 
     fn deleter(&self) -> Option<Deleter<Self>>;
@@ -44,6 +47,10 @@ impl Managed for DLManagedTensor {
 
     fn dl_tensor(&self) -> &DLTensor {
         &self.dl_tensor
+    }
+
+    fn dl_tensor_mut(&mut self) -> &mut DLTensor {
+        &mut self.dl_tensor
     }
 
     fn manager_ctx(&self) -> *mut c_void {
@@ -76,6 +83,10 @@ impl Managed for DLManagedTensorVersioned {
 
     fn dl_tensor(&self) -> &DLTensor {
         &self.dl_tensor
+    }
+
+    fn dl_tensor_mut(&mut self) -> &mut DLTensor {
+        &mut self.dl_tensor
     }
 
     fn manager_ctx(&self) -> *mut c_void {

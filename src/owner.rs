@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::abi::{
-    ArrowArray, DLDataType, DLDevice, DLPACK_FLAG_BITMASK_IS_COPIED, DLPACK_FLAG_BITMASK_READ_ONLY,
-    DLTensor,
+    ArrowArray, DLDataType, DLDevice, DLManagedTensorVersioned, DLPACK_FLAG_BITMASK_IS_COPIED,
+    DLPACK_FLAG_BITMASK_READ_ONLY, DLTensor,
 };
 use crate::arrow::release::Release;
 use crate::dims::Dims;
@@ -647,8 +647,167 @@ unsafe extern "C" fn delete_half<M: Managed>(managed: *mut M) {
     }
 }
 
+/// A finished tensor held for any number of consumers, each given a
+/// [`view`] of it: deleted when the holder and every view are gone (the
+/// Python exporter's: a value consumed any number of times).
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+pub struct Handed(NonNull<DLManagedTensorVersioned>);
+
+// SAFETY: the tensor is only read (its fields, to copy into views) and
+// deleted once, by whichever thread drops the last share; DLPack deleters
+// may run on any thread.
+unsafe impl Send for Handed {}
+// SAFETY: as above: shared access only reads.
+unsafe impl Sync for Handed {}
+
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+impl Handed {
+    /// Holds `tensor` (owned from here on).
+    pub fn new(tensor: NonNull<DLManagedTensorVersioned>) -> Arc<Handed> {
+        Arc::new(Handed(tensor))
+    }
+
+    /// The held tensor, to read.
+    pub fn tensor(&self) -> &DLManagedTensorVersioned {
+        // SAFETY: live while held.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl Drop for Handed {
+    fn drop(&mut self) {
+        // SAFETY: owned here, the last share: deleted once.
+        unsafe { crate::managed::delete(self.0) };
+    }
+}
+
+/// Dimensions a view holds inline; more take a heap block.
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+const VIEW_DIMS: usize = 8;
+
+/// A view's one allocation: the managed tensor (first: its address is the
+/// view's), its shape and strides, and its share of the tensor it views.
+#[repr(C)]
+struct View<M> {
+    managed: M,
+    dims: [i64; 2 * VIEW_DIMS],
+    more: Option<Box<[i64]>>,
+    owner: Arc<Handed>,
+}
+
+/// A new managed tensor of flavour `M` viewing `owner`'s tensor: the same
+/// data, device, dtype, shape, strides and byte offset (and, 1.x, flags),
+/// its own shape and strides arrays, a share of `owner` released by its
+/// deleter. Legacy views of a 1.x tensor lose only its flags.
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+pub fn view<M: Managed>(owner: &Arc<Handed>) -> NonNull<M> {
+    let t = &owner.tensor().dl_tensor;
+    let ndim = usize::try_from(t.ndim).unwrap_or(0);
+    let mut view = Box::new(View {
+        managed: M::new(
+            DLTensor {
+                data: t.data,
+                device: t.device,
+                ndim: t.ndim,
+                dtype: t.dtype,
+                shape: ptr::null_mut(),
+                strides: ptr::null_mut(),
+                byte_offset: t.byte_offset,
+            },
+            ptr::null_mut(),
+            delete_view::<M>,
+            owner.tensor().flags,
+        ),
+        dims: [0; 2 * VIEW_DIMS],
+        more: (ndim > VIEW_DIMS).then(|| vec![0; 2 * ndim].into_boxed_slice()),
+        owner: owner.clone(),
+    });
+    let dims: &mut [i64] = match &mut view.more {
+        Some(more) => more,
+        None => &mut view.dims,
+    };
+    let (shape, strides) = dims.split_at_mut(ndim.min(dims.len() / 2));
+    if ndim > 0 && !t.shape.is_null() {
+        // SAFETY: the held tensor's shape holds `ndim` extents (its
+        // producer's promise; the library's own tensors always do).
+        shape.copy_from_slice(unsafe { std::slice::from_raw_parts(t.shape, ndim) });
+    }
+    let has_strides = ndim > 0 && !t.strides.is_null();
+    if has_strides {
+        // SAFETY: as above, for the strides.
+        strides[..ndim].copy_from_slice(unsafe { std::slice::from_raw_parts(t.strides, ndim) });
+    }
+    let (shape, strides) = (shape.as_mut_ptr(), strides.as_mut_ptr());
+    let raw = Box::into_raw(view);
+    // SAFETY: just made, ours: the managed tensor points at its own
+    // arrays (moving the box's pointer does not move them) and at itself
+    // as context.
+    unsafe {
+        let dl = (*raw).managed.dl_tensor_mut();
+        dl.shape = if ndim > 0 { shape } else { ptr::null_mut() };
+        dl.strides = if has_strides {
+            strides
+        } else {
+            ptr::null_mut()
+        };
+        NonNull::new_unchecked(raw.cast::<M>())
+    }
+}
+
+/// The deleter of a view: frees its allocation and its share.
+///
+/// # Safety
+/// `tensor` is a live view made by [`view`], deleted once.
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+unsafe extern "C" fn delete_view<M: Managed>(tensor: *mut M) {
+    if tensor.is_null() {
+        return;
+    }
+    // SAFETY: a view's managed tensor is its allocation's first field
+    // (`repr(C)`), made by `Box::into_raw` in `view`.
+    drop(unsafe { Box::from_raw(tensor.cast::<View<M>>()) });
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn views_share_the_data_and_the_last_of_them_deletes_it() {
+        use crate::abi::{DLManagedTensor, DLManagedTensorVersioned};
+        let mut dims = Dims::new();
+        dims.push(3).unwrap();
+        dims.push(2).unwrap();
+        dims.set_row_major_strides().unwrap();
+        let (tensor, dst) =
+            own::<DLManagedTensorVersioned>(crate::dtype::INT32.dl, &dims, 24, false).unwrap();
+        // SAFETY: the tensor's own 24 bytes.
+        unsafe { dst.cast::<i32>().write(7) };
+        let held = Handed::new(tensor);
+        let a = view::<DLManagedTensorVersioned>(&held);
+        let b = view::<DLManagedTensor>(&held);
+        drop(held);
+        // SAFETY: live views, read then deleted once each, in either order.
+        unsafe {
+            let (ta, tb) = (&a.as_ref().dl_tensor, &b.as_ref().dl_tensor);
+            assert_eq!(ta.data, tb.data);
+            assert_eq!(ta.data.cast::<i32>().read(), 7);
+            for t in [ta, tb] {
+                assert_eq!(std::slice::from_raw_parts(t.shape, 2), &[3, 2]);
+                assert_eq!(std::slice::from_raw_parts(t.strides, 2), &[2, 1]);
+            }
+            assert!(
+                a.as_ref().flags & DLPACK_FLAG_BITMASK_IS_COPIED != 0,
+                "the held tensor's flags"
+            );
+            crate::managed::delete(b);
+            assert_eq!(
+                a.as_ref().dl_tensor.data.cast::<i32>().read(),
+                7,
+                "alive while a view is"
+            );
+            crate::managed::delete(a);
+        }
+    }
+
     use super::*;
     use crate::abi::{DLManagedTensor, DLManagedTensorVersioned, K_DL_FLOAT};
 

@@ -10,7 +10,7 @@ mod common;
 use std::ffi::CStr;
 use std::ptr;
 
-use arrow_dlpack::__internal::{BatchOptions, EpochOptions, Loader, Output, State};
+use arrow_dlpack::__internal::{BatchOptions, EpochOptions, Loader, Output, Prefetching, State};
 use common::{Raw, Seen, take};
 use proptest::prelude::*;
 
@@ -98,7 +98,9 @@ fn values(o: Output) -> Seen {
 fn epoch_batches(l: &mut Loader) -> Vec<Vec<i64>> {
     l.begin();
     let mut out = Vec::new();
-    while let Some((rows, mut outputs)) = l.next_batch().unwrap() {
+    while let Some(batch) = l.next_batch().unwrap() {
+        let rows = batch.rows;
+        let mut outputs = batch.take();
         let ids = values(outputs.pop().unwrap());
         let x = values(outputs.remove(0));
         assert_eq!(ids.shape, vec![rows as i64]);
@@ -192,8 +194,7 @@ proptest! {
         l.begin();
         let stop = stop.min(per_rank[0].1.len());
         for _ in 0..stop {
-            let (_, outputs) = l.next_batch().unwrap().unwrap();
-            outputs.into_iter().for_each(Output::delete);
+            drop(l.next_batch().unwrap().unwrap());
         }
         let text = l.state().to_json();
         drop(l);
@@ -215,7 +216,7 @@ fn unshuffled_batches_inside_a_chunk_share_it() {
     let x0 = r[1].child(0).buffers[1] as usize;
     let mut l = loader(&mut r, options(3), epochs(false, None, 1, 0, false)).unwrap();
     l.begin();
-    let (_, mut outputs) = l.next_batch().unwrap().unwrap();
+    let mut outputs = l.next_batch().unwrap().unwrap().take();
     let Output::Tensor(t) = outputs.remove(0) else {
         panic!()
     };
@@ -321,7 +322,9 @@ fn shuffled_list_columns_are_gathered_padded_and_jagged() {
         let mut l = loader(&mut raws, options, epochs(true, None, 1, 0, false)).unwrap();
         l.begin();
         let mut seen = Vec::new();
-        while let Some((rows, mut outputs)) = l.next_batch().unwrap() {
+        while let Some(batch) = l.next_batch().unwrap() {
+            let rows = batch.rows;
+            let mut outputs = batch.take();
             let ids = values(outputs.pop().unwrap());
             let ids: Vec<i64> = ids
                 .bytes
@@ -401,5 +404,80 @@ fn shuffled_list_columns_are_gathered_padded_and_jagged() {
         assert_eq!(seen, (0..16).collect::<Vec<_>>());
         drop(l);
         assert!(raws[1..].iter().all(|r| r.release_count() == 1));
+    }
+}
+
+/// The `_row` numbers of every batch a prefetching loader hands out in
+/// its next epoch, stopping after `stop` batches when given.
+fn prefetched_epoch(p: &mut Prefetching, stop: Option<usize>) -> Vec<Vec<i64>> {
+    p.begin(0, 1).unwrap();
+    let mut out = Vec::new();
+    while stop.is_none_or(|s| out.len() < s) {
+        let Some(batch) = p.next_batch().unwrap() else {
+            break;
+        };
+        let mut outputs = batch.take();
+        let ids = values(outputs.pop().unwrap());
+        outputs.into_iter().for_each(Output::delete);
+        out.push(
+            ids.bytes
+                .chunks(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+        );
+    }
+    out
+}
+
+#[test]
+fn prefetching_hands_out_the_same_sequence_and_counts_only_what_it_handed() {
+    let sizes = [13, 0, 29, 7];
+    let mut reference = None;
+    for depth in [0, 1, 2, 5] {
+        let mut r = chunks(&sizes);
+        let l = loader(&mut r, options(4), epochs(true, Some(5), 2, 1, false)).unwrap();
+        let mut p = Prefetching::new(l, depth);
+        let epochs_read = [
+            prefetched_epoch(&mut p, None),
+            prefetched_epoch(&mut p, None),
+        ];
+        match &reference {
+            None => reference = Some(epochs_read.clone()),
+            Some(r) => assert_eq!(&epochs_read, r, "depth {depth}"),
+        }
+        // Stopped after 3 batches: the state says 3 were handed out,
+        // whatever was made ahead; resuming gives the rest.
+        let part = prefetched_epoch(&mut p, Some(3));
+        let state = p.state();
+        assert_eq!((state.epoch, state.step), (2, 3), "depth {depth}");
+        let mut r2 = chunks(&sizes);
+        let mut resumed = Prefetching::new(
+            loader(&mut r2, options(4), epochs(true, Some(5), 2, 1, false)).unwrap(),
+            depth,
+        );
+        resumed.restore(&state).unwrap();
+        let rest = prefetched_epoch(&mut resumed, None);
+        let whole = {
+            let mut r3 = chunks(&sizes);
+            let mut l3 = loader(&mut r3, options(4), epochs(true, Some(5), 2, 1, false)).unwrap();
+            l3.set_epoch(2);
+            let mut p3 = Prefetching::new(l3, 0);
+            let e = prefetched_epoch(&mut p3, None);
+            drop(p3);
+            assert!(r3[1..].iter().all(|r| r.release_count() == 1));
+            e
+        };
+        assert_eq!([part, rest].concat(), whole, "depth {depth}");
+        // Dropped mid-epoch (the thread may be blocked on a full queue):
+        // joined, and every chunk released once.
+        prefetched_epoch(&mut p, Some(1));
+        drop(p);
+        drop(resumed);
+        assert!(
+            r[1..]
+                .iter()
+                .chain(&r2[1..])
+                .all(|r| r.release_count() == 1)
+        );
     }
 }

@@ -11,10 +11,26 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import sys
+import weakref
 from typing import Any, Iterator, Optional
 
 from . import _native
+
+# Every live loader: before the process forks (DataLoader workers), each
+# joins its prefetch thread, so that the child gets a whole loader and no
+# thread it does not have.
+_LIVE: "weakref.WeakSet[Loader]" = weakref.WeakSet()
+
+
+def _quiesce_all() -> None:
+    for loader in list(_LIVE):
+        loader._native.quiesce()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_quiesce_all)
 
 # The keywords of the batches a loader makes (``arrow_dlpack.batches``'s).
 _BATCH_KEYWORDS = (
@@ -151,6 +167,7 @@ class Loader:
         # copies (persistent ones included): (generation, epoch).
         self._shared = multiprocessing.Array("q", [0, 0], lock=False)
         self._seen = 0
+        _LIVE.add(self)
 
     # -- what torch's DataLoader and samplers call ------------------------
 
@@ -229,11 +246,12 @@ class Loader:
         # only be inherited); any other copy gets its own.
         spawning = multiprocessing.context.get_spawning_popen() is not None
         shared = self._shared if spawning else None
-        return (_rebuild, (self._source, self._batch_size, self._options, self._native.state(), shared))
+        args = (type(self), self._source, self._batch_size, self._options, self._native.state(), shared)
+        return (_rebuild, args)
 
 
-def _rebuild(source: Any, batch_size: int, options: dict, state: str, shared: Any) -> Loader:
-    loader = Loader(source, batch_size, **options)
+def _rebuild(kind: type, source: Any, batch_size: int, options: dict, state: str, shared: Any) -> Loader:
+    loader = kind(source, batch_size, **options)
     loader._native.load_state(state)
     if shared is not None:
         loader._shared = shared

@@ -16,6 +16,7 @@ import torch
 
 from . import Jagged, Padded, to_dlpack, to_jagged
 from . import batches as _batches
+from ._loader import Loader as _Loader
 
 
 def to_torch(obj: Any, **options: Any) -> torch.Tensor:
@@ -42,16 +43,36 @@ def batches(source: Any, batch_size: int, **options: Any) -> Iterator[dict]:
     nested tensors of layout ``torch.jagged``. With ``pin_memory=True`` the
     tensors are in pinned memory: ``.to("cuda", non_blocking=True)``
     overlaps the copy with the GPU's work."""
-    from_dlpack = torch.from_dlpack
     for batch in _batches(source, batch_size, **options):
-        out = {}
-        for name, value in batch.items():
-            if type(value) is Padded:
-                out[name] = (from_dlpack(value.values), from_dlpack(value.mask))
-            elif type(value) is Jagged:
-                out[name] = torch.nested.nested_tensor_from_jagged(
-                    from_dlpack(value.values), from_dlpack(value.offsets)
-                )
-            else:
-                out[name] = from_dlpack(value)
-        yield out
+        yield _to_torch(batch)
+
+
+def _to_torch(batch: dict) -> dict:
+    """A batch's values as torch tensors: dense ones as tensors, padded
+    lists as ``(values, mask)`` pairs, jagged ones as nested tensors of
+    layout ``torch.jagged``."""
+    from_dlpack = torch.from_dlpack
+    out = {}
+    for name, value in batch.items():
+        if type(value) is Padded:
+            out[name] = (from_dlpack(value.values), from_dlpack(value.mask))
+        elif type(value) is Jagged:
+            out[name] = torch.nested.nested_tensor_from_jagged(from_dlpack(value.values), from_dlpack(value.offsets))
+        else:
+            out[name] = from_dlpack(value)
+    return out
+
+
+class Loader(_Loader, torch.utils.data.IterableDataset):
+    """``arrow_dlpack.Loader`` as a ``torch.utils.data.IterableDataset``
+    yielding dicts of torch tensors (as ``arrow_dlpack.torch.batches``):
+    ``DataLoader(loader, batch_size=None, num_workers=K)`` yields the
+    sequence the loader yields in the main process, each worker making its
+    share of the steps; ``torchdata.stateful_dataloader.StatefulDataLoader``
+    checkpoints and resumes it, with workers too. The arguments are
+    ``arrow_dlpack.Loader``'s."""
+
+    def __iter__(self) -> Iterator[dict]:
+        batches = _Loader.__iter__(self)
+        return (_to_torch(batch) for batch in batches)
+

@@ -15,6 +15,8 @@ use super::{
     ARROW_ARRAY, ARROW_DEVICE_ARRAY, ARROW_SCHEMA, ARROW_STREAM, CPU, Device, Held,
     capsule_pointer, new_capsule, tensor_name, type_attribute,
 };
+use std::sync::Arc;
+
 use crate::abi::{
     ArrowArray, ArrowArrayStream, ArrowDeviceArray, ArrowSchema, DLManagedTensor,
     DLManagedTensorVersioned, DLPACK_FLAG_BITMASK_IS_COPIED, K_DL_CPU,
@@ -25,18 +27,7 @@ use crate::error::{Error, Face, Term};
 use crate::export;
 use crate::managed::{self, Managed};
 use crate::options::{ArrowDlpackCopy, ArrowDlpackOrder, ExportPolicy};
-
-/// `$function::<M>($args)` for the tensor flavour asked for (DLPack 1.x
-/// or legacy): one of the library's exports, its tensor untyped.
-macro_rules! in_flavour {
-    ($is_versioned:expr, $($function:ident)::+, ($($arg:expr),*)) => {
-        if $is_versioned {
-            $($function)::+::<DLManagedTensorVersioned>($($arg),*).map(NonNull::cast::<c_void>)
-        } else {
-            $($function)::+::<DLManagedTensor>($($arg),*).map(NonNull::cast::<c_void>)
-        }
-    };
-}
+use crate::owner::{self, Handed};
 
 /// What an exporter holds until a consumer takes it.
 enum Producer {
@@ -58,9 +49,14 @@ enum Producer {
         _capsule: Held,
         stream: *mut ArrowArrayStream,
     },
-    /// A finished DLPack 1.x tensor (a validity mask, or a tensor handed
-    /// over through the exchange API), owned here until taken.
+    /// A finished DLPack 1.x tensor (a validity mask, a batch's value, or
+    /// a tensor handed over through the exchange API), owned here until
+    /// first taken.
     Ready(NonNull<DLManagedTensorVersioned>),
+    /// The tensor made (or taken) by the first consumer, held for the
+    /// next ones: each consumer gets a view of it (`owner::view`).
+    Shared(Arc<Handed>),
+    /// A stream whose export failed (it was read), or nothing yet.
     Consumed,
 }
 
@@ -88,7 +84,10 @@ impl Producer {
                 &raw mut structs.device.array,
                 &raw mut structs.device,
             )),
-            Producer::Stream { .. } | Producer::Ready(_) | Producer::Consumed => None,
+            Producer::Stream { .. }
+            | Producer::Ready(_)
+            | Producer::Shared(_)
+            | Producer::Consumed => None,
         }
     }
 }
@@ -213,16 +212,38 @@ impl DLPackExporter {
         let tensor = match self.source {
             Producer::Consumed => {
                 return Err(PyBufferError::new_err(
-                    "this arrow_dlpack exporter was already consumed; call to_dlpack again",
+                    "this arrow_dlpack exporter's stream failed to export when it was read; call to_dlpack again",
                 ));
             }
-            Producer::Ready(tensor) => return self.take_ready(tensor, versioned, stream, copy),
+            Producer::Shared(ref held) => {
+                let held = held.clone();
+                return self.view_of(&held, versioned, stream, copy);
+            }
+            Producer::Ready(tensor) => {
+                // SAFETY: owned by this exporter, live.
+                let copied = unsafe { tensor.as_ref() }.flags & DLPACK_FLAG_BITMASK_IS_COPIED != 0;
+                if copy == Some(true) && !copied {
+                    return Err(PyBufferError::new_err(
+                        "copy=True: this tensor is shared, and arrow_dlpack does not copy it again; \
+                         copy it with the consumer's library",
+                    ));
+                }
+                if self.device == CPU {
+                    cpu_stream(stream)?;
+                }
+                // Held from here on (the old source must not delete it).
+                std::mem::forget(std::mem::replace(&mut self.source, Producer::Consumed));
+                let held = Handed::new(tensor);
+                self.source = Producer::Shared(held.clone());
+                return Ok(view_in(&held, versioned));
+            }
             Producer::Stream { stream: s, .. } => {
                 cpu_stream(stream)?;
                 let options = self.options.for_copy(copy);
                 // SAFETY: a live stream (its capsule is held); the library
                 // reads it to its end and never releases it.
-                let tensor = unsafe { in_flavour!(versioned, stream_tensor, (&mut *s, &options)) };
+                let tensor =
+                    unsafe { stream_tensor::<DLManagedTensorVersioned>(&mut *s, &options) };
                 self.source = Producer::Consumed; // read, whatever happened
                 tensor
             }
@@ -234,14 +255,14 @@ impl DLPackExporter {
                     let (_, event) = device_facts(struct_);
                     self.device_rules(py, stream, copy, event)?;
                     // SAFETY: live structs (held by the source).
-                    unsafe { in_flavour!(versioned, export_device_tensor, (struct_, &*schema)) }
+                    unsafe { export_device_tensor::<DLManagedTensorVersioned>(struct_, &*schema) }
                 } else {
                     cpu_stream(stream)?;
                     let options = self.options.for_copy(copy);
                     // SAFETY: live structs (held by the source); a struct
                     // ArrowDeviceArray starts with its ArrowArray.
                     unsafe {
-                        in_flavour!(versioned, array_tensor, (&mut *array, &*schema, &options))
+                        array_tensor::<DLManagedTensorVersioned>(&mut *array, &*schema, &options)
                     }
                 }
             }
@@ -249,9 +270,39 @@ impl DLPackExporter {
         // On failure the array is untouched (the library's contract) and
         // still ours.
         let tensor = tensor.map_err(buffer_error)?;
-        // The array moved into the tensor: the structs (or capsules) go now.
-        self.source = Producer::Consumed;
-        Ok(tensor)
+        // The array moved into the tensor, held for every consumer: the
+        // structs (or capsules) go now.
+        let held = Handed::new(tensor);
+        self.source = Producer::Shared(held.clone());
+        Ok(view_in(&held, versioned))
+    }
+
+    /// A later consumer's view of the tensor the first one made: shared
+    /// memory, so `copy=True` is refused (the consumers share it) and,
+    /// for device data, so is a second consumer (its stream could not be
+    /// made to wait on the producer's event again).
+    fn view_of(
+        &self,
+        held: &Arc<Handed>,
+        versioned: bool,
+        stream: Option<&Bound<'_, PyAny>>,
+        copy: Option<bool>,
+    ) -> PyResult<NonNull<c_void>> {
+        if self.device != CPU {
+            return Err(PyBufferError::new_err(format!(
+                "this exporter's device data (device {:?}) was handed to a consumer already; device data goes \
+                 to one consumer (its stream waits on the producer's event): call to_dlpack again",
+                self.device
+            )));
+        }
+        cpu_stream(stream)?;
+        if copy == Some(true) {
+            return Err(PyBufferError::new_err(
+                "copy=True: this exporter's data was handed out already and its consumers share it; \
+                 copy it with the consumer's library (or call to_dlpack again)",
+            ));
+        }
+        Ok(view_in(held, versioned))
     }
 
     /// The array API's rules for device data: no copies, no conversions,
@@ -292,35 +343,13 @@ impl DLPackExporter {
         }
         Ok(())
     }
+}
 
-    /// Hands over a finished tensor (DLPack 1.x only: it cannot be made
-    /// legacy).
-    fn take_ready(
-        &mut self,
-        tensor: NonNull<DLManagedTensorVersioned>,
-        versioned: bool,
-        stream: Option<&Bound<'_, PyAny>>,
-        copy: Option<bool>,
-    ) -> PyResult<NonNull<c_void>> {
-        if !versioned {
-            return Err(PyBufferError::new_err(
-                "this is a DLPack 1.x tensor: its consumer must pass max_version=(1, 0) or later",
-            ));
-        }
-        if self.device == CPU {
-            cpu_stream(stream)?;
-        }
-        // SAFETY: owned by this exporter, live.
-        let copied = unsafe { tensor.as_ref() }.flags & DLPACK_FLAG_BITMASK_IS_COPIED != 0;
-        if copy == Some(true) && !copied {
-            return Err(PyBufferError::new_err(
-                "copy=True: this tensor is shared, and arrow_dlpack does not copy it again; \
-                 copy it with the consumer's library",
-            ));
-        }
-        // Handed out: the old source must not delete it.
-        std::mem::forget(std::mem::replace(&mut self.source, Producer::Consumed));
-        Ok(tensor.cast())
+/// A new view of `held` in the flavour asked for (the caller's).
+fn view_in(held: &Arc<Handed>, versioned: bool) -> NonNull<c_void> {
+    match versioned {
+        true => owner::view::<DLManagedTensorVersioned>(held).cast(),
+        false => owner::view::<DLManagedTensor>(held).cast(),
     }
 }
 
@@ -464,8 +493,9 @@ impl DLPackExporter {
                     .map_err(buffer_error)?;
                 super::schema_capsule(py, &reader.schema)
             }
-            Producer::Consumed => Err(PyBufferError::new_err(
-                "this arrow_dlpack exporter was already consumed; call to_dlpack again",
+            Producer::Consumed | Producer::Shared(_) => Err(PyBufferError::new_err(
+                "this arrow_dlpack exporter's data was handed to a DLPack consumer already (its Arrow structs \
+                 moved into the tensor); call to_dlpack again",
             )),
             Producer::Ready(_) => Err(PyBufferError::new_err(
                 "this exporter holds a finished DLPack tensor, which has no Arrow type",
@@ -479,9 +509,13 @@ impl DLPackExporter {
     }
 
     fn __repr__(&self) -> String {
-        let state = match self.source {
-            Producer::Consumed => "consumed",
-            _ => "not consumed",
+        let state = match &self.source {
+            Producer::Consumed => "failed".to_string(),
+            Producer::Shared(held) => format!(
+                "shared with {} consumer view(s)",
+                Arc::strong_count(held) - 1
+            ),
+            _ => "not consumed".to_string(),
         };
         format!(
             "<arrow_dlpack.DLPackExporter of {}, on device {:?}, {state}>",

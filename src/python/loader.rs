@@ -16,7 +16,7 @@ use crate::arrow::read;
 use crate::arrow::release::Release;
 use crate::epoch::State;
 use crate::error::{Error, Face, Status};
-use crate::loader::{EpochOptions, Loader};
+use crate::loader::{EpochOptions, Loader, Prefetching};
 
 /// The exception for a loader's error: `ValueError` for what the caller
 /// asked (an option, a state), `BufferError` for what the data is.
@@ -101,7 +101,7 @@ fn read_whole(source: &Bound<'_, PyAny>) -> PyResult<(ArrowSchema, Vec<ArrowArra
 /// The native loader (`arrow_dlpack._native.Loader`): made by [`loader`].
 #[pyclass(module = "arrow_dlpack._native", name = "Loader")]
 pub struct NativeLoader {
-    loader: Loader,
+    loader: Prefetching,
     names: Vec<Py<PyString>>,
 }
 
@@ -109,34 +109,46 @@ pub struct NativeLoader {
 impl NativeLoader {
     /// Begins an iteration as DataLoader worker `worker` of `workers`:
     /// where `set_epoch` or `load_state` put it, else the next epoch.
-    fn begin(&mut self, worker: u64, workers: u64) -> PyResult<()> {
-        self.loader.set_worker(worker, workers).map_err(error)?;
-        self.loader.begin();
-        Ok(())
+    fn begin(&mut self, py: Python<'_>, worker: u64, workers: u64) -> PyResult<()> {
+        let loader = &mut self.loader;
+        // Joining a prefetch thread: without the GIL.
+        py.detach(|| loader.begin(worker, workers)).map_err(error)
     }
 
-    /// The next batch's dict, or None at the epoch's end.
+    /// The next batch's dict, or None at the epoch's end: made ahead on
+    /// the library's thread (waited for without the GIL), or here.
     fn next<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        match self.loader.next_batch().map_err(error)? {
+        let loader = &mut self.loader;
+        match py.detach(|| loader.next_batch()).map_err(error)? {
             None => Ok(None),
-            Some((_, outputs)) => batch_dict(py, &self.names, outputs).map(Some),
+            Some(batch) => batch_dict(py, &self.names, batch.take()).map(Some),
         }
     }
 
-    /// The state as JSON text (`arrow_dlpack_loader_state`'s).
+    /// Joins the prefetch thread, if one runs (before the process forks:
+    /// the child gets the loader, and no thread it does not have).
+    fn quiesce(&mut self, py: Python<'_>) {
+        let loader = &mut self.loader;
+        py.detach(|| loader.quiesce());
+    }
+
+    /// The state as JSON text (`arrow_dlpack_loader_state`'s): the batches
+    /// handed out, never those made ahead.
     fn state(&self) -> String {
         self.loader.state().to_json()
     }
 
     /// Continues from a state's JSON text at the next iteration; refused
     /// (`ValueError` naming the key) with the loader as it was.
-    fn load_state(&mut self, text: &str) -> PyResult<()> {
+    fn load_state(&mut self, py: Python<'_>, text: &str) -> PyResult<()> {
         let state = State::from_json(text).map_err(error)?;
-        self.loader.restore(&state).map_err(error)
+        let loader = &mut self.loader;
+        py.detach(|| loader.restore(&state)).map_err(error)
     }
 
-    fn set_epoch(&mut self, epoch: u64) {
-        self.loader.set_epoch(epoch);
+    fn set_epoch(&mut self, py: Python<'_>, epoch: u64) {
+        let loader = &mut self.loader;
+        py.detach(|| loader.set_epoch(epoch));
     }
 
     fn __len__(&self) -> usize {
@@ -217,6 +229,7 @@ pub fn loader(
     // SAFETY: the producer's schema and arrays of it, moved in (released
     // by the loader, also on failure).
     let loader = unsafe { Loader::new(schema, chunks, batch, epochs) }.map_err(error)?;
+    let loader = Prefetching::new(loader, prefetch.unwrap_or(2) as usize);
     let names = loader
         .names()
         .iter()
