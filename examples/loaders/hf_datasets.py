@@ -1,16 +1,18 @@
-"""Training batches from a Hugging Face dataset's Arrow table.
+"""Training batches from a Hugging Face dataset.
 
-A `datasets.Dataset` keeps its rows in an Arrow table (`ds.data.table`):
-`arrow_dlpack.torch.batches` reads it batch by batch, the dense features
-as one row-major matrix and the token ids padded with their attention
-mask, checked here against what `ds.with_format("torch")` gives.
+A `datasets.Dataset` keeps its rows in an Arrow table and, after
+`shuffle`, `select`, `filter` or `train_test_split`, their order in an
+indices mapping: `arrow_dlpack.torch.batches(ds, ...)` reads the dataset's
+own rows in its own order (row `i` is `ds[i]`; `ds.data.table` alone would
+be the unshuffled rows), the dense features as one row-major matrix and the
+token ids padded with their attention mask, checked here against what
+`ds.with_format("torch")` gives.
 
     python examples/loaders/hf_datasets.py
 """
 
 import datasets
 import numpy as np
-import pyarrow as pa
 import torch
 
 from arrow_dlpack.torch import batches
@@ -27,11 +29,11 @@ ds = datasets.Dataset.from_dict(
         {**{f"f{j}": datasets.Value("float32") for j in range(8)}, "input_ids": datasets.Sequence(datasets.Value("int32"))}
     ),
 )
-table: pa.Table = ds.data.table  # the dataset's own Arrow table, shared
+ds = ds.shuffle(seed=1)  # an indices mapping over the same table
 
 reference = ds.with_format("torch")
 seen = 0
-for k, batch in enumerate(batches(table, 1024, stack={"features": [f"f{j}" for j in range(8)]})):
+for k, batch in enumerate(batches(ds, 1024, stack={"features": [f"f{j}" for j in range(8)]})):
     features = batch["features"]  # [1024, 8] float32, row-major
     ids, mask = batch["input_ids"]  # [1024, longest] int32 and its bool mask
     if k < 3:  # against Hugging Face's own conversion

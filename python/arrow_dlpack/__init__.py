@@ -47,7 +47,7 @@ from ._native import (
 )
 
 
-from ._loader import Loader  # noqa: E402
+from ._loader import Loader, _arrow_source  # noqa: E402
 
 
 class Jagged(NamedTuple):
@@ -141,8 +141,9 @@ def batches(
 
     ``source``: anything with ``__arrow_c_stream__`` or ``__arrow_c_array__``
     (a pyarrow Table, RecordBatchReader or RecordBatch, a dataset scanner's
-    reader, a polars DataFrame, a DuckDB relation, a Hugging Face dataset's
-    ``ds.data.table``), or an iterable of them (Ray Data's
+    reader, a polars DataFrame, a DuckDB relation, a Hugging Face
+    ``datasets.Dataset``, its indices mapping honoured: row ``i`` is
+    ``ds[i]``), or an iterable of them (Ray Data's
     ``iter_batches(batch_format="pyarrow")``, a generator), read chunk by
     chunk and never held whole.
 
@@ -164,7 +165,7 @@ def batches(
     [[[1.0, 4.0], [2.0, 5.0]], [[3.0, 6.0]]]
     """
     native = _native.batches(
-        source,
+        _arrow_source(source),
         batch_size,
         columns=columns,
         stack=stack,
