@@ -93,6 +93,8 @@ pub struct Loader {
     split: Split,
     epochs: EpochOptions,
     fingerprint: String,
+    /// Buffers each batch reuses.
+    scratch: Scratch,
     /// The next batch: its epoch and global step.
     epoch: u64,
     step: u64,
@@ -151,6 +153,7 @@ impl Loader {
             split: Split::new(1, 1, 0, false)?,
             epochs,
             fingerprint: String::new(),
+            scratch: Scratch::default(),
             epoch: 0,
             step: 0,
             fresh: true,
@@ -380,13 +383,22 @@ impl Loader {
             self.step = self.step.max(self.len());
             return Ok(None);
         }
-        let mut rows = Vec::new();
-        epoch::batch_rows(&self.order.epoch(self.epoch), &self.split, step, &mut rows);
-        let outputs = self.batch(&rows)?;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.rows.clear();
+        epoch::batch_rows(
+            &self.order.epoch(self.epoch),
+            &self.split,
+            step,
+            &mut scratch.rows,
+        );
+        let made = self.batch(&mut scratch);
+        let rows = scratch.rows.len();
+        self.scratch = scratch;
+        let outputs = made?;
         self.step = step + 1;
         Ok(Some(LoadedBatch {
             step,
-            rows: rows.len(),
+            rows,
             outputs,
         }))
     }
@@ -402,20 +414,22 @@ impl Loader {
         (self.epoch, self.step) = (epoch, step);
     }
 
-    /// The outputs of a batch of the source rows `rows`.
-    fn batch(&self, rows: &[u64]) -> Result<Vec<Output>, Error> {
+    /// The outputs of a batch of the source rows `scratch.rows`.
+    fn batch(&self, scratch: &mut Scratch) -> Result<Vec<Output>, Error> {
         let mut outputs = Vec::with_capacity(self.names.len());
+        let rows = std::mem::take(&mut scratch.rows);
         let result = (|| -> Result<(), Error> {
             let contiguous = rows.windows(2).all(|w| w[1] == w[0] + 1);
             match contiguous {
-                true => self.spanned(rows, &mut outputs)?,
-                false => self.gathered(rows, &mut outputs)?,
+                true => self.spanned(&rows, &mut outputs)?,
+                false => self.gathered(&rows, scratch, &mut outputs)?,
             }
             if self.epochs.row_ids {
-                outputs.push(Output::Tensor(row_numbers(rows)?));
+                outputs.push(Output::Tensor(row_numbers(&rows)?));
             }
             Ok(())
         })();
+        scratch.rows = rows;
         match result {
             Ok(()) => Ok(outputs),
             Err(e) => {
@@ -471,20 +485,37 @@ impl Loader {
 
     /// A batch of rows chosen by index: each output gathered from the
     /// chunks the rows lie in, one copy.
-    fn gathered(&self, rows: &[u64], outputs: &mut Vec<Output>) -> Result<(), Error> {
-        // The chunks touched, each once, and the picks into that list.
-        let mut touched: Vec<usize> = Vec::new();
-        let mut picks = Vec::with_capacity(rows.len());
-        let mut per_chunk: Vec<Vec<usize>> = Vec::new();
+    fn gathered(
+        &self,
+        rows: &[u64],
+        scratch: &mut Scratch,
+        outputs: &mut Vec<Output>,
+    ) -> Result<(), Error> {
+        // The chunks touched, each once (`slot[chunk]`: its place among
+        // them), and the picks into that list.
+        let Scratch {
+            picks,
+            slot,
+            touched,
+            per_chunk,
+            ..
+        } = scratch;
+        slot.resize(self.chunks.len(), usize::MAX);
+        picks.clear();
+        touched.clear();
         for &row in rows {
             let (chunk, local) = self.locate(row);
-            let k = match touched.iter().position(|&c| c == chunk) {
-                Some(k) => k,
-                None => {
+            let k = match slot[chunk] {
+                usize::MAX => {
+                    slot[chunk] = touched.len();
+                    if per_chunk.len() == touched.len() {
+                        per_chunk.push(Vec::new());
+                    }
+                    per_chunk[touched.len()].clear();
                     touched.push(chunk);
-                    per_chunk.push(Vec::new());
                     touched.len() - 1
                 }
+                k => k,
             };
             per_chunk[k].push(local);
             picks.push(Pick {
@@ -492,12 +523,16 @@ impl Loader {
                 row: local,
             });
         }
+        for &c in touched.iter() {
+            slot[c] = usize::MAX;
+        }
+        let (picks, touched, per_chunk) = (&*picks, &*touched, &*per_chunk);
         // Each touched chunk's read, its null counts those of its picks.
         // SAFETY: whole-chunk reads of kept chunks; the picked rows are
         // theirs.
         let counted: Vec<Batch> = touched
             .iter()
-            .zip(&per_chunk)
+            .zip(per_chunk)
             .map(|(&c, local)| unsafe { self.reads[c].counted_at(local) })
             .collect();
         for (name, kind) in &self.outputs {
@@ -508,7 +543,7 @@ impl Loader {
                     let input = Input::Column(&self.table.columns[*j], pieces, rows.len());
                     // SAFETY: pieces of kept chunks; each pick a row of its
                     // chunk.
-                    unsafe { export::gathered(&input, &picks, &self.export) }.map_err(at)?
+                    unsafe { export::gathered(&input, picks, &self.export) }.map_err(at)?
                 }
                 Kind::Stack(js, dtype) => {
                     let group = TableType {
@@ -529,13 +564,13 @@ impl Loader {
                         ..self.export
                     };
                     // SAFETY: as above.
-                    unsafe { export::gathered(&input, &picks, &options) }.map_err(at)?
+                    unsafe { export::gathered(&input, picks, &options) }.map_err(at)?
                 }
                 Kind::Variable(j) => {
                     let column = &self.table.columns[*j];
                     let (pieces, facts): (Vec<_>, Vec<_>) = counted
                         .iter()
-                        .zip(&per_chunk)
+                        .zip(per_chunk)
                         // SAFETY: the chunks' rows were checked when read;
                         // the picked rows are theirs.
                         .map(|(b, local)| unsafe {
@@ -550,7 +585,7 @@ impl Loader {
                             };
                             // SAFETY: checked rows of kept chunks.
                             let made: MadeJagged<DLManagedTensorVersioned> = unsafe {
-                                export::jagged_picked(column, &pieces, &facts, &picks, &options)
+                                export::jagged_picked(column, &pieces, &facts, picks, &options)
                             }
                             .map_err(at)?;
                             let validity = match (made.mask, made.null_rows) {
@@ -578,7 +613,7 @@ impl Loader {
                                     column,
                                     &pieces,
                                     &facts,
-                                    &picks,
+                                    picks,
                                     &options,
                                     self.options.padding(),
                                 )
@@ -783,6 +818,18 @@ impl Drop for Prefetching {
     fn drop(&mut self) {
         self.halt();
     }
+}
+
+/// Buffers a loader's batches reuse: the rows, the picks, and the chunks
+/// a gather touches.
+#[derive(Default)]
+struct Scratch {
+    rows: Vec<u64>,
+    picks: Vec<Pick>,
+    /// Each chunk's place among those touched (`usize::MAX`: none).
+    slot: Vec<usize>,
+    touched: Vec<usize>,
+    per_chunk: Vec<Vec<usize>>,
 }
 
 /// The `_row` tensor: the rows' numbers, int64.

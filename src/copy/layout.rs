@@ -146,7 +146,13 @@ impl<'p> Layout<'p> {
             Major::Row => {
                 let all = 0..self.columns;
                 let rows = |r| write(r, all.clone());
-                threads::split(self.rows(), self.row_bytes(width), threads, rows);
+                // A gathered value costs a line read where a range's costs
+                // its bytes: weigh gathers so.
+                let weight = match self.picks {
+                    Some(_) => self.columns * 64,
+                    None => self.row_bytes(width),
+                };
+                threads::split(self.rows(), weight, threads, rows);
             }
         }
     }
@@ -225,6 +231,42 @@ impl<'p> Layout<'p> {
     ) {
         let total = picks.len();
         let width = out.width();
+        if let Out::Values { target, fill, .. } = out {
+            let bytes = self.row_elements * width;
+            // Every column's values land as they are, nothing filled: a
+            // typed copy a pick, reads prefetched ahead.
+            let plain = columns.clone().all(|j| as_is(self.sources[j], target))
+                && (fill.is_none() || self.pieces.iter().all(|p| p.maps.iter().all(|m| m.rows)));
+            if plain && matches!(bytes, 1 | 2 | 4 | 8) {
+                for j in columns {
+                    let (first, step) = match self.order {
+                        Major::Row => (j, self.columns),
+                        Major::Column => (j * total, 1),
+                    };
+                    let src = |i: usize| {
+                        let pick = picks[i];
+                        let piece = self.pieces[pick.chunk * self.columns + j];
+                        piece
+                            .data
+                            .cast::<u8>()
+                            .cast_const()
+                            .wrapping_add(pick.row * bytes)
+                    };
+                    // SAFETY: each pick a row of its piece, room for every
+                    // output row at `dst` (`write_picked`'s contract).
+                    unsafe {
+                        let dst = out.dst().add(first * bytes);
+                        match bytes {
+                            8 => gather::<u64>(rows.clone(), src, dst, step),
+                            4 => gather::<u32>(rows.clone(), src, dst, step),
+                            2 => gather::<u16>(rows.clone(), src, dst, step),
+                            _ => gather::<u8>(rows.clone(), src, dst, step),
+                        }
+                    }
+                }
+                return;
+            }
+        }
         for i in rows {
             let pick = picks[i];
             let pieces = &self.pieces[pick.chunk * self.columns..(pick.chunk + 1) * self.columns];
@@ -390,6 +432,51 @@ impl<'p> Layout<'p> {
             }
         }
     }
+}
+
+/// Picks a gather reads ahead of the one it copies: random reads wait on
+/// memory, so several are kept in flight.
+const GATHER_AHEAD: usize = 16;
+
+/// Copies one `T` a row for the output rows `rows`: row `i`'s from
+/// `src(i)` to `dst + i * step` elements (the rows of one column in its
+/// place in a matrix), each source read prefetched [`GATHER_AHEAD`] picks
+/// ahead.
+///
+/// # Safety
+/// Each `src(i)` is readable for a `T`; `dst` has room at every place
+/// written; the two never overlap.
+#[inline(always)]
+unsafe fn gather<T: Copy>(
+    rows: Range<usize>,
+    src: impl Fn(usize) -> *const u8,
+    dst: *mut u8,
+    step: usize,
+) {
+    let end = rows.end;
+    for i in rows {
+        if i + GATHER_AHEAD < end {
+            prefetch(src(i + GATHER_AHEAD));
+        }
+        // SAFETY: the caller's contract, for row `i`.
+        unsafe {
+            let value = src(i).cast::<T>().read_unaligned();
+            dst.cast::<T>().add(i * step).write_unaligned(value);
+        }
+    }
+}
+
+/// Asks the CPU to bring the line at `at` into the cache (a hint: no
+/// fault, no effect on the result).
+#[inline(always)]
+fn prefetch(at: *const u8) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    // SAFETY: a prefetch never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at.cast());
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    let _ = at;
 }
 
 /// Whether values of `source` land in `target` byte for byte (the same
