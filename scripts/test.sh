@@ -12,9 +12,9 @@
 #   miri     the Rust tests under Miri
 #   asan     the Rust tests under AddressSanitizer (the threads' stress
 #            test among them)
-#   tsan     the parallel kernels' tests and a jagged pair's racing
-#            deleters under ThreadSanitizer (std rebuilt with it:
-#            -Zbuild-std)
+#   tsan     the parallel kernels' tests, a jagged pair's racing
+#            deleters and the loader's prefetch thread under
+#            ThreadSanitizer (std rebuilt with it: -Zbuild-std)
 #   c        the C tests under valgrind (CMake + ctest, ABI check against
 #            pyarrow's headers), then under AddressSanitizer
 #   fuzz     a bounded run of every fuzz target, two at a time
@@ -138,7 +138,7 @@ stage_asan() {
 }
 
 stage_tsan() {
-  step "the parallel kernels and the jagged pair's deleters under ThreadSanitizer"
+  step "the parallel kernels, the jagged pair's deleters and the loader's prefetch thread under ThreadSanitizer"
   local target
   target=$(rustc -vV | sed -n 's/host: //p')
   # Fewer property cases than the plain run, and optimized code: each case
@@ -150,6 +150,9 @@ stage_tsan() {
   "${tsan[@]}" --test threads
   # The two deleters of a jagged pair racing on its count.
   "${tsan[@]}" --test stress -- jagged_halves
+  # The loader's prefetch thread: batches made ahead, handed over, the
+  # thread halted and joined mid-epoch.
+  "${tsan[@]}" --test loader
   unset PROPTEST_CASES RUSTFLAGS TSAN_OPTIONS
 }
 
