@@ -185,7 +185,7 @@ stage_fuzz() {
   fi
   # Two targets at a time (libFuzzer runs on one core), all built above.
   local failed=0 pids
-  for pair in "export import" "table jagged"; do
+  for pair in "export import" "table jagged" "state"; do
     pids=()
     for target in $pair; do
       fuzz_target "$target" &
