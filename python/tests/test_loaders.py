@@ -19,6 +19,7 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", 
         ("ray_data.py", "ray", "iter_torch_batches(collate_fn=...)"),
         ("dataloader_parquet.py", "torch", "2 forked workers"),
         ("duckdb_stream.py", "duckdb", "100000 rows"),
+        ("resume_after_kill.py", "torch", "rows trained once each"),
     ],
 )
 def test_the_loader_example_runs(script, needs, says):
