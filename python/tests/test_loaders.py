@@ -20,6 +20,7 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", 
         ("dataloader_parquet.py", "torch", "2 forked workers"),
         ("duckdb_stream.py", "duckdb", "100000 rows"),
         ("resume_after_kill.py", "torch", "rows trained once each"),
+        ("ray_train.py", "ray", "every row once an epoch"),
     ],
 )
 def test_the_loader_example_runs(script, needs, says):
