@@ -1189,7 +1189,22 @@ pub unsafe fn read_flat(
             unsafe { level_structure(array, LevelFormat::Dtype(dtype), 2, 0, false) }?;
             let covered = level_range(array, 0, array.length, 0, location, mode)?;
             let (data, _) = values_at(array, dtype, covered.first, array.length)?;
-            (data, [covered.nulls, None])
+            // Layer 3 of the one level, here: this is every plain export's
+            // path, and the loop below over both shapes' bitmaps measured
+            // slower on it (docs/benchmarks.md, "Measured decisions").
+            if let Some(map) = covered.nulls {
+                // SAFETY: the bitmap holds its array's bits (trusted).
+                let nulls = unsafe { map.nulls() };
+                if nulls > 0 {
+                    return Err(counted_nulls(nulls));
+                }
+            }
+            return Ok(Some(Flat {
+                dtype,
+                data,
+                rows: array.length,
+                size: None,
+            }));
         }
         Some(size) => {
             // SAFETY: `read_flat`'s caller promises it: as `read_type`'s and [`read_piece`]:
