@@ -93,6 +93,10 @@ pub struct Loader {
     split: Split,
     epochs: EpochOptions,
     fingerprint: String,
+    /// The source's rows as its owner numbers them, when not the chunks'
+    /// order: row `i` is chunk row `mapping[i]` (a Hugging Face dataset's
+    /// indices after `shuffle`, `select`, `filter`).
+    mapping: Option<Vec<u64>>,
     /// Buffers each batch reuses.
     scratch: Scratch,
     /// The next batch: its epoch and global step.
@@ -153,6 +157,7 @@ impl Loader {
             split: Split::new(1, 1, 0, false)?,
             epochs,
             fingerprint: String::new(),
+            mapping: None,
             scratch: Scratch::default(),
             epoch: 0,
             step: 0,
@@ -181,6 +186,10 @@ impl Loader {
         }
         loader.read()?;
         let n = *loader.starts.last().expect("a total");
+        let n = match &loader.mapping {
+            Some(m) => m.len() as u64,
+            None => n,
+        };
         let shuffle = match (epochs.shuffle, epochs.window) {
             (false, _) => Shuffle::Off,
             (true, None) => Shuffle::Global,
@@ -265,6 +274,22 @@ impl Loader {
             self.reads.push(batch);
         }
         self.table = table;
+        Ok(())
+    }
+
+    /// The source's rows are `mapping`'s: row `i` is the chunks' row
+    /// `mapping[i]` (each checked to be one); `_row` numbers them so. Set
+    /// before the first batch: the order is made over `mapping`'s rows.
+    pub fn set_mapping(&mut self, mapping: Vec<u64>) -> Result<(), Error> {
+        let rows = *self.starts.last().expect("a total");
+        if let Some((i, &r)) = mapping.iter().enumerate().find(|(_, r)| **r >= rows) {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "indices[{i}] is {r}: the table has {rows} rows"
+            ));
+        }
+        self.order = Order::new(mapping.len() as u64, self.epochs.seed, self.order.shuffle())?;
+        self.mapping = Some(mapping);
         Ok(())
     }
 
@@ -418,11 +443,20 @@ impl Loader {
     fn batch(&self, scratch: &mut Scratch) -> Result<Vec<Output>, Error> {
         let mut outputs = Vec::with_capacity(self.names.len());
         let rows = std::mem::take(&mut scratch.rows);
+        let mut mapped = std::mem::take(&mut scratch.mapped);
+        let chunk_rows: &[u64] = match &self.mapping {
+            None => &rows,
+            Some(m) => {
+                mapped.clear();
+                mapped.extend(rows.iter().map(|&r| m[r as usize]));
+                &mapped
+            }
+        };
         let result = (|| -> Result<(), Error> {
-            let contiguous = rows.windows(2).all(|w| w[1] == w[0] + 1);
+            let contiguous = chunk_rows.windows(2).all(|w| w[1] == w[0] + 1);
             match contiguous {
-                true => self.spanned(&rows, &mut outputs)?,
-                false => self.gathered(&rows, scratch, &mut outputs)?,
+                true => self.spanned(chunk_rows, &mut outputs)?,
+                false => self.gathered(chunk_rows, scratch, &mut outputs)?,
             }
             if self.epochs.row_ids {
                 outputs.push(Output::Tensor(row_numbers(&rows)?));
@@ -430,6 +464,7 @@ impl Loader {
             Ok(())
         })();
         scratch.rows = rows;
+        scratch.mapped = mapped;
         match result {
             Ok(()) => Ok(outputs),
             Err(e) => {
@@ -825,6 +860,8 @@ impl Drop for Prefetching {
 #[derive(Default)]
 struct Scratch {
     rows: Vec<u64>,
+    /// The rows through the loader's mapping.
+    mapped: Vec<u64>,
     picks: Vec<Pick>,
     /// Each chunk's place among those touched (`usize::MAX`: none).
     slot: Vec<usize>,

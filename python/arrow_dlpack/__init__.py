@@ -50,6 +50,15 @@ from ._native import (
 from ._loader import Loader, _arrow_source  # noqa: E402
 
 
+def _dataset_rows(source: Any) -> Any:
+    # A Hugging Face dataset's rows in its own order: its table, or, with
+    # an indices mapping, the rows it maps taken in that order (batches()
+    # reads once, in order: one copy of the mapped rows, as the dataset's
+    # own iteration makes).
+    table, indices = _arrow_source(source)
+    return table if indices is None else table.take(indices)
+
+
 class Jagged(NamedTuple):
     """A variable-length column as two tensors (``to_jagged``): ``values``,
     every row's elements end to end; ``offsets``, where each row starts
@@ -165,7 +174,7 @@ def batches(
     [[[1.0, 4.0], [2.0, 5.0]], [[3.0, 6.0]]]
     """
     native = _native.batches(
-        _arrow_source(source),
+        _dataset_rows(source),
         batch_size,
         columns=columns,
         stack=stack,

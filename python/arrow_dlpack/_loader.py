@@ -72,20 +72,18 @@ def _worker() -> tuple:
     return info.id, info.num_workers
 
 
-def _arrow_source(source: Any) -> Any:
+def _arrow_source(source: Any) -> tuple:
     """What the core reads: a Hugging Face ``datasets.Dataset`` as its table
-    in its own row order (its indices mapping from ``shuffle``, ``select``,
-    ``filter``, ``train_test_split`` applied: row ``i`` is ``ds[i]``); any
-    other source as it is."""
+    and its indices mapping (from ``shuffle``, ``select``, ``filter``,
+    ``train_test_split``; None without one), row ``i`` of the dataset being
+    row ``indices[i]`` of the table (its rows are never copied); any other
+    source as it is, without indices."""
     if type(source).__module__.split(".")[0] == "datasets" and hasattr(source, "_indices"):
-        table = source.data.table
         indices = source._indices
-        if indices is None:
-            return table
-        # Row i of the dataset is row indices[i] of its table: the rows
-        # taken in that order (one copy, in Arrow).
-        return table.take(indices.column(0))
-    return source
+        if indices is not None:
+            indices = indices.column(0).combine_chunks()
+        return source.data.table, indices
+    return source, None
 
 
 class Loader:
@@ -160,7 +158,8 @@ class Loader:
         )
         self._source = source
         self._batch_size = batch_size
-        self._native = _native.loader(_arrow_source(source), batch_size, **self._options)
+        table, indices = _arrow_source(source)
+        self._native = _native.loader(table, batch_size, indices=indices, **self._options)
         self._prefetch = prefetch
         self._pin_memory = pin_memory
         # The epoch `set_epoch` chose, shared with DataLoader workers'

@@ -98,6 +98,49 @@ fn read_whole(source: &Bound<'_, PyAny>) -> PyResult<(ArrowSchema, Vec<ArrowArra
     }
 }
 
+/// The row numbers of an indices mapping (a Hugging Face dataset's:
+/// row `i` of the dataset is row `indices[i]` of its table): one int64 or
+/// uint64 array without nulls, read by the library's reader, copied (8
+/// bytes a row; the table's rows are not).
+fn mapping_of(indices: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
+    let (mut schema, mut arrays) = chunks_of(indices)?;
+    let read = (|| -> PyResult<Vec<u64>> {
+        let [array] = arrays.as_slice() else {
+            return Err(PyValueError::new_err(format!(
+                "indices must be one array, not {} chunks",
+                arrays.len()
+            )));
+        };
+        // SAFETY: the producer's live structs.
+        let flat = unsafe { read::read_flat(array, &schema, crate::arrow::read::Location::CPU) }
+            .map_err(|e| {
+                PyValueError::new_err(format!("indices: {}", e.message_for(Face::Python)))
+            })?;
+        let flat = match flat {
+            Some(f) if f.size.is_none() && matches!(f.dtype.name, "int64" | "uint64") => f,
+            _ => {
+                return Err(PyValueError::new_err(
+                    "indices must be an int64 or uint64 array",
+                ));
+            }
+        };
+        let rows = usize::try_from(flat.rows).unwrap_or(0);
+        let mut out = Vec::with_capacity(rows);
+        for i in 0..rows {
+            // SAFETY: `rows` 8-byte values from `data` (the reader checked
+            // the buffer's range).
+            let v = unsafe { flat.data.cast::<i64>().add(i).read_unaligned() };
+            out.push(
+                u64::try_from(v)
+                    .map_err(|_| PyValueError::new_err(format!("indices[{i}] is {v}")))?,
+            );
+        }
+        Ok(out)
+    })();
+    release_all(&mut schema, &mut arrays);
+    read
+}
+
 /// The native loader (`arrow_dlpack._native.Loader`): made by [`loader`].
 #[pyclass(module = "arrow_dlpack._native", name = "Loader")]
 pub struct NativeLoader {
@@ -187,6 +230,7 @@ pub fn loader(
     let drop_last: Option<bool> = keywords.take("drop_last")?;
     let row_ids: Option<bool> = keywords.take("row_ids")?;
     let prefetch: Option<i64> = keywords.take("prefetch")?;
+    let indices = keywords.take_any("indices")?;
     // The order of the contract's refusals: batch_size, world_size, rank,
     // window, prefetch, then the rest (the source's columns).
     let batch = batch_options(batch_size, &mut keywords)?;
@@ -228,7 +272,10 @@ pub fn loader(
     let (schema, chunks) = read_whole(source)?;
     // SAFETY: the producer's schema and arrays of it, moved in (released
     // by the loader, also on failure).
-    let loader = unsafe { Loader::new(schema, chunks, batch, epochs) }.map_err(error)?;
+    let mut loader = unsafe { Loader::new(schema, chunks, batch, epochs) }.map_err(error)?;
+    if let Some(indices) = indices {
+        loader.set_mapping(mapping_of(&indices)?).map_err(error)?;
+    }
     let loader = Prefetching::new(loader, prefetch.unwrap_or(2) as usize);
     let names = loader
         .names()
