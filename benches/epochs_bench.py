@@ -206,10 +206,64 @@ def hugging_face_padded(table):
     return rows, rows / (time.perf_counter() - start)
 
 
+def overheads(lines):
+    rows = 100_000 if SMOKE else 1_000_000
+    table = pa.Table.from_batches(dense(rows))
+    options = dict(stack={"x": FEATURES}, columns=["label", "id"])
+    n = rounds(3)
+
+    def loader_epoch(size, **extra):
+        def run():
+            count = 0
+            for b in arrow_dlpack.Loader(table, size, **options, **extra):
+                np.from_dlpack(b["x"])
+                count += 1
+            return count
+
+        return run
+
+    def batches_epoch(size):
+        def run():
+            count = 0
+            for b in arrow_dlpack.batches(table, size, **options):
+                np.from_dlpack(b["x"])
+                count += 1
+            return count
+
+        return run
+
+    t_loader, count = best(loader_epoch(BATCH, prefetch=0), n)
+    t_ahead, _ = best(loader_epoch(BATCH, prefetch=2), n)
+    t_batches, _ = best(batches_epoch(BATCH), n)
+    small = 32
+    small_rows = 65_536
+    part = table.slice(0, small_rows)
+    t_small, small_count = best(
+        lambda: sum(1 for _ in arrow_dlpack.Loader(part, small, shuffle=True, seed=1, prefetch=0, columns=["id"])), n
+    )
+    lines += [
+        "",
+        f"The loader's own cost: an unshuffled epoch against `batches()` over the same {rows:,} rows (batches of "
+        f"{BATCH:,}, shared inside a chunk, one copy across two; both made in the caller's thread, `prefetch=0`), "
+        f"the same with `prefetch=2` and a caller that does nothing between batches (each batch then waits on the "
+        f"thread's hand-over: prefetching pays where a training step takes longer than making a batch), and the time "
+        f"a shuffled batch of {small} rows of one int64 column takes (a gather of 256 bytes: the per-batch overhead, "
+        f"the Python dict included); best of {n}.",
+        "",
+        "| measure | value | target |",
+        "|---|---|---|",
+        f"| unshuffled `Loader(prefetch=0)` per batch, against `batches()` | {t_loader / count * 1e6:.1f} us vs "
+        f"{t_batches / count * 1e6:.1f} us ({t_loader / t_batches:.2f}x) | <= 1.2x |",
+        f"| unshuffled `Loader(prefetch=2)` per batch, an idle caller | {t_ahead / count * 1e6:.1f} us | |",
+        f"| a shuffled batch of {small} rows | {t_small / small_count * 1e6:.1f} us | |",
+    ]
+
+
 def main():
     lines = []
     dense_epoch(lines)
     padded_epoch(lines)
+    overheads(lines)
     publish("epochs", "\n".join(lines))
 
 

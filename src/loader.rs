@@ -769,6 +769,14 @@ impl Prefetching {
         Ok(())
     }
 
+    /// The next batch if it can be had without waiting (made ahead
+    /// already; `None`: it would wait, or nothing runs ahead: call
+    /// [`Prefetching::next_batch`]).
+    pub fn ready_batch(&mut self) -> Option<Result<Option<LoadedBatch>, Error>> {
+        let got = self.running.as_ref()?.rx.try_recv().ok()?;
+        Some(self.received(got))
+    }
+
     /// The next batch handed out, or `None` at the epoch's end.
     pub fn next_batch(&mut self) -> Result<Option<LoadedBatch>, Error> {
         if self.depth == 0 {
@@ -782,6 +790,15 @@ impl Prefetching {
         }
         let running = self.running.as_ref().expect("running");
         let got = running.rx.recv().unwrap_or(Ok(None));
+        self.received(got)
+    }
+
+    /// Accounts for a batch received from the thread (or its end, or its
+    /// failure).
+    fn received(
+        &mut self,
+        got: Result<Option<LoadedBatch>, Error>,
+    ) -> Result<Option<LoadedBatch>, Error> {
         match &got {
             Ok(Some(batch)) => self.handed = (self.handed.0, batch.step + 1),
             Ok(None) => {

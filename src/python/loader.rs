@@ -162,7 +162,13 @@ impl NativeLoader {
     /// the library's thread (waited for without the GIL), or here.
     fn next<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
         let loader = &mut self.loader;
-        match py.detach(|| loader.next_batch()).map_err(error)? {
+        // A batch made ahead already: taken with the GIL held; else waited
+        // for (or made) without it.
+        let made = match loader.ready_batch() {
+            Some(made) => made,
+            None => py.detach(|| loader.next_batch()),
+        };
+        match made.map_err(error)? {
             None => Ok(None),
             Some(batch) => batch_dict(py, &self.names, batch.take()).map(Some),
         }
