@@ -76,6 +76,59 @@ pub(crate) enum Kind {
     Variable(usize),
 }
 
+/// The type of a batch source's schema: a table (record batches) whose
+/// columns a batch may hold (booleans, lists and strings included), or an
+/// error in `who`'s words for a single column.
+///
+/// # Safety
+/// `schema` is a valid schema.
+pub(crate) unsafe fn table_of<'s>(
+    schema: &'s ArrowSchema,
+    who: &str,
+) -> Result<TableType<'s>, Error> {
+    let accept = Accept {
+        boolean: true,
+        temporal: false,
+        table: true,
+        variable: true,
+        dictionary: false,
+    };
+    // SAFETY: forwarded: `table_of`'s caller promises a valid schema.
+    match unsafe { read::read_type(schema, accept) }? {
+        read::Type::Table(t) => Ok(t),
+        read::Type::Column(_) => Err(err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "{who} reads record batches (a table, a record batch reader, a dataset's scanner), not a single column"
+        )),
+    }
+}
+
+/// A list column's jagged pair as a batch output: its rows' validity kept
+/// only where there are null rows.
+pub(crate) fn jagged_output(made: MadeJagged<DLManagedTensorVersioned>) -> Output {
+    let validity = match (made.mask, made.null_rows) {
+        (Some(m), 0) => {
+            // SAFETY: ours, not handed out.
+            unsafe { crate::managed::delete(m) };
+            None
+        }
+        (m, _) => m,
+    };
+    Output::Jagged {
+        values: made.values,
+        offsets: made.offsets,
+        validity,
+    }
+}
+
+/// A list column padded, with its mask, as a batch output.
+pub(crate) fn padded_output(made: Made<DLManagedTensorVersioned>) -> Output {
+    Output::Padded {
+        values: made.tensor,
+        mask: made.mask.expect("a padded batch's mask"),
+    }
+}
+
 /// Decides each output of a batch of `table` under `options`: which
 /// columns, dense or variable, and each `stack` group's dtype (promoted
 /// once, from the schema). Names are checked here against the schema
@@ -270,19 +323,7 @@ pub(crate) unsafe fn output_of(
                     // order.
                     let made: MadeJagged<DLManagedTensorVersioned> =
                         unsafe { export::jagged_of(column, &pieces, Hold::Kept(kept), &options) }?;
-                    let validity = match (made.mask, made.null_rows) {
-                        (Some(m), 0) => {
-                            // SAFETY: ours, not handed out.
-                            unsafe { crate::managed::delete(m) };
-                            None
-                        }
-                        (m, _) => m,
-                    };
-                    Ok(Output::Jagged {
-                        values: made.values,
-                        offsets: made.offsets,
-                        validity,
-                    })
+                    Ok(jagged_output(made))
                 }
                 Lists::Padded => {
                     let options = ExportPolicy {
@@ -292,10 +333,7 @@ pub(crate) unsafe fn output_of(
                     // SAFETY: pieces of kept chunks.
                     let made: Made<DLManagedTensorVersioned> =
                         unsafe { export::padded_of(column, &pieces, &options, batch.padding()) }?;
-                    Ok(Output::Padded {
-                        values: made.tensor,
-                        mask: made.mask.expect("a padded batch's mask"),
-                    })
+                    Ok(padded_output(made))
                 }
             }
         }
@@ -442,28 +480,12 @@ impl Batches {
 
     /// Reads the schema's types and decides each output.
     fn plan(&mut self) -> Result<(), Error> {
-        let accept = Accept {
-            boolean: true,
-            temporal: false,
-            table: true,
-            variable: true,
-            dictionary: false,
-        };
         // SAFETY: the schema lives in its box, which outlives `table`
         // (field order; `Drop` releases it only after `held` and `table`
         // are done with it, and nothing moves the box's contents).
         let schema: &'static ArrowSchema = unsafe { &*std::ptr::from_ref(&*self.schema) };
         // SAFETY: a schema the stream gave.
-        let table = match unsafe { read::read_type(schema, accept) }? {
-            read::Type::Table(t) => t,
-            read::Type::Column(_) => {
-                return Err(err!(
-                    ARROW_DLPACK_INVALID_ARGUMENT,
-                    "batches reads record batches (a table, a record batch reader, a dataset's scanner), \
-                     not a single column"
-                ));
-            }
-        };
+        let table = unsafe { table_of(schema, "batches") }?;
         self.outputs = plan_outputs(&table, &self.options)?;
         self.export = export_policy(&self.options);
         self.table = table;

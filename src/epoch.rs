@@ -171,7 +171,7 @@ pub struct EpochOrder {
 }
 
 impl Order {
-    /// The order of `n` rows (at most [`MAX_ROWS`]); a window must be
+    /// The order of `n` rows (at most `MAX_ROWS`); a window must be
     /// positive.
     pub fn new(n: u64, seed: u64, shuffle: Shuffle) -> Result<Order, Error> {
         if n > MAX_ROWS {

@@ -19,9 +19,12 @@ use std::sync::Arc;
 use crate::abi::{ArrowArray, ArrowSchema, DLManagedTensorVersioned};
 use crate::arrow::read::{self, Batch, Rows, TableType};
 use crate::arrow::release::Release;
-use crate::batches::{BatchOptions, Kind, Output, export_policy, output_of, plan_outputs};
+use crate::batches::{
+    BatchOptions, Kind, Output, export_policy, jagged_output, output_of, padded_output,
+    plan_outputs, table_of,
+};
 use crate::copy::layout::Pick;
-use crate::dtype::{self, Accept};
+use crate::dtype;
 use crate::epoch::{self, Order, Shuffle, Split, State, Window};
 use crate::error::{Error, err};
 use crate::export::{self, Input, Made, MadeJagged};
@@ -208,26 +211,11 @@ impl Loader {
     /// Reads the schema's types, decides each output, reads and checks
     /// every chunk (as the batcher checks each chunk it reads).
     fn read(&mut self) -> Result<(), Error> {
-        let accept = Accept {
-            boolean: true,
-            temporal: false,
-            table: true,
-            variable: true,
-            dictionary: false,
-        };
         // SAFETY: the schema lives in its box, which outlives `table` and
         // `reads` (field order; `Drop` releases it last).
         let schema: &'static ArrowSchema = unsafe { &*std::ptr::from_ref(&*self.schema) };
         // SAFETY: a valid schema (caller's contract).
-        let table = match unsafe { read::read_type(schema, accept) }? {
-            read::Type::Table(t) => t,
-            read::Type::Column(_) => {
-                return Err(err!(
-                    ARROW_DLPACK_INVALID_ARGUMENT,
-                    "a loader reads record batches (a table, a record batch reader, a dataset), not a single column"
-                ));
-            }
-        };
+        let table = unsafe { table_of(schema, "a loader") }?;
         if table.columns.iter().any(|c| c.name() == ROW_IDS.as_bytes()) {
             return Err(err!(
                 ARROW_DLPACK_INVALID_ARGUMENT,
@@ -623,19 +611,7 @@ impl Loader {
                                 export::jagged_picked(column, &pieces, &facts, picks, &options)
                             }
                             .map_err(at)?;
-                            let validity = match (made.mask, made.null_rows) {
-                                (Some(m), 0) => {
-                                    // SAFETY: ours, not handed out.
-                                    unsafe { crate::managed::delete(m) };
-                                    None
-                                }
-                                (m, _) => m,
-                            };
-                            Output::Jagged {
-                                values: made.values,
-                                offsets: made.offsets,
-                                validity,
-                            }
+                            jagged_output(made)
                         }
                         Lists::Padded => {
                             let options = ExportPolicy {
@@ -654,10 +630,7 @@ impl Loader {
                                 )
                             }
                             .map_err(at)?;
-                            Output::Padded {
-                                values: made.tensor,
-                                mask: made.mask.expect("a padded batch's mask"),
-                            }
+                            padded_output(made)
                         }
                     };
                     outputs.push(output);
