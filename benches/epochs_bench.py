@@ -62,7 +62,7 @@ def once(ids, rows, name):
 
 
 def dense_epoch(lines):
-    rows = 50_000 if SMOKE else 1_000_000
+    rows = 20_000 if SMOKE else 1_000_000
     table = pa.Table.from_batches(dense(rows))
     perm = np.random.default_rng(7).permutation(rows)
 
@@ -132,7 +132,7 @@ def dense_epoch(lines):
 def hugging_face_dense(table):
     import datasets
 
-    rows = 20_000 if SMOKE else 100_000
+    rows = 4_000 if SMOKE else 100_000
     ds = datasets.Dataset(table.slice(0, rows).combine_chunks()).shuffle(seed=3).with_format("torch")
     start = time.perf_counter()
     ids = []
@@ -146,7 +146,7 @@ def hugging_face_dense(table):
 
 
 def padded_epoch(lines):
-    rows = 20_000 if SMOKE else 200_000
+    rows = 10_000 if SMOKE else 200_000
     table = tokens(rows)
     perm = np.random.default_rng(7).permutation(rows)
 
@@ -198,7 +198,7 @@ def padded_epoch(lines):
 def hugging_face_padded(table):
     import datasets
 
-    rows = 5_000 if SMOKE else 20_000
+    rows = 2_000 if SMOKE else 20_000
     ds = datasets.Dataset(table.slice(0, rows).combine_chunks()).shuffle(seed=3).with_format("torch")
     start = time.perf_counter()
     for b in ds.iter(batch_size=BATCH):
@@ -207,7 +207,7 @@ def hugging_face_padded(table):
 
 
 def overheads(lines):
-    rows = 100_000 if SMOKE else 1_000_000
+    rows = 20_000 if SMOKE else 1_000_000
     table = pa.Table.from_batches(dense(rows))
     options = dict(stack={"x": FEATURES}, columns=["label", "id"])
     n = rounds(3)
