@@ -936,11 +936,13 @@ mod tests {
         let order = Order::new(n, 7, Shuffle::Global).unwrap();
         let (rho, distance) = mixing(&order.epoch(0), n);
         // Uncorrelated; adjacent rows about n/3 apart, as for a uniform
-        // permutation.
-        assert!(rho.abs() < 0.05, "rank correlation {rho}");
+        // permutation: within four standard errors (about 1/sqrt(n)),
+        // whatever n (Miri's is small).
+        let tolerance = 4.0 / (n as f64).sqrt();
+        assert!(rho.abs() < tolerance, "rank correlation {rho}");
         let expected = n as f64 / 3.0;
         assert!(
-            (distance - expected).abs() < expected * 0.1,
+            (distance - expected).abs() < expected * tolerance,
             "distance {distance}"
         );
         let first: Vec<u64> = (0..50).map(|p| order.epoch(0).row(p)).collect();
@@ -953,13 +955,22 @@ mod tests {
         assert!((0..n).step_by(997).all(|p| off.epoch(3).row(p) == p));
     }
 
+    /// Rows of the property tests' epochs (Miri interprets every step).
+    const MAX_N: u64 = if cfg!(miri) { 60 } else { 3000 };
+
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(if cfg!(miri) { 4 } else { 256 }))]
+        // No failure file: finding one asks for the working directory,
+        // which Miri's isolation refuses.
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: if cfg!(miri) { 4 } else { 256 },
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
 
         /// Windows of any size over any count: a permutation of whole
         /// windows.
         #[test]
-        fn windowed_orders_are_permutations(n in 0u64..3000, w in 1u64..400, seed: u64, epoch in 0u64..5) {
+        fn windowed_orders_are_permutations(n in 0u64..MAX_N, w in 1u64..400, seed: u64, epoch in 0u64..5) {
             let e = Order::new(n, seed, Shuffle::Windows(w)).unwrap().epoch(epoch);
             let mut seen = vec![false; n as usize];
             let mut last_window = None;
@@ -981,7 +992,7 @@ mod tests {
         /// start); the global sequence the same for any world size with
         /// the same global batch.
         #[test]
-        fn splits_hold_every_row_once(n in 0u64..500, g_parts in 1u64..6, world in 1u64..5, drop_last: bool, seed: u64) {
+        fn splits_hold_every_row_once(n in 0u64..MAX_N / 6, g_parts in 1u64..6, world in 1u64..5, drop_last: bool, seed: u64) {
             let order = Order::new(n, seed, Shuffle::Global).unwrap().epoch(1);
             let global = |world: u64| {
                 let splits: Vec<Split> = (0..world).map(|r| Split::new(g_parts, world, r, drop_last).unwrap()).collect();

@@ -136,7 +136,13 @@ fn options(batch: i64) -> BatchOptions {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 2 } else { 48 }))]
+    // No failure file: finding one asks for the working directory,
+    // which Miri's isolation refuses.
+    #![proptest_config(ProptestConfig {
+        cases: if cfg!(miri) { 2 } else { 48 },
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn every_rank_every_row_once_an_epoch_and_resume_is_exact(
@@ -433,7 +439,8 @@ fn prefetched_epoch(p: &mut Prefetching, stop: Option<usize>) -> Vec<Vec<i64>> {
 fn prefetching_hands_out_the_same_sequence_and_counts_only_what_it_handed() {
     let sizes = [13, 0, 29, 7];
     let mut reference = None;
-    for depth in [0, 1, 2, 5] {
+    let depths: &[usize] = if cfg!(miri) { &[0, 2] } else { &[0, 1, 2, 5] };
+    for &depth in depths {
         let mut r = chunks(&sizes);
         let l = loader(&mut r, options(4), epochs(true, Some(5), 2, 1, false)).unwrap();
         let mut p = Prefetching::new(l, depth);
