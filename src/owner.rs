@@ -703,7 +703,7 @@ struct View<M> {
 pub fn view<M: Managed>(owner: &Arc<Handed>) -> NonNull<M> {
     let t = &owner.tensor().dl_tensor;
     let ndim = usize::try_from(t.ndim).unwrap_or(0);
-    let mut view = Box::new(View {
+    let raw = Box::into_raw(Box::new(View {
         managed: M::new(
             DLTensor {
                 data: t.data,
@@ -721,28 +721,27 @@ pub fn view<M: Managed>(owner: &Arc<Handed>) -> NonNull<M> {
         dims: [0; 2 * VIEW_DIMS],
         more: (ndim > VIEW_DIMS).then(|| vec![0; 2 * ndim].into_boxed_slice()),
         owner: owner.clone(),
-    });
-    let dims: &mut [i64] = match &mut view.more {
-        Some(more) => more,
-        None => &mut view.dims,
-    };
-    let (shape, strides) = dims.split_at_mut(ndim.min(dims.len() / 2));
-    if ndim > 0 && !t.shape.is_null() {
-        // SAFETY: the held tensor's shape holds `ndim` extents (its
-        // producer's promise; the library's own tensors always do).
-        shape.copy_from_slice(unsafe { std::slice::from_raw_parts(t.shape, ndim) });
-    }
-    let has_strides = ndim > 0 && !t.strides.is_null();
-    if has_strides {
-        // SAFETY: as above, for the strides.
-        strides[..ndim].copy_from_slice(unsafe { std::slice::from_raw_parts(t.strides, ndim) });
-    }
-    let (shape, strides) = (shape.as_mut_ptr(), strides.as_mut_ptr());
-    let raw = Box::into_raw(view);
-    // SAFETY: just made, ours: the managed tensor points at its own
-    // arrays (moving the box's pointer does not move them) and at itself
-    // as context.
+    }));
+    // SAFETY: just made and ours alone; every pointer below is derived
+    // from `raw`, after the box gave the allocation up (a pointer taken
+    // from the box before would be invalidated by that move). The held
+    // tensor's shape and strides hold `ndim` entries when not NULL (its
+    // producer's promise; the library's own tensors always do).
     unsafe {
+        let half = ndim.max(VIEW_DIMS);
+        let base: *mut i64 = match &mut (*raw).more {
+            Some(more) => more.as_mut_ptr(),
+            None => ptr::addr_of_mut!((*raw).dims).cast(),
+        };
+        let (shape, strides) = (base, base.add(half));
+        let has_shape = ndim > 0 && !t.shape.is_null();
+        if has_shape {
+            ptr::copy_nonoverlapping(t.shape, shape, ndim);
+        }
+        let has_strides = ndim > 0 && !t.strides.is_null();
+        if has_strides {
+            ptr::copy_nonoverlapping(t.strides, strides, ndim);
+        }
         let dl = (*raw).managed.dl_tensor_mut();
         dl.shape = if ndim > 0 { shape } else { ptr::null_mut() };
         dl.strides = if has_strides {
