@@ -184,7 +184,7 @@ def test_unshuffled_batches_inside_a_chunk_share_its_memory():
 
 
 def test_a_value_can_be_read_by_many_consumers():
-    import torch
+    torch = pytest.importorskip("torch")
 
     batch = next(iter(Loader(table([6]), 3, shuffle=True, columns=["x"])))
     a = np.from_dlpack(batch["x"])
@@ -284,8 +284,8 @@ def test_a_source_that_fails_mid_read_raises_as_batches_does():
 
 
 def test_sources_polars_duckdb_readers_and_iterables():
-    import duckdb
-    import polars as pl
+    duckdb = pytest.importorskip("duckdb")
+    pl = pytest.importorskip("polars")
 
     t = table([10, 5])
     con = duckdb.connect()
@@ -304,7 +304,7 @@ def test_sources_polars_duckdb_readers_and_iterables():
 
 
 def test_hugging_face_datasets_keep_their_indices_mapping():
-    import datasets
+    datasets = pytest.importorskip("datasets")
 
     ds = datasets.Dataset.from_dict({"x": [float(i) for i in range(30)], "y": list(range(30))})
     shuffled = ds.shuffle(seed=4).select(range(10))
@@ -329,8 +329,7 @@ def test_loaders_pickle_and_resume_where_they_stood():
 
 
 def test_torch_dataloader_workers_yield_the_in_process_sequence():
-    import torch
-
+    torch = pytest.importorskip("torch")
     import arrow_dlpack.torch as adt
 
     t = table([50, 30])
@@ -351,8 +350,7 @@ def test_torch_dataloader_workers_yield_the_in_process_sequence():
 
 
 def test_persistent_workers_follow_set_epoch():
-    import torch
-
+    torch = pytest.importorskip("torch")
     import arrow_dlpack.torch as adt
 
     t = table([40])
@@ -370,9 +368,8 @@ def test_persistent_workers_follow_set_epoch():
 
 
 def test_stateful_dataloader_resumes_exactly_with_workers():
-    import torch
-    from torchdata.stateful_dataloader import StatefulDataLoader
-
+    torch = pytest.importorskip("torch")
+    StatefulDataLoader = pytest.importorskip("torchdata.stateful_dataloader").StatefulDataLoader
     import arrow_dlpack.torch as adt
 
     t = table([60, 20])
@@ -395,6 +392,7 @@ def test_stateful_dataloader_resumes_exactly_with_workers():
 def test_torch_distributed_two_processes_on_localhost():
     """Two gloo ranks on 127.0.0.1, each resolving its rank from the group:
     equal step counts, every row once."""
+    pytest.importorskip("torch")
     script = textwrap.dedent(
         """
         import os, sys, json
