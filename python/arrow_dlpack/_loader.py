@@ -32,20 +32,6 @@ def _quiesce_all() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_quiesce_all)
 
-# The keywords of the batches a loader makes (``arrow_dlpack.batches``'s).
-_BATCH_KEYWORDS = (
-    "columns",
-    "stack",
-    "lists",
-    "pad_value",
-    "pad_length",
-    "pad_side",
-    "null_value",
-    "dtype",
-    "pin_memory",
-)
-
-
 def _ranks(rank: Optional[int], world_size: Optional[int]) -> tuple:
     """Rank and world size: the given ones (only one given: the other is 0
     or 1, never the group's), else an initialised ``torch.distributed``

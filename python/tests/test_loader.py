@@ -9,7 +9,6 @@ with the same global batch, resume equal to the uninterrupted run.
 
 from __future__ import annotations
 
-import os
 import pickle
 import subprocess
 import sys
