@@ -153,6 +153,16 @@ pub enum Term {
     BatchPadLength,
     /// A batcher's padding side.
     BatchPadSide,
+    /// A loader's number of ranks, written before the value.
+    WorldSize,
+    /// A loader's rank, written before the value.
+    Rank,
+    /// A loader's shuffle window, written before the value.
+    Window,
+    /// A loader's batches made ahead, written before the value.
+    Prefetch,
+    /// A loader's list of columns when it may not be empty.
+    RowIds,
 }
 
 /// The byte that starts a term in a message buffer (the next byte is
@@ -161,7 +171,7 @@ pub enum Term {
 const TERM_MARK: u8 = 0x01;
 const TERM_BASE: u8 = b'A';
 
-const TERMS: [Term; 18] = [
+const TERMS: [Term; 23] = [
     Term::FillAdvice,
     Term::FillValue,
     Term::CopyNever,
@@ -180,6 +190,11 @@ const TERMS: [Term; 18] = [
     Term::Lists,
     Term::BatchPadLength,
     Term::BatchPadSide,
+    Term::WorldSize,
+    Term::Rank,
+    Term::Window,
+    Term::Prefetch,
+    Term::RowIds,
 ];
 
 impl Term {
@@ -234,6 +249,16 @@ impl Term {
             (Term::BatchPadLength, Face::Python) => "pad_length ",
             (Term::BatchPadSide, Face::C) => "options.pad_side ",
             (Term::BatchPadSide, Face::Python) => "pad_side ",
+            (Term::WorldSize, Face::C) => "options.world_size ",
+            (Term::WorldSize, Face::Python) => "world_size ",
+            (Term::Rank, Face::C) => "options.rank ",
+            (Term::Rank, Face::Python) => "rank ",
+            (Term::Window, Face::C) => "options.window ",
+            (Term::Window, Face::Python) => "window ",
+            (Term::Prefetch, Face::C) => "options.prefetch ",
+            (Term::Prefetch, Face::Python) => "prefetch ",
+            (Term::RowIds, Face::C) => "options.row_ids",
+            (Term::RowIds, Face::Python) => "row_ids=True",
         }
     }
 }

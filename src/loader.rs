@@ -26,7 +26,7 @@ use crate::batches::{
 use crate::copy::layout::Pick;
 use crate::dtype;
 use crate::epoch::{self, Order, Shuffle, Split, State, Window};
-use crate::error::{Error, err};
+use crate::error::{Error, Term, err};
 use crate::export::{self, Input, Made, MadeJagged};
 use crate::options::ExportPolicy;
 use crate::options::Lists;
@@ -47,6 +47,74 @@ pub struct EpochOptions {
     pub drop_last: bool,
     /// Each batch also holds `_row`: its rows' numbers in the source.
     pub row_ids: bool,
+}
+
+impl EpochOptions {
+    /// The options as a caller gives them, checked in the contract's order
+    /// (after the batch size, which [`BatchOptions::new`] checks):
+    /// `world_size` (`None`: 1), `rank` (`None`: 0), `window` (`None`: a
+    /// global shuffle; read only with `shuffle`). Outside DataLoader
+    /// workers (worker 0 of 1).
+    pub fn new(
+        shuffle: bool,
+        seed: u64,
+        window: Option<i64>,
+        rank: Option<i64>,
+        world_size: Option<i64>,
+        drop_last: bool,
+        row_ids: bool,
+    ) -> Result<EpochOptions, Error> {
+        let world_size = world_size.unwrap_or(1);
+        if world_size < 1 {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "{}must be positive, not {world_size}",
+                Term::WorldSize
+            ));
+        }
+        let rank = rank.unwrap_or(0);
+        if rank < 0 || rank >= world_size {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "{}{rank} is not in [0, {}= {world_size})",
+                Term::Rank,
+                Term::WorldSize
+            ));
+        }
+        if let Some(w) = window.filter(|&w| w < 1) {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "{}must be positive, not {w}",
+                Term::Window
+            ));
+        }
+        Ok(EpochOptions {
+            shuffle,
+            seed,
+            window: window.filter(|_| shuffle).map(|w| w as u64),
+            world_size: world_size as u64,
+            rank: rank as u64,
+            worker: 0,
+            workers: 1,
+            drop_last,
+            row_ids,
+        })
+    }
+}
+
+/// The batches a loader makes ahead: `prefetch` checked (`None`: 2, the
+/// Python default; the C face's 0 is none).
+pub fn prefetch_depth(prefetch: Option<i64>) -> Result<usize, Error> {
+    match prefetch {
+        None => Ok(2),
+        Some(p) => usize::try_from(p).map_err(|_| {
+            err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "{}must be 0 or more, not {p}",
+                Term::Prefetch
+            )
+        }),
+    }
 }
 
 /// The name of the row-number output.
@@ -704,6 +772,11 @@ impl Prefetching {
         self.template.num_rows.unwrap_or(0)
     }
 
+    /// The epoch of the next batch handed out.
+    pub fn epoch(&self) -> u64 {
+        self.handed.0
+    }
+
     /// The loader, the thread (if any) joined and the loader back at the
     /// position handed out.
     fn halt(&mut self) -> &mut Loader {
@@ -860,7 +933,9 @@ struct Scratch {
 }
 
 /// The `_row` tensor: the rows' numbers, int64.
-fn row_numbers(rows: &[u64]) -> Result<std::ptr::NonNull<DLManagedTensorVersioned>, Error> {
+pub(crate) fn row_numbers(
+    rows: &[u64],
+) -> Result<std::ptr::NonNull<DLManagedTensorVersioned>, Error> {
     let mut dims = crate::dims::Dims::new();
     dims.push_strided(rows.len() as i64, 1)?;
     let (tensor, dst) =
@@ -874,7 +949,7 @@ fn row_numbers(rows: &[u64]) -> Result<std::ptr::NonNull<DLManagedTensorVersione
 
 /// A fingerprint of the columns a loader reads: their names and formats,
 /// hashed (FNV-1a) into 16 hex digits.
-fn fingerprint(table: &TableType<'_>) -> String {
+pub(crate) fn fingerprint(table: &TableType<'_>) -> String {
     let mut h: u64 = 0xCBF2_9CE4_8422_2325;
     let mut eat = |bytes: &[u8]| {
         for &b in bytes.iter().chain([0xFF].iter()) {

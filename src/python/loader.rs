@@ -16,7 +16,7 @@ use crate::arrow::read;
 use crate::arrow::release::Release;
 use crate::epoch::State;
 use crate::error::{Error, Face, Status};
-use crate::loader::{EpochOptions, Loader, Prefetching};
+use crate::loader::{EpochOptions, Loader, Prefetching, prefetch_depth};
 
 /// The exception for a loader's error: `ValueError` for what the caller
 /// asked (an option, a state), `BufferError` for what the data is.
@@ -240,41 +240,18 @@ pub fn loader(
     // The order of the contract's refusals: batch_size, world_size, rank,
     // window, prefetch, then the rest (the source's columns).
     let batch = batch_options(batch_size, &mut keywords)?;
-    let world_size = world_size.unwrap_or(1);
-    if world_size < 1 {
-        return Err(PyValueError::new_err(format!(
-            "world_size must be positive, not {world_size}"
-        )));
-    }
-    let rank = rank.unwrap_or(0);
-    if rank < 0 || rank >= world_size {
-        return Err(PyValueError::new_err(format!(
-            "rank {rank} is not in [0, world_size = {world_size})"
-        )));
-    }
-    if let Some(w) = window.filter(|&w| w < 1) {
-        return Err(PyValueError::new_err(format!(
-            "window must be positive, not {w}"
-        )));
-    }
-    if let Some(p) = prefetch.filter(|&p| p < 0) {
-        return Err(PyValueError::new_err(format!(
-            "prefetch must be 0 or more, not {p}"
-        )));
-    }
+    let epochs = EpochOptions::new(
+        shuffle.unwrap_or(false),
+        seed.unwrap_or(0),
+        window,
+        rank,
+        world_size,
+        drop_last.unwrap_or(false),
+        row_ids.unwrap_or(false),
+    )
+    .map_err(error)?;
+    let depth = prefetch_depth(prefetch).map_err(error)?;
     keywords.done()?;
-    let shuffle = shuffle.unwrap_or(false);
-    let epochs = EpochOptions {
-        shuffle,
-        seed: seed.unwrap_or(0),
-        window: window.filter(|_| shuffle).map(|w| w as u64),
-        world_size: world_size as u64,
-        rank: rank as u64,
-        worker: 0,
-        workers: 1,
-        drop_last: drop_last.unwrap_or(false),
-        row_ids: row_ids.unwrap_or(false),
-    };
     let (schema, chunks) = read_whole(source)?;
     // SAFETY: the producer's schema and arrays of it, moved in (released
     // by the loader, also on failure).
@@ -282,7 +259,7 @@ pub fn loader(
     if let Some(indices) = indices {
         loader.set_mapping(mapping_of(&indices)?).map_err(error)?;
     }
-    let loader = Prefetching::new(loader, prefetch.unwrap_or(2) as usize);
+    let loader = Prefetching::new(loader, depth);
     let names = loader
         .names()
         .iter()
