@@ -415,10 +415,10 @@ impl Drop for Batches {
 }
 
 impl Batches {
-    /// A batcher of `stream` (moved in: its `release` becomes NULL, and
-    /// the batcher releases it when dropped or closed, whether or not it
-    /// was read to the end). On failure the stream is released too: it was
-    /// moved.
+    /// A batcher of `stream`: moved in on success (its `release` becomes
+    /// NULL, and the batcher releases it when dropped or closed, whether
+    /// or not it was read to the end); on failure (a released stream, a
+    /// schema or options refused) left with the caller, who releases it.
     ///
     /// # Safety
     /// `stream` is a live stream, valid for reads and writes.
@@ -426,22 +426,46 @@ impl Batches {
         source: &mut ArrowArrayStream,
         options: BatchOptions,
     ) -> Result<Batches, Error> {
-        if source.release.is_none() {
-            return Err(err!(
-                ARROW_DLPACK_INVALID_ARGUMENT,
-                "stream is released (stream.release is NULL)"
-            ));
-        }
-        // SAFETY: a bitwise move; the caller's disarmed.
-        let mut stream = Stream(Box::new(unsafe { std::ptr::read(source) }));
-        source.release = None;
-        // The schema, read once (the reader's, taken: chunks are read
-        // through the source).
+        // SAFETY: forwarded: the caller's live stream.
+        let mut batches = unsafe { Batches::of_schema(source, options) }?;
+        // SAFETY: as above.
+        unsafe { batches.read_from(source) };
+        Ok(batches)
+    }
+
+    /// A batcher of `source`'s schema (read once, through the stream's
+    /// `get_schema`), with no source yet: the stream is not moved.
+    ///
+    /// # Safety
+    /// `source` is a live stream, valid for reads and writes.
+    pub(crate) unsafe fn of_schema(
+        source: &mut ArrowArrayStream,
+        options: BatchOptions,
+    ) -> Result<Batches, Error> {
+        // The schema, taken from the reader: chunks are read through the
+        // source.
         // SAFETY: a live stream (caller's contract).
-        let schema = unsafe { Reader::open(&mut stream.0) }
+        let schema = unsafe { Reader::open(source) }
             .map(|mut r| std::mem::replace(&mut r.schema, ArrowSchema::released()))?;
-        // SAFETY: the schema is the stream's.
-        unsafe { Batches::new(schema, Box::new(stream), options) }
+        // SAFETY: the stream's schema, moved in.
+        unsafe { Batches::planned(schema, options) }
+    }
+
+    /// Moves `source` in as the batcher's source (`source.release`
+    /// becomes NULL; the batcher releases it).
+    ///
+    /// # Safety
+    /// `source` is the live stream this batcher's schema came from.
+    pub(crate) unsafe fn read_from(&mut self, source: &mut ArrowArrayStream) {
+        // SAFETY: a bitwise move; the caller's disarmed.
+        let stream = Stream(Box::new(unsafe { std::ptr::read(source) }));
+        source.release = None;
+        self.source = Some(Box::new(stream));
+    }
+
+    /// The source's columns, as read from its schema.
+    pub(crate) fn table(&self) -> &TableType<'static> {
+        &self.table
     }
 
     /// A batcher of `source`'s chunks, of `schema` (moved in: released by
@@ -454,6 +478,18 @@ impl Batches {
         source: Box<dyn Source>,
         options: BatchOptions,
     ) -> Result<Batches, Error> {
+        // SAFETY: the caller's schema, moved in.
+        let mut batches = unsafe { Batches::planned(schema, options) }?;
+        batches.source = Some(source);
+        Ok(batches)
+    }
+
+    /// A batcher of `schema` (moved in: released by the batcher, also on
+    /// failure) with its outputs decided, and no source yet.
+    ///
+    /// # Safety
+    /// `schema` is a valid schema.
+    unsafe fn planned(schema: ArrowSchema, options: BatchOptions) -> Result<Batches, Error> {
         let mut batches = Batches {
             held: VecDeque::new(),
             table: TableType {
@@ -462,11 +498,11 @@ impl Batches {
             outputs: Vec::new(),
             export: ExportPolicy::SHARE,
             options,
-            source: Some(source),
+            source: None,
             schema: Box::new(schema),
             chunks: 0,
         };
-        // On failure `batches` drops: the schema and the source released.
+        // On failure `batches` drops: the schema released.
         batches.plan()?;
         Ok(batches)
     }

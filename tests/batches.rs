@@ -287,8 +287,12 @@ fn bad_options_release_the_stream_and_name_what_is_wrong() {
         let e = open(&mut s, o).map(|_| ()).unwrap_err();
         assert_eq!(e.status(), Status::ARROW_DLPACK_INVALID_ARGUMENT);
         assert!(e.message().contains(needle), "{}", e.message());
-        assert!(p.released, "the stream moved in and released");
+        assert!(!p.released, "the stream left with the caller");
+        assert!(s.release.is_some());
         assert_eq!(p.next, 0, "no chunk read");
+        // SAFETY: the caller's stream, still live.
+        unsafe { s.release.unwrap()(&mut s) };
+        assert!(p.released);
     }
 }
 
