@@ -380,6 +380,41 @@ typedef enum ArrowDlpackOrder {
 } ArrowDlpackOrder;
 
 /**
+ * What one output of an `ArrowDlpackBatch` holds.
+ */
+typedef enum ArrowDlpackOutputKind {
+  /**
+   * `tensors[0]`: a column (`[rows]`, `[rows, ...]`), or the rows'
+   * numbers (`_row`).
+   */
+  ARROW_DLPACK_OUTPUT_TENSOR = 0,
+  /**
+   * A list or string column padded: `tensors[0]` the values
+   * `[rows, length, ...]`, `tensors[1]` the kDLBool mask `[rows,
+   * length]`.
+   */
+  ARROW_DLPACK_OUTPUT_PADDED = 1,
+  /**
+   * A list or string column jagged: `tensors[0]` the values,
+   * `tensors[1]` the offsets `[rows + 1]`, `tensors[2]` the rows'
+   * validity (kDLBool `[rows]`) or NULL when no row is null.
+   */
+  ARROW_DLPACK_OUTPUT_JAGGED = 2,
+} ArrowDlpackOutputKind;
+
+/**
+ * The input shapes a reader accepts beyond the shared primitives and
+ * fixed-size lists of them, each for a copy or share that the caller
+ * offers.
+ */
+typedef struct Accept Accept;
+
+/**
+ * A loader as the C face holds it (opaque to C; one thread at a time).
+ */
+typedef struct ArrowDlpackLoader ArrowDlpackLoader;
+
+/**
  * Error report filled in by every function (when the pointer is not NULL).
  *
  * Caller-owned, typically on the stack. On failure `status` is the returned
@@ -536,6 +571,157 @@ typedef struct ArrowDlpackImportOptions {
    */
   int64_t reserved[3];
 } ArrowDlpackImportOptions;
+
+/**
+ * Options of `arrow_dlpack_loader_new` and `arrow_dlpack_loader_open`,
+ * named as Python's `Loader` keywords. All zero but `batch_size`: every
+ * column in order, one rank, nothing made ahead, lists padded to each
+ * batch's longest row, nulls refused.
+ */
+typedef struct ArrowDlpackLoaderOptions {
+  /**
+   * Rows a batch holds on this rank (positive).
+   */
+  int64_t batch_size;
+  /**
+   * 1: each epoch in a new order (`seed`, `window`); 0: in order.
+   */
+  int32_t shuffle;
+  /**
+   * 1: the epoch cut to a multiple of the global batch
+   * (`batch_size * world_size`); 0: the last batch shorter, and with
+   * several ranks padded by repeating rows from the epoch's start.
+   */
+  int32_t drop_last;
+  /**
+   * The shuffle's seed.
+   */
+  uint64_t seed;
+  /**
+   * With `shuffle`: 0, a global order; `w > 0`, windows of `w` rows.
+   */
+  int64_t window;
+  /**
+   * This rank, in `[0, world_size)`.
+   */
+  int64_t rank;
+  /**
+   * Ranks the epoch is split over (0: 1).
+   */
+  int64_t world_size;
+  /**
+   * Batches made ahead on a library thread (0: each made by
+   * `arrow_dlpack_loader_next` itself).
+   */
+  int64_t prefetch;
+  /**
+   * 1: each batch also has the output `_row` (int64, each row's number
+   * in the source), last.
+   */
+  int32_t row_ids;
+  /**
+   * How list and string columns come: 0 padded (values and mask), 1
+   * jagged (values, offsets and, with null rows, their validity).
+   */
+  int32_t lists;
+  /**
+   * NULL: every column; else `n_columns` names (UTF-8, NUL-terminated),
+   * the outputs in that order (none: only `_row`, with `row_ids`).
+   */
+  const char *const *columns;
+  /**
+   * How many names `columns` points at.
+   */
+  int64_t n_columns;
+  /**
+   * Padded lists: 0, each batch's longest row; `> 0`, every row cut or
+   * padded to it.
+   */
+  int64_t pad_length;
+  /**
+   * Padded lists: 0 pads (and cuts) at the end, 1 at the start.
+   */
+  int32_t pad_side;
+  /**
+   * 0: nulls are `ARROW_DLPACK_HAS_NULLS` when a batch holds one; 1:
+   * each null becomes `fill_value` (Python's `null_value`).
+   */
+  int32_t fill_nulls;
+  /**
+   * Padded lists: the padding value.
+   */
+  double pad_value;
+  /**
+   * With `fill_nulls`: the value of nulls.
+   */
+  double fill_value;
+  /**
+   * `{0, 0, 0}`: each column's own dtype; otherwise every output's
+   * dtype (a copy where it differs).
+   */
+  DLDataType dtype;
+  /**
+   * Threads a batch's copies may run on, as in
+   * `ArrowDlpackExportOptions`.
+   */
+  int32_t threads;
+  /**
+   * Must be zero.
+   */
+  int64_t reserved[8];
+} ArrowDlpackLoaderOptions;
+
+/**
+ * One output of a batch: its name and its tensors (unused slots NULL).
+ */
+typedef struct ArrowDlpackOutput {
+  /**
+   * The column's name (or `_row`), NUL-terminated, owned by the batch.
+   */
+  const char *name;
+  /**
+   * An `ArrowDlpackOutputKind`.
+   */
+  int32_t kind;
+  /**
+   * Zero.
+   */
+  int32_t reserved0;
+  /**
+   * The output's tensors, owned by the caller: take one by copying
+   * the pointer and setting the slot to NULL; `arrow_dlpack_batch_release`
+   * deletes those left.
+   */
+  DLManagedTensorVersioned *tensors[3];
+} ArrowDlpackOutput;
+
+/**
+ * A batch `arrow_dlpack_loader_next` made: `n_outputs` outputs (0 at an
+ * epoch's end), in the order of the options' `columns` (`_row` last).
+ * Zeroed (or released) it holds nothing; release it with
+ * `arrow_dlpack_batch_release`, which may be called on it again.
+ */
+typedef struct ArrowDlpackBatch {
+  struct ArrowDlpackOutput *outputs;
+  int64_t n_outputs;
+  /**
+   * Rows in this rank's batch.
+   */
+  int64_t rows;
+  /**
+   * The epoch and global step of this batch.
+   */
+  uint64_t epoch;
+  uint64_t step;
+  /**
+   * The library's (the names and the outputs' memory).
+   */
+  void *private_data;
+  /**
+   * Zero.
+   */
+  int64_t reserved[2];
+} ArrowDlpackBatch;
 
 #ifdef __cplusplus
 extern "C" {
@@ -964,6 +1150,134 @@ enum ArrowDlpackStatus arrow_dlpack_import_jagged(DLManagedTensorVersioned *valu
                                                   struct ArrowArray *out_array,
                                                   struct ArrowSchema *out_schema,
                                                   struct ArrowDlpackError *error);
+
+/**
+ * A loader of `stream`'s record batches: training epochs (shuffled,
+ * split over ranks, resumable) or, in order on one rank, the stream's
+ * batches as it is read (the C batches API). `options` is required
+ * (`batch_size` has no default); see `ArrowDlpackLoaderOptions`.
+ *
+ * In order (`shuffle` 0) with one rank, the stream is read as batches are
+ * asked for, once: one epoch, `arrow_dlpack_loader_len` -1, `num_rows` -1
+ * in its state, a second epoch `INVALID_ARGUMENT`. Shuffled, or over
+ * several ranks (whose split needs the row count), the stream is read
+ * into memory once, when the loader is made, and released.
+ *
+ * On success returns the loader and **moves** the stream into it
+ * (`stream->release` becomes NULL). On failure returns NULL and the stream
+ * is left with the caller, who releases it (read up to where it failed:
+ * a refused option or schema reads no chunk); an option is
+ * `INVALID_ARGUMENT` naming its field, a malformed stream or chunk
+ * `INVALID_ARROW`, a column no batch can hold `UNSUPPORTED_TYPE`.
+ *
+ * # Safety
+ * `stream` and `options` are NULL or valid (the stream live, valid for
+ * reads and writes); `options.columns` points at `n_columns` NUL-terminated
+ * names; `error` is NULL or writable.
+ */
+struct ArrowDlpackLoader *arrow_dlpack_loader_new(struct ArrowArrayStream *stream,
+                                                  const struct ArrowDlpackLoaderOptions *options,
+                                                  struct ArrowDlpackError *error);
+
+/**
+ * The next batch of this rank into `*out`, which the caller owns and
+ * releases with `arrow_dlpack_batch_release` (a batch with 0 outputs, the
+ * epoch's end, holds nothing). After the end, the next call begins the
+ * next epoch (or the one `arrow_dlpack_loader_set_epoch` set). With
+ * `prefetch`, the batch was made ahead on the loader's thread.
+ *
+ * On failure `*out` is left as it was and the loader stays on the batch
+ * that failed: `HAS_NULLS` for a null without `fill_nulls`,
+ * `INVALID_ARROW` for a malformed chunk of a stream read as it goes (the
+ * stream is then closed), `INVALID_ARGUMENT` for a second epoch of such a
+ * stream.
+ *
+ * # Safety
+ * `loader` is NULL or a live loader, used by no other thread during the
+ * call; `out` is NULL or writable; `error` is NULL or writable.
+ */
+enum ArrowDlpackStatus arrow_dlpack_loader_next(struct ArrowDlpackLoader *loader,
+                                                struct ArrowDlpackBatch *out,
+                                                struct ArrowDlpackError *error);
+
+/**
+ * Deletes every tensor left in the batch's slots (those the caller took,
+ * setting the slot to NULL, are the caller's), frees the batch's own
+ * memory and zeroes it: releasing it again, or releasing a zeroed batch,
+ * does nothing. NULL is fine. Any thread; the loader may be freed.
+ *
+ * # Safety
+ * `batch` is NULL, zeroed, or a batch `arrow_dlpack_loader_next` wrote,
+ * whose slots hold NULL or the tensors it handed out.
+ */
+void arrow_dlpack_batch_release(struct ArrowDlpackBatch *batch);
+
+/**
+ * Sets the epoch the next `arrow_dlpack_loader_next` begins, from its
+ * first step (the rest of a current epoch dropped). `set_epoch(e)` after
+ * a restore to epoch `e` keeps the restored step. A stream read in order
+ * takes only epoch 0 before its first batch.
+ *
+ * # Safety
+ * `loader` is NULL or a live loader; `error` is NULL or writable.
+ */
+enum ArrowDlpackStatus arrow_dlpack_loader_set_epoch(struct ArrowDlpackLoader *loader,
+                                                     uint64_t epoch,
+                                                     struct ArrowDlpackError *error);
+
+/**
+ * This rank's batches in a whole epoch; -1 when unknown (a stream read
+ * in order) or `loader` is NULL.
+ *
+ * # Safety
+ * `loader` is NULL or a live loader.
+ */
+int64_t arrow_dlpack_loader_len(const struct ArrowDlpackLoader *loader);
+
+/**
+ * The loader's state as JSON text (not NUL-terminated), the same object
+ * as Python's `state_dict()`: either face resumes the other. `*len`
+ * receives its size in bytes; with `cap` too small (NULL `buf` and 0
+ * `cap` included) nothing is written to `buf`, the status is
+ * `INVALID_ARGUMENT` and `*len` the size needed. It counts the batches
+ * handed out, never those made ahead.
+ *
+ * # Safety
+ * `loader` is NULL or live; `buf` is NULL or writable for `cap` bytes;
+ * `len` is NULL or writable; `error` is NULL or writable.
+ */
+enum ArrowDlpackStatus arrow_dlpack_loader_state(const struct ArrowDlpackLoader *loader,
+                                                 char *buf,
+                                                 size_t cap,
+                                                 size_t *len,
+                                                 struct ArrowDlpackError *error);
+
+/**
+ * Continues from a state (JSON text of `len` bytes, from either face) at
+ * the next `arrow_dlpack_loader_next`, by the rules of Python's
+ * `load_state_dict`: the rest of a current epoch dropped; a state
+ * taken after an epoch's last batch resumes at the next epoch's start. A
+ * malformed state, or one another source or other options took, is
+ * `INVALID_ARGUMENT` naming the key, and leaves the loader as it was.
+ *
+ * # Safety
+ * `loader` is NULL or live; `state` is NULL or readable for `len` bytes;
+ * `error` is NULL or writable.
+ */
+enum ArrowDlpackStatus arrow_dlpack_loader_restore(struct ArrowDlpackLoader *loader,
+                                                   const char *state,
+                                                   size_t len,
+                                                   struct ArrowDlpackError *error);
+
+/**
+ * Frees the loader: its prefetch thread joined, the batches made ahead
+ * deleted, its source released. Batches handed out stay valid. NULL is
+ * fine.
+ *
+ * # Safety
+ * `loader` is NULL or a live loader, freed once, used by no other thread.
+ */
+void arrow_dlpack_loader_free(struct ArrowDlpackLoader *loader);
 
 /**
  * The library's version, `"MAJOR.MINOR.PATCH"`: a static string.

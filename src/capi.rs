@@ -13,12 +13,17 @@ use crate::abi::{
     DLManagedTensorVersioned,
 };
 use crate::dlpack::read::Memory;
+use crate::epoch::State;
 use crate::error::{ArrowDlpackError, ArrowDlpackStatus, Error, Status, err};
 use crate::export::Made;
 use crate::managed::Managed;
 use crate::options::{ExportPolicy, ImportPolicy, Pad};
 use crate::{export, import};
 
+pub use crate::c_loader::{
+    ArrowDlpackBatch, ArrowDlpackLoader, ArrowDlpackLoaderOptions, ArrowDlpackOutput,
+    ArrowDlpackOutputKind,
+};
 pub use crate::capsule::arrow_dlpack_capsule_destructor;
 pub use crate::options::{
     ArrowDlpackCopy, ArrowDlpackExportOptions, ArrowDlpackImportOptions, ArrowDlpackOrder,
@@ -904,6 +909,219 @@ unsafe fn import_into<M: Managed + 'static>(
     // SAFETY: `import_into`'s caller promises it: `tensor`, when `Ok`, is live and the caller's
     // to hand over; `out_schema` is NULL or valid for writes.
     unsafe { import::import_to_c(tensor?, memory, out_array, out_schema) }
+}
+
+// ---- loader ----------------------------------------------------------------
+
+/// A loader of `stream`'s record batches: training epochs (shuffled,
+/// split over ranks, resumable) or, in order on one rank, the stream's
+/// batches as it is read (the C batches API). `options` is required
+/// (`batch_size` has no default); see `ArrowDlpackLoaderOptions`.
+///
+/// In order (`shuffle` 0) with one rank, the stream is read as batches are
+/// asked for, once: one epoch, `arrow_dlpack_loader_len` -1, `num_rows` -1
+/// in its state, a second epoch `INVALID_ARGUMENT`. Shuffled, or over
+/// several ranks (whose split needs the row count), the stream is read
+/// into memory once, when the loader is made, and released.
+///
+/// On success returns the loader and **moves** the stream into it
+/// (`stream->release` becomes NULL). On failure returns NULL and the stream
+/// is left with the caller, who releases it (read up to where it failed:
+/// a refused option or schema reads no chunk); an option is
+/// `INVALID_ARGUMENT` naming its field, a malformed stream or chunk
+/// `INVALID_ARROW`, a column no batch can hold `UNSUPPORTED_TYPE`.
+///
+/// # Safety
+/// `stream` and `options` are NULL or valid (the stream live, valid for
+/// reads and writes); `options.columns` points at `n_columns` NUL-terminated
+/// names; `error` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_loader_new(
+    stream: *mut ArrowArrayStream,
+    options: *const ArrowDlpackLoaderOptions,
+    error: *mut ArrowDlpackError,
+) -> *mut ArrowDlpackLoader {
+    ffi_boundary!("arrow_dlpack_loader_new", error, |_| ptr::null_mut(), {
+        let stream = non_null!(stream, as_mut)?;
+        let options = non_null!(options, as_ref)?;
+        // SAFETY: a live stream and valid options (the caller's contract).
+        unsafe { ArrowDlpackLoader::from_stream(stream, options) }
+            .map(|l| Box::into_raw(Box::new(l)))
+    })
+}
+
+/// The next batch of this rank into `*out`, which the caller owns and
+/// releases with `arrow_dlpack_batch_release` (a batch with 0 outputs, the
+/// epoch's end, holds nothing). After the end, the next call begins the
+/// next epoch (or the one `arrow_dlpack_loader_set_epoch` set). With
+/// `prefetch`, the batch was made ahead on the loader's thread.
+///
+/// On failure `*out` is left as it was and the loader stays on the batch
+/// that failed: `HAS_NULLS` for a null without `fill_nulls`,
+/// `INVALID_ARROW` for a malformed chunk of a stream read as it goes (the
+/// stream is then closed), `INVALID_ARGUMENT` for a second epoch of such a
+/// stream.
+///
+/// # Safety
+/// `loader` is NULL or a live loader, used by no other thread during the
+/// call; `out` is NULL or writable; `error` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_loader_next(
+    loader: *mut ArrowDlpackLoader,
+    out: *mut ArrowDlpackBatch,
+    error: *mut ArrowDlpackError,
+) -> ArrowDlpackStatus {
+    ffi_boundary!("arrow_dlpack_loader_next", error, |s| s, {
+        let loader = non_null!(loader, as_mut)?;
+        let out = non_null!(out, as_mut)?;
+        loader.next(out).map(|()| Status::ARROW_DLPACK_OK)
+    })
+}
+
+/// Deletes every tensor left in the batch's slots (those the caller took,
+/// setting the slot to NULL, are the caller's), frees the batch's own
+/// memory and zeroes it: releasing it again, or releasing a zeroed batch,
+/// does nothing. NULL is fine. Any thread; the loader may be freed.
+///
+/// # Safety
+/// `batch` is NULL, zeroed, or a batch `arrow_dlpack_loader_next` wrote,
+/// whose slots hold NULL or the tensors it handed out.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_batch_release(batch: *mut ArrowDlpackBatch) {
+    // A panic cannot unwind into C: a deleter's (foreign, `extern "C"`)
+    // cannot, and nothing else here panics.
+    // SAFETY: NULL or the caller's batch (the contract above).
+    if let Some(batch) = unsafe { batch.as_mut() } {
+        // SAFETY: as above.
+        unsafe { crate::c_loader::release_batch(batch) };
+    }
+}
+
+/// Sets the epoch the next `arrow_dlpack_loader_next` begins, from its
+/// first step (the rest of a current epoch dropped). `set_epoch(e)` after
+/// a restore to epoch `e` keeps the restored step. A stream read in order
+/// takes only epoch 0 before its first batch.
+///
+/// # Safety
+/// `loader` is NULL or a live loader; `error` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_loader_set_epoch(
+    loader: *mut ArrowDlpackLoader,
+    epoch: u64,
+    error: *mut ArrowDlpackError,
+) -> ArrowDlpackStatus {
+    ffi_boundary!("arrow_dlpack_loader_set_epoch", error, |s| s, {
+        let loader = non_null!(loader, as_mut)?;
+        loader.set_epoch(epoch).map(|()| Status::ARROW_DLPACK_OK)
+    })
+}
+
+/// This rank's batches in a whole epoch; -1 when unknown (a stream read
+/// in order) or `loader` is NULL.
+///
+/// # Safety
+/// `loader` is NULL or a live loader.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_loader_len(loader: *const ArrowDlpackLoader) -> i64 {
+    // SAFETY: NULL or live (the caller's contract).
+    match unsafe { loader.as_ref() }.and_then(ArrowDlpackLoader::epoch_len) {
+        Some(n) => i64::try_from(n).unwrap_or(i64::MAX),
+        None => -1,
+    }
+}
+
+/// The loader's state as JSON text (not NUL-terminated), the same object
+/// as Python's `state_dict()`: either face resumes the other. `*len`
+/// receives its size in bytes; with `cap` too small (NULL `buf` and 0
+/// `cap` included) nothing is written to `buf`, the status is
+/// `INVALID_ARGUMENT` and `*len` the size needed. It counts the batches
+/// handed out, never those made ahead.
+///
+/// # Safety
+/// `loader` is NULL or live; `buf` is NULL or writable for `cap` bytes;
+/// `len` is NULL or writable; `error` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_loader_state(
+    loader: *const ArrowDlpackLoader,
+    buf: *mut c_char,
+    cap: usize,
+    len: *mut usize,
+    error: *mut ArrowDlpackError,
+) -> ArrowDlpackStatus {
+    ffi_boundary!("arrow_dlpack_loader_state", error, |s| s, {
+        let loader = non_null!(loader, as_ref)?;
+        let len = non_null!(len, as_mut)?;
+        let text = loader.state().to_json();
+        *len = text.len();
+        if buf.is_null() || cap < text.len() {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "the state is {} bytes; cap is {cap}{}",
+                text.len(),
+                if buf.is_null() { " and buf NULL" } else { "" }
+            ));
+        }
+        // SAFETY: `buf` is writable for `cap >= text.len()` bytes (the
+        // caller's contract), and cannot overlap our fresh string.
+        unsafe { ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), text.len()) };
+        Ok(Status::ARROW_DLPACK_OK)
+    })
+}
+
+/// Continues from a state (JSON text of `len` bytes, from either face) at
+/// the next `arrow_dlpack_loader_next`, by the rules of Python's
+/// `load_state_dict`: the rest of a current epoch dropped; a state
+/// taken after an epoch's last batch resumes at the next epoch's start. A
+/// malformed state, or one another source or other options took, is
+/// `INVALID_ARGUMENT` naming the key, and leaves the loader as it was.
+///
+/// # Safety
+/// `loader` is NULL or live; `state` is NULL or readable for `len` bytes;
+/// `error` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_loader_restore(
+    loader: *mut ArrowDlpackLoader,
+    state: *const c_char,
+    len: usize,
+    error: *mut ArrowDlpackError,
+) -> ArrowDlpackStatus {
+    ffi_boundary!("arrow_dlpack_loader_restore", error, |s| s, {
+        let loader = non_null!(loader, as_mut)?;
+        if state.is_null() {
+            return Err(err!(ARROW_DLPACK_INVALID_ARGUMENT, "state is NULL"));
+        }
+        // SAFETY: readable for `len` bytes (the caller's contract).
+        let bytes = unsafe { std::slice::from_raw_parts(state.cast::<u8>(), len) };
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "the state is not UTF-8 (byte {})",
+                e.valid_up_to()
+            )
+        })?;
+        let state = State::from_json(text)?;
+        loader.restore(&state).map(|()| Status::ARROW_DLPACK_OK)
+    })
+}
+
+/// Frees the loader: its prefetch thread joined, the batches made ahead
+/// deleted, its source released. Batches handed out stay valid. NULL is
+/// fine.
+///
+/// # Safety
+/// `loader` is NULL or a live loader, freed once, used by no other thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_loader_free(loader: *mut ArrowDlpackLoader) {
+    if loader.is_null() {
+        return;
+    }
+    // The drop joins a thread and releases producers' structs: guarded, a
+    // panic is swallowed rather than unwound into C.
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: made by `Box::into_raw` in `arrow_dlpack_loader_new`,
+        // freed once (the caller's contract).
+        drop(unsafe { Box::from_raw(loader) });
+    }));
 }
 
 // ---- misc ------------------------------------------------------------------

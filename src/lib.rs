@@ -72,6 +72,7 @@ pub mod abi;
 mod arrow;
 mod batches;
 mod bitmap;
+mod c_loader;
 pub mod capi;
 mod capsule;
 mod copy;

@@ -210,17 +210,7 @@ impl ExportPolicy {
         };
         let temporal_as_integer = flag(o.temporal_as_integer, "temporal_as_integer")?;
         let dictionary_as_indices = flag(o.dictionary_as_indices, "dictionary_as_indices")?;
-        let natural = DLDataType {
-            code: 0,
-            bits: 0,
-            lanes: 0,
-        };
-        let dtype = match o.dtype {
-            t if t == natural => None,
-            t => Some(dtype::target(t).ok_or_else(|| {
-                dtype::unsupported_dlpack(t).context(format_args!("{}", Term::Dtype))
-            })?),
-        };
+        let dtype = dtype_field(o.dtype)?;
         Ok(ExportPolicy {
             copy,
             order,
@@ -643,8 +633,24 @@ impl ImportPolicy {
     }
 }
 
+/// `options.dtype`: `{0, 0, 0}` (`None`: each column's own) or a
+/// conversion target.
+pub(crate) fn dtype_field(t: DLDataType) -> Result<Option<&'static DType>, Error> {
+    let natural = DLDataType {
+        code: 0,
+        bits: 0,
+        lanes: 0,
+    };
+    if t == natural {
+        return Ok(None);
+    }
+    dtype::target(t)
+        .map(Some)
+        .ok_or_else(|| dtype::unsupported_dlpack(t).context(format_args!("{}", Term::Dtype)))
+}
+
 /// `options.threads`: 0 (the default) or a positive count.
-fn thread_count(raw: i32) -> Result<usize, Error> {
+pub(crate) fn thread_count(raw: i32) -> Result<usize, Error> {
     match usize::try_from(raw) {
         Ok(n) => Ok(n),
         Err(_) => Err(err!(
@@ -655,7 +661,7 @@ fn thread_count(raw: i32) -> Result<usize, Error> {
 }
 
 /// A 0/1 field.
-fn flag(raw: i32, name: &str) -> Result<bool, Error> {
+pub(crate) fn flag(raw: i32, name: &str) -> Result<bool, Error> {
     match raw {
         0 => Ok(false),
         1 => Ok(true),
@@ -680,7 +686,7 @@ fn copy_policy(raw: i32) -> Result<ArrowDlpackCopy, Error> {
 
 /// `INVALID_ARGUMENT` unless every reserved field of `owner` (how its
 /// fields are named: `options.`, `padding->`) is zero.
-fn reserved_zero(reserved: &[i64], owner: &str) -> Result<(), Error> {
+pub(crate) fn reserved_zero(reserved: &[i64], owner: &str) -> Result<(), Error> {
     match reserved.iter().position(|&r| r != 0) {
         None => Ok(()),
         Some(i) => Err(err!(

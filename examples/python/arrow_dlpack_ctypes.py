@@ -121,6 +121,53 @@ class ArrowDlpackImportOptions(ctypes.Structure):
     ]
 
 
+class ArrowDlpackLoaderOptions(ctypes.Structure):
+    _fields_ = [
+        ("batch_size", ctypes.c_int64),
+        ("shuffle", ctypes.c_int32),
+        ("drop_last", ctypes.c_int32),
+        ("seed", ctypes.c_uint64),
+        ("window", ctypes.c_int64),
+        ("rank", ctypes.c_int64),
+        ("world_size", ctypes.c_int64),
+        ("prefetch", ctypes.c_int64),
+        ("row_ids", ctypes.c_int32),
+        ("lists", ctypes.c_int32),
+        ("columns", ctypes.POINTER(ctypes.c_char_p)),
+        ("n_columns", ctypes.c_int64),
+        ("pad_length", ctypes.c_int64),
+        ("pad_side", ctypes.c_int32),
+        ("fill_nulls", ctypes.c_int32),
+        ("pad_value", ctypes.c_double),
+        ("fill_value", ctypes.c_double),
+        ("dtype", DLDataType),
+        ("threads", ctypes.c_int32),
+        ("reserved", ctypes.c_int64 * 8),
+    ]
+
+
+class ArrowDlpackOutput(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("kind", ctypes.c_int32),
+        ("reserved0", ctypes.c_int32),
+        ("tensors", c_void_p * 3),
+    ]
+
+
+class ArrowDlpackBatch(ctypes.Structure):
+    _fields_ = [
+        ("outputs", ctypes.POINTER(ArrowDlpackOutput)),
+        ("n_outputs", ctypes.c_int64),
+        ("rows", ctypes.c_int64),
+        ("epoch", ctypes.c_uint64),
+        ("step", ctypes.c_uint64),
+        ("private_data", c_void_p),
+        ("reserved", ctypes.c_int64 * 2),
+    ]
+
+
+OUTPUT_TENSOR, OUTPUT_PADDED, OUTPUT_JAGGED = 0, 1, 2
 K_DL_CPU = 1
 DLPACK_FLAG_BITMASK_READ_ONLY = 1
 COPY_NEVER, COPY_IF_NEEDED, COPY_ALWAYS = 0, 1, 2
@@ -173,6 +220,22 @@ def _load() -> ctypes.PyDLL:
         f = getattr(lib, name)
         f.argtypes = [c_void_p, c_void_p, c_void_p, c_void_p]
         f.restype = ctypes.c_int
+    lib.arrow_dlpack_loader_new.argtypes = [c_void_p, c_void_p, c_void_p]
+    lib.arrow_dlpack_loader_new.restype = c_void_p
+    for name in ("arrow_dlpack_loader_next", "arrow_dlpack_loader_set_epoch"):
+        f = getattr(lib, name)
+        f.argtypes = [c_void_p, c_void_p if name.endswith("next") else ctypes.c_uint64, c_void_p]
+        f.restype = ctypes.c_int
+    lib.arrow_dlpack_loader_state.argtypes = [c_void_p, c_void_p, ctypes.c_size_t, c_void_p, c_void_p]
+    lib.arrow_dlpack_loader_state.restype = ctypes.c_int
+    lib.arrow_dlpack_loader_restore.argtypes = [c_void_p, ctypes.c_char_p, ctypes.c_size_t, c_void_p]
+    lib.arrow_dlpack_loader_restore.restype = ctypes.c_int
+    lib.arrow_dlpack_loader_len.argtypes = [c_void_p]
+    lib.arrow_dlpack_loader_len.restype = ctypes.c_int64
+    for name in ("arrow_dlpack_loader_free", "arrow_dlpack_batch_release"):
+        f = getattr(lib, name)
+        f.argtypes = [c_void_p]
+        f.restype = None
     lib.arrow_dlpack_version.argtypes = []
     lib.arrow_dlpack_version.restype = ctypes.c_char_p
     lib.arrow_dlpack_status_string.argtypes = [ctypes.c_int]

@@ -9,6 +9,7 @@ with the same global batch, resume equal to the uninterrupted run.
 
 from __future__ import annotations
 
+import ctypes
 import pickle
 import subprocess
 import sys
@@ -426,3 +427,89 @@ def test_torch_distributed_two_processes_on_localhost():
     assert len(ranks[0]) == len(ranks[1]) == len(range(0, 102, 16))
     rows = sorted(r for rank in ranks for b in rank for r in b)
     assert sorted(set(rows)) == list(range(101)) and len(rows) == 102
+
+
+def _c_rows(lib, ad, loader, batches=None):
+    """The `_row` numbers of the next `batches` batches (None: to the
+    epoch's end) of a C loader, one list a batch."""
+    out = []
+    error = ad.ArrowDlpackError()
+    while batches is None or len(out) < batches:
+        batch = ad.ArrowDlpackBatch()
+        status = lib.arrow_dlpack_loader_next(loader, ctypes.byref(batch), ctypes.byref(error))
+        assert status == 0, error.message
+        if batch.n_outputs == 0:
+            break
+        outputs = {batch.outputs[i].name: batch.outputs[i] for i in range(batch.n_outputs)}
+        tensor = ad.DLManagedTensorVersioned.from_address(outputs[b"_row"].tensors[0]).dl_tensor
+        rows = (ctypes.c_int64 * tensor.shape[0]).from_address(tensor.data)
+        x = ad.DLManagedTensorVersioned.from_address(outputs[b"x"].tensors[0]).dl_tensor
+        values = (ctypes.c_int64 * x.shape[0]).from_address(x.data)
+        assert list(values) == [1000 + r for r in rows]  # the row the data carries
+        out.append(list(rows))
+        lib.arrow_dlpack_batch_release(ctypes.byref(batch))
+    return out
+
+
+def _c_state(lib, ad, loader):
+    error = ad.ArrowDlpackError()
+    need = ctypes.c_size_t()
+    buf = ctypes.create_string_buffer(1024)
+    assert lib.arrow_dlpack_loader_state(loader, buf, 1024, ctypes.byref(need), ctypes.byref(error)) == 0
+    return buf.raw[: need.value].decode()
+
+
+def test_a_state_saved_by_either_face_resumes_the_other():
+    # The C face (the bare library through ctypes, as a C++ trainer would
+    # call it) and the Python face share one state: each resumes the other.
+    import json
+
+    import arrow_dlpack_ctypes as ad
+
+    lib = ad.lib
+    table = pa.table({"x": pa.array(np.arange(1000, 1050, dtype=np.int64))})
+    batches = table.to_batches(max_chunksize=7)
+    options = dict(shuffle=True, seed=11, row_ids=True, prefetch=0)
+    reference = [np.from_dlpack(b["_row"]).tolist() for b in Loader(table, 4, **options)]
+    assert sorted(sum(reference, [])) == list(range(50))
+
+    def c_loader():
+        reader = pa.RecordBatchReader.from_batches(table.schema, batches)
+        capsule = reader.__arrow_c_stream__()
+        stream = ad.capsule_pointer(capsule, b"arrow_array_stream")
+        o = ad.ArrowDlpackLoaderOptions(batch_size=4, shuffle=1, seed=11, row_ids=1)
+        error = ad.ArrowDlpackError()
+        loader = lib.arrow_dlpack_loader_new(stream, ctypes.byref(o), ctypes.byref(error))
+        assert loader, error.message
+        return loader
+
+    # C, three batches in; Python resumes.
+    c = c_loader()
+    try:
+        assert lib.arrow_dlpack_loader_len(c) == len(reference)
+        assert _c_rows(lib, ad, c, 3) == reference[:3]
+        state = json.loads(_c_state(lib, ad, c))
+        assert (state["epoch"], state["step"], state["num_rows"]) == (0, 3, 50)
+    finally:
+        lib.arrow_dlpack_loader_free(c)
+    resumed = Loader(table, 4, **options)
+    resumed.load_state_dict(state)
+    assert [np.from_dlpack(b["_row"]).tolist() for b in resumed] == reference[3:]
+
+    # Python, five batches in; C resumes.
+    first = Loader(table, 4, **options)
+    it = iter(first)
+    for _ in range(5):
+        next(it)
+    text = json.dumps(first.state_dict()).encode()
+    c = c_loader()
+    try:
+        error = ad.ArrowDlpackError()
+        assert lib.arrow_dlpack_loader_restore(c, text, len(text), ctypes.byref(error)) == 0, error.message
+        assert _c_rows(lib, ad, c) == reference[5:]
+        # A state of other options: refused, naming the key.
+        other = json.dumps(Loader(table, 4, shuffle=True, seed=12).state_dict()).encode()
+        assert lib.arrow_dlpack_loader_restore(c, other, len(other), ctypes.byref(error)) != 0
+        assert b'"seed"' in error.message
+    finally:
+        lib.arrow_dlpack_loader_free(c)
