@@ -14,6 +14,7 @@ use crate::arrow::stream::Reader;
 use crate::batches::{Batches, Output};
 use crate::epoch::{self, State, Window};
 use crate::error::{Error, Term, err};
+use crate::files::{self, PathError};
 use crate::loader::{self, EpochOptions, Loader, Prefetching, ROW_IDS};
 use crate::options::{
     BatchOptions, Lists, Pad, Side, dtype_field, flag, reserved_zero, thread_count,
@@ -210,33 +211,9 @@ fn options_from_c(
             ));
         }
         (false, n) => {
-            let n = usize::try_from(n).map_err(|_| {
-                err!(
-                    ARROW_DLPACK_INVALID_ARGUMENT,
-                    "options.n_columns is {n}; it must be 0 or more"
-                )
-            })?;
             // SAFETY: the caller's promise: `columns` points at
-            // `n_columns` name pointers.
-            let names = unsafe { std::slice::from_raw_parts(o.columns, n) };
-            let mut out = Vec::with_capacity(n);
-            for (i, &name) in names.iter().enumerate() {
-                if name.is_null() {
-                    return Err(err!(
-                        ARROW_DLPACK_INVALID_ARGUMENT,
-                        "options.columns[{i}] is NULL"
-                    ));
-                }
-                // SAFETY: the caller's promise: each name NUL-terminated.
-                let name = unsafe { CStr::from_ptr(name) }.to_str().map_err(|_| {
-                    err!(
-                        ARROW_DLPACK_INVALID_ARGUMENT,
-                        "options.columns[{i}] is not UTF-8"
-                    )
-                })?;
-                out.push(name.to_string());
-            }
-            Some(out)
+            // `n_columns` NUL-terminated names.
+            Some(unsafe { c_strings(o.columns, n, "options.columns", "options.n_columns") }?)
         }
     };
     if columns.as_ref().is_some_and(Vec::is_empty) && !epochs.row_ids {
@@ -271,6 +248,43 @@ fn options_from_c(
         .dtype(dtype_field(o.dtype)?)
         .threads(thread_count(o.threads)?);
     Ok((batch, epochs, depth))
+}
+
+/// `n` NUL-terminated UTF-8 strings at `strings` (an array named `what`,
+/// its length `count`), copied.
+///
+/// # Safety
+/// `strings` is valid for reads of `n` pointers, each NULL or
+/// NUL-terminated.
+pub(crate) unsafe fn c_strings(
+    strings: *const *const c_char,
+    n: i64,
+    what: &str,
+    count: &str,
+) -> Result<Vec<String>, Error> {
+    let n = usize::try_from(n).map_err(|_| {
+        err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "{count} is {n}; it must be 0 or more"
+        )
+    })?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    // SAFETY: the caller's promise: `n` pointers at `strings`.
+    let all = unsafe { std::slice::from_raw_parts(strings, n) };
+    let mut out = Vec::with_capacity(n);
+    for (i, &s) in all.iter().enumerate() {
+        if s.is_null() {
+            return Err(err!(ARROW_DLPACK_INVALID_ARGUMENT, "{what}[{i}] is NULL"));
+        }
+        // SAFETY: the caller's promise: each one NUL-terminated.
+        let s = unsafe { CStr::from_ptr(s) }
+            .to_str()
+            .map_err(|_| err!(ARROW_DLPACK_INVALID_ARGUMENT, "{what}[{i}] is not UTF-8"))?;
+        out.push(s.to_string());
+    }
+    Ok(out)
 }
 
 /// A stream's batches in order, read as it goes, once (a loader over a C
@@ -424,6 +438,31 @@ impl ArrowDlpackLoader {
         // SAFETY: the caller's live stream, moved in now.
         unsafe { stream.release_once() };
         Ok(made)
+    }
+
+    /// A loader of files (`paths`: files, directories, globs), read by
+    /// the library (`files`).
+    pub fn open(
+        paths: &[String],
+        options: &ArrowDlpackLoaderOptions,
+    ) -> Result<ArrowDlpackLoader, Error> {
+        let (batch, epochs, depth) = options_from_c(options)?;
+        let files = files::resolve(paths).map_err(|e| match e {
+            PathError::Missing(p) => err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "paths: no such file or directory: {p:?}"
+            ),
+            PathError::Refused(e) => e,
+        })?;
+        let loader = Prefetching::new(Loader::from_files(&files, batch, epochs)?, depth);
+        let names = loader.names().to_vec();
+        ArrowDlpackLoader::with_names(
+            Inner::Epochs {
+                loader,
+                begun: false,
+            },
+            &names,
+        )
     }
 
     /// # Safety

@@ -950,6 +950,43 @@ pub unsafe extern "C" fn arrow_dlpack_loader_new(
     })
 }
 
+/// A loader of Arrow IPC files (the file format, `.arrow` / Feather v2):
+/// `n_paths` paths, each a file, a directory (its files, not recursively,
+/// byte-sorted, names starting with `.` or `_` skipped) or a glob (`*`,
+/// `?`, `[...]`; expanded and sorted), read in that order. Each file is
+/// memory-mapped and its record batches shared from the map (a batch
+/// lying inside one record batch is the map's memory); only the columns
+/// `options.columns` names are read. Files may differ in column order and
+/// in columns not read.
+///
+/// On failure returns NULL: a path naming nothing, or an option,
+/// `INVALID_ARGUMENT`; a file that is not an Arrow IPC file, or whose
+/// columns differ from the first file's (missing, or of another type),
+/// `INVALID_ARROW` naming the file and the column; a Parquet file
+/// `UNSUPPORTED_TYPE` (not read yet by this version).
+///
+/// # Safety
+/// `paths` is NULL or points at `n_paths` NUL-terminated strings;
+/// `options` is NULL or valid (as in `arrow_dlpack_loader_new`); `error`
+/// is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn arrow_dlpack_loader_open(
+    paths: *const *const c_char,
+    n_paths: i64,
+    options: *const ArrowDlpackLoaderOptions,
+    error: *mut ArrowDlpackError,
+) -> *mut ArrowDlpackLoader {
+    ffi_boundary!("arrow_dlpack_loader_open", error, |_| ptr::null_mut(), {
+        let options = non_null!(options, as_ref)?;
+        if paths.is_null() {
+            return Err(err!(ARROW_DLPACK_INVALID_ARGUMENT, "paths is NULL"));
+        }
+        // SAFETY: `n_paths` NUL-terminated strings (the caller's contract).
+        let paths = unsafe { crate::c_loader::c_strings(paths, n_paths, "paths", "n_paths") }?;
+        ArrowDlpackLoader::open(&paths, options).map(|l| Box::into_raw(Box::new(l)))
+    })
+}
+
 /// The next batch of this rank into `*out`, which the caller owns and
 /// releases with `arrow_dlpack_batch_release` (a batch with 0 outputs, the
 /// epoch's end, holds nothing). After the end, the next call begins the

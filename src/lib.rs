@@ -84,6 +84,7 @@ mod epoch;
 mod error;
 mod export;
 mod extension;
+mod files;
 mod import;
 mod loader;
 mod managed;

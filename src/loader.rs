@@ -276,6 +276,35 @@ impl Loader {
         Ok(loader)
     }
 
+    /// A loader of `files` (as `files::resolve` lists them): only the
+    /// columns the options name are read (every column when they name
+    /// none), every file memory-mapped and its record batches shared from
+    /// the map. Windows over files are whole record batches, which this
+    /// version does not build: `window` is refused (a global shuffle reads
+    /// through the map).
+    pub fn from_files(
+        files: &[std::path::PathBuf],
+        options: BatchOptions,
+        epochs: EpochOptions,
+    ) -> Result<Loader, Error> {
+        if let Some(w) = epochs.window {
+            return Err(err!(
+                ARROW_DLPACK_INVALID_ARGUMENT,
+                "{}{w}: over files a window is whole record batches, not built yet in this version;                  leave it unset (Arrow IPC files shuffle globally through their memory map)",
+                Term::Window
+            ));
+        }
+        let wanted: Option<Vec<String>> = options.column_names().map(|c| {
+            c.iter()
+                .chain(options.groups().iter().flat_map(|(_, m)| m.iter()))
+                .cloned()
+                .collect()
+        });
+        let (schema, chunks) = crate::files::read(files, wanted.as_deref())?;
+        // SAFETY: the files' schema and record batches of it, moved in.
+        unsafe { Loader::new(schema, chunks, options, epochs) }
+    }
+
     /// Reads the schema's types, decides each output, reads and checks
     /// every chunk (as the batcher checks each chunk it reads).
     fn read(&mut self) -> Result<(), Error> {

@@ -222,6 +222,8 @@ def _load() -> ctypes.PyDLL:
         f.restype = ctypes.c_int
     lib.arrow_dlpack_loader_new.argtypes = [c_void_p, c_void_p, c_void_p]
     lib.arrow_dlpack_loader_new.restype = c_void_p
+    lib.arrow_dlpack_loader_open.argtypes = [c_void_p, ctypes.c_int64, c_void_p, c_void_p]
+    lib.arrow_dlpack_loader_open.restype = c_void_p
     for name in ("arrow_dlpack_loader_next", "arrow_dlpack_loader_set_epoch"):
         f = getattr(lib, name)
         f.argtypes = [c_void_p, c_void_p if name.endswith("next") else ctypes.c_uint64, c_void_p]

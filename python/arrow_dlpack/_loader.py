@@ -72,6 +72,42 @@ def _arrow_source(source: Any) -> tuple:
     return source, None
 
 
+def _paths(source: Any) -> Optional[list]:
+    """The paths of a files source (a path, a list of paths, a local
+    ``pyarrow.dataset.Dataset``, read in its ``files`` order), or None for
+    any other source."""
+    if isinstance(source, (str, os.PathLike)):
+        return [os.fspath(source)]
+    if (
+        isinstance(source, (list, tuple))
+        and source
+        and all(isinstance(p, (str, os.PathLike)) for p in source)
+    ):
+        return [os.fspath(p) for p in source]
+    if type(source).__module__.split(".")[0] == "pyarrow" and hasattr(source, "files"):
+        import pyarrow.fs
+
+        if not isinstance(source.filesystem, pyarrow.fs.LocalFileSystem):
+            raise ValueError(
+                f"arrow_dlpack.Loader reads a pyarrow dataset's local files; this one's filesystem is "
+                f"{type(source.filesystem).__name__}"
+            )
+        scan = getattr(source, "_scan_options", None) or {}
+        if scan.get("filter") is not None:
+            raise ValueError(
+                f"arrow_dlpack.Loader reads whole files: the dataset's filter {scan['filter']} would be "
+                "ignored; filter into a table first (dataset.to_table(filter=...))"
+            )
+        for fragment in source.get_fragments():
+            if str(fragment.partition_expression) != "true":
+                raise ValueError(
+                    f"arrow_dlpack.Loader reads the files' own columns: the dataset's partition fields "
+                    f"({fragment.partition_expression}) would be lost; read it into a table first"
+                )
+        return list(source.files)
+    return None
+
+
 class Loader:
     """Shuffled, sharded, resumable training epochs over an Arrow source.
 
@@ -144,8 +180,12 @@ class Loader:
         )
         self._source = source
         self._batch_size = batch_size
-        table, indices = _arrow_source(source)
-        self._native = _native.loader(table, batch_size, indices=indices, **self._options)
+        paths = _paths(source)
+        if paths is not None:
+            self._native = _native.loader_files(paths, batch_size, **self._options)
+        else:
+            table, indices = _arrow_source(source)
+            self._native = _native.loader(table, batch_size, indices=indices, **self._options)
         self._prefetch = prefetch
         self._pin_memory = pin_memory
         # The epoch `set_epoch` chose, shared with DataLoader workers'

@@ -3,7 +3,7 @@
 //! (Python) resolves ranks and workers, pickles, and turns the state into
 //! a dict; everything it asks is checked here, by the core.
 
-use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyBufferError, PyFileNotFoundError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
@@ -16,7 +16,9 @@ use crate::arrow::read;
 use crate::arrow::release::Release;
 use crate::epoch::State;
 use crate::error::{Error, Face, Status};
+use crate::files::{self, PathError};
 use crate::loader::{EpochOptions, Loader, Prefetching, prefetch_depth};
+use crate::options::BatchOptions;
 
 /// The exception for a loader's error: `ValueError` for what the caller
 /// asked (an option, a state), `BufferError` for what the data is.
@@ -215,18 +217,17 @@ impl NativeLoader {
     }
 }
 
-/// ``Loader(source, batch_size, *, shuffle, seed, window, rank,
-/// world_size, drop_last, row_ids, **batch options)``: the source read
-/// into memory once (chunks kept as they come), every option checked by
-/// the core.
-#[pyfunction]
-#[pyo3(signature = (source, batch_size, **options))]
-pub fn loader(
-    py: Python<'_>,
-    source: &Bound<'_, PyAny>,
-    batch_size: i64,
-    options: Option<&Bound<'_, PyDict>>,
-) -> PyResult<NativeLoader> {
+/// What a loader was asked, read from its keywords and checked by the
+/// core, in the contract's order: batch_size, world_size, rank, window,
+/// prefetch, then the rest (the source's columns when it is read).
+struct Asked<'py> {
+    batch: BatchOptions,
+    epochs: EpochOptions,
+    depth: usize,
+    indices: Option<Bound<'py, PyAny>>,
+}
+
+fn asked<'py>(batch_size: i64, options: Option<&Bound<'py, PyDict>>) -> PyResult<Asked<'py>> {
     let mut keywords = Keywords::new(options, "Loader")?;
     let shuffle: Option<bool> = keywords.take("shuffle")?;
     let seed: Option<u64> = keywords.take("seed")?;
@@ -237,8 +238,6 @@ pub fn loader(
     let row_ids: Option<bool> = keywords.take("row_ids")?;
     let prefetch: Option<i64> = keywords.take("prefetch")?;
     let indices = keywords.take_any("indices")?;
-    // The order of the contract's refusals: batch_size, world_size, rank,
-    // window, prefetch, then the rest (the source's columns).
     let batch = batch_options(batch_size, &mut keywords)?;
     let epochs = EpochOptions::new(
         shuffle.unwrap_or(false),
@@ -252,18 +251,74 @@ pub fn loader(
     .map_err(error)?;
     let depth = prefetch_depth(prefetch).map_err(error)?;
     keywords.done()?;
-    let (schema, chunks) = read_whole(source)?;
-    // SAFETY: the producer's schema and arrays of it, moved in (released
-    // by the loader, also on failure).
-    let mut loader = unsafe { Loader::new(schema, chunks, batch, epochs) }.map_err(error)?;
-    if let Some(indices) = indices {
-        loader.set_mapping(mapping_of(&indices)?).map_err(error)?;
-    }
+    Ok(Asked {
+        batch,
+        epochs,
+        depth,
+        indices,
+    })
+}
+
+fn native(py: Python<'_>, loader: Loader, depth: usize) -> NativeLoader {
     let loader = Prefetching::new(loader, depth);
     let names = loader
         .names()
         .iter()
         .map(|n| PyString::new(py, n).unbind())
         .collect();
-    Ok(NativeLoader { loader, names })
+    NativeLoader { loader, names }
+}
+
+/// ``Loader(source, batch_size, *, shuffle, seed, window, rank,
+/// world_size, drop_last, row_ids, **batch options)``: the source read
+/// into memory once (chunks kept as they come), every option checked by
+/// the core.
+#[pyfunction]
+#[pyo3(signature = (source, batch_size, **options))]
+pub fn loader(
+    py: Python<'_>,
+    source: &Bound<'_, PyAny>,
+    batch_size: i64,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<NativeLoader> {
+    let asked = asked(batch_size, options)?;
+    let (schema, chunks) = read_whole(source)?;
+    // SAFETY: the producer's schema and arrays of it, moved in (released
+    // by the loader, also on failure).
+    let mut loader =
+        unsafe { Loader::new(schema, chunks, asked.batch, asked.epochs) }.map_err(error)?;
+    if let Some(indices) = asked.indices {
+        loader.set_mapping(mapping_of(&indices)?).map_err(error)?;
+    }
+    Ok(native(py, loader, asked.depth))
+}
+
+/// ``Loader`` over files: ``paths`` (files, directories, globs) resolved
+/// and read by the core. A path naming nothing: ``FileNotFoundError``;
+/// any other refusal (a file unreadable or unlike the first, an option):
+/// ``ValueError`` naming it.
+#[pyfunction]
+#[pyo3(signature = (paths, batch_size, **options))]
+pub fn loader_files(
+    py: Python<'_>,
+    paths: Vec<String>,
+    batch_size: i64,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<NativeLoader> {
+    let asked = asked(batch_size, options)?;
+    if asked.indices.is_some() {
+        return Err(PyValueError::new_err("indices is not for files"));
+    }
+    let value_error = |e: Error| PyValueError::new_err(e.message_for(Face::Python));
+    let files = files::resolve(&paths).map_err(|e| match e {
+        PathError::Missing(p) => {
+            PyFileNotFoundError::new_err(format!("no such file or directory: {p:?}"))
+        }
+        PathError::Refused(e) => value_error(e),
+    })?;
+    let (batch, epochs) = (asked.batch, asked.epochs);
+    let loader = py
+        .detach(|| Loader::from_files(&files, batch, epochs))
+        .map_err(value_error)?;
+    Ok(native(py, loader, asked.depth))
 }
