@@ -124,6 +124,8 @@ stage_link() {
   cc examples/c/table.c -Iinclude target/release/libarrow_dlpack.so -o target/example-table
   expect "columns back: +s (3 children), 'second' = 10 11 12 13, shared: yes" \
     env LD_LIBRARY_PATH="$ROOT/target/release" target/example-table
+  cc examples/c/loader.c -Iinclude target/release/libarrow_dlpack.so -o target/example-loader
+  expect "resumed: yes" env LD_LIBRARY_PATH="$ROOT/target/release" target/example-loader
 }
 
 stage_miri() {

@@ -156,6 +156,9 @@ def test_refusals_name_the_path_or_the_file(tmp_path):
     pq.write_table(numbered(0, 4), tmp_path / "p.parquet")
     with pytest.raises(ValueError, match=r"p\.parquet.*Parquet"):
         Loader(str(tmp_path / "p.parquet"), 2)
+    write_ipc(tmp_path / "z.arrow", [numbered(0, 4)], options=pa.ipc.IpcWriteOptions(compression="zstd"))
+    with pytest.raises(ValueError, match=r"z\.arrow.*zstd"):
+        Loader(str(tmp_path / "z.arrow"), 2)
     truncated = tmp_path / "cut.arrow"
     truncated.write_bytes(open(good, "rb").read()[:-40] + b"ARROW1")
     with pytest.raises(ValueError, match=r"cut\.arrow"):
