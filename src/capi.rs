@@ -957,7 +957,8 @@ pub unsafe extern "C" fn arrow_dlpack_loader_new(
 /// memory-mapped and its record batches shared from the map (a batch
 /// lying inside one record batch is the map's memory); only the columns
 /// `options.columns` names are read. Files may differ in column order and
-/// in columns not read.
+/// in columns not read. `options.window` takes whole record batches: runs
+/// of consecutive ones, each the fewest holding `window` rows.
 ///
 /// On failure returns NULL: a path naming nothing, or an option,
 /// `INVALID_ARGUMENT`; a file that is not an Arrow IPC file, or whose

@@ -21,6 +21,7 @@
 //!   and write (constant size whatever `N`).
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use crate::error::{Error, err};
 
@@ -140,7 +141,7 @@ impl Bijection {
 }
 
 /// How an epoch's rows are ordered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Shuffle {
     /// `0, 1, ..., N-1`.
     Off,
@@ -149,10 +150,35 @@ pub enum Shuffle {
     /// Consecutive windows of this many rows (the last shorter), the
     /// windows' order permuted, and the rows inside each.
     Windows(u64),
+    /// Windows of whole groups (a file's record batches or row groups):
+    /// each window's end row, increasing, the last the row count (see
+    /// [`group_windows`]); the windows' order permuted, and the rows
+    /// inside each.
+    Groups(Arc<[u64]>),
+}
+
+/// The windows of whole groups of `sizes` rows (in order): runs of
+/// consecutive groups, each the fewest holding at least `w` rows, the
+/// last holding what remains; their end rows.
+pub fn group_windows(sizes: &[u64], w: u64) -> Arc<[u64]> {
+    let mut ends = Vec::new();
+    let (mut total, mut held) = (0u64, 0u64);
+    for &size in sizes {
+        total += size;
+        held += size;
+        if held >= w && held > 0 {
+            ends.push(total);
+            held = 0;
+        }
+    }
+    if held > 0 {
+        ends.push(total);
+    }
+    ends.into()
 }
 
 /// `P_e` for every epoch: the order of `n` rows under a seed.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Order {
     n: u64,
     seed: u64,
@@ -160,7 +186,7 @@ pub struct Order {
 }
 
 /// One epoch's `P_e`, its keys derived once.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct EpochOrder {
     order: Order,
     epoch: u64,
@@ -168,6 +194,9 @@ pub struct EpochOrder {
     outer: Bijection,
     /// Windows: where the short last window stands in the windows' order.
     short_at: u64,
+    /// Windows of groups: the epoch position each window starts at, in
+    /// the windows' order (and the row count last).
+    starts: Vec<u64>,
 }
 
 impl Order {
@@ -186,6 +215,15 @@ impl Order {
                 "window must be positive, not 0"
             ));
         }
+        if let Shuffle::Groups(ends) = &shuffle {
+            let increasing = ends.windows(2).all(|e| e[0] < e[1]);
+            if !increasing || ends.first() == Some(&0) || ends.last().copied().unwrap_or(0) != n {
+                return Err(err!(
+                    ARROW_DLPACK_INVALID_ARGUMENT,
+                    "windows of groups must end at increasing rows, the last at {n}"
+                ));
+            }
+        }
         Ok(Order { n, seed, shuffle })
     }
 
@@ -193,20 +231,21 @@ impl Order {
         self.n
     }
 
-    pub fn shuffle(&self) -> Shuffle {
-        self.shuffle
+    pub fn shuffle(&self) -> &Shuffle {
+        &self.shuffle
     }
 
     /// Epoch `epoch`'s permutation.
     pub fn epoch(&self, epoch: u64) -> EpochOrder {
-        let (outer, short_at) = match self.shuffle {
+        let mut starts = Vec::new();
+        let (outer, short_at) = match &self.shuffle {
             Shuffle::Off => (Bijection::new(0, 0), 0),
             Shuffle::Global => (
                 Bijection::new(self.n, key(self.seed, epoch, Purpose::Rows)),
                 0,
             ),
             Shuffle::Windows(w) => {
-                let windows = self.n.div_ceil(w);
+                let windows = self.n.div_ceil(*w);
                 let b = Bijection::new(windows, key(self.seed, epoch, Purpose::Windows));
                 // The last window, the only one that may be short: where
                 // the windows' order puts it.
@@ -216,12 +255,27 @@ impl Order {
                 };
                 (b, short_at)
             }
+            Shuffle::Groups(ends) => {
+                let k = ends.len() as u64;
+                let b = Bijection::new(k, key(self.seed, epoch, Purpose::Windows));
+                starts.reserve(ends.len() + 1);
+                let mut at = 0;
+                for j in 0..k {
+                    starts.push(at);
+                    let window = b.apply(j) as usize;
+                    let begin = if window == 0 { 0 } else { ends[window - 1] };
+                    at += ends[window] - begin;
+                }
+                starts.push(at);
+                (b, 0)
+            }
         };
         EpochOrder {
-            order: *self,
+            order: self.clone(),
             epoch,
             outer,
             short_at,
+            starts,
         }
     }
 }
@@ -232,10 +286,22 @@ impl EpochOrder {
     pub fn row(&self, position: u64) -> u64 {
         let n = self.order.n;
         debug_assert!(position < n);
-        match self.order.shuffle {
+        match &self.order.shuffle {
             Shuffle::Off => position,
             Shuffle::Global => self.outer.apply(position),
+            Shuffle::Groups(ends) => {
+                let j = self.starts.partition_point(|&s| s <= position) - 1;
+                let offset = position - self.starts[j];
+                let window = self.outer.apply(j as u64);
+                let begin = match window {
+                    0 => 0,
+                    k => ends[k as usize - 1],
+                };
+                let size = ends[window as usize] - begin;
+                begin + self.inside(window, size, offset)
+            }
             Shuffle::Windows(w) => {
+                let w = *w;
                 let last = n - (n.div_ceil(w) - 1) * w;
                 // The windows before the short one are whole: position ->
                 // (its place j in the windows' order, offset inside).
@@ -251,14 +317,18 @@ impl EpochOrder {
                 };
                 let window = self.outer.apply(j);
                 let size = if window == n.div_ceil(w) - 1 { last } else { w };
-                let inside = match size {
-                    1 => 0,
-                    s => {
-                        let key = key(self.order.seed, self.epoch, Purpose::Inside(window));
-                        Bijection::new(s, key).apply(offset)
-                    }
-                };
-                window * w + inside
+                window * w + self.inside(window, size, offset)
+            }
+        }
+    }
+
+    /// The row at `offset` inside window `window` of `size` rows.
+    fn inside(&self, window: u64, size: u64, offset: u64) -> u64 {
+        match size {
+            1 => 0,
+            s => {
+                let key = key(self.order.seed, self.epoch, Purpose::Inside(window));
+                Bijection::new(s, key).apply(offset)
             }
         }
     }
@@ -269,7 +339,7 @@ impl EpochOrder {
         match self.order.shuffle {
             Shuffle::Off => out.extend(positions),
             Shuffle::Global => out.extend(positions.map(|p| self.outer.apply(p))),
-            Shuffle::Windows(_) => out.extend(positions.map(|p| self.row(p))),
+            Shuffle::Windows(_) | Shuffle::Groups(_) => out.extend(positions.map(|p| self.row(p))),
         }
     }
 }
@@ -966,6 +1036,54 @@ mod tests {
             failure_persistence: None,
             ..proptest::prelude::ProptestConfig::default()
         })]
+
+        /// Windows of whole groups: each the fewest consecutive groups
+        /// holding `w` rows (the last what remains), and every epoch a
+        /// permutation of whole windows.
+        #[test]
+        fn group_windows_are_whole_groups_and_permuted_whole(
+            sizes in proptest::collection::vec(0u64..30, 0..12),
+            w in 1u64..60,
+            seed: u64,
+            epoch in 0u64..4,
+        ) {
+            let ends = group_windows(&sizes, w);
+            let n: u64 = sizes.iter().sum();
+            // The ends are group boundaries, each window the fewest groups
+            // reaching `w`.
+            let mut boundaries = vec![0u64];
+            for s in &sizes {
+                boundaries.push(boundaries.last().unwrap() + s);
+            }
+            let mut begin = 0;
+            for (k, &end) in ends.iter().enumerate() {
+                proptest::prop_assert!(boundaries.contains(&end) && end > begin);
+                let last = k + 1 == ends.len();
+                proptest::prop_assert!(last || end - begin >= w);
+                // One group fewer would not reach `w`.
+                let fewer = boundaries.iter().filter(|&&b| b > begin && b < end).max();
+                if let Some(&f) = fewer {
+                    proptest::prop_assert!(f - begin < w);
+                }
+                begin = end;
+            }
+            proptest::prop_assert_eq!(begin, n);
+            let e = Order::new(n, seed, Shuffle::Groups(ends.clone())).unwrap().epoch(epoch);
+            let window_of = |r: u64| ends.partition_point(|&end| end <= r);
+            let mut seen = vec![false; n as usize];
+            let mut runs = 0;
+            let mut last = None;
+            for p in 0..n {
+                let r = e.row(p);
+                proptest::prop_assert!(r < n && !seen[r as usize]);
+                seen[r as usize] = true;
+                if last != Some(window_of(r)) {
+                    runs += 1;
+                    last = Some(window_of(r));
+                }
+            }
+            proptest::prop_assert_eq!(runs, ends.len());
+        }
 
         /// Windows of any size over any count: a permutation of whole
         /// windows.

@@ -127,7 +127,7 @@ pub mod __internal {
     pub use crate::batches::{BatchOptions, Batches, Output, Source};
     pub use crate::bitmap::count_set_bits;
     pub use crate::copy::uncached::threshold as uncached_threshold;
-    pub use crate::epoch::{Order, Shuffle, Split, State, batch_rows};
+    pub use crate::epoch::{Order, Shuffle, Split, State, batch_rows, group_windows};
     pub use crate::error::Term;
     pub use crate::extension::parse_tensor_type;
     pub use crate::loader::{EpochOptions, Loader, Prefetching};

@@ -47,6 +47,10 @@ pub struct EpochOptions {
     pub drop_last: bool,
     /// Each batch also holds `_row`: its rows' numbers in the source.
     pub row_ids: bool,
+    /// A window is whole chunks (a file's record batches), not `window`
+    /// rows: runs of consecutive chunks, each the fewest holding at least
+    /// `window` rows ([`epoch::group_windows`]).
+    pub chunk_windows: bool,
 }
 
 impl EpochOptions {
@@ -98,6 +102,7 @@ impl EpochOptions {
             workers: 1,
             drop_last,
             row_ids,
+            chunk_windows: false,
         })
     }
 }
@@ -164,6 +169,8 @@ pub struct Loader {
     split: Split,
     epochs: EpochOptions,
     fingerprint: String,
+    /// The windows, as a state records them.
+    window: Window,
     /// The source's rows as its owner numbers them, when not the chunks'
     /// order: row `i` is chunk row `mapping[i]` (a Hugging Face dataset's
     /// indices after `shuffle`, `select`, `filter`).
@@ -228,6 +235,7 @@ impl Loader {
             split: Split::new(1, 1, 0, false)?,
             epochs,
             fingerprint: String::new(),
+            window: Window { w: 0, groups: 0 },
             mapping: None,
             scratch: Scratch::default(),
             epoch: 0,
@@ -261,17 +269,23 @@ impl Loader {
             Some(m) => m.len() as u64,
             None => n,
         };
-        let shuffle = match (epochs.shuffle, epochs.window) {
-            (false, _) => Shuffle::Off,
-            (true, None) => Shuffle::Global,
-            (true, Some(w)) => Shuffle::Windows(w),
-        };
         if epochs.window == Some(0) {
             return Err(err!(
                 ARROW_DLPACK_INVALID_ARGUMENT,
                 "window must be positive, not 0"
             ));
         }
+        let shuffle = match (epochs.shuffle, epochs.window) {
+            (false, _) => Shuffle::Off,
+            (true, None) => Shuffle::Global,
+            (true, Some(w)) if epochs.chunk_windows => {
+                let sizes: Vec<u64> = loader.starts.windows(2).map(|s| s[1] - s[0]).collect();
+                loader.window.groups = fingerprint_of(sizes.iter().map(|s| s.to_le_bytes()));
+                Shuffle::Groups(epoch::group_windows(&sizes, w))
+            }
+            (true, Some(w)) => Shuffle::Windows(w),
+        };
+        loader.window.w = epochs.window.filter(|_| epochs.shuffle).unwrap_or(0);
         loader.order = Order::new(n, epochs.seed, shuffle)?;
         Ok(loader)
     }
@@ -279,21 +293,17 @@ impl Loader {
     /// A loader of `files` (as `files::resolve` lists them): only the
     /// columns the options name are read (every column when they name
     /// none), every file memory-mapped and its record batches shared from
-    /// the map. Windows over files are whole record batches, which this
-    /// version does not build: `window` is refused (a global shuffle reads
-    /// through the map).
+    /// the map. A window is whole record batches (an IPC record batch
+    /// is the file's row group).
     pub fn from_files(
         files: &[std::path::PathBuf],
         options: BatchOptions,
         epochs: EpochOptions,
     ) -> Result<Loader, Error> {
-        if let Some(w) = epochs.window {
-            return Err(err!(
-                ARROW_DLPACK_INVALID_ARGUMENT,
-                "{}{w}: over files a window is whole record batches, not built yet in this version;                  leave it unset (Arrow IPC files shuffle globally through their memory map)",
-                Term::Window
-            ));
-        }
+        let epochs = EpochOptions {
+            chunk_windows: true,
+            ..epochs
+        };
         let wanted: Option<Vec<String>> = options.column_names().map(|c| {
             c.iter()
                 .chain(options.groups().iter().flat_map(|(_, m)| m.iter()))
@@ -373,7 +383,8 @@ impl Loader {
                 "indices[{i}] is {r}: the table has {rows} rows"
             ));
         }
-        self.order = Order::new(mapping.len() as u64, self.epochs.seed, self.order.shuffle())?;
+        let shuffle = self.order.shuffle().clone();
+        self.order = Order::new(mapping.len() as u64, self.epochs.seed, shuffle)?;
         self.mapping = Some(mapping);
         Ok(())
     }
@@ -462,13 +473,7 @@ impl Loader {
             schema: self.fingerprint.clone(),
             seed: self.epochs.seed,
             shuffle: self.epochs.shuffle,
-            window: Window {
-                w: match self.order.shuffle() {
-                    Shuffle::Windows(w) => w,
-                    _ => 0,
-                },
-                groups: 0,
-            },
+            window: self.window,
             global_batch_size: self.split.global_batch(),
         }
     }
@@ -977,19 +982,21 @@ pub(crate) fn row_numbers(
 }
 
 /// A fingerprint of the columns a loader reads: their names and formats,
-/// hashed (FNV-1a) into 16 hex digits.
+/// hashed into 16 hex digits.
 pub(crate) fn fingerprint(table: &TableType<'_>) -> String {
+    let parts = table.columns.iter().flat_map(|c| [c.name(), c.format]);
+    format!("{:016x}", fingerprint_of(parts))
+}
+
+/// FNV-1a over `parts`, each closed by a byte no UTF-8 text holds.
+fn fingerprint_of<P: AsRef<[u8]>>(parts: impl IntoIterator<Item = P>) -> u64 {
     let mut h: u64 = 0xCBF2_9CE4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for &b in bytes.iter().chain([0xFF].iter()) {
+    for part in parts {
+        for &b in part.as_ref().iter().chain([0xFF].iter()) {
             h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3);
         }
-    };
-    for c in &table.columns {
-        eat(c.name());
-        eat(c.format);
     }
-    format!("{h:016x}")
+    h
 }
 
 #[cfg(test)]

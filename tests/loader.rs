@@ -83,6 +83,7 @@ fn epochs(
         workers: 1,
         drop_last,
         row_ids: true,
+        chunk_windows: false,
     }
 }
 

@@ -10,7 +10,7 @@
 //! the same number of batches of the same sizes on every rank.
 #![no_main]
 
-use arrow_dlpack::__internal::{Order, Shuffle, Split, State, batch_rows};
+use arrow_dlpack::__internal::{Order, Shuffle, Split, State, batch_rows, group_windows};
 use libfuzzer_sys::fuzz_target;
 
 fn word(data: &[u8], at: usize) -> u64 {
@@ -39,10 +39,25 @@ fuzz_target!(|data: &[u8]| {
     let n = word(rest, 0) % 600;
     let seed = word(rest, 8);
     let window = word(rest, 16) % 80;
-    let shuffle = match word(rest, 24) % 3 {
+    let shuffle = match word(rest, 24) % 4 {
         0 => Shuffle::Off,
         1 => Shuffle::Global,
-        _ => Shuffle::Windows(window),
+        2 => Shuffle::Windows(window),
+        _ => {
+            // Groups (a file's record batches) of the sizes the input's
+            // tail gives, cut to `n` rows; windows of whole groups.
+            let mut sizes = Vec::new();
+            let mut left = n;
+            for &b in rest.get(64..).unwrap_or(&[]) {
+                let size = (u64::from(b) % 50).min(left);
+                sizes.push(size);
+                left -= size;
+            }
+            if left > 0 {
+                sizes.push(left);
+            }
+            Shuffle::Groups(group_windows(&sizes, window.max(1)))
+        }
     };
     let (batch, world) = (word(rest, 32) % 40, word(rest, 40) % 6);
     let drop_last = word(rest, 48) % 2 == 1;

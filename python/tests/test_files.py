@@ -163,8 +163,6 @@ def test_refusals_name_the_path_or_the_file(tmp_path):
     truncated.write_bytes(open(good, "rb").read()[:-40] + b"ARROW1")
     with pytest.raises(ValueError, match=r"cut\.arrow"):
         Loader(str(truncated), 2)
-    with pytest.raises(ValueError, match="window"):
-        Loader(good, 2, shuffle=True, window=2)
     with pytest.raises(ValueError, match=r"unknown column|not a column|nope"):
         Loader(good, 2, columns=["nope"])
     empty = tmp_path / "empty"
@@ -172,6 +170,37 @@ def test_refusals_name_the_path_or_the_file(tmp_path):
     (empty / "_SUCCESS").write_bytes(b"")
     with pytest.raises(ValueError, match="holds no file"):
         Loader(str(empty), 2)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    sizes=st.lists(st.lists(st.integers(1, 9), min_size=1, max_size=4), min_size=1, max_size=3),
+    window=st.integers(1, 20),
+    seed=st.integers(0, 5),
+)
+def test_windows_over_files_are_whole_record_batches(tmp_path_factory, sizes, window, seed):
+    tmp = tmp_path_factory.mktemp("windows")
+    paths, n = files_of(tmp, sizes)
+    # The contract's windows: runs of consecutive record batches (across
+    # files), each the fewest holding `window` rows, the last the rest.
+    ends, held, total = [], 0, 0
+    for size in (s for f in sizes for s in f):
+        total += size
+        held += size
+        if held >= window:
+            ends.append(total)
+            held = 0
+    if held:
+        ends.append(total)
+    loader = Loader(paths, 3, shuffle=True, seed=seed, window=window, row_ids=True, prefetch=0)
+    for _ in range(2):
+        rows = sum((rows_of(b) for b in loader), [])
+        assert sorted(rows) == list(range(n))
+        windows = [next(k for k, e in enumerate(ends) if r < e) for r in rows]
+        runs = [w for k, w in enumerate(windows) if k == 0 or windows[k - 1] != w]
+        assert sorted(runs) == list(range(len(ends)))  # each window's rows together
+    state = loader.state_dict()
+    assert state["window"]["w"] == window and state["window"]["groups"] != 0
 
 
 def test_a_files_loader_resumes_and_pickles_by_its_paths(tmp_path):
@@ -186,6 +215,14 @@ def test_a_files_loader_resumes_and_pickles_by_its_paths(tmp_path):
     again = pickle.loads(pickle.dumps(first))
     again.load_state_dict(state)
     assert [rows_of(b) for b in again] == whole[2:]
+    # Windows of whole record batches: a state taken over other record
+    # batches is refused, naming the key.
+    windowed = Loader(paths, 3, shuffle=True, window=4).state_dict()
+    (tmp_path / "other").mkdir()
+    other_paths, _ = files_of(tmp_path / "other", [[6, 5], [7]])  # 18 rows too
+    other = Loader(other_paths, 3, shuffle=True, window=4)
+    with pytest.raises(ValueError, match="window"):
+        other.load_state_dict(windowed)
 
 
 def test_the_c_face_opens_the_same_files(tmp_path):
