@@ -129,8 +129,17 @@ stage_link() {
 }
 
 stage_miri() {
-  step "cargo +nightly miri test"
-  cargo +nightly miri test --quiet
+  # Miri interprets on one core: the library's own tests and the
+  # integration tests run side by side, every test as one `miri test`
+  # would run them (the time saved: docs/benchmarks.md, "CI").
+  step "cargo +nightly miri test (the library's tests beside the integration tests)"
+  cargo +nightly miri test --quiet --no-run
+  cargo +nightly miri test --quiet --lib &
+  local lib=$! failed=0
+  cargo +nightly miri test --quiet --test '*' || failed=1
+  wait "$lib" || failed=1
+  [ "$failed" = 0 ] || exit 1
+  cargo +nightly miri test --quiet --doc
 }
 
 stage_asan() {
@@ -321,6 +330,7 @@ stage_release() {
   cmake --build "$unpacked/downstream" -j 2 >/dev/null
   expect "shared: yes" "$unpacked/downstream/downstream_c"
   expect "refused: unsupported format 'u' (utf8)" "$unpacked/downstream/downstream_cpp_static"
+  expect "resumed: yes" "$unpacked/downstream/downstream_loader_cpp"
 
   step "the sdist, built from source and installed in a fresh virtualenv: a smoke test"
   local venv="$ROOT/target/venv-sdist"
