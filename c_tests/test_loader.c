@@ -5,6 +5,9 @@
  * batches), state and restore (a second loader resumes the first),
  * refusals that leave the caller's stream and the loader as they were,
  * tensors taken out of a batch outliving it and the loader. */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+
 #include "fixture.h"
 
 #define CHUNKS 3
@@ -372,11 +375,51 @@ static void a_tensor_taken_outlives_its_batch_and_the_loader(void) {
   CHECK(chunks_released(&src) == 1 && src.released == 1);
 }
 
+/* One call at a time, from another thread: the loader (and its prefetch
+ * thread) moves between threads; a batch made on one is released on the
+ * other, batches released in any order. */
+typedef struct Call {
+  ArrowDlpackLoader* loader;
+  ArrowDlpackBatch batch;
+  ArrowDlpackStatus status;
+} Call;
+
+static void* next_elsewhere(void* arg) {
+  Call* c = (Call*)arg;
+  ArrowDlpackError err;
+  c->status = arrow_dlpack_loader_next(c->loader, &c->batch, &err);
+  return NULL;
+}
+
+static void a_loader_is_used_from_another_thread_one_call_at_a_time(void) {
+  Source src;
+  struct ArrowArrayStream s;
+  ArrowDlpackLoader* loader = shuffled(&src, &s, 5);
+  if (!loader) return;
+  ArrowDlpackBatch mine[2];
+  ArrowDlpackError err;
+  Call call;
+  memset(&call, 0, sizeof(call));
+  call.loader = loader;
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, next_elsewhere, &call) == 0);
+  CHECK(pthread_join(t, NULL) == 0);
+  CHECK(call.status == ARROW_DLPACK_OK && call.batch.n_outputs == 3);
+  CHECK(arrow_dlpack_loader_next(loader, &mine[0], &err) == ARROW_DLPACK_OK);
+  CHECK(arrow_dlpack_loader_next(loader, &mine[1], &err) == ARROW_DLPACK_OK);
+  arrow_dlpack_loader_free(loader); /* batches outlive it, released in any order */
+  arrow_dlpack_batch_release(&mine[1]);
+  arrow_dlpack_batch_release(&call.batch);
+  arrow_dlpack_batch_release(&mine[0]);
+  CHECK(chunks_released(&src) == CHUNKS);
+}
+
 int main(void) {
   in_order_batches_share_within_a_chunk_and_read_the_stream_once();
   shuffled_epochs_hold_every_row_once_and_prefetch_changes_nothing();
   a_state_resumes_another_loader_and_a_refused_one_changes_nothing();
   refused_options_leave_the_stream_with_the_caller();
   a_tensor_taken_outlives_its_batch_and_the_loader();
+  a_loader_is_used_from_another_thread_one_call_at_a_time();
   return finish("test_loader");
 }

@@ -131,20 +131,23 @@ stage_link() {
 stage_miri() {
   # Miri interprets on one core: the library's own tests and the
   # integration tests run side by side, every test as one `miri test`
-  # would run them (the time saved: docs/benchmarks.md, "CI").
+  # would run them (the time saved: docs/benchmarks.md, "CI"). Built
+  # without the `files` feature, as the sanitizer runs below: no Rust test
+  # reads a file (the Python tests do), and arrow-ipc's compile is spared.
   step "cargo +nightly miri test (the library's tests beside the integration tests)"
-  cargo +nightly miri test --quiet --no-run
-  cargo +nightly miri test --quiet --lib &
+  local miri=(cargo +nightly miri test --quiet --no-default-features)
+  "${miri[@]}" --no-run
+  "${miri[@]}" --lib &
   local lib=$! failed=0
-  cargo +nightly miri test --quiet --test '*' || failed=1
+  "${miri[@]}" --test '*' || failed=1
   wait "$lib" || failed=1
   [ "$failed" = 0 ] || exit 1
-  cargo +nightly miri test --quiet --doc
+  "${miri[@]}" --doc
 }
 
 stage_asan() {
   step "Rust tests under AddressSanitizer"
-  RUSTFLAGS="-Zsanitizer=address" cargo +nightly test --quiet --tests \
+  RUSTFLAGS="-Zsanitizer=address" cargo +nightly test --quiet --tests --no-default-features \
     --target "$(rustc -vV | sed -n 's/host: //p')" --target-dir target/asan
 }
 
@@ -155,7 +158,8 @@ stage_tsan() {
   # Fewer property cases than the plain run, and optimized code: each case
   # is a few megabytes copied eight times over, and instrumented code is
   # slow (the races TSan sees do not depend on the optimization level).
-  local tsan=(cargo +nightly test --quiet --release -Zbuild-std --target "$target" --target-dir target/tsan)
+  local tsan=(cargo +nightly test --quiet --release --no-default-features -Zbuild-std --target "$target"
+    --target-dir target/tsan)
   export PROPTEST_CASES=4 RUSTFLAGS="-Zsanitizer=thread" TSAN_OPTIONS="halt_on_error=1"
   "${tsan[@]}" --lib -- copy::threads
   "${tsan[@]}" --test threads
@@ -196,7 +200,7 @@ stage_fuzz() {
   fi
   # Two targets at a time (libFuzzer runs on one core), all built above.
   local failed=0 pids
-  for pair in "export import" "table jagged" "state"; do
+  for pair in "export import" "table jagged" "state files"; do
     pids=()
     for target in $pair; do
       fuzz_target "$target" &
@@ -336,7 +340,9 @@ stage_release() {
   local venv="$ROOT/target/venv-sdist"
   rm -rf "$venv" && python3 -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip
-  "$venv/bin/pip" install -q numpy pyarrow target/wheels/arrow_dlpack-*.tar.gz
+  # Its cargo target directory kept (target/pip-cargo), for the docs
+  # stage's `pip install ./python` to reuse the compiled dependencies.
+  CARGO_TARGET_DIR="$ROOT/target/pip-cargo" "$venv/bin/pip" install -q numpy pyarrow target/wheels/arrow_dlpack-*.tar.gz
   expect "sdist: [[1.0, 3.0], [2.0, 4.0]] 0.1" "$venv/bin/python" -c \
     "import numpy as np, pyarrow as pa, arrow_dlpack as a; t = pa.table({'x': [1.0, 2.0], 'y': [3.0, 4.0]}); print('sdist:', np.from_dlpack(a.to_dlpack(t, order='C')).tolist(), a.__version__[:3])"
 }

@@ -14,6 +14,7 @@ use crate::arrow::stream::Reader;
 use crate::batches::{Batches, Output};
 use crate::epoch::{self, State, Window};
 use crate::error::{Error, Term, err};
+#[cfg(feature = "files")]
 use crate::files::{self, PathError};
 use crate::loader::{self, EpochOptions, Loader, Prefetching, ROW_IDS};
 use crate::options::{
@@ -447,22 +448,33 @@ impl ArrowDlpackLoader {
         options: &ArrowDlpackLoaderOptions,
     ) -> Result<ArrowDlpackLoader, Error> {
         let (batch, epochs, depth) = options_from_c(options)?;
-        let files = files::resolve(paths).map_err(|e| match e {
-            PathError::Missing(p) => err!(
-                ARROW_DLPACK_INVALID_ARGUMENT,
-                "paths: no such file or directory: {p:?}"
-            ),
-            PathError::Refused(e) => e,
-        })?;
-        let loader = Prefetching::new(Loader::from_files(&files, batch, epochs)?, depth);
-        let names = loader.names().to_vec();
-        ArrowDlpackLoader::with_names(
-            Inner::Epochs {
-                loader,
-                begun: false,
-            },
-            &names,
-        )
+        #[cfg(not(feature = "files"))]
+        {
+            let _ = (paths, batch, epochs, depth);
+            Err(err!(
+                ARROW_DLPACK_UNSUPPORTED_TYPE,
+                "this build of arrow-dlpack reads no files (built without its `files` feature)"
+            ))
+        }
+        #[cfg(feature = "files")]
+        {
+            let files = files::resolve(paths).map_err(|e| match e {
+                PathError::Missing(p) => err!(
+                    ARROW_DLPACK_INVALID_ARGUMENT,
+                    "paths: no such file or directory: {p:?}"
+                ),
+                PathError::Refused(e) => e,
+            })?;
+            let loader = Prefetching::new(Loader::from_files(&files, batch, epochs)?, depth);
+            let names = loader.names().to_vec();
+            ArrowDlpackLoader::with_names(
+                Inner::Epochs {
+                    loader,
+                    begun: false,
+                },
+                &names,
+            )
+        }
     }
 
     /// # Safety

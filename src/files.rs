@@ -382,6 +382,9 @@ fn read_ipc(path: &Path, map: Map) -> Result<(arrow_schema::Schema, Vec<RecordBa
                 b.bodyLength()
             ))
         })?;
+        let meta = b.metaDataLength() as usize;
+        check_message(&bytes[offset..offset + size], offset, meta)
+            .map_err(|what| bad(format_args!("the message at offset {offset}: {what}")))?;
         Ok(buffer.slice_with_length(offset, size))
     };
     for block in footer.dictionaries().iter().flatten() {
@@ -398,6 +401,68 @@ fn read_ipc(path: &Path, map: Map) -> Result<(arrow_schema::Schema, Vec<RecordBa
         }
     }
     Ok((schema, batches))
+}
+
+/// Checks what arrow-ipc's decoder trusts in a message (a block at file
+/// offset `at`: `meta` bytes of metadata, then its body): the metadata
+/// parses, the body is not compressed, and every buffer lies inside the
+/// body, 8-byte aligned in the file (as the format requires; the map is
+/// page-aligned, so in memory too). The decoder slices the body by these
+/// numbers unchecked, and its validation reads offsets assuming their
+/// alignment: past either it panics.
+fn check_message(block: &[u8], at: usize, meta: usize) -> Result<(), String> {
+    if meta < 8 || meta > block.len() {
+        return Err(format!("{meta} bytes of metadata"));
+    }
+    let inner = match block[..4] == [0xFF; 4] {
+        true => &block[8..],
+        false => &block[4..],
+    };
+    let message =
+        arrow_ipc::root_as_message(inner).map_err(|e| format!("its metadata is malformed: {e}"))?;
+    let body = (block.len() - meta) as u64;
+    let (buffers, compression) = match message.header_type() {
+        arrow_ipc::MessageHeader::RecordBatch => match message.header_as_record_batch() {
+            Some(batch) => (batch.buffers(), batch.compression()),
+            None => return Err("a record batch header without its table".into()),
+        },
+        arrow_ipc::MessageHeader::DictionaryBatch => {
+            match message.header_as_dictionary_batch().and_then(|d| d.data()) {
+                Some(batch) => (batch.buffers(), batch.compression()),
+                None => return Err("a dictionary batch without its data".into()),
+            }
+        }
+        _ => return Ok(()),
+    };
+    if let Some(c) = compression {
+        return Err(format!(
+            "its buffers are compressed ({}), which this version does not read: write the file \
+             uncompressed",
+            format!("{:?}", c.codec()).to_lowercase()
+        ));
+    }
+    for (i, b) in buffers.iter().flatten().enumerate() {
+        let end = u64::try_from(b.offset())
+            .ok()
+            .zip(u64::try_from(b.length()).ok())
+            .and_then(|(o, l)| o.checked_add(l));
+        if end.is_none_or(|end| end > body) {
+            return Err(format!(
+                "buffer {i} ({} bytes at {}) lies outside its body of {body} bytes",
+                b.length(),
+                b.offset()
+            ));
+        }
+        // In the file: the block's offset, its metadata, the buffer's
+        // offset (each below the file's length: no overflow).
+        let start = at as u64 + meta as u64 + b.offset() as u64;
+        if b.length() > 0 && start % 8 != 0 {
+            return Err(format!(
+                "buffer {i} starts at byte {start} of the file, not a multiple of 8 as the IPC format requires"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The columns the loader reads from files, as the first file has them.

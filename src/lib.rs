@@ -84,6 +84,7 @@ mod epoch;
 mod error;
 mod export;
 mod extension;
+#[cfg(feature = "files")]
 mod files;
 mod import;
 mod loader;

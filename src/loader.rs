@@ -295,6 +295,7 @@ impl Loader {
     /// none), every file memory-mapped and its record batches shared from
     /// the map. A window is whole record batches (an IPC record batch
     /// is the file's row group).
+    #[cfg(feature = "files")]
     pub fn from_files(
         files: &[std::path::PathBuf],
         options: BatchOptions,

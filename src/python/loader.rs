@@ -16,6 +16,7 @@ use crate::arrow::read;
 use crate::arrow::release::Release;
 use crate::epoch::State;
 use crate::error::{Error, Face, Status};
+#[cfg(feature = "files")]
 use crate::files::{self, PathError};
 use crate::loader::{EpochOptions, Loader, Prefetching, prefetch_depth};
 use crate::options::BatchOptions;
@@ -297,6 +298,7 @@ pub fn loader(
 /// and read by the core. A path naming nothing: ``FileNotFoundError``;
 /// any other refusal (a file unreadable or unlike the first, an option):
 /// ``ValueError`` naming it.
+#[cfg(feature = "files")]
 #[pyfunction]
 #[pyo3(signature = (paths, batch_size, **options))]
 pub fn loader_files(

@@ -249,6 +249,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(batches::batches, m)?)?;
     m.add_class::<batches::BatchIterator>()?;
     m.add_function(wrap_pyfunction!(loader::loader, m)?)?;
+    #[cfg(feature = "files")]
     m.add_function(wrap_pyfunction!(loader::loader_files, m)?)?;
     m.add_class::<loader::NativeLoader>()?;
     m.add_function(wrap_pyfunction!(threads, m)?)?;
