@@ -7,9 +7,7 @@ written (scripts/test.sh, stage docs):
   target/release library, and run;
 - ```sh blocks: run with bash from the repository root, with
   ARROW_DLPACK_BENCH_SMOKE=1 (the benchmark commands run a few rounds and
-  write target/benchmarks.md, leaving the published figures alone); one
-  that runs `pip install` builds in target/pip-cargo (CARGO_TARGET_DIR),
-  where the release stage's sdist build left the dependencies compiled;
+  write target/benchmarks.md, leaving the published figures alone);
 - ```sh stage:NAME blocks: commands a stage of scripts/test.sh runs as
   written (the test command itself, the demo, the install, the release):
   checked to appear in that stage, not run twice.
@@ -88,11 +86,6 @@ def run(path: pathlib.Path, line: int, lang: str, attrs: list, body: str) -> str
             argv, cwd = [str(exe)], tmp
         elif lang == "sh":
             argv, cwd = ["bash", "-euo", "pipefail", "-c", body], str(ROOT)
-            if "pip install" in body:
-                # A package pip builds from source (maturin) compiles its
-                # dependencies in the cargo target directory the sdist stage
-                # compiled them in, not from scratch in pip's temporary one.
-                env = {**env, "CARGO_TARGET_DIR": str(ROOT / "target" / "pip-cargo")}
         else:
             return f"{lang or 'text'}: not a program"
         done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)

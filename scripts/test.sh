@@ -131,7 +131,7 @@ stage_link() {
 stage_miri() {
   # Miri interprets on one core: the library's own tests and the
   # integration tests run side by side, every test as one `miri test`
-  # would run them (the time saved: docs/benchmarks.md, "CI"). Built
+  # would run them (the time saved: docs/benchmarks.md, "Measured decisions"). Built
   # without the `files` feature, as the sanitizer runs below: no Rust test
   # reads a file (the Python tests do), and arrow-ipc's compile is spared.
   step "cargo +nightly miri test (the library's tests beside the integration tests)"
@@ -340,9 +340,7 @@ stage_release() {
   local venv="$ROOT/target/venv-sdist"
   rm -rf "$venv" && python3 -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip
-  # Its cargo target directory kept (target/pip-cargo), for the docs
-  # stage's `pip install ./python` to reuse the compiled dependencies.
-  CARGO_TARGET_DIR="$ROOT/target/pip-cargo" "$venv/bin/pip" install -q numpy pyarrow target/wheels/arrow_dlpack-*.tar.gz
+  "$venv/bin/pip" install -q numpy pyarrow target/wheels/arrow_dlpack-*.tar.gz
   expect "sdist: [[1.0, 3.0], [2.0, 4.0]] 0.1" "$venv/bin/python" -c \
     "import numpy as np, pyarrow as pa, arrow_dlpack as a; t = pa.table({'x': [1.0, 2.0], 'y': [3.0, 4.0]}); print('sdist:', np.from_dlpack(a.to_dlpack(t, order='C')).tolist(), a.__version__[:3])"
 }
