@@ -297,9 +297,7 @@ pub(crate) unsafe fn output_of(
             Ok(Output::Tensor(made.tensor))
         }
         Kind::Stack(js, dtype) => {
-            let group = TableType {
-                columns: js.iter().map(|&j| table.columns[j].clone()).collect(),
-            };
+            let group = table.group(js);
             let input = Input::Table(&group, read(js)?, rows);
             let options = ExportPolicy {
                 dtype: Some(dtype),
@@ -492,9 +490,7 @@ impl Batches {
     unsafe fn planned(schema: ArrowSchema, options: BatchOptions) -> Result<Batches, Error> {
         let mut batches = Batches {
             held: VecDeque::new(),
-            table: TableType {
-                columns: Vec::new(),
-            },
+            table: TableType::empty(),
             outputs: Vec::new(),
             export: ExportPolicy::SHARE,
             options,

@@ -32,6 +32,13 @@ pub enum Elem {
     /// bfloat16: a DLPack dtype (kDLBfloat) without an Arrow twin, made by
     /// conversion only.
     BF16,
+    /// Arrow's decimals (`d:p,s,32|64|128|256`): a little-endian two's
+    /// complement integer of 4, 8, 16 or 32 bytes, the value that integer
+    /// divided by 10^scale. No DLPack twin: read only, converted to a float.
+    Dec32,
+    Dec64,
+    Dec128,
+    Dec256,
 }
 
 /// A type of the table: its Arrow format (where Arrow has it), its DLPack
@@ -49,12 +56,28 @@ pub struct DType {
     pub name: &'static str,
     /// NumPy's (and PyTorch's, after `torch.`) name.
     pub numpy: &'static str,
+    /// A decimal's scale (the value is its integer / 10^scale); 0 for
+    /// every other type.
+    pub scale: i32,
 }
 
 impl DType {
-    /// Bytes per element (of the DLPack tensor: a boolean is a byte).
+    /// Bytes per element (of the DLPack tensor: a boolean is a byte; of
+    /// Arrow's buffer for a decimal).
     pub const fn width(&self) -> usize {
-        self.dl.bits as usize / 8
+        match self.elem {
+            Elem::Dec256 => 32,
+            _ => self.dl.bits as usize / 8,
+        }
+    }
+
+    /// Whether it is one of Arrow's decimals (read only, converted to a
+    /// float).
+    pub fn is_decimal(&self) -> bool {
+        matches!(
+            self.elem,
+            Elem::Dec32 | Elem::Dec64 | Elem::Dec128 | Elem::Dec256
+        )
     }
 
     /// Whether Arrow stores it one bit per element (boolean).
@@ -89,6 +112,7 @@ const fn row(
         },
         name,
         numpy,
+        scale: 0,
     }
 }
 
@@ -121,6 +145,78 @@ pub static TARGETS: [&DType; 13] = [
     &INT8, &UINT8, &INT16, &UINT16, &INT32, &UINT32, &INT64, &UINT64, &FLOAT16, &FLOAT32, &FLOAT64,
     &BOOLEAN, &BFLOAT16,
 ];
+
+/// The decimal widths, as their format's last parameter and element kind.
+const DECIMAL_WIDTHS: [(u32, Elem, &str); 4] = [
+    (32, Elem::Dec32, "decimal32"),
+    (64, Elem::Dec64, "decimal64"),
+    (128, Elem::Dec128, "decimal128"),
+    (256, Elem::Dec256, "decimal256"),
+];
+
+/// The scales a decimal row exists for. Arrow bounds a decimal's
+/// precision (9, 18, 38, 76 digits) but not its scale; every producer we
+/// know keeps it inside the precision (Parquet: `0..=precision`), and
+/// rows for this range keep every type a `&'static DType` (a scale
+/// outside it is refused, named).
+pub const DECIMAL_SCALES: std::ops::RangeInclusive<i32> = -128..=127;
+
+/// One row per decimal width and scale in [`DECIMAL_SCALES`].
+static DECIMALS: [[DType; 256]; 4] = decimal_rows();
+
+const fn decimal_rows() -> [[DType; 256]; 4] {
+    let blank = row(
+        c"d",
+        Elem::Dec128,
+        K_DL_OPAQUE_HANDLE,
+        0,
+        "decimal",
+        "decimal",
+    );
+    let mut rows = [[blank; 256]; 4];
+    let mut w = 0;
+    while w < 4 {
+        let (bits, elem, name) = DECIMAL_WIDTHS[w];
+        let mut i = 0;
+        while i < 256 {
+            // Never a DLPack dtype: kDLOpaqueHandle, lanes 0.
+            rows[w][i] = DType {
+                elem,
+                dl: DLDataType {
+                    code: K_DL_OPAQUE_HANDLE,
+                    bits: if bits > 128 { 0 } else { bits as u8 },
+                    lanes: 0,
+                },
+                name,
+                numpy: name,
+                scale: i as i32 + *DECIMAL_SCALES.start(),
+                ..blank
+            };
+            i += 1;
+        }
+        w += 1;
+    }
+    rows
+}
+
+/// The row of a decimal of `bits` (32, 64, 128 or 256) and `scale`, if
+/// both are in range.
+pub fn decimal(bits: u32, scale: i32) -> Option<&'static DType> {
+    let w = DECIMAL_WIDTHS.iter().position(|(b, _, _)| *b == bits)?;
+    let i = scale.checked_sub(*DECIMAL_SCALES.start())?;
+    DECIMALS[w].get(usize::try_from(i).ok()?)
+}
+
+/// The most digits a decimal of `bits` holds (Arrow's bound on its
+/// precision).
+fn max_precision(bits: u32) -> u32 {
+    match bits {
+        32 => 9,
+        64 => 18,
+        128 => 38,
+        _ => 76,
+    }
+}
 
 /// The dtype of a table without columns (NumPy's default, as
 /// `numpy.empty((n, 0))` has it).
@@ -315,6 +411,15 @@ pub enum Format {
     Primitive(&'static DType),
     /// `+w:N`: rows of `N` child elements.
     FixedSizeList(i64),
+    /// `w:N`: rows of `N` bytes in the array's own data buffer, read as
+    /// `N` uint8 elements.
+    FixedSizeBinary(i64),
+    /// `d:p,s[,bits]`: a decimal (its row holds width and scale).
+    Decimal(&'static DType),
+    /// `+r`: run ends and values, decoded (a copy).
+    RunEndEncoded,
+    /// `n`: no values, every row null.
+    Null,
     /// `+s`.
     Struct,
     /// `+l` / `+L` (`large`: int64 offsets).
@@ -330,7 +435,6 @@ pub enum Format {
 /// Formats that are valid Arrow but have no DLPack equivalent, with a name
 /// and, where one exists, what the user can do instead.
 const UNSUPPORTED: &[(&[u8], &str)] = &[
-    (b"n", "null"),
     (b"b", "boolean: bit-packed, needs a copy"),
     (b"tdD", "date32: cast to its integer storage"),
     (b"tdm", "date64: cast to its integer storage"),
@@ -347,7 +451,6 @@ const UNSUPPORTED: &[(&[u8], &str)] = &[
     (b"tin", "interval[month_day_nano]"),
     (b"+s", "struct"),
     (b"+m", "map"),
-    (b"+r", "run-end encoded"),
 ];
 
 /// Variable-length formats: valid where [`Accept::variable`] is, with
@@ -374,13 +477,13 @@ const UNSUPPORTED_PREFIXED: &[(&[u8], &str, bool)] = &[
     (b"tsm:", "timestamp[ms]: cast to its integer storage", true),
     (b"tsu:", "timestamp[us]: cast to its integer storage", true),
     (b"tsn:", "timestamp[ns]: cast to its integer storage", true),
-    (b"w:", "fixed-size binary", false),
-    (b"d:", "decimal", false),
     (b"+ud:", "dense union", false),
     (b"+us:", "sparse union", false),
 ];
 
 const FIXED_SIZE_LIST: &[u8] = b"+w:";
+const FIXED_SIZE_BINARY: &[u8] = b"w:";
+const DECIMAL: &[u8] = b"d:";
 
 /// The list size of a `fixed_size_list` format (`+w:N`), the one parse of
 /// it; `None` for any other format or a malformed size.
@@ -424,6 +527,11 @@ fn classify_other(format: &[u8], accept: Accept) -> Result<Format, Error> {
     if format == b"+s" && accept.table {
         return Ok(Format::Struct);
     }
+    match format {
+        b"+r" => return Ok(Format::RunEndEncoded),
+        b"n" => return Ok(Format::Null),
+        _ => {}
+    }
     if format.starts_with(FIXED_SIZE_LIST) {
         // Not a valid size: `classify` took every valid one.
         return match fixed_size_list(format) {
@@ -434,6 +542,22 @@ fn classify_other(format: &[u8], accept: Accept) -> Result<Format, Error> {
                 Shown(format)
             )),
         };
+    }
+    if let Some(width) = format
+        .strip_prefix(FIXED_SIZE_BINARY)
+        .filter(|w| !w.is_empty())
+    {
+        return match parse_count(width) {
+            Some(n) => Ok(Format::FixedSizeBinary(n)),
+            None => Err(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "malformed format '{}': the byte width must be a non-negative integer",
+                Shown(format)
+            )),
+        };
+    }
+    if let Some(params) = format.strip_prefix(DECIMAL).filter(|p| !p.is_empty()) {
+        return decimal_format(format, params).map(Format::Decimal);
     }
     if let Some((_, what, parsed)) = VARIABLE.iter().find(|(f, _, _)| *f == format) {
         return match accept.variable {
@@ -459,7 +583,7 @@ fn classify_other(format: &[u8], accept: Accept) -> Result<Format, Error> {
         .map(|(f, _)| *f)
         .chain(VARIABLE.iter().map(|(f, _, _)| *f))
         .chain(UNSUPPORTED_PREFIXED.iter().map(|(p, _, _)| *p))
-        .chain([FIXED_SIZE_LIST])
+        .chain([FIXED_SIZE_LIST, FIXED_SIZE_BINARY, DECIMAL])
         .any(|f| f.len() >= format.len() && f.starts_with(format));
     if format.is_empty() {
         Err(err!(ARROW_DLPACK_INVALID_ARROW, "empty format string"))
@@ -475,6 +599,87 @@ fn classify_other(format: &[u8], accept: Accept) -> Result<Format, Error> {
             "unknown format '{}'",
             Shown(format)
         ))
+    }
+}
+
+/// A decimal's parameters, `p,s` or `p,s,bits`: the row of its width and
+/// scale; `INVALID_ARROW` for a malformed or out-of-range precision or
+/// width, `UNSUPPORTED_TYPE` for a scale outside [`DECIMAL_SCALES`].
+fn decimal_format(format: &[u8], params: &[u8]) -> Result<&'static DType, Error> {
+    let malformed = || {
+        err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "malformed format '{}': a decimal is 'd:precision,scale[,bitwidth]'",
+            Shown(format)
+        )
+    };
+    let mut parts = params.split(|&b| b == b',');
+    let (Some(p), Some(s), bits, None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed());
+    };
+    let precision = parse_count(p).ok_or_else(malformed)?;
+    let scale = match s.strip_prefix(b"-") {
+        Some(digits) => parse_count(digits).map(|n| -n),
+        None => parse_count(s),
+    }
+    .ok_or_else(malformed)?;
+    let bits = match bits {
+        None => 128,
+        Some(b) => match parse_count(b) {
+            Some(n @ (32 | 64 | 128 | 256)) => n as u32,
+            _ => {
+                return Err(err!(
+                    ARROW_DLPACK_INVALID_ARROW,
+                    "format '{}': a decimal's bit width is 32, 64, 128 or 256",
+                    Shown(format)
+                ));
+            }
+        },
+    };
+    if !(1..=i64::from(max_precision(bits))).contains(&precision) {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "format '{}': a decimal{bits}'s precision is 1 to {}, not {precision}",
+            Shown(format),
+            max_precision(bits)
+        ));
+    }
+    i32::try_from(scale)
+        .ok()
+        .and_then(|scale| decimal(bits, scale))
+        .ok_or_else(|| {
+            err!(
+                ARROW_DLPACK_UNSUPPORTED_TYPE,
+                "format '{}': a decimal's scale must be in {}..={}, not {scale}",
+                Shown(format),
+                DECIMAL_SCALES.start(),
+                DECIMAL_SCALES.end()
+            )
+        })
+}
+
+/// `UNSUPPORTED_TYPE` for a decimal where no float dtype was asked for.
+pub fn decimal_needs_dtype(t: &DType) -> Error {
+    err!(
+        ARROW_DLPACK_UNSUPPORTED_TYPE,
+        "unsupported type {} (scale {}): DLPack has no decimal type; {} (one copy, the nearest float)",
+        t.name,
+        t.scale,
+        Term::DecimalAdvice
+    )
+}
+
+/// The dtype a column of `source` becomes with `asked` (`None`: its own):
+/// a decimal only as float64 or float32, asked for.
+pub fn target_of(
+    source: &'static DType,
+    asked: Option<&'static DType>,
+) -> Result<&'static DType, Error> {
+    match (source.is_decimal(), asked) {
+        (false, asked) => Ok(asked.unwrap_or(source)),
+        (true, Some(t)) if matches!(t.elem, Elem::F32 | Elem::F64) => Ok(t),
+        (true, _) => Err(decimal_needs_dtype(source)),
     }
 }
 
@@ -594,11 +799,94 @@ mod tests {
         );
         assert!(e.message().contains("arrow_dlpack_export_jagged"), "{e}");
         assert!(
-            classify(b"d:10,2", Accept::default())
-                .unwrap_err()
+            decimal_needs_dtype(decimal(128, 2).unwrap())
                 .message()
-                .contains("decimal")
+                .contains("decimal128 (scale 2)")
         );
+    }
+
+    #[test]
+    fn decimal_formats_are_parsed_strictly() {
+        for (format, bits, scale) in [
+            (&b"d:10,2"[..], 128, 2),
+            (b"d:38,0", 128, 0),
+            (b"d:5,-3", 128, -3),
+            (b"d:76,76,256", 256, 76),
+            (b"d:9,2,32", 32, 2),
+            (b"d:18,4,64", 64, 4),
+            (b"d:1,127", 128, 127),
+            (b"d:1,-128", 128, -128),
+        ] {
+            let t = decimal(bits, scale).unwrap();
+            assert_eq!(
+                classify(format, Accept::default()).unwrap(),
+                Format::Decimal(t)
+            );
+            assert_eq!((t.scale, t.is_decimal()), (scale, true));
+            assert_eq!(t.width() as u32 * 8, bits);
+        }
+        for (format, status, word) in [
+            (
+                &b"d:39,2"[..],
+                Status::ARROW_DLPACK_INVALID_ARROW,
+                "precision is 1 to 38, not 39",
+            ),
+            (b"d:0,0", Status::ARROW_DLPACK_INVALID_ARROW, "not 0"),
+            (b"d:10,2,32", Status::ARROW_DLPACK_INVALID_ARROW, "1 to 9"),
+            (b"d:77,2,256", Status::ARROW_DLPACK_INVALID_ARROW, "1 to 76"),
+            (
+                b"d:10,2,100",
+                Status::ARROW_DLPACK_INVALID_ARROW,
+                "bit width",
+            ),
+            (b"d:10", Status::ARROW_DLPACK_INVALID_ARROW, "malformed"),
+            (
+                b"d:10,2,128,1",
+                Status::ARROW_DLPACK_INVALID_ARROW,
+                "malformed",
+            ),
+            (b"d:a,2", Status::ARROW_DLPACK_INVALID_ARROW, "malformed"),
+            (b"d:10,--2", Status::ARROW_DLPACK_INVALID_ARROW, "malformed"),
+            (b"d:", Status::ARROW_DLPACK_INVALID_ARROW, "truncated"),
+            (
+                b"d:10,128",
+                Status::ARROW_DLPACK_UNSUPPORTED_TYPE,
+                "-128..=127, not 128",
+            ),
+            (
+                b"d:10,-999999",
+                Status::ARROW_DLPACK_UNSUPPORTED_TYPE,
+                "not -999999",
+            ),
+        ] {
+            let e = classify(format, Accept::default()).unwrap_err();
+            assert_eq!(e.status(), status, "{format:?}: {e}");
+            assert!(e.message().contains(word), "{format:?}: {e}");
+        }
+        // A decimal becomes only the float asked for.
+        let t = decimal(128, 2).unwrap();
+        assert_eq!(target_of(t, Some(&FLOAT32)).unwrap(), &FLOAT32);
+        assert_eq!(target_of(&INT8, None).unwrap(), &INT8);
+        for asked in [None, Some(&INT64), Some(&FLOAT16), Some(&BFLOAT16)] {
+            let e = target_of(t, asked).unwrap_err();
+            assert_eq!(e.status(), Status::ARROW_DLPACK_UNSUPPORTED_TYPE);
+        }
+    }
+
+    #[test]
+    fn fixed_size_binary_widths_are_parsed_strictly() {
+        assert_eq!(
+            classify(b"w:16", Accept::default()).unwrap(),
+            Format::FixedSizeBinary(16)
+        );
+        assert_eq!(
+            classify(b"w:0", Accept::default()).unwrap(),
+            Format::FixedSizeBinary(0)
+        );
+        for bad in [&b"w:-1"[..], b"w:1x", b"w:99999999999999999999"] {
+            let e = classify(bad, Accept::default()).unwrap_err();
+            assert_eq!(e.status(), Status::ARROW_DLPACK_INVALID_ARROW, "{e}");
+        }
     }
 
     #[test]

@@ -163,6 +163,8 @@ pub enum Term {
     Prefetch,
     /// A loader's list of columns when it may not be empty.
     RowIds,
+    /// How to export a decimal: as a float dtype.
+    DecimalAdvice,
 }
 
 /// The byte that starts a term in a message buffer (the next byte is
@@ -171,7 +173,7 @@ pub enum Term {
 const TERM_MARK: u8 = 0x01;
 const TERM_BASE: u8 = b'A';
 
-const TERMS: [Term; 23] = [
+const TERMS: [Term; 24] = [
     Term::FillAdvice,
     Term::FillValue,
     Term::CopyNever,
@@ -195,6 +197,7 @@ const TERMS: [Term; 23] = [
     Term::Window,
     Term::Prefetch,
     Term::RowIds,
+    Term::DecimalAdvice,
 ];
 
 impl Term {
@@ -217,6 +220,10 @@ impl Term {
             (Term::RowMajor, Face::Python) => "order='C'",
             (Term::Dtype, Face::C) => "options.dtype",
             (Term::Dtype, Face::Python) => "dtype=",
+            (Term::DecimalAdvice, Face::C) => {
+                "set options.dtype to float64 or float32 (kDLFloat, 64 or 32 bits)"
+            }
+            (Term::DecimalAdvice, Face::Python) => "pass dtype='float64' or dtype='float32'",
             (Term::DictionaryAdvice, Face::C) => {
                 "set options.dictionary_as_indices to export its indices, or decode it first"
             }

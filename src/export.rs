@@ -20,7 +20,7 @@ use crate::copy::threads;
 use crate::dtype;
 use crate::error::{Error, err};
 use crate::managed::{self, Managed};
-use crate::options::{ArrowDlpackCopy, ExportPolicy, Pad};
+use crate::options::{self, ArrowDlpackCopy, ExportPolicy, Pad};
 use crate::owner;
 use crate::plan::{self, Make, Plan};
 
@@ -110,6 +110,14 @@ unsafe fn share<M: Managed>(
     // `schema` are valid (the C Data Interface's guarantees).
     let piece = unsafe { read::read_piece(array, &column, None, location, Mode::default()) }?;
     let dtype = column.values.dtype;
+    // What only the planner's copy makes: a decimal's float, decoded rows.
+    dtype::target_of(dtype, None)?;
+    plan::null_type_refused(&column)?;
+    if piece.is_decoded() {
+        return Err(options::needs_copy(format_args!(
+            "decoding run-end encoded values"
+        )));
+    }
     let dims = plan::shared_dims(column.values, &piece);
     // SAFETY: the piece's data is the array's memory.
     unsafe {
@@ -661,7 +669,7 @@ unsafe fn variable_type<'s>(
     // SAFETY: `variable_type`'s caller promises it: `schema` is valid.
     let column = unsafe { read::column_type(schema, accept_variable(options)) }?;
     match column.rows.is_variable() {
-        true => Ok(Type::Column(column)),
+        true => Ok(Type::Column(Box::new(column))),
         false => Err(err!(
             ARROW_DLPACK_UNSUPPORTED_TYPE,
             "format '{}' has rows of one shape: jagged and padded tensors are made of lists, strings and binaries (export it as one tensor)",

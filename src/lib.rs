@@ -38,12 +38,13 @@
 //! - `extension`: `arrow.fixed_shape_tensor`, read, applied and written.
 //! - `bitmap`: counting validity bits.
 //! - `arrow::read`: the only reader of untrusted Arrow structs: every input
-//!   shape (arrays, nested lists, structs, lists, strings, dictionaries)
-//!   to column types and pieces, in layers (structure, ranges, data);
+//!   shape (arrays, nested lists, structs and their fields, lists,
+//!   strings, dictionaries) to column types and pieces, in layers
+//!   (structure, ranges, data); run-end encoded and null arrays decoded;
 //!   `arrow::stream`: a C stream's chunks, one at a time.
 //! - `plan`: share or copy, dtype and promotion, order, fill, mask.
-//! - `copy`: the kernels that write a copy's bytes (conversions, bits,
-//!   nulls, gathers, transposes, the layout of pieces in a tensor).
+//! - `copy`: the kernels that write a copy's bytes (conversions, decimals,
+//!   bits, nulls, gathers, transposes, the layout of pieces in a tensor).
 //! - `pinned`: page-locked host memory from the CUDA driver, loaded at
 //!   run time (`owner` allocates copies there on request).
 //! - `owner`: the one allocation behind a tensor (a moved array, a share

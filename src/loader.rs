@@ -223,9 +223,7 @@ impl Loader {
         let mut loader = Loader {
             reads: Vec::new(),
             chunks: Vec::new(),
-            table: TableType {
-                columns: Vec::new(),
-            },
+            table: TableType::empty(),
             outputs: Vec::new(),
             names: Vec::new(),
             export: ExportPolicy::SHARE,
@@ -672,9 +670,7 @@ impl Loader {
                     unsafe { export::gathered(&input, picks, &self.export) }.map_err(at)?
                 }
                 Kind::Stack(js, dtype) => {
-                    let group = TableType {
-                        columns: js.iter().map(|&j| self.table.columns[j].clone()).collect(),
-                    };
+                    let group = self.table.group(js);
                     let batches = counted
                         .iter()
                         .map(|b| Batch {

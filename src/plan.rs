@@ -9,7 +9,7 @@
 use std::ffi::c_void;
 
 use crate::arrow::read::{
-    Batch, ColumnName, ColumnType, Level, Piece, RowFacts, TableType, Values, locate,
+    Batch, ColumnName, ColumnType, Encoding, Level, Piece, RowFacts, TableType, Values, locate,
 };
 use crate::dims::Dims;
 use crate::dtype::{self, DType};
@@ -114,6 +114,17 @@ fn depth_of(level: Level) -> usize {
     }
 }
 
+/// `HAS_NULLS` for a column of Arrow's null type (however many rows: its
+/// type says each is null) where no fill value was given.
+pub fn null_type_refused(column: &ColumnType<'_>) -> Result<(), Error> {
+    match column.encoding {
+        Encoding::Null => Err(options::has_nulls(format_args!(
+            "a null column (Arrow's type null) holds only nulls"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// A column's tensor from its pieces (an array, or a stream's chunks),
 /// stacked along the first dimension: the one piece with elements shared,
 /// or one copy of them all (booleans unpacked, nulls filled, another dtype,
@@ -125,8 +136,11 @@ pub fn tensor(
     options: &ExportPolicy,
 ) -> Result<Plan, Error> {
     let source = column.values.dtype;
-    let target = options.dtype.unwrap_or(source);
+    let target = dtype::target_of(source, options.dtype)?;
     let fill = fill_bytes(options, target)?;
+    if fill.is_none() {
+        null_type_refused(column)?;
+    }
     let nulls: usize = pieces.iter().map(|p| p.nulls).sum();
     if nulls > 0 && fill.is_none() {
         let level = pieces
@@ -139,8 +153,13 @@ pub fn tensor(
         ));
     }
     let non_empty = pieces.iter().filter(|p| p.elements > 0).count();
+    let decoded = pieces.iter().any(Piece::is_decoded);
     let needed = if source.is_bit_packed() {
         Some(format_args!("unpacking boolean bits to kDLBool bytes"))
+    } else if decoded && column.encoding == Encoding::Null {
+        Some(format_args!("writing a null column's fill value"))
+    } else if decoded {
+        Some(format_args!("decoding run-end encoded values"))
     } else if target != source {
         Some(format_args!("converting to another dtype"))
     } else if nulls > 0 {
@@ -210,6 +229,11 @@ pub fn matrix(
             )
             .context(format_args!("{}", name(j))));
         }
+    }
+    for (j, column) in table.columns.iter().enumerate() {
+        // A decimal only as the float asked for.
+        dtype::target_of(column.values.dtype, options.dtype)
+            .map_err(|e| e.context(format_args!("{}", name(j))))?;
     }
     let columns = table.columns.len();
     let natural = table
@@ -318,6 +342,9 @@ fn unshareable(
         }
         if c.nulls > 0 || batch.null_rows > 0 {
             return needs(format_args!("filling the nulls of {}", name(j)));
+        }
+        if c.is_decoded() {
+            return needs(format_args!("decoding {}", name(j)));
         }
     }
     // Checked: a column of `rows` elements lies in memory, but a column of
@@ -437,7 +464,7 @@ pub fn jagged(
 ) -> Result<JaggedPlan, Error> {
     use crate::arrow::read::Rows;
     let source = column.values.dtype;
-    let target = options.dtype.unwrap_or(source);
+    let target = dtype::target_of(source, options.dtype)?;
     let fill = fill_bytes(options, target)?;
     variable_nulls(pieces, fill)?;
     let facts = rows.unwrap_or(&[]);
@@ -555,7 +582,7 @@ pub fn padded(
     options: &ExportPolicy,
 ) -> Result<PaddedPlan, Error> {
     let source = column.values.dtype;
-    let target = options.dtype.unwrap_or(source);
+    let target = dtype::target_of(source, options.dtype)?;
     let fill = fill_bytes(options, target)?;
     let pad = crate::copy::convert::exact(padding.value(), target).ok_or_else(|| {
         err!(

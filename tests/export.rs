@@ -333,8 +333,10 @@ fn non_numeric_types_are_unsupported_with_a_hint() {
         (c"tdD", "date32: cast to its integer storage"),
         (c"tsn:UTC", "timestamp[ns]: cast to its integer storage"),
         (c"tDu", "duration[us]: cast to its integer storage"),
-        (c"d:10,2", "decimal"),
-        (c"w:4", "fixed-size binary"),
+        (
+            c"d:10,2",
+            "decimal128 (scale 2): DLPack has no decimal type",
+        ),
         (c"+l", "list"),
         (c"+s", "struct"),
     ] {

@@ -58,9 +58,18 @@ impl Input<'_> {
     }
 }
 
-const FORMATS: [&str; 16] = [
-    "c", "C", "s", "S", "i", "I", "l", "L", "e", "f", "g", "b", "u", "tdD", "+w:", "?",
+const FORMATS: [&str; 18] = [
+    "c", "C", "s", "S", "i", "I", "l", "L", "e", "f", "g", "b", "u", "tdD", "+w:", "w:", "d:", "?",
 ];
+
+/// A decimal's width in bytes (`d:p,s,bits`; 16 without the bits).
+fn decimal_width(format: &str) -> Option<usize> {
+    let params = format.strip_prefix("d:")?;
+    Some(match params.split(',').nth(2) {
+        Some(bits) => bits.parse::<usize>().unwrap_or(128) / 8,
+        None => 16,
+    })
+}
 
 /// Owns everything one level of the tree points at.
 struct Level {
@@ -80,8 +89,20 @@ struct Level {
 fn build(input: &mut Input, arena: &mut [u8], depth: usize) -> Box<Level> {
     let mut format = FORMATS[input.byte() as usize % FORMATS.len()].to_string();
     let list_size = input.small(6);
-    if format == "+w:" {
-        format = format!("+w:{}", list_size.max(0));
+    if format == "+w:" || format == "w:" {
+        format = format!("{format}{}", list_size.max(0));
+    }
+    if format == "d:" {
+        // decimal32, 64 and 128 (value-checked below), at their largest
+        // precision; the scale from -5 to 34, or out of range.
+        let (bits, precision) = [(32, 9), (64, 18), (128, 38)][list_size.max(0) as usize % 3];
+        let scale = input.small(40).saturating_sub(5);
+        // Sometimes one digit past the width's limit (refused).
+        let precision = precision + i64::from(input.byte() % 8 == 0);
+        format = match input.byte() % 2 {
+            0 if bits == 128 => format!("d:{precision},{scale}"),
+            _ => format!("d:{precision},{scale},{bits}"),
+        };
     }
     let length = input.small(40);
     let offset = input.small(8);
@@ -94,6 +115,9 @@ fn build(input: &mut Input, arena: &mut [u8], depth: usize) -> Box<Level> {
         2
     };
     let width = match format.as_str() {
+        // A fixed-size binary's entries are its width in bytes.
+        w if w.starts_with("w:") => (list_size.max(1)) as usize,
+        d if d.starts_with("d:") => decimal_width(d).unwrap_or(16),
         "c" | "C" => 1,
         "s" | "S" | "e" => 2,
         "i" | "I" | "f" => 4,
@@ -320,12 +344,46 @@ fn model(root: &Level, nulls: bool) -> Model {
             depth += 1;
             continue;
         }
+        if let Some(size) = format.strip_prefix("w:") {
+            // The leaf's entries are `size` bytes each, read as uint8.
+            let size: i128 = size.parse().unwrap();
+            assert_eq!(
+                (a.n_buffers, a.n_children, s.n_children),
+                (2, 0, 0),
+                "{format}"
+            );
+            assert!(
+                root.json_form.is_none(),
+                "an extension over fixed-size binary was accepted"
+            );
+            shape.push(size as i64);
+            let bytes = elements
+                .filter(|e| e.len() as i128 * size <= MODEL_LIMIT)
+                .map(|e| {
+                    e.iter()
+                        .flat_map(|&(i, v)| {
+                            (0..size).map(move |j| ((a.offset as i128 + i) * size + j, v))
+                        })
+                        .collect::<Vec<_>>()
+                });
+            // SAFETY: two entries, asserted above.
+            let values = unsafe { *a.buffers.add(1) } as usize;
+            return Model {
+                storage: shape,
+                format: "C".to_string(),
+                width: 1,
+                values,
+                indices: bytes.as_ref().map(|e| e.iter().map(|&(i, _)| i).collect()),
+                valid: bytes.map(|e| e.iter().map(|&(_, v)| v).collect()),
+            };
+        }
         assert_eq!(
             (a.n_buffers, a.n_children, s.n_children),
             (2, 0, 0),
             "{format}"
         );
         let width = match format {
+            d if d.starts_with("d:") => decimal_width(d).unwrap(),
             "b" => 0,
             "c" | "C" => 1,
             "s" | "S" | "e" => 2,
@@ -369,6 +427,21 @@ fn reference(m: &Model, index: i128, target: Option<DLDataType>) -> Vec<u8> {
         return raw(m.width);
     };
     let r = raw(m.width);
+    if let Some(scale) = m
+        .format
+        .strip_prefix("d:")
+        .and_then(|p| p.split(',').nth(1))
+    {
+        // The nearest float64 to integer / 10^scale, by Rust's correctly
+        // rounded parser.
+        let mut word = [0u8; 16];
+        word[..m.width].copy_from_slice(&r);
+        let shift = 128 - 8 * m.width as u32;
+        let x = (i128::from_le_bytes(word) << shift) >> shift;
+        let scale: i64 = scale.parse().unwrap();
+        let v: f64 = format!("{x}e{}", -scale).parse().unwrap();
+        return v.to_le_bytes().to_vec();
+    }
     enum V {
         I(i128),
         F(f64),
@@ -446,6 +519,7 @@ fn check(tensor: &DLTensor, root: &Level, arena: &[u8]) {
     assert_eq!(tensor.byte_offset, 0);
     assert!(shape.iter().all(|&e| e >= 0) && strides.iter().all(|&s| s >= 0));
     let m = model(root, false);
+    assert!(!m.format.starts_with("d:"), "a decimal was shared");
     let (storage, width, expected) = (m.storage.clone(), m.width, m.addresses());
     assert_eq!(tensor.dtype.bits as usize, width * 8);
     assert_eq!(shape[0], storage[0], "the first dimension is the length");
@@ -613,6 +687,14 @@ fn check_with(
     let m = model(root, o.fill_nulls == 1);
     let natural = o.dtype.bits == 0;
     let target = (!natural).then_some(o.dtype);
+    let decimal = m.format.starts_with("d:");
+    if decimal {
+        assert_eq!(
+            (o.dtype.code, o.dtype.bits),
+            (K_DL_FLOAT, 64),
+            "a decimal only as the float asked for"
+        );
+    }
     let n = tensor.ndim as usize;
     // SAFETY: `ndim` entries.
     let shape = unsafe { std::slice::from_raw_parts(tensor.shape, n) };
@@ -634,7 +716,15 @@ fn check_with(
             let at = (tensor.data as usize) + (c * per_copy + k) * width;
             // SAFETY: inside the tensor (row-major, no extension).
             let got = unsafe { std::slice::from_raw_parts(at as *const u8, width) };
-            assert_eq!(got, &expected[..], "element {k} of copy {c}");
+            match decimal && ok {
+                // Within one ulp of the nearest float (documented).
+                true => {
+                    let as_bits = |b: &[u8]| i64::from_le_bytes(b.try_into().unwrap());
+                    let (g, e) = (as_bits(got), as_bits(&expected));
+                    assert!((g - e).abs() <= 1, "element {k}: {g:x} vs {e:x}");
+                }
+                false => assert_eq!(got, &expected[..], "element {k} of copy {c}"),
+            }
             if !mask.is_null() {
                 // SAFETY: a live kDLBool tensor of the same shape.
                 let bit = unsafe { *(*mask).dl_tensor.data.cast::<u8>().add(c * per_copy + k) };

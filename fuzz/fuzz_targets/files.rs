@@ -14,17 +14,19 @@
 use std::ffi::{CString, c_char};
 use std::io::Write;
 
-use arrow_dlpack::{ArrowDlpackError, Status};
 use arrow_dlpack::abi::DLManagedTensorVersioned;
 use arrow_dlpack::capi::{
     ArrowDlpackBatch, ArrowDlpackLoaderOptions, arrow_dlpack_batch_release,
     arrow_dlpack_loader_free, arrow_dlpack_loader_len, arrow_dlpack_loader_next,
     arrow_dlpack_loader_open,
 };
+use arrow_dlpack::{ArrowDlpackError, Status};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&[batch, shuffle], file)) = data.split_first_chunk::<2>() else { return };
+    let Some((&[batch, shuffle], file)) = data.split_first_chunk::<2>() else {
+        return;
+    };
     let path = std::env::temp_dir().join(format!("arrow-dlpack-fuzz-{}.arrow", std::process::id()));
     std::fs::File::create(&path)
         .and_then(|mut f| f.write_all(file))
@@ -41,7 +43,12 @@ fuzz_target!(|data: &[u8]| {
     // SAFETY: one NUL-terminated path, valid options and error.
     let loader = unsafe { arrow_dlpack_loader_open(names.as_ptr(), 1, &options, &mut error) };
     if loader.is_null() {
-        assert_ne!(error.status, Status::ARROW_DLPACK_INTERNAL_ERROR, "a panic: {:?}", message(&error));
+        assert_ne!(
+            error.status,
+            Status::ARROW_DLPACK_INTERNAL_ERROR,
+            "a panic: {:?}",
+            message(&error)
+        );
         assert_ne!(error.status, Status::ARROW_DLPACK_OK);
         assert!(error.message[0] != 0, "a refusal says why");
         return;
@@ -65,7 +72,12 @@ fuzz_target!(|data: &[u8]| {
         if status != Status::ARROW_DLPACK_OK {
             // Data the reader accepted and a batch refused (nulls, say):
             // named, never a panic.
-            assert_ne!(status, Status::ARROW_DLPACK_INTERNAL_ERROR, "a panic: {:?}", message(&error));
+            assert_ne!(
+                status,
+                Status::ARROW_DLPACK_INTERNAL_ERROR,
+                "a panic: {:?}",
+                message(&error)
+            );
             break;
         }
         if b.n_outputs == 0 {
@@ -81,7 +93,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(unsafe { *t.dl_tensor.shape }, b.rows);
         // SAFETY: an int64 tensor of `rows` elements (or NULL when empty).
         if b.rows > 0 {
-            let r = unsafe { std::slice::from_raw_parts(t.dl_tensor.data.cast::<i64>(), b.rows as usize) };
+            let r = unsafe {
+                std::slice::from_raw_parts(t.dl_tensor.data.cast::<i64>(), b.rows as usize)
+            };
             rows.extend_from_slice(r);
         }
         // SAFETY: the batch `next` wrote.
@@ -91,11 +105,19 @@ fuzz_target!(|data: &[u8]| {
     unsafe { arrow_dlpack_loader_free(loader) };
     if whole && error.status == Status::ARROW_DLPACK_OK {
         rows.sort_unstable();
-        assert!(rows.iter().enumerate().all(|(i, &r)| r == i as i64), "every row once");
+        assert!(
+            rows.iter().enumerate().all(|(i, &r)| r == i as i64),
+            "every row once"
+        );
     }
 });
 
 fn message(e: &ArrowDlpackError) -> String {
-    let bytes: Vec<u8> = e.message.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    let bytes: Vec<u8> = e
+        .message
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }

@@ -22,16 +22,23 @@ fn word(data: &[u8], at: usize) -> u64 {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     if mode % 2 == 0 {
         let text = String::from_utf8_lossy(rest);
         match State::from_json(&text) {
             Ok(state) => {
-                let again = State::from_json(&state.to_json()).expect("a state written back parses");
+                let again =
+                    State::from_json(&state.to_json()).expect("a state written back parses");
                 assert_eq!(again, state);
                 state.matches(&state).expect("a state matches itself");
             }
-            Err(e) => assert!(e.message().starts_with("malformed state: "), "{}", e.message()),
+            Err(e) => assert!(
+                e.message().starts_with("malformed state: "),
+                "{}",
+                e.message()
+            ),
         }
         return;
     }
@@ -62,20 +69,28 @@ fuzz_target!(|data: &[u8]| {
     let (batch, world) = (word(rest, 32) % 40, word(rest, 40) % 6);
     let drop_last = word(rest, 48) % 2 == 1;
     let epoch = word(rest, 56);
-    let Ok(order) = Order::new(n, seed, shuffle) else { return };
+    let Ok(order) = Order::new(n, seed, shuffle) else {
+        return;
+    };
     let e = order.epoch(epoch);
-    let Ok(first) = Split::new(batch, world, 0, drop_last) else { return };
+    let Ok(first) = Split::new(batch, world, 0, drop_last) else {
+        return;
+    };
     let steps = first.steps(n);
     let mut seen = vec![0u32; n as usize];
     let mut total = 0u64;
     for step in 0..steps {
         let mut size = None;
         for rank in 0..world {
-            let split = Split::new(batch, world, rank, drop_last).expect("a rank below the world size");
+            let split =
+                Split::new(batch, world, rank, drop_last).expect("a rank below the world size");
             assert_eq!(split.steps(n), steps, "every rank the same count");
             let mut rows = Vec::new();
             batch_rows(&e, &split, step, &mut rows);
-            assert!(size.is_none_or(|s| s == rows.len()), "every rank the same size");
+            assert!(
+                size.is_none_or(|s| s == rows.len()),
+                "every rank the same size"
+            );
             size = Some(rows.len());
             for r in rows {
                 assert!(r < n);

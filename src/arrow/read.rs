@@ -41,6 +41,8 @@ use crate::dtype::{self, DType, Format, Shown};
 use crate::error::{Error, Term, err};
 use crate::extension;
 
+mod runs;
+
 /// Where the buffers live, as far as reading them is concerned.
 #[derive(Debug, Clone, Copy)]
 pub struct Location {
@@ -144,6 +146,9 @@ pub struct Values {
     reshaped: bool,
     /// Elements of one row (the product of the list sizes).
     row_elements: usize,
+    /// A fixed-size binary leaf's byte width (its bytes are the last
+    /// dimension, each entry of the leaf that many uint8 elements).
+    binary_width: Option<i64>,
 }
 
 impl Values {
@@ -228,6 +233,37 @@ pub struct ColumnType<'s> {
     pub dictionary: bool,
     /// The column's dense values, or its rows' elements.
     pub values: Values,
+    /// How its arrays hold the rows: as they are, or encoded (decoded
+    /// by a copy when read).
+    pub encoding: Encoding,
+    /// In a table: the way from its struct down to the column, one step
+    /// per struct level (one step for a child of the table's struct);
+    /// empty for a column read alone.
+    pub path: Vec<Step>,
+    /// A struct's field: its name qualified by its parents'
+    /// (`parent.field`).
+    qualified: Option<Box<[u8]>>,
+}
+
+/// How a dense column's arrays hold its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Row after row: shared where a tensor can be.
+    Plain,
+    /// Run-end encoded (`+r`): run ends of this integer type, and values.
+    RunEnd { ends: &'static DType },
+    /// A null array (`n`): every row null, no values.
+    Null,
+}
+
+/// One step from a struct down to a child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// The child's index.
+    pub index: usize,
+    /// The struct's children (its schema's `n_children`, which its arrays
+    /// must have).
+    pub of: i64,
 }
 
 // SAFETY: a column's type points into its schema, which nothing writes
@@ -237,21 +273,48 @@ unsafe impl Sync for ColumnType<'_> {}
 impl ColumnType<'_> {
     /// The column's name (the schema's), for messages and batches' keys.
     pub fn name(&self) -> &[u8] {
-        // SAFETY: a schema that passed layer 1: `name` is NULL or a C string.
-        unsafe { name_of(self.schema) }
+        match &self.qualified {
+            Some(name) => name,
+            // SAFETY: a schema that passed layer 1: `name` is NULL or a C
+            // string.
+            None => unsafe { name_of(self.schema) },
+        }
     }
 }
 
-/// A struct schema's type: a record batch of columns.
+/// A struct schema's type: a record batch of columns (a struct child's
+/// fields are columns, named `parent.field`).
 #[derive(Debug)]
 pub struct TableType<'s> {
     pub columns: Vec<ColumnType<'s>>,
+    /// The struct's children (its arrays must have as many).
+    pub children: i64,
+}
+
+impl<'s> TableType<'s> {
+    /// A table of no columns (a placeholder until a schema is read).
+    pub fn empty() -> TableType<'s> {
+        TableType {
+            columns: Vec::new(),
+            children: 0,
+        }
+    }
+
+    /// The columns `js`, in that order, as a table of their own (a group
+    /// stacked into one matrix; its batches are the pieces already read).
+    pub fn group(&self, js: &[usize]) -> TableType<'s> {
+        TableType {
+            columns: js.iter().map(|&j| self.columns[j].clone()).collect(),
+            children: self.children,
+        }
+    }
 }
 
 /// What a schema describes.
 #[derive(Debug)]
 pub enum Type<'s> {
-    Column(ColumnType<'s>),
+    /// Boxed: a column's type is several times a table's handle.
+    Column(Box<ColumnType<'s>>),
     Table(TableType<'s>),
 }
 
@@ -342,7 +405,7 @@ pub unsafe fn read_type(schema: &ArrowSchema, accept: Accept) -> Result<Type<'_>
     // SAFETY: as for the block above, `read_type`'s caller promises it: `schema` is valid for
     // reads and follows the C Data Interface as far as it is trusted (see the module
     // documentation).
-    unsafe { column_type(schema, accept) }.map(Type::Column)
+    unsafe { column_type(schema, accept) }.map(|c| Type::Column(Box::new(c)))
 }
 
 /// Reads a column's type.
@@ -387,8 +450,24 @@ pub unsafe fn column_type(schema: &ArrowSchema, accept: Accept) -> Result<Column
         dictionary: false,
         ..accept
     };
+    let mut encoding = Encoding::Plain;
     let (rows, values) = match parsed {
-        Format::Primitive(_) | Format::FixedSizeList(_) => (
+        Format::RunEndEncoded => {
+            // SAFETY: `column_type`'s caller promises it: as `read_type`'s.
+            let (ends, values) = unsafe { run_end_type(schema, inner) }?;
+            encoding = Encoding::RunEnd { ends };
+            (Rows::Dense, values)
+        }
+        Format::Null => {
+            // SAFETY: as for the block above.
+            unsafe { no_children(schema, format) }?;
+            encoding = Encoding::Null;
+            (Rows::Dense, flat(&dtype::FLOAT32))
+        }
+        Format::Primitive(_)
+        | Format::FixedSizeList(_)
+        | Format::FixedSizeBinary(_)
+        | Format::Decimal(_) => (
             Rows::Dense,
             // SAFETY: `column_type`'s caller promises it: as `read_type`'s: `schema` is valid
             // for reads and follows the C Data Interface as far as it is trusted (see the
@@ -448,7 +527,98 @@ pub unsafe fn column_type(schema: &ArrowSchema, accept: Accept) -> Result<Column
         rows,
         dictionary,
         values,
+        encoding,
+        path: Vec::new(),
+        qualified: None,
     })
+}
+
+/// The type of a run-end encoded column: its run ends' integer type
+/// (int16, int32 or int64) and its values'.
+///
+/// # Safety
+/// As [`read_type`].
+unsafe fn run_end_type(
+    schema: &ArrowSchema,
+    accept: Accept,
+) -> Result<(&'static DType, Values), Error> {
+    if schema.n_children != 2 || schema.children.is_null() {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "schema.n_children is {} (children {}), format '+r' has 2: run ends and values",
+            schema.n_children,
+            if schema.children.is_null() {
+                "NULL"
+            } else {
+                "set"
+            }
+        ));
+    }
+    let child = |i: usize| {
+        // SAFETY: two entries (checked), NULL or valid schemas (trusted).
+        match unsafe { (*schema.children.add(i)).as_ref() } {
+            Some(c) if c.release.is_some() => Ok(c),
+            Some(_) => Err(locate(1, released_schema())),
+            None => Err(err!(ARROW_DLPACK_INVALID_ARROW, "children[{i}] is NULL")),
+        }
+    };
+    let (ends, values) = (child(0)?, child(1)?);
+    let at = |e| locate(1, e);
+    // SAFETY: a valid schema (trusted).
+    let ends_format = unsafe { format_of(ends) }.map_err(at)?;
+    let ends_type = match dtype::classify(ends_format, Accept::default()) {
+        Ok(Format::Primitive(t))
+            if matches!(t.format, b's' | b'i' | b'l')
+                && ends.n_children == 0
+                && ends.dictionary.is_null() =>
+        {
+            t
+        }
+        _ => {
+            return Err(at(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "run ends of format '{}': they are int16, int32 or int64",
+                Shown(ends_format)
+            )));
+        }
+    };
+    // SAFETY: as above: a valid schema (trusted).
+    let values_format = unsafe { format_of(values) }.map_err(at)?;
+    if !values.dictionary.is_null() {
+        return Err(at(err!(
+            ARROW_DLPACK_UNSUPPORTED_TYPE,
+            "unsupported dictionary-encoded run-end encoded values (indices '{}'): decode them first",
+            Shown(values_format)
+        )));
+    }
+    let parsed = dtype::classify(values_format, accept).map_err(at)?;
+    if matches!(parsed, Format::RunEndEncoded | Format::Null) {
+        return Err(at(err!(
+            ARROW_DLPACK_UNSUPPORTED_TYPE,
+            "unsupported run-end encoded values of format '{}'",
+            Shown(values_format)
+        )));
+    }
+    // SAFETY: as above: a valid schema (trusted).
+    let values = unsafe {
+        let json = extension::fixed_shape_tensor_json(values).map_err(at)?;
+        values_type(values, parsed, json, accept, 1)
+    }?;
+    Ok((ends_type, values))
+}
+
+/// The values of a one-dimensional column of `dtype`.
+fn flat(dtype: &'static DType) -> Values {
+    let mut dims = Dims::new();
+    dims.push_strided(0, 1).expect("one dimension");
+    Values {
+        dtype,
+        depth: 1,
+        dims,
+        reshaped: false,
+        row_elements: 1,
+        binary_width: None,
+    }
 }
 
 /// The values of a string or binary column: its bytes, as uint8.
@@ -461,6 +631,7 @@ fn bytes() -> Values {
         dims,
         reshaped: false,
         row_elements: 1,
+        binary_width: None,
     }
 }
 
@@ -523,6 +694,7 @@ unsafe fn values_type(
     let mut dims = Dims::new();
     dims.push(0)?;
     let (mut schema, mut parsed, mut depth) = (schema, parsed, 0);
+    let mut binary_width = None;
     let dtype = loop {
         let at = |e| locate(base + depth, e);
         if depth > 0 && !schema.dictionary.is_null() {
@@ -535,7 +707,7 @@ unsafe fn values_type(
             )));
         }
         match parsed {
-            Format::Primitive(t) => {
+            Format::Primitive(t) | Format::Decimal(t) => {
                 if schema.n_children != 0 {
                     // SAFETY: as for the block above, a valid schema (trusted when reached).
                     let format = unsafe { format_of(schema) }.map_err(at)?;
@@ -547,6 +719,22 @@ unsafe fn values_type(
                     )));
                 }
                 break t;
+            }
+            Format::FixedSizeBinary(width) => {
+                // SAFETY: as for the block above, a valid schema (trusted when reached).
+                let format = unsafe { format_of(schema) }.map_err(at)?;
+                // SAFETY: as for the block above, a valid schema (trusted when reached).
+                unsafe { no_children(schema, format) }.map_err(at)?;
+                if tensor_json.is_some() {
+                    return Err(err!(
+                        ARROW_DLPACK_UNSUPPORTED_TYPE,
+                        "an arrow.fixed_shape_tensor over fixed-size binary ('{}'): its storage must be a fixed_size_list of numbers",
+                        Shown(format)
+                    ));
+                }
+                dims.push(width)?;
+                binary_width = Some(width);
+                break &dtype::UINT8;
             }
             Format::FixedSizeList(size) => {
                 if depth + 1 == MAX_NDIM {
@@ -600,6 +788,7 @@ unsafe fn values_type(
         dims,
         reshaped,
         row_elements,
+        binary_width,
     })
 }
 
@@ -608,6 +797,23 @@ unsafe fn values_type(
 /// # Safety
 /// As [`read_type`].
 unsafe fn table_type(schema: &ArrowSchema, accept: Accept) -> Result<TableType<'_>, Error> {
+    let accept = Accept {
+        table: false,
+        ..accept
+    };
+    let mut columns = Vec::new();
+    // SAFETY: `table_type`'s caller promises it: as `read_type`'s.
+    let children = unsafe { struct_children(schema) }?;
+    // SAFETY: as for the block above.
+    unsafe { flatten(schema, accept, &mut Vec::new(), &[], &mut columns) }?;
+    Ok(TableType { columns, children })
+}
+
+/// A struct schema's children, checked: `n_children >= 0`, each non-NULL.
+///
+/// # Safety
+/// As [`read_type`].
+unsafe fn struct_children(schema: &ArrowSchema) -> Result<i64, Error> {
     let n = schema.n_children;
     // SAFETY: `n` entries when not NULL (the interface's layout).
     if n < 0 || (n > 0 && unsafe { missing(schema.children, n as usize) }) {
@@ -616,23 +822,64 @@ unsafe fn table_type(schema: &ArrowSchema, accept: Accept) -> Result<TableType<'
             "struct schema: n_children {n} with children (or one of them) NULL"
         ));
     }
-    let accept = Accept {
-        table: false,
-        ..accept
-    };
-    let mut columns = Vec::with_capacity(n as usize);
+    Ok(n)
+}
+
+/// Struct levels a table's column may lie under (a deeper schema is
+/// refused, not followed down the stack).
+const MAX_STRUCT_DEPTH: usize = 32;
+
+/// The columns of struct `schema` (found along `path`, named from
+/// `prefix`) into `columns`: each child a column, or, a struct itself, its
+/// fields as columns named `parent.field` (recursively).
+///
+/// # Safety
+/// As [`read_type`]; `schema`'s children were checked
+/// ([`struct_children`]).
+unsafe fn flatten<'s>(
+    schema: &'s ArrowSchema,
+    accept: Accept,
+    path: &mut Vec<Step>,
+    prefix: &[u8],
+    columns: &mut Vec<ColumnType<'s>>,
+) -> Result<(), Error> {
+    let n = schema.n_children;
     for j in 0..n as usize {
-        // SAFETY: `n` non-NULL entries (checked), valid schemas (trusted).
+        // SAFETY: `n` non-NULL entries (checked by the caller), valid schemas (trusted).
         let child = unsafe { &**schema.children.add(j) };
-        // SAFETY: as for the block above, `n` non-NULL entries (checked), valid schemas
-        // (trusted).
-        let column = unsafe { column_type(child, accept) }.map_err(|e| {
-            // SAFETY: as above; a name is NULL or a C string.
-            e.context(format_args!("{}", ColumnName(j, unsafe { name_of(child) })))
-        })?;
-        columns.push(column);
+        let mut name = prefix.to_vec();
+        // SAFETY: as above; a name is NULL or a C string.
+        name.extend_from_slice(unsafe { name_of(child) });
+        let at = |e: Error| e.context(format_args!("{}", ColumnName(columns.len(), &name)));
+        path.push(Step { index: j, of: n });
+        // SAFETY: as above: a valid schema (trusted); its format NULL or a C string.
+        let nested = child.release.is_some()
+            && child.dictionary.is_null()
+            && unsafe { format_of(child) }.is_ok_and(|f| f == b"+s");
+        if nested {
+            if path.len() > MAX_STRUCT_DEPTH {
+                return Err(at(err!(
+                    ARROW_DLPACK_UNSUPPORTED_TYPE,
+                    "structs nested more than {MAX_STRUCT_DEPTH} deep"
+                )));
+            }
+            // SAFETY: as above: a valid schema (trusted).
+            unsafe { struct_children(child) }.map_err(at)?;
+            name.push(b'.');
+            // SAFETY: as above; its children just checked.
+            unsafe { flatten(child, accept, path, &name, columns) }?;
+        } else {
+            // SAFETY: as above: a valid schema (trusted).
+            let mut column = unsafe { column_type(child, accept) }.map_err(at)?;
+            column.path = path.clone();
+            if !prefix.is_empty() {
+                column.qualified = Some(name.into());
+            }
+            columns.push(column);
+        }
+        path.pop();
     }
-    Ok(TableType { columns })
+    Ok(())
 }
 
 /// Whether `children` (of `n` entries when not NULL) or one of them is
@@ -765,6 +1012,9 @@ pub struct Piece {
     pub null_level: Level,
     /// Variable-length rows: where their offsets are.
     pub offsets: Option<Offsets>,
+    /// A decoded piece (run-end encoded, null): the memory its data and
+    /// bitmap point into, which no array holds (never shared).
+    decoded: Option<std::sync::Arc<runs::Decoded>>,
     /// Private: a piece is made only by this reader, after every layer
     /// ([`read_piece`], [`read_batch`]), or derived from one it made
     /// ([`Piece::values_run`]); a struct literal elsewhere does not
@@ -787,6 +1037,7 @@ enum LevelFormat<'a> {
     Schema(&'a [u8]),
     Dtype(&'static DType),
     FixedSizeList(i64),
+    FixedSizeBinary(i64),
 }
 
 impl std::fmt::Display for LevelFormat<'_> {
@@ -795,6 +1046,7 @@ impl std::fmt::Display for LevelFormat<'_> {
             LevelFormat::Schema(format) => write!(f, "{}", Shown(format)),
             LevelFormat::Dtype(t) => write!(f, "{}", Shown(t.c_format.to_bytes())),
             LevelFormat::FixedSizeList(size) => write!(f, "+w:{size}"),
+            LevelFormat::FixedSizeBinary(width) => write!(f, "w:{width}"),
         }
     }
 }
@@ -1057,6 +1309,11 @@ unsafe fn dense(
         let leaf = depth + 1 == values.depth;
         let (name, n_buffers, n_children) = match (leaf, depth) {
             (true, 0) => (LevelFormat::Schema(format), 2, 0),
+            (true, _) if values.binary_width.is_some() => (
+                LevelFormat::FixedSizeBinary(values.binary_width.unwrap_or(0)),
+                2,
+                0,
+            ),
             (true, _) => (LevelFormat::Dtype(values.dtype), 2, 0),
             (false, _) => (LevelFormat::FixedSizeList(values.size(depth + 1)), 1, 1),
         };
@@ -1073,7 +1330,18 @@ unsafe fn dense(
             maps.push(map);
         }
         if leaf {
-            return values_at(array, values.dtype, covered.first, count).map_err(at);
+            // A fixed-size binary's entries are `leaf_size` bytes each.
+            let w = values.binary_width.unwrap_or(1);
+            let (Some(first), Some(elements)) =
+                (covered.first.checked_mul(w), count.checked_mul(w))
+            else {
+                return Err(at(err!(
+                    ARROW_DLPACK_INVALID_ARROW,
+                    "fixed-size binary of width {w}: (offset {} + length {count}) * width overflows",
+                    covered.first
+                )));
+            };
+            return values_at(array, values.dtype, first, elements).map_err(at);
         }
         let size = values.size(depth + 1);
         let (Some(child_start), Some(child_count)) =
@@ -1325,10 +1593,20 @@ unsafe fn read_levels(
         null_rows: 0,
         null_level: Level::Depth(0),
         offsets: None,
+        decoded: None,
         _checked: Checked,
     };
-    match column.rows {
-        Rows::Dense => {
+    match (column.rows, column.encoding) {
+        (_, Encoding::Null) => {
+            // SAFETY: `read_levels`'s caller promises it: `array` is valid for reads.
+            return unsafe { runs::read_null(array, column, range) }.map(Unchecked);
+        }
+        (_, Encoding::RunEnd { ends }) => {
+            // SAFETY: as above.
+            return unsafe { runs::read_run_end(array, column, ends, range, location) }
+                .map(Unchecked);
+        }
+        (Rows::Dense, Encoding::Plain) => {
             // SAFETY: `read_levels`'s caller promises it: as `read_piece`'s: `array` is valid
             // for reads (the C Data Interface's guarantees, as far as they are trusted: see the
             // module documentation).
@@ -1750,6 +2028,12 @@ impl Unchecked {
 }
 
 impl Piece {
+    /// Whether its data was decoded into memory of its own (run-end
+    /// encoded, null): a tensor of it is always a copy.
+    pub fn is_decoded(&self) -> bool {
+        self.decoded.is_some()
+    }
+
     /// The piece as a gather from it sees it: its null counts over the
     /// rows `rows` alone (a batch's picks from its chunk), what the
     /// planner weighs for that batch. The data and bitmaps stay the
@@ -2191,6 +2475,62 @@ impl Batch {
     }
 }
 
+/// An error of the struct `d + 1` levels below the table's, so placed.
+fn locate_struct(d: usize, e: Error) -> Error {
+    e.context(format_args!("the struct {}levels down", d + 1))
+}
+
+/// Checks struct array `s` (one of `of` children, none NULL) over its
+/// logical rows `first..first + count`: the logical index of its
+/// children's first row, and the bits of its null rows, if it may have
+/// any.
+///
+/// # Safety
+/// `s` is valid for reads (trusted).
+unsafe fn nested_struct(
+    s: &ArrowArray,
+    of: i64,
+    first: i64,
+    count: i64,
+) -> Result<(i64, Option<NullMap>), Error> {
+    if s.release.is_none() {
+        return Err(released_array());
+    }
+    if s.n_children != of {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "struct array has {} children (n_children), its schema {of}",
+            s.n_children
+        ));
+    }
+    // SAFETY: `of` entries when not NULL (the interface's layout).
+    if of > 0 && unsafe { missing(s.children, of as usize) } {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "struct array: children (or one of them) is NULL with n_children {of}"
+        ));
+    }
+    if s.n_buffers != 1 || s.buffers.is_null() || !s.dictionary.is_null() {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "struct array has n_buffers {} (buffers {}, dictionary {}); a struct has 1 buffer, its validity, and no dictionary",
+            s.n_buffers,
+            if s.buffers.is_null() { "NULL" } else { "set" },
+            if s.dictionary.is_null() {
+                "NULL"
+            } else {
+                "set"
+            },
+        ));
+    }
+    let covered = level_range(s, first, count, 0, Location::CPU, Mode { keep_nulls: true })?;
+    let map = covered.nulls.map(|map| NullMap {
+        level: Level::Struct,
+        ..map
+    });
+    Ok((covered.first, map))
+}
+
 /// Reads a struct array (a record batch) of `table`'s type: the struct
 /// level, then every column (the struct's offset applied to the child, as
 /// the C Data Interface says), then (layer 3) every bitmap. Nulls are
@@ -2222,7 +2562,7 @@ pub unsafe fn read_batch_rows(
     if array.release.is_none() {
         return Err(released_array());
     }
-    let n = table.columns.len() as i64;
+    let n = table.children;
     if array.n_children != n {
         return Err(err!(
             ARROW_DLPACK_INVALID_ARROW,
@@ -2314,22 +2654,58 @@ pub unsafe fn read_batch_rows(
     for j in columns {
         let column = &table.columns[j];
         let at = |e: Error| e.context(format_args!("{}", ColumnName(j, column.name())));
-        // SAFETY: `n` non-NULL children (checked), valid (trusted).
-        let child = unsafe { &**array.children.add(j) };
-        if child.length < end {
-            return Err(at(err!(
-                ARROW_DLPACK_INVALID_ARROW,
-                "length {} is shorter than the struct array's offset + length {end}",
-                child.length
-            )));
+        // The struct levels between the table and the column: each
+        // checked, its null rows the column's nulls.
+        let (mut parent, mut first, mut struct_maps) = (array, offset as i64, Vec::new());
+        for (d, step) in column.path.iter().enumerate() {
+            // SAFETY: `index < of` children, each non-NULL: checked for
+            // the table's struct above, for a nested one by
+            // `nested_struct` (the step before); valid (trusted).
+            let child = unsafe { &**parent.children.add(step.index) };
+            if child.length < end && d == 0 {
+                return Err(at(err!(
+                    ARROW_DLPACK_INVALID_ARROW,
+                    "length {} is shorter than the struct array's offset + length {end}",
+                    child.length
+                )));
+            }
+            if let Some(next) = column.path.get(d + 1) {
+                // SAFETY: as above: a valid array (trusted).
+                let (inner, map) = unsafe { nested_struct(child, next.of, first, rows as i64) }
+                    .map_err(|e| at(locate_struct(d, e)))?;
+                struct_maps.extend(map);
+                (first, parent) = (inner, child);
+            } else {
+                parent = child;
+            }
         }
+        let child = match column.path.is_empty() {
+            // SAFETY: `n` non-NULL children (checked), valid (trusted).
+            true => unsafe { &**array.children.add(j) },
+            false => parent,
+        };
         let keep = Mode { keep_nulls: true };
-        let range = Some((offset as i64, rows as i64));
+        let range = Some((first, rows as i64));
         // SAFETY: `read_batch_rows`'s caller promises it: as `read_batch`'s: as `read_piece`'s:
         // `array` is valid for reads (the C Data Interface's guarantees, as far as they are
         // trusted: see the module documentation).
-        let piece =
+        let mut piece =
             unsafe { read_levels(child, column, range, Location::CPU, keep) }.map_err(at)?;
+        // A struct's null row is null in each of its fields: all of the
+        // row's values (for a variable-length column, the row itself).
+        for map in struct_maps {
+            piece.0.maps.push(match column.rows {
+                Rows::Dense => NullMap {
+                    per_entry: column.values.row_elements(),
+                    ..map
+                },
+                _ => NullMap {
+                    per_entry: 0,
+                    rows: true,
+                    ..map
+                },
+            });
+        }
         pieces.push(piece);
         types.push(column);
     }

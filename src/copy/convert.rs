@@ -222,6 +222,9 @@ macro_rules! with_type {
                 type $T = BF16;
                 $body
             }
+            Elem::Dec32 | Elem::Dec64 | Elem::Dec128 | Elem::Dec256 => {
+                unreachable!("decimals are converted by copy::decimal, to floats only")
+            }
         }
     };
 }
@@ -240,6 +243,11 @@ pub unsafe fn convert(
     dst: *mut u8,
     count: usize,
 ) {
+    if from.is_decimal() {
+        // SAFETY: forwarded from the caller (the planner asks only for
+        // float64 or float32: `dtype::target_of`).
+        return unsafe { super::decimal::to_float(from, src, to, dst, count) };
+    }
     if from.is_bit_packed() {
         // SAFETY: `convert`'s caller promises it: `src` holds the elements, `dst` has room for
         // `count` elements of `to`.
@@ -327,6 +335,8 @@ pub fn exact(value: f64, to: &DType) -> Option<[u8; 8]> {
             out[..4].copy_from_slice(&f.to_ne_bytes());
         }
         Elem::F64 => out = value.to_ne_bytes(),
+        // Never a tensor's dtype.
+        Elem::Dec32 | Elem::Dec64 | Elem::Dec128 | Elem::Dec256 => return None,
     }
     Some(out)
 }

@@ -3,6 +3,7 @@
 //!
 //! - [`convert`]: elements of one type to another (or the same: a
 //!   `memcpy`), as NumPy's `astype` with unsafe casting;
+//! - [`decimal`]: Arrow's decimals as the nearest float64 or float32;
 //! - [`half`]: float16 to and from float64, rounded to nearest even;
 //! - [`bits`]: Arrow's bit-packed booleans unpacked to bytes, and packed;
 //! - [`nulls`]: nulls overwritten with a fill value, and cleared in masks;
@@ -21,6 +22,7 @@
 
 pub mod bits;
 pub mod convert;
+pub mod decimal;
 pub mod gather;
 pub mod half;
 pub mod jagged;

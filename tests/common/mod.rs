@@ -213,6 +213,15 @@ impl Raw {
         parent
     }
 
+    /// This array and schema with `children` (their own arrays and
+    /// schemas linked in).
+    #[allow(dead_code)] // not every test file nests arrays
+    pub fn with_children(mut self, children: Vec<Raw>) -> Raw {
+        self.children = children;
+        self.link_children();
+        self
+    }
+
     fn link_children(&mut self) {
         self.child_arrays = self.children.iter_mut().map(|c| c.array.as_ptr()).collect();
         self.child_schemas = self

@@ -1,0 +1,409 @@
+//! Run-end encoded (`+r`) and null (`n`) arrays: the reader's only
+//! copies. Their rows are not in memory the way a tensor lies (a run's
+//! value is stored once for many rows; a null array stores nothing), so
+//! a piece of one is decoded here, once, into memory the piece holds: the
+//! values of each covered row, and a validity bitmap where a row may be
+//! null. The planner never shares a decoded piece ([`Piece::is_decoded`]):
+//! its tensor is always the one copy a decoding makes.
+
+use std::sync::Arc;
+
+use super::{
+    Checked, Level, LevelFormat, Location, Mode, NullMap, Piece, dense, format_of, level_range,
+    level_structure, locate, values_at,
+};
+use crate::abi::{ArrowArray, ArrowSchema};
+use crate::arrow::read::ColumnType;
+use crate::bitmap;
+use crate::dtype::{DType, Shown};
+use crate::error::{Error, err};
+
+/// The memory a decoded piece's data and bitmap point into, held by the
+/// piece (and its clones) for as long as a copy may read it.
+#[derive(Debug)]
+pub struct Decoded {
+    _values: Vec<u64>,
+    _validity: Vec<u8>,
+}
+
+/// `words` zeroed 8-byte words, `OUT_OF_MEMORY` (not an abort) where a
+/// length from the producer asks for more than can be had.
+fn zeroed(bytes: usize, what: &str) -> Result<Vec<u64>, Error> {
+    let words = bytes.div_ceil(8);
+    let mut v = Vec::new();
+    v.try_reserve_exact(words).map_err(|_| {
+        err!(
+            ARROW_DLPACK_OUT_OF_MEMORY,
+            "decoding {what}: allocating {bytes} bytes failed"
+        )
+    })?;
+    v.resize(words, 0);
+    Ok(v)
+}
+
+/// `n` zeroed bytes, as [`zeroed`].
+fn bytes(n: usize, what: &str) -> Result<Vec<u8>, Error> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        err!(
+            ARROW_DLPACK_OUT_OF_MEMORY,
+            "decoding {what}: allocating {n} bytes failed"
+        )
+    })?;
+    v.resize(n, 0);
+    Ok(v)
+}
+
+/// Checks the length, offset and null count of a run-end encoded or null
+/// array over its logical rows `start..start + count`: the physical
+/// logical index of the first row (`offset + start`).
+fn range(a: &ArrowArray, start: i64, count: i64, what: &str) -> Result<i64, Error> {
+    if a.length < 0 || a.offset < 0 {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "{what} array: length {} and offset {} must not be negative",
+            a.length,
+            a.offset
+        ));
+    }
+    if start.checked_add(count).is_none_or(|end| end > a.length) {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "array.length is {}, the parent needs {count} elements from {start}",
+            a.length
+        ));
+    }
+    a.offset
+        .checked_add(start)
+        .filter(|first| first.checked_add(count).is_some())
+        .ok_or_else(|| {
+            err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "array.offset {} + length {} overflows",
+                a.offset,
+                a.length
+            )
+        })
+}
+
+/// Checks a level without buffers or with `children` children: counts,
+/// pointers, no dictionary.
+///
+/// # Safety
+/// `a` is valid for reads.
+unsafe fn structure(a: &ArrowArray, format: &[u8], children: i64) -> Result<(), Error> {
+    if a.release.is_none() {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARGUMENT,
+            "array is released (array.release is NULL)"
+        ));
+    }
+    if a.n_buffers != 0 || a.n_children != children || !a.dictionary.is_null() {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "array has n_buffers {}, n_children {} and dictionary {}; format '{}' has 0 buffers, {children} children and no dictionary",
+            a.n_buffers,
+            a.n_children,
+            if a.dictionary.is_null() {
+                "NULL"
+            } else {
+                "set"
+            },
+            Shown(format)
+        ));
+    }
+    // SAFETY: `children` entries when not NULL (the interface's layout).
+    if children > 0 && unsafe { super::missing(a.children, children as usize) } {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "children (or one of them) is NULL with n_children {children}"
+        ));
+    }
+    Ok(())
+}
+
+/// A null array's rows `start..start + count`: zeros of the placeholder
+/// dtype (float32: the planner converts to the dtype asked for), every row
+/// null.
+///
+/// # Safety
+/// `array` is valid for reads.
+pub(super) unsafe fn read_null(
+    array: &ArrowArray,
+    column: &ColumnType<'_>,
+    (start, count): (i64, i64),
+) -> Result<Piece, Error> {
+    // SAFETY: `read_null`'s caller promises it: `array` is valid for reads.
+    unsafe { structure(array, b"n", 0) }?;
+    range(array, start, count, "null")?;
+    let rows = count as usize;
+    let width = column.values.dtype.width();
+    let values = zeroed(rows.saturating_mul(width), "a null array")?;
+    let validity = bytes(rows.div_ceil(8), "a null array")?;
+    Ok(decoded(rows, 1, values, validity, true))
+}
+
+/// A decoded piece of `rows` rows of `row_elements` values each, their
+/// values in `values` and, where `nulls`, their validity in `validity`.
+fn decoded(
+    rows: usize,
+    row_elements: usize,
+    values: Vec<u64>,
+    validity: Vec<u8>,
+    nulls: bool,
+) -> Piece {
+    let elements = rows * row_elements;
+    let data = match elements {
+        0 => std::ptr::null_mut(),
+        _ => values.as_ptr().cast_mut().cast(),
+    };
+    let maps = match nulls && elements > 0 {
+        true => vec![NullMap {
+            bitmap: validity.as_ptr().cast(),
+            first: 0,
+            count: elements,
+            per_entry: 1,
+            per_row: row_elements,
+            level: Level::Depth(0),
+            rows: false,
+        }],
+        false => Vec::new(),
+    };
+    // The vectors' heap memory does not move with them into the Arc. No
+    // element: nothing decoded, nothing to hold (an empty tensor may
+    // share the array).
+    let decoded = (elements > 0).then(|| {
+        Arc::new(Decoded {
+            _values: values,
+            _validity: validity,
+        })
+    });
+    Piece {
+        data,
+        bit_offset: 0,
+        rows,
+        elements,
+        maps,
+        nulls: 0,
+        null_rows: 0,
+        null_level: Level::Depth(0),
+        offsets: None,
+        decoded,
+        _checked: Checked,
+    }
+}
+
+/// Run end `k` of `ends` (entries of `dtype`'s width, little-endian
+/// signed).
+///
+/// # Safety
+/// `ends` holds entry `k`.
+#[inline(always)]
+unsafe fn end_at(ends: *const u8, width: usize, k: usize) -> i64 {
+    // SAFETY: entry `k` (caller's contract), read unaligned.
+    unsafe {
+        let at = ends.add(k * width);
+        match width {
+            2 => i64::from(at.cast::<i16>().read_unaligned()),
+            4 => i64::from(at.cast::<i32>().read_unaligned()),
+            _ => at.cast::<i64>().read_unaligned(),
+        }
+    }
+}
+
+/// A run-end encoded array's logical rows `start..start + count` decoded:
+/// its run ends checked (positive, strictly increasing, the last covering
+/// the array), each row the value of its run, nulls where that value is
+/// null.
+///
+/// # Safety
+/// `array` is valid for reads (the C Data Interface's guarantees, as far
+/// as they are trusted); `column` was read from its schema.
+pub(super) unsafe fn read_run_end(
+    array: &ArrowArray,
+    column: &ColumnType<'_>,
+    ends_type: &'static DType,
+    (start, count): (i64, i64),
+    location: Location,
+) -> Result<Piece, Error> {
+    if !location.is_host_readable() {
+        return Err(err!(
+            ARROW_DLPACK_UNSUPPORTED_DEVICE,
+            "a run-end encoded column on device type {} would need its run ends read: arrow_dlpack never reads device memory",
+            location.device.device_type
+        ));
+    }
+    // SAFETY: `read_run_end`'s caller promises it: `array` is valid for reads.
+    unsafe { structure(array, b"+r", 2) }?;
+    let first = range(array, start, count, "run-end encoded")?;
+    if array.null_count > 0 {
+        return Err(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "a run-end encoded array's null_count is {}; it must be 0 (its nulls are its values')",
+            array.null_count
+        ));
+    }
+    // SAFETY: two non-NULL children (checked), valid (trusted).
+    let (ends_array, values_array) = unsafe { (&**array.children, &**array.children.add(1)) };
+    // The run ends: one level of integers, no nulls.
+    let at = |e| locate(1, e);
+    // SAFETY: a valid child (trusted).
+    unsafe { level_structure(ends_array, LevelFormat::Dtype(ends_type), 2, 0, false) }
+        .map_err(at)?;
+    let runs = ends_array.length;
+    let keep = Mode { keep_nulls: true };
+    let covered = level_range(ends_array, 0, runs.max(0), 1, location, keep).map_err(at)?;
+    if let Some(map) = covered.nulls {
+        // SAFETY: the bitmap holds its array's bits (trusted).
+        if unsafe { map.nulls() } > 0 {
+            return Err(at(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "run ends may not be null"
+            )));
+        }
+    }
+    let (ends, _) = values_at(ends_array, ends_type, covered.first, runs).map_err(at)?;
+    let (ends, width, runs) = (
+        ends.cast_const().cast::<u8>(),
+        ends_type.width(),
+        runs as usize,
+    );
+    let mut previous = 0;
+    for k in 0..runs {
+        // SAFETY: `runs` entries from `ends` (layer 2 checked the range;
+        // the buffer's length is trusted).
+        let end = unsafe { end_at(ends, width, k) };
+        if end <= previous {
+            return Err(at(err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "run end {k} is {end}, after {previous}: run ends must be positive and strictly increasing"
+            )));
+        }
+        previous = end;
+    }
+    let needed = array.offset + array.length;
+    if previous < needed {
+        return Err(at(err!(
+            ARROW_DLPACK_INVALID_ARROW,
+            "the last run end is {previous}, the array's offset + length {needed}"
+        )));
+    }
+    // The values: a dense level of at least `runs` value rows.
+    let values = &column.values;
+    // SAFETY: a valid schema with two children (checked by `column_type`).
+    let values_schema: &ArrowSchema = unsafe { &**column.schema.children.add(1) };
+    // SAFETY: as above; its format was read by `column_type`.
+    let format = unsafe { format_of(values_schema) }?;
+    let mut maps = Vec::new();
+    // SAFETY: a valid child (trusted); value rows `0..runs`.
+    let (data, bit) = unsafe {
+        dense(
+            values_array,
+            values,
+            format,
+            false,
+            (0, runs as i64),
+            2,
+            location,
+            keep,
+            &mut maps,
+        )
+    }
+    .map_err(|e| locate(1, e).context(format_args!("run-end encoded values")))?;
+    let re = values.row_elements();
+    let rows = count as usize;
+    let t = values.dtype;
+    let bits_each = if t.is_bit_packed() { 1 } else { 8 * t.width() };
+    let elements = rows
+        .checked_mul(re)
+        .filter(|e| e.checked_mul(bits_each).is_some())
+        .ok_or_else(|| {
+            err!(
+                ARROW_DLPACK_INVALID_ARROW,
+                "{rows} rows of {re} values overflow"
+            )
+        })?;
+    let mut out = zeroed((elements * bits_each).div_ceil(8), "run-end encoded values")?;
+    // Each value's validity (all maps' bits), where any map may hold a
+    // null: one byte a value of the runs.
+    let valid: Option<Vec<u8>> = match maps.is_empty() {
+        true => None,
+        false => {
+            let mut v = vec![1u8; runs * re];
+            for map in &maps {
+                for (i, slot) in v.iter_mut().enumerate() {
+                    let entry = map.first + i / map.per_entry.max(1);
+                    // SAFETY: the map covers `runs` value rows of
+                    // `per_row` entries (layer 2): `entry` is among them.
+                    if !unsafe { bitmap::bit(map.bitmap, entry) } {
+                        *slot = 0;
+                    }
+                }
+            }
+            Some(v)
+        }
+    };
+    let mut validity = match valid {
+        Some(_) => bytes(elements.div_ceil(8), "run-end encoded validity")?,
+        None => Vec::new(),
+    };
+    // The first run holding row `first`: run ends are increasing.
+    let (mut lo, mut hi) = (0, runs);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        // SAFETY: `mid < runs`.
+        match unsafe { end_at(ends, width, mid) } <= first {
+            true => lo = mid + 1,
+            false => hi = mid,
+        }
+    }
+    let mut k = lo;
+    let (mut row, last) = (0usize, first + count);
+    let dst = out.as_mut_ptr().cast::<u8>();
+    while row < rows {
+        // SAFETY: `k < runs`: the last run end covers `last` (checked).
+        let end = unsafe { end_at(ends, width, k) }.min(last);
+        let n = (end - (first + row as i64)) as usize;
+        if t.is_bit_packed() {
+            for r in 0..n {
+                for e in 0..re {
+                    // SAFETY: value `k * re + e` lies in the level read;
+                    // bit `i` of `out`, which holds `elements` bits.
+                    unsafe {
+                        let b = bitmap::bit(data.cast_const().cast(), bit + k * re + e);
+                        let i = (row + r) * re + e;
+                        *dst.add(i / 8) |= u8::from(b) << (i % 8);
+                    }
+                }
+            }
+        } else if re * t.width() > 0 {
+            let row_bytes = re * t.width();
+            // SAFETY: value row `k` (in the level read) copied to the
+            // row's place, then doubled over the run's rows: all inside
+            // `out`, which holds `rows * row_bytes` bytes.
+            unsafe {
+                let src = data.cast_const().cast::<u8>().add(k * row_bytes);
+                let at = dst.add(row * row_bytes);
+                std::ptr::copy_nonoverlapping(src, at, row_bytes);
+                let (mut done, total) = (row_bytes, n * row_bytes);
+                while done < total {
+                    let m = done.min(total - done);
+                    std::ptr::copy_nonoverlapping(at, at.add(done), m);
+                    done += m;
+                }
+            }
+        }
+        if let Some(valid) = &valid {
+            for r in 0..n {
+                for e in 0..re {
+                    let i = (row + r) * re + e;
+                    validity[i / 8] |= valid[k * re + e] << (i % 8);
+                }
+            }
+        }
+        row += n;
+        k += 1;
+    }
+    let nulls = !validity.is_empty();
+    Ok(decoded(rows, re, out, validity, nulls))
+}
