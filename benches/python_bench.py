@@ -130,14 +130,34 @@ def copies() -> list:
     chunked = pa.chunked_array([values[k * (n // 8):(k + 1) * (n // 8)] for k in range(8)])
     with_nulls = pa.array(values, mask=(np.arange(n) % 96 == 0))
     booleans = pa.array(np.arange(n * 8) % 3 == 0)
+    # Decimals as SQL engines hand them out: prices (at most 16 digits:
+    # the one-rounding path) and full-width values (the double-double one).
+    rng = np.random.default_rng(0)
+    ints = rng.integers(-(10**12), 10**12, n)
+    words = np.stack([ints, -(ints < 0).astype(np.int64)], 1).astype(np.int64).tobytes()
+    prices = pa.Array.from_buffers(pa.decimal128(18, 4), n, [None, pa.py_buffer(words)])
+    wide = pa.Array.from_buffers(
+        pa.decimal128(38, 10), n, [None, pa.py_buffer(np.stack([ints, ints], 1).astype(np.int64).tobytes())]
+    )
+    # Run-end encoded float64, runs of 8 rows.
+    runs = pa.RunEndEncodedArray.from_arrays(
+        pa.array(np.arange(8, n + 1, 8, dtype=np.int32)), pa.array(rng.random(n // 8))
+    )
     to_dlpack = arrow_dlpack.to_dlpack
     cases = [
         ("concatenate 8 float64 chunks", "chunked.to_numpy()", "np.from_dlpack(to_dlpack(chunked))", n * 8),
         ("fill 1 in 96 nulls (float64)", "pc.fill_null(with_nulls, -1.0).to_numpy()",
          "np.from_dlpack(to_dlpack(with_nulls, null_value=-1))", n * 8),
         ("unpack 64M booleans", "booleans.to_numpy(zero_copy_only=False)", "np.from_dlpack(to_dlpack(booleans))", n * 8),
+        ("decimal128(18, 4) -> float64 (against `cast`)", "pc.cast(prices, pa.float64()).to_numpy()",
+         "np.from_dlpack(to_dlpack(prices, dtype='float64'))", n * 8),
+        ("decimal128(38, 10), full width -> float64", "pc.cast(wide, pa.float64(), safe=False).to_numpy()",
+         "np.from_dlpack(to_dlpack(wide, dtype='float64'))", n * 8),
+        ("decode run-end encoded float64, runs of 8 (against `run_end_decode`)",
+         "pc.run_end_decode(runs).to_numpy()", "np.from_dlpack(to_dlpack(runs))", n * 8),
     ]
-    g = {"np": np, "pc": pc, "chunked": chunked, "with_nulls": with_nulls, "booleans": booleans, "to_dlpack": to_dlpack}
+    g = {"np": np, "pa": pa, "pc": pc, "chunked": chunked, "with_nulls": with_nulls, "booleans": booleans,
+         "prices": prices, "wide": wide, "runs": runs, "to_dlpack": to_dlpack}
     lines = []
     print = lines.append  # noqa: A001
     print(f"On the default thread count ({arrow_dlpack.threads()}).")

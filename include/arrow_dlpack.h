@@ -702,16 +702,27 @@ typedef struct ArrowDlpackOutput {
  * `arrow_dlpack_batch_release`, which may be called on it again.
  */
 typedef struct ArrowDlpackBatch {
+  /**
+   * `n_outputs` outputs, the library's memory (their tensors the
+   * caller's until released); NULL when there are none.
+   */
   struct ArrowDlpackOutput *outputs;
+  /**
+   * The number of outputs; 0 at an epoch's end.
+   */
   int64_t n_outputs;
   /**
    * Rows in this rank's batch.
    */
   int64_t rows;
   /**
-   * The epoch and global step of this batch.
+   * The epoch of this batch.
    */
   uint64_t epoch;
+  /**
+   * The global step of this batch (its place in the epoch, counted
+   * over every rank).
+   */
   uint64_t step;
   /**
    * The library's (the names and the outputs' memory).

@@ -15,7 +15,7 @@ use crate::batches::{Batches, Output};
 use crate::epoch::{self, State, Window};
 use crate::error::{Error, Term, err};
 #[cfg(feature = "files")]
-use crate::files::{self, PathError};
+use crate::files::PathError;
 use crate::loader::{self, EpochOptions, Loader, Prefetching, ROW_IDS};
 use crate::options::{
     BatchOptions, Lists, Pad, Side, dtype_field, flag, reserved_zero, thread_count,
@@ -121,12 +121,17 @@ pub struct ArrowDlpackOutput {
 #[repr(C)]
 #[derive(Debug)]
 pub struct ArrowDlpackBatch {
+    /// `n_outputs` outputs, the library's memory (their tensors the
+    /// caller's until released); NULL when there are none.
     pub outputs: *mut ArrowDlpackOutput,
+    /// The number of outputs; 0 at an epoch's end.
     pub n_outputs: i64,
     /// Rows in this rank's batch.
     pub rows: i64,
-    /// The epoch and global step of this batch.
+    /// The epoch of this batch.
     pub epoch: u64,
+    /// The global step of this batch (its place in the epoch, counted
+    /// over every rank).
     pub step: u64,
     /// The library's (the names and the outputs' memory).
     pub private_data: *mut c_void,
@@ -426,15 +431,7 @@ impl ArrowDlpackLoader {
         // SAFETY: the stream's schema and its chunks, moved in (released
         // by the loader, also on failure).
         let loader = unsafe { Loader::new(schema, chunks, batch, epochs) }?;
-        let loader = Prefetching::new(loader, depth);
-        let names = loader.names().to_vec();
-        let made = ArrowDlpackLoader::with_names(
-            Inner::Epochs {
-                loader,
-                begun: false,
-            },
-            &names,
-        )?;
+        let made = ArrowDlpackLoader::epochs(Prefetching::new(loader, depth))?;
         // Made: the stream, read to its end, is ours to release.
         // SAFETY: the caller's live stream, moved in now.
         unsafe { stream.release_once() };
@@ -458,23 +455,28 @@ impl ArrowDlpackLoader {
         }
         #[cfg(feature = "files")]
         {
-            let files = files::resolve(paths).map_err(|e| match e {
+            let loader = Loader::from_paths(paths, batch, epochs).map_err(|e| match e {
                 PathError::Missing(p) => err!(
                     ARROW_DLPACK_INVALID_ARGUMENT,
                     "paths: no such file or directory: {p:?}"
                 ),
                 PathError::Refused(e) => e,
             })?;
-            let loader = Prefetching::new(Loader::from_files(&files, batch, epochs)?, depth);
-            let names = loader.names().to_vec();
-            ArrowDlpackLoader::with_names(
-                Inner::Epochs {
-                    loader,
-                    begun: false,
-                },
-                &names,
-            )
+            ArrowDlpackLoader::epochs(Prefetching::new(loader, depth))
         }
+    }
+
+    /// A loader of epochs (shuffled or sharded, in memory), named as its
+    /// outputs are.
+    fn epochs(loader: Prefetching) -> Result<ArrowDlpackLoader, Error> {
+        let names = loader.names().to_vec();
+        ArrowDlpackLoader::with_names(
+            Inner::Epochs {
+                loader,
+                begun: false,
+            },
+            &names,
+        )
     }
 
     /// # Safety

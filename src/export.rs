@@ -113,7 +113,7 @@ unsafe fn share<M: Managed>(
     // What only the planner's copy makes: a decimal's float, decoded rows.
     dtype::target_of(dtype, None)?;
     plan::null_type_refused(&column)?;
-    if piece.is_decoded() {
+    if piece.is_encoded() {
         return Err(options::needs_copy(format_args!(
             "decoding run-end encoded values"
         )));
@@ -400,7 +400,12 @@ unsafe fn column_pieces(
             true => e.context(format_args!("chunk {i}")),
             false => e,
         };
-        let keep = Mode { keep_nulls: true };
+        // A run-end encoded chunk is decoded by the copy, straight into
+        // the tensor (a column's layout is by row ranges).
+        let keep = Mode {
+            keep_nulls: true,
+            decode_later: true,
+        };
         // SAFETY: a live array of the column's schema (caller's contract).
         let piece =
             unsafe { read::read_piece(array, column, None, Location::CPU, keep) }.map_err(at)?;

@@ -96,6 +96,7 @@ mod pinned;
 mod plan;
 #[cfg(feature = "python")]
 mod python;
+mod repeat;
 mod tensor;
 
 pub use dims::MAX_NDIM;

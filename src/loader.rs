@@ -288,17 +288,19 @@ impl Loader {
         Ok(loader)
     }
 
-    /// A loader of `files` (as `files::resolve` lists them): only the
-    /// columns the options name are read (every column when they name
-    /// none), every file memory-mapped and its record batches shared from
-    /// the map. A window is whole record batches (an IPC record batch
-    /// is the file's row group).
+    /// A loader of the files `paths` name (files, directories, globs:
+    /// `files::resolve`): only the columns the options name are read
+    /// (every column when they name none), every file memory-mapped and
+    /// its record batches shared from the map. A window is whole record
+    /// batches (an IPC record batch is the file's row group). Each face
+    /// words a path naming nothing its own way (`PathError::Missing`).
     #[cfg(feature = "files")]
-    pub fn from_files(
-        files: &[std::path::PathBuf],
+    pub fn from_paths(
+        paths: &[String],
         options: BatchOptions,
         epochs: EpochOptions,
-    ) -> Result<Loader, Error> {
+    ) -> Result<Loader, crate::files::PathError> {
+        let files = crate::files::resolve(paths)?;
         let epochs = EpochOptions {
             chunk_windows: true,
             ..epochs
@@ -309,9 +311,9 @@ impl Loader {
                 .cloned()
                 .collect()
         });
-        let (schema, chunks) = crate::files::read(files, wanted.as_deref())?;
+        let (schema, chunks) = crate::files::read(&files, wanted.as_deref())?;
         // SAFETY: the files' schema and record batches of it, moved in.
-        unsafe { Loader::new(schema, chunks, options, epochs) }
+        Ok(unsafe { Loader::new(schema, chunks, options, epochs) }?)
     }
 
     /// Reads the schema's types, decides each output, reads and checks

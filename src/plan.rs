@@ -153,7 +153,7 @@ pub fn tensor(
         ));
     }
     let non_empty = pieces.iter().filter(|p| p.elements > 0).count();
-    let decoded = pieces.iter().any(Piece::is_decoded);
+    let decoded = pieces.iter().any(Piece::is_encoded);
     let needed = if source.is_bit_packed() {
         Some(format_args!("unpacking boolean bits to kDLBool bytes"))
     } else if decoded && column.encoding == Encoding::Null {
@@ -343,7 +343,7 @@ fn unshareable(
         if c.nulls > 0 || batch.null_rows > 0 {
             return needs(format_args!("filling the nulls of {}", name(j)));
         }
-        if c.is_decoded() {
+        if c.is_encoded() {
             return needs(format_args!("decoding {}", name(j)));
         }
     }

@@ -177,11 +177,7 @@ fn decimals_without_a_float_or_malformed_are_refused() {
 /// A run-end encoded array of `length` rows over int32 run ends and
 /// float64 values.
 fn run_end(length: i64, ends: &[i32], values: &[f64]) -> Raw {
-    let mut ends = Raw::primitive("i", ends);
-    let mut values = Raw::primitive("g", values);
-    ends.schema.name = c"run_ends".as_ptr();
-    values.schema.name = c"values".as_ptr();
-    Raw::new("+r", length, vec![]).with_children(vec![ends, values])
+    Raw::run_end(length, ends, Raw::primitive("g", values))
 }
 
 #[test]
@@ -405,4 +401,28 @@ fn the_plain_export_shares_or_refuses() {
         (seen.shape.as_slice(), seen.bytes.as_slice()),
         (&[2, 2][..], &[7, 8, 9, 10][..])
     );
+}
+
+#[test]
+fn run_end_encoded_columns_of_a_table_are_decoded_when_read() {
+    // {r: run-end encoded float64, x: float64}: a table's columns are
+    // decoded as the struct is read (the eager path), sliced by its offset.
+    let r = run_end(5, &[2, 5], &[1.5, 2.5]);
+    let x = Raw::primitive("g", &[0.0f64, 1.0, 2.0, 3.0, 4.0]);
+    let mut table = Raw::struct_of(4, vec![r, x], &[c"r", c"x"]);
+    table.array.offset = 1;
+    let seen = export_with(&mut table, &options(IF_NEEDED)).unwrap();
+    assert_eq!(seen.shape, [4, 2]);
+    assert_eq!(f64s(&seen.bytes), [1.5, 1.0, 2.5, 2.0, 2.5, 3.0, 2.5, 4.0]);
+    // A stream's chunks, each decoded by the copy into its rows.
+    let mut chunks = [run_end(3, &[1, 3], &[7.0, 8.0]), run_end(2, &[2], &[9.0])];
+    let schema = run_end(0, &[], &[]);
+    let mut producer = common::producer(&schema, &mut chunks);
+    let mut stream = producer.c_stream();
+    let mut error = new_error();
+    let o = options(IF_NEEDED);
+    // SAFETY: a live stream, borrowed.
+    let t = unsafe { arrow_dlpack_export_stream(&mut stream, &o, &mut error) };
+    assert!(!t.is_null(), "{}", message(&error));
+    assert_eq!(f64s(&take(t).bytes), [7.0, 8.0, 8.0, 9.0, 9.0]);
 }

@@ -203,6 +203,56 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+    /// A run-end encoded column decoded by the copy straight into the
+    /// tensor, each thread from the run holding its first row: the bytes
+    /// of a naive decode, on any thread count, converted or not.
+    #[test]
+    fn run_end_decoding_is_the_same_on_any_thread_count(
+        runs in 1usize..4000,
+        offset in 0usize..50,
+        seed in any::<u64>(),
+        to_f32 in any::<bool>(),
+    ) {
+        // Run lengths 1..=255: about 128 rows a run, a few MiB written.
+        let lengths: Vec<usize> = noise(runs, seed).iter().map(|&b| b as usize + 1).collect();
+        let ends: Vec<i32> = lengths
+            .iter()
+            .scan(0, |end, &n| {
+                *end += n as i32;
+                Some(*end)
+            })
+            .collect();
+        let total = *ends.last().unwrap() as usize;
+        let offset = offset.min(total - 1);
+        let values: Vec<f64> = (0..runs).map(|k| k as f64 + 0.5).collect();
+        let make = || {
+            let mut raw = Raw::run_end(total as i64, &ends, Raw::primitive("g", &values));
+            (raw.array.offset, raw.array.length) = (offset as i64, (total - offset) as i64);
+            raw
+        };
+        let mut o = common::export_options(IF_NEEDED);
+        if to_f32 {
+            o.dtype = DLDataType { code: K_DL_FLOAT, bits: 32, lanes: 1 };
+        }
+        same_on_every_count(make, o)?;
+        let want: Vec<f64> = lengths
+            .iter()
+            .enumerate()
+            .flat_map(|(k, &n)| std::iter::repeat_n(values[k], n))
+            .skip(offset)
+            .collect();
+        let seen = export(make(), &o).unwrap();
+        let got: Vec<f64> = match to_f32 {
+            true => seen.bytes.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+            false => seen.bytes.chunks(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
+        };
+        prop_assert!(got == want, "decoded rows differ");
+    }
+}
+
 /// A `list<int32>` column of `rows` rows of 0 to 90 elements, some rows
 /// null (over their elements), sliced by `offset`.
 fn token_lists(rows: usize, offset: usize, seed: u64) -> Raw {

@@ -261,6 +261,12 @@ def test_hugging_face_nested_features_reach_torch():
         for label, x, y in zip(labels, xs, ys):
             seen[label] = (x, y)
     assert seen == {i: (float(i), [i, i + 1]) for i in range(12)}
+    # In order through batches(), padded lists.
+    got = []
+    for b in ad.batches(ds, 5, columns=["point.x", "point.y"]):
+        values, mask = b["point.y"]
+        got += zip(torch.from_dlpack(b["point.x"]).tolist(), torch.from_dlpack(values).tolist())
+    assert got == [(float(i), [i, i + 1]) for i in range(12)]
 
 
 def test_struct_columns_malformed_or_unknown_are_named():

@@ -43,6 +43,8 @@ use crate::extension;
 
 mod runs;
 
+pub use runs::Runs;
+
 /// Where the buffers live, as far as reading them is concerned.
 #[derive(Debug, Clone, Copy)]
 pub struct Location {
@@ -899,6 +901,11 @@ unsafe fn missing<T>(children: *mut *mut T, n: usize) -> bool {
 pub struct Mode {
     /// Nulls are kept (to be counted, filled or masked) rather than refused.
     pub keep_nulls: bool,
+    /// A run-end encoded array without null values is left for the copy
+    /// to decode straight into the tensor ([`Piece::runs`]: a layout by
+    /// row ranges decodes it, a gather by picks cannot); else decoded when
+    /// read.
+    pub decode_later: bool,
 }
 
 /// Where a validity bitmap sits in the column.
@@ -1012,6 +1019,9 @@ pub struct Piece {
     pub null_level: Level,
     /// Variable-length rows: where their offsets are.
     pub offsets: Option<Offsets>,
+    /// A run-end encoded piece left for the copy to decode: `data` is its
+    /// value row 0, its rows the runs' (see [`Mode::decode_later`]).
+    pub runs: Option<Runs>,
     /// A decoded piece (run-end encoded, null): the memory its data and
     /// bitmap point into, which no array holds (never shared).
     decoded: Option<std::sync::Arc<runs::Decoded>>,
@@ -1593,6 +1603,7 @@ unsafe fn read_levels(
         null_rows: 0,
         null_level: Level::Depth(0),
         offsets: None,
+        runs: None,
         decoded: None,
         _checked: Checked,
     };
@@ -1603,8 +1614,10 @@ unsafe fn read_levels(
         }
         (_, Encoding::RunEnd { ends }) => {
             // SAFETY: as above.
-            return unsafe { runs::read_run_end(array, column, ends, range, location) }
-                .map(Unchecked);
+            return unsafe {
+                runs::read_run_end(array, column, ends, range, location, mode.decode_later)
+            }
+            .map(Unchecked);
         }
         (Rows::Dense, Encoding::Plain) => {
             // SAFETY: `read_levels`'s caller promises it: as `read_piece`'s: `array` is valid
@@ -1675,7 +1688,17 @@ unsafe fn variable(
     }?;
     // The rows' own nulls are kept whatever the mode: the planner names
     // them as null rows.
-    let covered = level_range(array, start, count, 0, location, Mode { keep_nulls: true })?;
+    let covered = level_range(
+        array,
+        start,
+        count,
+        0,
+        location,
+        Mode {
+            keep_nulls: true,
+            ..Mode::default()
+        },
+    )?;
     if let Some(mut map) = covered.nulls {
         map.per_entry = 0; // a row's elements are its offsets'
         map.rows = true;
@@ -1943,7 +1966,10 @@ pub unsafe fn read_flat_list(
             false,
         )
     }?;
-    let mode = Mode { keep_nulls: true };
+    let mode = Mode {
+        keep_nulls: true,
+        ..Mode::default()
+    };
     let count = array.length;
     let covered = level_range(array, 0, count, 0, location, mode)?;
     if covered.nulls.is_some() {
@@ -2028,10 +2054,11 @@ impl Unchecked {
 }
 
 impl Piece {
-    /// Whether its data was decoded into memory of its own (run-end
-    /// encoded, null): a tensor of it is always a copy.
-    pub fn is_decoded(&self) -> bool {
-        self.decoded.is_some()
+    /// Whether its rows are not in its arrays' memory as a tensor lies
+    /// (run-end encoded, decoded or to decode; null): a tensor of it is
+    /// always a copy.
+    pub fn is_encoded(&self) -> bool {
+        self.decoded.is_some() || self.runs.is_some()
     }
 
     /// The piece as a gather from it sees it: its null counts over the
@@ -2523,7 +2550,17 @@ unsafe fn nested_struct(
             },
         ));
     }
-    let covered = level_range(s, first, count, 0, Location::CPU, Mode { keep_nulls: true })?;
+    let covered = level_range(
+        s,
+        first,
+        count,
+        0,
+        Location::CPU,
+        Mode {
+            keep_nulls: true,
+            ..Mode::default()
+        },
+    )?;
     let map = covered.nulls.map(|map| NullMap {
         level: Level::Struct,
         ..map
@@ -2684,7 +2721,10 @@ pub unsafe fn read_batch_rows(
             true => unsafe { &**array.children.add(j) },
             false => parent,
         };
-        let keep = Mode { keep_nulls: true };
+        let keep = Mode {
+            keep_nulls: true,
+            ..Mode::default()
+        };
         let range = Some((first, rows as i64));
         // SAFETY: `read_batch_rows`'s caller promises it: as `read_batch`'s: as `read_piece`'s:
         // `array` is valid for reads (the C Data Interface's guarantees, as far as they are

@@ -107,6 +107,8 @@ const STEP: u32 = 38;
 /// How one kernel call scales its integers: the steps' powers of ten.
 struct Scaling {
     scale: i32,
+    /// 10^|scale| as an exact float64 where |scale| <= 22.
+    exact: Option<f64>,
     /// 10^min(|scale|, 38), and 10^38 for the further steps.
     first: Dd,
     full: Dd,
@@ -117,6 +119,7 @@ impl Scaling {
         let k = scale.unsigned_abs();
         Scaling {
             scale,
+            exact: EXACT.get(k as usize).copied(),
             first: Dd::of_u128(10u128.pow(k.min(STEP))),
             full: Dd::of_u128(10u128.pow(STEP)),
         }
@@ -145,14 +148,98 @@ impl Scaling {
     /// A magnitude below 2^128 divided by 10^scale.
     #[inline(always)]
     fn of_u128(&self, m: u128) -> f64 {
-        if m < 1 << 53 && self.scale.unsigned_abs() <= 22 {
-            let p = EXACT[self.scale.unsigned_abs() as usize];
+        if let (true, Some(p)) = (m < 1 << 53, self.exact) {
+            // Both exact: one correctly rounded operation (a 64-bit
+            // conversion, not the 128-bit one, which is a library call).
+            let x = m as u64 as f64;
             return match self.scale >= 0 {
-                true => m as f64 / p,
-                false => m as f64 * p,
+                true => x / p,
+                false => x * p,
             };
         }
         self.slow(Dd::of_u128(m))
+    }
+}
+
+/// A decimal's integer, read from Arrow's little-endian bytes.
+trait Unscaled: Copy {
+    /// Its sign, and its magnitude's high and low 128 bits.
+    fn split(self) -> (bool, u128, u128);
+}
+
+macro_rules! unscaled {
+    ($($t:ty),*) => {$(
+        impl Unscaled for $t {
+            #[inline(always)]
+            fn split(self) -> (bool, u128, u128) {
+                (self < 0, 0, self.unsigned_abs() as u128)
+            }
+        }
+    )*};
+}
+unscaled!(i32, i64, i128);
+
+/// A decimal256: its low and high 128 bits, two's complement.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct I256 {
+    low: u128,
+    high: i128,
+}
+
+impl Unscaled for I256 {
+    #[inline(always)]
+    fn split(self) -> (bool, u128, u128) {
+        match self.high < 0 {
+            // The magnitude of `high:low`: its two's complement negated.
+            true => {
+                let (low, borrow) = (!self.low).overflowing_add(1);
+                (
+                    true,
+                    (!(self.high as u128)).wrapping_add(borrow as u128),
+                    low,
+                )
+            }
+            false => (false, self.high as u128, self.low),
+        }
+    }
+}
+
+/// A float the kernel writes.
+trait Float: Copy {
+    fn of(v: f64) -> Self;
+}
+impl Float for f64 {
+    #[inline(always)]
+    fn of(v: f64) -> f64 {
+        v
+    }
+}
+impl Float for f32 {
+    #[inline(always)]
+    fn of(v: f64) -> f32 {
+        v as f32
+    }
+}
+
+/// `count` integers `S` at `src` scaled into `D`s at `dst`.
+///
+/// # Safety
+/// `src` holds `count` `S`s, `dst` room for `count` `D`s; any alignment.
+#[inline(always)]
+unsafe fn run<S: Unscaled, D: Float>(s: &Scaling, src: *const u8, dst: *mut u8, count: usize) {
+    let (src, dst) = (src.cast::<S>(), dst.cast::<D>());
+    for i in 0..count {
+        // SAFETY: element `i` each way (caller's contract), unaligned.
+        let x = unsafe { src.add(i).read_unaligned() };
+        let (negative, high, low) = x.split();
+        let v = match high == 0 {
+            true => s.of_u128(low),
+            false => s.slow(Dd::of_u256(high, low)),
+        };
+        let v = if negative { -v } else { v };
+        // SAFETY: as above.
+        unsafe { dst.add(i).write_unaligned(D::of(v)) };
     }
 }
 
@@ -162,52 +249,18 @@ impl Scaling {
 /// # Safety
 /// `src` holds `count` elements of `from`, `dst` room for `count` of `to`.
 pub unsafe fn to_float(from: &DType, src: *const u8, to: &DType, dst: *mut u8, count: usize) {
-    let scaling = Scaling::new(from.scale);
-    let width = from.width();
-    for i in 0..count {
-        // Bytes `from..from + n` (`n <= 16`, inside the element) of
-        // element `i`, as the low bytes of a little-endian word.
-        let read = |from: usize, n: usize| -> [u8; 16] {
-            let mut b = [0u8; 16];
-            // SAFETY: element `i` of the source holds `width >= from + n`
-            // bytes (caller's contract); copied as bytes: any alignment.
-            unsafe { std::ptr::copy_nonoverlapping(src.add(i * width + from), b.as_mut_ptr(), n) };
-            b
-        };
-        let (negative, value) = match from.elem {
-            Elem::Dec32 | Elem::Dec64 | Elem::Dec128 => {
-                // Sign-extended from its width to 128 bits.
-                let shift = 128 - 8 * width as u32;
-                let x = (i128::from_le_bytes(read(0, width)) << shift) >> shift;
-                (x < 0, scaling.of_u128(x.unsigned_abs()))
-            }
-            _ => {
-                let low = u128::from_le_bytes(read(0, 16));
-                let high = i128::from_le_bytes(read(16, 16));
-                // The magnitude of the two's complement `high:low`.
-                let negative = high < 0;
-                let (low, high) = match negative {
-                    true => {
-                        let (l, borrow) = (!low).overflowing_add(1);
-                        (l, (!(high as u128)).wrapping_add(borrow as u128))
-                    }
-                    false => (low, high as u128),
-                };
-                let v = match high == 0 {
-                    true => scaling.of_u128(low),
-                    false => scaling.slow(Dd::of_u256(high, low)),
-                };
-                (negative, v)
-            }
-        };
-        let value = if negative { -value } else { value };
-        // SAFETY: room for element `i` of `to` at `dst` (caller's
-        // contract), written unaligned.
-        unsafe {
-            match to.elem {
-                Elem::F32 => dst.cast::<f32>().add(i).write_unaligned(value as f32),
-                _ => dst.cast::<f64>().add(i).write_unaligned(value),
-            }
+    let s = &Scaling::new(from.scale);
+    // SAFETY: forwarded from the caller: `S` is the element's integer.
+    unsafe {
+        match (from.elem, to.elem == Elem::F32) {
+            (Elem::Dec32, false) => run::<i32, f64>(s, src, dst, count),
+            (Elem::Dec32, true) => run::<i32, f32>(s, src, dst, count),
+            (Elem::Dec64, false) => run::<i64, f64>(s, src, dst, count),
+            (Elem::Dec64, true) => run::<i64, f32>(s, src, dst, count),
+            (Elem::Dec128, false) => run::<i128, f64>(s, src, dst, count),
+            (Elem::Dec128, true) => run::<i128, f32>(s, src, dst, count),
+            (_, false) => run::<I256, f64>(s, src, dst, count),
+            (_, true) => run::<I256, f32>(s, src, dst, count),
         }
     }
 }

@@ -11,9 +11,10 @@
 use std::ops::Range;
 
 use super::{convert, nulls, threads, transpose, uncached};
-use crate::arrow::read::{Batch, Piece, TableType, Values};
+use crate::arrow::read::{Batch, Piece, Runs, TableType, Values};
 use crate::dtype::DType;
 use crate::plan::Major;
+use crate::repeat::repeat;
 
 /// A row chosen by index: row `row` of chunk `chunk`'s pieces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,6 +237,7 @@ impl<'p> Layout<'p> {
             // Every column's values land as they are, nothing filled: a
             // typed copy a pick, reads prefetched ahead.
             let plain = columns.clone().all(|j| as_is(self.sources[j], target))
+                && self.pieces.iter().all(|p| p.runs.is_none())
                 && (fill.is_none() || self.pieces.iter().all(|p| p.maps.iter().all(|m| m.rows)));
             if plain && matches!(bytes, 1 | 2 | 4 | 8) {
                 for j in columns {
@@ -293,6 +295,10 @@ impl<'p> Layout<'p> {
     unsafe fn put_row(&self, out: Out, j: usize, piece: &Piece, row: usize, dst: *mut u8) {
         if let Out::Values { target, fill, .. } = out {
             let source = self.sources[j];
+            if piece.runs.is_some() {
+                // SAFETY: `put_row`'s contract: one row of room at `dst`.
+                return unsafe { self.put(out, j, piece, row, self.row_elements, dst, false) };
+            }
             if as_is(source, target) && (fill.is_none() || piece.maps.iter().all(|m| m.rows)) {
                 let bytes = self.row_elements * source.width();
                 let src = piece
@@ -368,7 +374,11 @@ impl<'p> Layout<'p> {
     ) -> *const u8 {
         if let Out::Values { target, fill, .. } = out {
             let source = self.sources[j];
-            if as_is(source, target) && (fill.is_none() || piece.maps.iter().all(|m| m.rows)) {
+            let plain = piece.runs.is_none();
+            if plain
+                && as_is(source, target)
+                && (fill.is_none() || piece.maps.iter().all(|m| m.rows))
+            {
                 return piece.data.cast::<u8>().wrapping_add(first * source.width());
             }
         }
@@ -406,9 +416,12 @@ impl<'p> Layout<'p> {
                 // SAFETY: the piece's values from row `first` (caller's
                 // contract), and room at `dst`.
                 unsafe {
-                    match around && as_is(source, target) {
-                        true => uncached::copy(src, dst, count * source.width()),
-                        false => convert::convert(source, src, bit, target, dst, count),
+                    match (piece.runs, around && as_is(source, target)) {
+                        (Some(runs), _) => {
+                            self.decode(&runs, piece, source, target, first, rows, dst)
+                        }
+                        (None, true) => uncached::copy(src, dst, count * source.width()),
+                        (None, false) => convert::convert(source, src, bit, target, dst, count),
                     }
                 };
                 if let Some(value) = fill {
@@ -430,6 +443,85 @@ impl<'p> Layout<'p> {
                     }
                 }
             }
+        }
+    }
+}
+
+impl Layout<'_> {
+    /// Rows `first..first + rows` of a run-end encoded piece decoded at
+    /// `dst`: each run's value row converted once, then repeated over the
+    /// run's rows in the tensor.
+    ///
+    /// # Safety
+    /// The piece's runs were checked (their arrays alive), its data holds
+    /// each run's value row; `dst` has room for `rows` rows of `target`.
+    #[allow(clippy::too_many_arguments)] // one call's place, in parts
+    unsafe fn decode(
+        &self,
+        runs: &Runs,
+        piece: &Piece,
+        source: &DType,
+        target: &DType,
+        first: usize,
+        rows: usize,
+        dst: *mut u8,
+    ) {
+        let re = self.row_elements;
+        let row_bytes = re * target.width();
+        let (end_all, mut row, mut next) = (first + rows, first, None);
+        // One value a row, as it is: each run a typed fill, no call.
+        macro_rules! typed {
+            ($t:ty) => {{
+                let mut at = dst.cast::<$t>();
+                while row < end_all {
+                    // SAFETY: as below.
+                    let (k, end) = unsafe {
+                        match next {
+                            None => runs.run_of(row, end_all),
+                            Some(k) => (k, runs.end_row(k, end_all)),
+                        }
+                    };
+                    // SAFETY: value `k` of the piece, written over the
+                    // run's rows: all inside `dst`.
+                    unsafe {
+                        let v = piece.data.cast::<$t>().add(k).read_unaligned();
+                        for _ in row..end {
+                            at.write_unaligned(v);
+                            at = at.add(1);
+                        }
+                    }
+                    (row, next) = (end, Some(k + 1));
+                }
+                return;
+            }};
+        }
+        if re == 1 && as_is(source, target) {
+            match row_bytes {
+                1 => typed!(u8),
+                2 => typed!(u16),
+                4 => typed!(u32),
+                8 => typed!(u64),
+                _ => {}
+            }
+        }
+        while row < end_all {
+            // SAFETY: the checked runs (caller's contract); the run after
+            // one that ends before the last row exists.
+            let (k, end) = unsafe {
+                match next {
+                    None => runs.run_of(row, end_all),
+                    Some(k) => (k, runs.end_row(k, end_all)),
+                }
+            };
+            let (src, bit) = at_value(piece, source, k * re);
+            // SAFETY: value row `k` of the piece, converted into the run's
+            // first row, then repeated over the rest: all inside `dst`.
+            unsafe {
+                let at = dst.add((row - first) * row_bytes);
+                convert::convert(source, src, bit, target, at, re);
+                repeat(at, at.add(row_bytes), row_bytes, end - row - 1);
+            }
+            (row, next) = (end, Some(k + 1));
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::arrow::release::Release;
 use crate::epoch::State;
 use crate::error::{Error, Face, Status};
 #[cfg(feature = "files")]
-use crate::files::{self, PathError};
+use crate::files::PathError;
 use crate::loader::{EpochOptions, Loader, Prefetching, prefetch_depth};
 use crate::options::BatchOptions;
 
@@ -311,16 +311,14 @@ pub fn loader_files(
     if asked.indices.is_some() {
         return Err(PyValueError::new_err("indices is not for files"));
     }
-    let value_error = |e: Error| PyValueError::new_err(e.message_for(Face::Python));
-    let files = files::resolve(&paths).map_err(|e| match e {
-        PathError::Missing(p) => {
-            PyFileNotFoundError::new_err(format!("no such file or directory: {p:?}"))
-        }
-        PathError::Refused(e) => value_error(e),
-    })?;
     let (batch, epochs) = (asked.batch, asked.epochs);
     let loader = py
-        .detach(|| Loader::from_files(&files, batch, epochs))
-        .map_err(value_error)?;
+        .detach(|| Loader::from_paths(&paths, batch, epochs))
+        .map_err(|e| match e {
+            PathError::Missing(p) => {
+                PyFileNotFoundError::new_err(format!("no such file or directory: {p:?}"))
+            }
+            PathError::Refused(e) => PyValueError::new_err(e.message_for(Face::Python)),
+        })?;
     Ok(native(py, loader, asked.depth))
 }

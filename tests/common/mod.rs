@@ -213,6 +213,16 @@ impl Raw {
         parent
     }
 
+    /// A run-end encoded array (`+r`) of `length` rows: int32 run ends
+    /// `ends` over `values`.
+    #[allow(dead_code)] // not every test file encodes runs
+    pub fn run_end(length: i64, ends: &[i32], mut values: Raw) -> Raw {
+        let mut ends = Raw::primitive("i", ends);
+        ends.schema.name = c"run_ends".as_ptr();
+        values.schema.name = c"values".as_ptr();
+        Raw::new("+r", length, vec![]).with_children(vec![ends, values])
+    }
+
     /// This array and schema with `children` (their own arrays and
     /// schemas linked in).
     #[allow(dead_code)] // not every test file nests arrays

@@ -1,10 +1,12 @@
-//! Run-end encoded (`+r`) and null (`n`) arrays: the reader's only
-//! copies. Their rows are not in memory the way a tensor lies (a run's
-//! value is stored once for many rows; a null array stores nothing), so
-//! a piece of one is decoded here, once, into memory the piece holds: the
-//! values of each covered row, and a validity bitmap where a row may be
-//! null. The planner never shares a decoded piece ([`Piece::is_decoded`]):
-//! its tensor is always the one copy a decoding makes.
+//! Run-end encoded (`+r`) and null (`n`) arrays. Their rows are not in
+//! memory the way a tensor lies (a run's value is stored once for many
+//! rows; a null array stores nothing). A run-end encoded piece read for a
+//! copy by row ranges keeps its checked run ends ([`Runs`]) and is
+//! decoded by that copy, straight into the tensor; any other (a record
+//! batch's column, which a gather may pick rows of; values with nulls; a
+//! null array) is decoded here, once, into memory the piece holds: the
+//! reader's only copies. The planner never shares such a piece
+//! ([`Piece::is_encoded`]): its tensor is always the one copy.
 
 use std::sync::Arc;
 
@@ -17,6 +19,7 @@ use crate::arrow::read::ColumnType;
 use crate::bitmap;
 use crate::dtype::{DType, Shown};
 use crate::error::{Error, err};
+use crate::repeat::repeat;
 
 /// The memory a decoded piece's data and bitmap point into, held by the
 /// piece (and its clones) for as long as a copy may read it.
@@ -188,33 +191,88 @@ fn decoded(
         null_rows: 0,
         null_level: Level::Depth(0),
         offsets: None,
+        runs: None,
         decoded,
         _checked: Checked,
     }
 }
 
-/// Run end `k` of `ends` (entries of `dtype`'s width, little-endian
-/// signed).
-///
-/// # Safety
-/// `ends` holds entry `k`.
-#[inline(always)]
-unsafe fn end_at(ends: *const u8, width: usize, k: usize) -> i64 {
-    // SAFETY: entry `k` (caller's contract), read unaligned.
-    unsafe {
-        let at = ends.add(k * width);
-        match width {
-            2 => i64::from(at.cast::<i16>().read_unaligned()),
-            4 => i64::from(at.cast::<i32>().read_unaligned()),
-            _ => at.cast::<i64>().read_unaligned(),
+/// A run-end encoded piece's run ends, for a copy that decodes it
+/// straight into the tensor: row `r` of the piece is value row `k` of its
+/// data, run `k` the first whose end exceeds `first + r`.
+#[derive(Debug, Clone, Copy)]
+pub struct Runs {
+    /// Run end 0 (entries of `width` bytes, little-endian signed).
+    ends: *const u8,
+    width: usize,
+    /// Runs: each end positive, strictly increasing, the last covering
+    /// the piece's rows (checked when read).
+    count: usize,
+    /// The logical index of the piece's row 0 (the array's offset plus
+    /// the first row read).
+    first: i64,
+}
+
+impl Runs {
+    /// Run end `k`.
+    ///
+    /// # Safety
+    /// `k < count`, the ends' array alive.
+    #[inline(always)]
+    unsafe fn end(&self, k: usize) -> i64 {
+        // SAFETY: entry `k` of the run ends (caller's contract), read
+        // unaligned.
+        unsafe {
+            let at = self.ends.add(k * self.width);
+            match self.width {
+                2 => i64::from(at.cast::<i16>().read_unaligned()),
+                4 => i64::from(at.cast::<i32>().read_unaligned()),
+                _ => at.cast::<i64>().read_unaligned(),
+            }
         }
+    }
+
+    /// The run holding the piece's row `row` (a binary search), and the
+    /// piece's row after that run's last, at most `limit`.
+    ///
+    /// # Safety
+    /// The ends were checked (increasing, the last covering the piece's
+    /// rows) and are alive; `row` is a row of the piece.
+    #[inline(always)]
+    pub unsafe fn run_of(&self, row: usize, limit: usize) -> (usize, usize) {
+        let at = self.first + row as i64;
+        let (mut lo, mut hi) = (0, self.count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            // SAFETY: `mid < count`.
+            match unsafe { self.end(mid) } <= at {
+                true => lo = mid + 1,
+                false => hi = mid,
+            }
+        }
+        // SAFETY: `lo < count`: the last end covers every row (caller's
+        // contract).
+        unsafe { (lo, self.end_row(lo, limit)) }
+    }
+
+    /// The piece's row after run `k`'s last, at most `limit`.
+    ///
+    /// # Safety
+    /// As [`Runs::run_of`]; `k < count`.
+    #[inline(always)]
+    pub unsafe fn end_row(&self, k: usize, limit: usize) -> usize {
+        // SAFETY: the caller's contract.
+        let end = unsafe { self.end(k) } - self.first;
+        (end.max(0) as usize).min(limit)
     }
 }
 
-/// A run-end encoded array's logical rows `start..start + count` decoded:
-/// its run ends checked (positive, strictly increasing, the last covering
-/// the array), each row the value of its run, nulls where that value is
-/// null.
+/// A run-end encoded array's logical rows `start..start + count`: its run
+/// ends checked (positive, strictly increasing, the last covering the
+/// array), then, where `lazy` and the values hold no null (and are not
+/// bits), a piece over the values that the copy decodes straight into the
+/// tensor; else each row decoded here, the value of its run, null where
+/// that value is null.
 ///
 /// # Safety
 /// `array` is valid for reads (the C Data Interface's guarantees, as far
@@ -225,6 +283,7 @@ pub(super) unsafe fn read_run_end(
     ends_type: &'static DType,
     (start, count): (i64, i64),
     location: Location,
+    lazy: bool,
 ) -> Result<Piece, Error> {
     if !location.is_host_readable() {
         return Err(err!(
@@ -250,9 +309,12 @@ pub(super) unsafe fn read_run_end(
     // SAFETY: a valid child (trusted).
     unsafe { level_structure(ends_array, LevelFormat::Dtype(ends_type), 2, 0, false) }
         .map_err(at)?;
-    let runs = ends_array.length;
-    let keep = Mode { keep_nulls: true };
-    let covered = level_range(ends_array, 0, runs.max(0), 1, location, keep).map_err(at)?;
+    let n_runs = ends_array.length;
+    let keep = Mode {
+        keep_nulls: true,
+        ..Mode::default()
+    };
+    let covered = level_range(ends_array, 0, n_runs.max(0), 1, location, keep).map_err(at)?;
     if let Some(map) = covered.nulls {
         // SAFETY: the bitmap holds its array's bits (trusted).
         if unsafe { map.nulls() } > 0 {
@@ -262,17 +324,18 @@ pub(super) unsafe fn read_run_end(
             )));
         }
     }
-    let (ends, _) = values_at(ends_array, ends_type, covered.first, runs).map_err(at)?;
-    let (ends, width, runs) = (
-        ends.cast_const().cast::<u8>(),
-        ends_type.width(),
-        runs as usize,
-    );
+    let (ends, _) = values_at(ends_array, ends_type, covered.first, n_runs).map_err(at)?;
+    let runs = Runs {
+        ends: ends.cast_const().cast::<u8>(),
+        width: ends_type.width(),
+        count: n_runs as usize,
+        first,
+    };
     let mut previous = 0;
-    for k in 0..runs {
-        // SAFETY: `runs` entries from `ends` (layer 2 checked the range;
+    for k in 0..runs.count {
+        // SAFETY: `count` entries from `ends` (layer 2 checked the range;
         // the buffer's length is trusted).
-        let end = unsafe { end_at(ends, width, k) };
+        let end = unsafe { runs.end(k) };
         if end <= previous {
             return Err(at(err!(
                 ARROW_DLPACK_INVALID_ARROW,
@@ -288,21 +351,21 @@ pub(super) unsafe fn read_run_end(
             "the last run end is {previous}, the array's offset + length {needed}"
         )));
     }
-    // The values: a dense level of at least `runs` value rows.
+    // The values: a dense level of at least `count` value rows.
     let values = &column.values;
     // SAFETY: a valid schema with two children (checked by `column_type`).
     let values_schema: &ArrowSchema = unsafe { &**column.schema.children.add(1) };
     // SAFETY: as above; its format was read by `column_type`.
     let format = unsafe { format_of(values_schema) }?;
     let mut maps = Vec::new();
-    // SAFETY: a valid child (trusted); value rows `0..runs`.
+    // SAFETY: a valid child (trusted); value rows `0..count`.
     let (data, bit) = unsafe {
         dense(
             values_array,
             values,
             format,
             false,
-            (0, runs as i64),
+            (0, runs.count as i64),
             2,
             location,
             keep,
@@ -313,6 +376,23 @@ pub(super) unsafe fn read_run_end(
     let re = values.row_elements();
     let rows = count as usize;
     let t = values.dtype;
+    if lazy && maps.is_empty() && !t.is_bit_packed() && rows > 0 {
+        // Decoded by the copy, straight into the tensor.
+        return Ok(Piece {
+            data,
+            bit_offset: 0,
+            rows,
+            elements: rows * re,
+            maps,
+            nulls: 0,
+            null_rows: 0,
+            null_level: Level::Depth(0),
+            offsets: None,
+            runs: Some(runs),
+            decoded: None,
+            _checked: Checked,
+        });
+    }
     let bits_each = if t.is_bit_packed() { 1 } else { 8 * t.width() };
     let elements = rows
         .checked_mul(re)
@@ -329,11 +409,11 @@ pub(super) unsafe fn read_run_end(
     let valid: Option<Vec<u8>> = match maps.is_empty() {
         true => None,
         false => {
-            let mut v = vec![1u8; runs * re];
+            let mut v = vec![1u8; runs.count * re];
             for map in &maps {
                 for (i, slot) in v.iter_mut().enumerate() {
                     let entry = map.first + i / map.per_entry.max(1);
-                    // SAFETY: the map covers `runs` value rows of
+                    // SAFETY: the map covers `count` value rows of
                     // `per_row` entries (layer 2): `entry` is among them.
                     if !unsafe { bitmap::bit(map.bitmap, entry) } {
                         *slot = 0;
@@ -347,23 +427,19 @@ pub(super) unsafe fn read_run_end(
         Some(_) => bytes(elements.div_ceil(8), "run-end encoded validity")?,
         None => Vec::new(),
     };
-    // The first run holding row `first`: run ends are increasing.
-    let (mut lo, mut hi) = (0, runs);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        // SAFETY: `mid < runs`.
-        match unsafe { end_at(ends, width, mid) } <= first {
-            true => lo = mid + 1,
-            false => hi = mid,
-        }
-    }
-    let mut k = lo;
-    let (mut row, last) = (0usize, first + count);
     let dst = out.as_mut_ptr().cast::<u8>();
+    let (mut row, mut next) = (0, None);
     while row < rows {
-        // SAFETY: `k < runs`: the last run end covers `last` (checked).
-        let end = unsafe { end_at(ends, width, k) }.min(last);
-        let n = (end - (first + row as i64)) as usize;
+        // SAFETY: the ends were checked above; `row < rows`, and the run
+        // after one that ends before the last row exists.
+        let (k, end) = unsafe {
+            match next {
+                None => runs.run_of(row, rows),
+                Some(k) => (k, runs.end_row(k, rows)),
+            }
+        };
+        next = Some(k + 1);
+        let n = end - row;
         if t.is_bit_packed() {
             for r in 0..n {
                 for e in 0..re {
@@ -378,19 +454,12 @@ pub(super) unsafe fn read_run_end(
             }
         } else if re * t.width() > 0 {
             let row_bytes = re * t.width();
-            // SAFETY: value row `k` (in the level read) copied to the
-            // row's place, then doubled over the run's rows: all inside
-            // `out`, which holds `rows * row_bytes` bytes.
+            // SAFETY: value row `k` (in the level read) to the run's `n`
+            // rows from `row`: all inside `out`, which holds
+            // `rows * row_bytes` bytes.
             unsafe {
                 let src = data.cast_const().cast::<u8>().add(k * row_bytes);
-                let at = dst.add(row * row_bytes);
-                std::ptr::copy_nonoverlapping(src, at, row_bytes);
-                let (mut done, total) = (row_bytes, n * row_bytes);
-                while done < total {
-                    let m = done.min(total - done);
-                    std::ptr::copy_nonoverlapping(at, at.add(done), m);
-                    done += m;
-                }
+                repeat(src, dst.add(row * row_bytes), row_bytes, n);
             }
         }
         if let Some(valid) = &valid {
@@ -401,8 +470,7 @@ pub(super) unsafe fn read_run_end(
                 }
             }
         }
-        row += n;
-        k += 1;
+        row = end;
     }
     let nulls = !validity.is_empty();
     Ok(decoded(rows, re, out, validity, nulls))
