@@ -234,6 +234,15 @@ fn malformed_run_ends_are_refused() {
             needle,
         );
     }
+    // An offset + length past i64 (the run ends must reach it).
+    let mut raw = run_end(6, &[2, 5, 6], &[1.5, 2.5, 3.5]);
+    (raw.array.offset, raw.array.length) = (i64::MAX - 2, 6);
+    refused(
+        &mut raw,
+        &options(IF_NEEDED),
+        Status::ARROW_DLPACK_INVALID_ARROW,
+        "overflows",
+    );
     // Fewer values than runs.
     let mut raw = run_end(6, &[2, 5, 6], &[1.5, 2.5, 3.5]);
     raw.child(1).array.length = 2;

@@ -2,7 +2,11 @@
 //! struct trees with random children (numeric, boolean, utf8, nested
 //! lists), lengths, offsets, validity at both levels, children laid end to
 //! end in the arena or scattered, streams of several batches, and random
-//! options (copy policy, order, fill, dtype, validity mask).
+//! options (copy policy, order, fill, dtype, validity mask). Besides
+//! plain columns: run-end encoded float64 columns (run ends mostly
+//! increasing, sometimes not, over values with their own offset and
+//! validity) and struct columns of one float64 field (the struct's own
+//! offset and validity), whose field is the table's column `col{j}.v`.
 //!
 //! Checks, against a model computed here without the library: on failure
 //! every struct is byte-for-byte untouched and nothing released; on
@@ -74,6 +78,118 @@ struct Column {
     buffers: Box<[*const c_void; 2]>,
     array: Box<ArrowArray>,
     schema: Box<ArrowSchema>,
+    /// A run-end encoded (`"r"`) or struct (`"n"`) column's children.
+    inner: Option<Box<Inner>>,
+}
+
+/// The children of a run-end encoded column (run ends, values) or of a
+/// struct column (its one field, `values`).
+struct Inner {
+    ends: Box<[i32]>,
+    ends_buffers: Box<[*const c_void; 2]>,
+    ends_array: Box<ArrowArray>,
+    ends_schema: Box<ArrowSchema>,
+    values: Column,
+    arrays: Vec<*mut ArrowArray>,
+    schemas: Vec<*mut ArrowSchema>,
+}
+
+fn array(length: i64, offset: i64, null_count: i64, n_buffers: i64) -> Box<ArrowArray> {
+    Box::new(ArrowArray {
+        length,
+        null_count,
+        offset,
+        n_buffers,
+        n_children: 0,
+        buffers: ptr::null_mut(),
+        children: ptr::null_mut(),
+        dictionary: ptr::null_mut(),
+        release: Some(release_array),
+        private_data: ptr::null_mut(),
+    })
+}
+
+fn schema(format: *const std::ffi::c_char, name: *const std::ffi::c_char) -> Box<ArrowSchema> {
+    Box::new(ArrowSchema {
+        format,
+        name,
+        metadata: ptr::null(),
+        flags: 0,
+        n_children: 0,
+        children: ptr::null_mut(),
+        dictionary: ptr::null_mut(),
+        release: Some(release_schema),
+        private_data: ptr::null_mut(),
+    })
+}
+
+/// Makes `c` (a `"g"` column as built) the values of a run-end encoded
+/// column (`"r"`) or the field `v` of a struct column (`"n"`) of
+/// `length` rows from `offset`, with `validity` for a struct.
+fn wrap(
+    input: &mut Input,
+    mut c: Column,
+    kind: &str,
+    length: i64,
+    offset: i64,
+    validity: *const c_void,
+) -> Column {
+    let runs = (input.byte() % 9) as usize;
+    let mut end = 0i32;
+    let ends: Box<[i32]> = (0..runs)
+        .map(|_| {
+            // Mostly increasing by 1 to 6, sometimes anything.
+            end = match input.byte() % 16 {
+                0 => input.small(60) as i32,
+                b => end.saturating_add(i32::from(b % 6) + 1),
+            };
+            end
+        })
+        .collect();
+    let mut inner = Box::new(Inner {
+        ends_buffers: Box::new([ptr::null(), ends.as_ptr().cast()]),
+        ends,
+        ends_array: array(runs as i64, 0, 0, 2),
+        ends_schema: schema(c"i".as_ptr(), c"run_ends".as_ptr()),
+        values: Column {
+            format: CString::new("g").unwrap(),
+            name: CString::new("v").unwrap(),
+            buffers: c.buffers.clone(),
+            array: array(0, 0, 0, 2),
+            schema: schema(ptr::null(), ptr::null()),
+            inner: None,
+        },
+        arrays: Vec::new(),
+        schemas: Vec::new(),
+    });
+    // The built column's array becomes the values (or the field).
+    std::mem::swap(&mut inner.values.array, &mut c.array);
+    inner.values.schema.format = inner.values.format.as_ptr();
+    inner.values.schema.name = inner.values.name.as_ptr();
+    inner.values.array.buffers = inner.values.buffers.as_mut_ptr();
+    inner.ends_array.buffers = inner.ends_buffers.as_mut_ptr();
+    if kind == "r" {
+        inner.arrays = vec![&mut *inner.ends_array, &mut *inner.values.array];
+        inner.schemas = vec![&mut *inner.ends_schema, &mut *inner.values.schema];
+        c.format = CString::new("+r").unwrap();
+        c.array = array(length, offset, 0, 0);
+        c.array.n_children = 2;
+    } else {
+        inner.arrays = vec![&mut *inner.values.array];
+        inner.schemas = vec![&mut *inner.values.schema];
+        c.format = CString::new("+s").unwrap();
+        c.buffers = Box::new([validity, ptr::null()]);
+        let null_count = if validity.is_null() { 0 } else { -1 };
+        c.array = array(length, offset, null_count, 1);
+        c.array.buffers = c.buffers.as_mut_ptr();
+        c.array.n_children = 1;
+    }
+    c.array.children = inner.arrays.as_mut_ptr();
+    c.schema.n_children = inner.schemas.len() as i64;
+    c.schema.children = inner.schemas.as_mut_ptr();
+    c.schema.format = c.format.as_ptr();
+    c.inner = Some(inner);
+    c
 }
 
 /// One record batch: the struct level and its columns.
@@ -168,6 +284,7 @@ fn batch(
                 release: Some(release_schema),
                 private_data: ptr::null_mut(),
             }),
+            inner: None,
         };
         if format == "u" {
             // utf8 is refused before its buffers are read.
@@ -176,6 +293,24 @@ fn batch(
         c.schema.format = c.format.as_ptr();
         c.schema.name = c.name.as_ptr();
         c.array.buffers = c.buffers.as_mut_ptr();
+        if format == "r" || format == "n" {
+            // The column built is the values (or the field): its own
+            // length, offset and validity; the parent's own.
+            let (length, offset) = (length.saturating_add(input.small(2)), input.small(3));
+            let struct_validity = match input.byte() % 3 {
+                0 if offset.max(0).saturating_add(length.max(0)) <= 128 => {
+                    let v = ARENA / 2 + ARENA / 4 + (input.byte() as usize * 16) % (ARENA / 8);
+                    let bits = input.byte() | 0x41;
+                    arena[v..v + 16].fill(bits);
+                    arena[v..].as_ptr().cast()
+                }
+                _ => ptr::null(),
+            };
+            if format == "r" {
+                c.array.length = c.array.length.min(8); // at most as many values as runs, or so
+            }
+            c = wrap(input, c, format, length, offset, struct_validity);
+        }
         columns.push(c);
     }
     let covered = offset.max(0).saturating_add(length.max(0)) <= 128;
@@ -256,6 +391,46 @@ fn element(b: &Batch, j: usize, i: i64) -> (usize, f64, bool) {
     let format = c.format.to_str().unwrap();
     let k = c.array.offset + b.array.offset + i;
     let mut valid = true;
+    if let Some(inner) = &c.inner {
+        if !b.buffers[0].is_null() && b.array.null_count != 0 {
+            valid &= bit(b.buffers[0], b.array.offset + i);
+        }
+        let v = &inner.values;
+        let index = match format {
+            "+r" => {
+                // Accepted: the run ends were checked; the run of `k`.
+                let ends = &inner.ends;
+                assert!(
+                    ends.windows(2).all(|w| w[0] < w[1]) && ends.first().is_none_or(|&e| e > 0),
+                    "run ends {ends:?} accepted"
+                );
+                let run = ends
+                    .iter()
+                    .position(|&e| i64::from(e) > k)
+                    .expect("a run covers the row");
+                assert!(
+                    ends.last()
+                        .is_some_and(|&e| i64::from(e) >= c.array.offset + c.array.length),
+                    "run ends {ends:?} that do not cover the array accepted"
+                );
+                run as i64
+            }
+            _ => {
+                if !c.buffers[0].is_null() {
+                    valid &= bit(c.buffers[0], k);
+                }
+                k
+            }
+        };
+        let at = v.array.offset + index;
+        if !v.buffers[0].is_null() && v.array.null_count != 0 {
+            valid &= bit(v.buffers[0], at);
+        }
+        let address = v.buffers[1] as usize + at as usize * 8;
+        // SAFETY: the element lies in the arena.
+        let value = unsafe { (address as *const f64).read_unaligned() };
+        return (address, value, valid);
+    }
     if !c.buffers[0].is_null() && c.array.null_count != 0 {
         valid &= bit(c.buffers[0], k);
     }
@@ -296,6 +471,7 @@ fuzz_target!(|data: &[u8]| {
     let formats: Vec<&str> = (0..ncols)
         .map(|_| match input.byte() % 8 {
             0 => FORMATS[input.byte() as usize % FORMATS.len()],
+            1 if input.byte() % 4 == 0 => ["r", "n"][input.byte() as usize % 2],
             // Mostly one type, so that sharing is reachable.
             _ => "g",
         })

@@ -57,9 +57,10 @@ fn bytes(n: usize, what: &str) -> Result<Vec<u8>, Error> {
     Ok(v)
 }
 
-/// Checks the length, offset and null count of a run-end encoded or null
-/// array over its logical rows `start..start + count`: the physical
-/// logical index of the first row (`offset + start`).
+/// Checks the length and offset of a run-end encoded or null array over
+/// its logical rows `start..start + count`: the logical index of the
+/// first row (`offset + start`); `offset + length` is checked too (a run
+/// end must reach it).
 fn range(a: &ArrowArray, start: i64, count: i64, what: &str) -> Result<i64, Error> {
     if a.length < 0 || a.offset < 0 {
         return Err(err!(
@@ -77,8 +78,8 @@ fn range(a: &ArrowArray, start: i64, count: i64, what: &str) -> Result<i64, Erro
         ));
     }
     a.offset
-        .checked_add(start)
-        .filter(|first| first.checked_add(count).is_some())
+        .checked_add(a.length)
+        .and_then(|_| a.offset.checked_add(start))
         .ok_or_else(|| {
             err!(
                 ARROW_DLPACK_INVALID_ARROW,
@@ -344,6 +345,7 @@ pub(super) unsafe fn read_run_end(
         }
         previous = end;
     }
+    // Checked by `range`.
     let needed = array.offset + array.length;
     if previous < needed {
         return Err(at(err!(
