@@ -340,7 +340,10 @@ stage_release() {
   local venv="$ROOT/target/venv-sdist"
   rm -rf "$venv" && python3 -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip
-  "$venv/bin/pip" install -q numpy pyarrow target/wheels/arrow_dlpack-*.tar.gz
+  # Built in the repository's target directory: the sdist's own crate is
+  # compiled from its own sources, its dependencies once for this and for
+  # the docs stage's `pip install ./python` (the same profile and features).
+  CARGO_TARGET_DIR="$ROOT/target" "$venv/bin/pip" install -q numpy pyarrow target/wheels/arrow_dlpack-*.tar.gz
   expect "sdist: [[1.0, 3.0], [2.0, 4.0]] 0.1" "$venv/bin/python" -c \
     "import numpy as np, pyarrow as pa, arrow_dlpack as a; t = pa.table({'x': [1.0, 2.0], 'y': [3.0, 4.0]}); print('sdist:', np.from_dlpack(a.to_dlpack(t, order='C')).tolist(), a.__version__[:3])"
 }
