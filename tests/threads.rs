@@ -210,6 +210,7 @@ proptest! {
     /// tensor, each thread from the run holding its first row: the bytes
     /// of a naive decode, on any thread count, converted or not.
     #[test]
+    #[cfg_attr(miri, ignore)]
     fn run_end_decoding_is_the_same_on_any_thread_count(
         runs in 1200usize..2400,
         offset in 0usize..50,
